@@ -1,0 +1,1356 @@
+"""Session Orchestrator: parallel Cascade sessions coordinate through one state file.
+
+    argv -> validated request -> (inter-process lock, load) -> pure policy -> (atomic save) -> render
+
+Every session registers itself (`sync`), claims advisory locks on the areas it changes
+(`lock`), asks before touching a broken area (`build-failure`) and leaves a record when it is
+done (`complete`). All of it lives in `.windsurf/orchestrator/session_state.yaml`, shared by
+every checkout and worktree of the repository. This module is the only writer of that file:
+strictyaml's schema is the authority on what a valid state is; a cache keyed by the file's
+hash spares the slow strictyaml parse while the file is unchanged; a small emitter for the
+fixed schema writes it back.
+
+Commands: sync, lock, renew, unlock, status, update, complete, note, check, build-failure,
+directive, audit, validate, install, hook. Run `orchestrator.py COMMAND --help`.
+
+Exit codes: 0 done; 1 refused or conflict found (nothing written); 2 bad input or usage
+(nothing written); 3 the state file cannot be read or breaks the schema (file untouched);
+4 the state stayed locked by another command for too long (nothing written); 130 cancelled.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+# ---------------------------------------------------------------------------- constants
+
+EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_STATE, EXIT_BUSY, EXIT_CANCELLED = 0, 1, 2, 3, 4, 130
+
+HERE = Path(__file__).resolve().parent
+PROMPTS_DIR = HERE / "prompts"
+STATE_RELATIVE_PATH = Path(".windsurf") / "orchestrator" / "session_state.yaml"
+STATE_ENV = "ORCHESTRATOR_STATE"
+LOCK_TIMEOUT_ENV = "ORCHESTRATOR_LOCK_TIMEOUT"
+DEFAULT_LOCK_TIMEOUT_SECONDS = 10.0
+CACHE_FORMAT = 1  # bump when the cached shape of the state changes
+
+TOP_LEVEL_KEYS = ("active_sessions", "locks", "completed_sessions", "global_notes", "directive_log")
+SESSION_STATUSES = ("discovery", "in_progress", "blocked", "completed")
+DEFAULT_STATUS = "in_progress"
+DEFAULT_LOCK_DURATION = "2h"
+MAX_LOCK_DURATION = timedelta(days=30)
+COMPLETED_KEPT = 10
+EXPIRING_SOON_SECONDS = 15 * 60
+SESSION_ID_RE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*\Z")
+MAX_ID_CHARS = 64
+MAX_AREA_CHARS = 200
+MAX_TEXT_CHARS = 2000
+DURATION_RE = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?\Z")
+
+# Field order of each entry as written; list-valued fields; fields the seed does not have.
+SESSION_FIELDS = ("id", "focus", "status", "touched_areas", "risks", "notes", "started_at",
+                  "last_updated", "worktree", "branch", "trajectories", "touched_files")
+LOCK_FIELDS = ("area", "owner", "scope", "reason", "expected_instability",
+               "allow_external_fixes", "acquired_at", "expires_at")
+COMPLETED_FIELDS = ("id", "focus", "completed_at", "outcome", "files_changed")
+DIRECTIVE_FIELDS = ("session", "directive", "reason", "timestamp", "rule_overridden")
+ENTRY_FIELDS = {"active_sessions": SESSION_FIELDS, "locks": LOCK_FIELDS,
+                "completed_sessions": COMPLETED_FIELDS, "directive_log": DIRECTIVE_FIELDS}
+LIST_FIELDS = {"touched_areas", "risks", "notes", "trajectories", "touched_files", "scope",
+               "files_changed"}
+TIMESTAMP_FIELDS = {"started_at", "last_updated", "expires_at", "acquired_at", "completed_at",
+                    "timestamp"}
+OPTIONAL_FIELDS = {"worktree", "branch", "trajectories", "touched_files", "acquired_at"}
+
+
+# ---------------------------------------------------------------------------- errors
+
+class OrchestratorError(Exception):
+    """A failure the user can act on: one line of text and the exit code it maps to."""
+
+    def __init__(self, message, exit_code=EXIT_USAGE, details=None):
+        super().__init__(message)
+        self.message = message
+        self.exit_code = exit_code
+        self.details = details or {}
+
+
+# ---------------------------------------------------------------------------- schema
+
+def state_schema():
+    """The strictyaml schema: the authority on what a valid state file is."""
+    from strictyaml import Bool, Datetime, EmptyList, Enum, Map, Optional, Regex, Seq, Str
+
+    def strings():
+        return EmptyList() | Seq(Str())
+
+    session_id = Regex(SESSION_ID_RE.pattern)
+    session = Map({
+        "id": session_id, "focus": Str(), "status": Enum(list(SESSION_STATUSES)),
+        Optional("touched_areas"): strings(), Optional("risks"): strings(),
+        Optional("notes"): strings(), "started_at": Datetime(),
+        Optional("last_updated"): Datetime(), Optional("worktree"): Str(),
+        Optional("branch"): Str(), Optional("trajectories"): strings(),
+        Optional("touched_files"): strings(),
+    })
+    lock = Map({
+        "area": Str(), "owner": session_id, "scope": strings(), "reason": Str(),
+        "expected_instability": Bool(), "allow_external_fixes": Bool(),
+        Optional("acquired_at"): Datetime(), "expires_at": Datetime(),
+    })
+    completed = Map({
+        "id": session_id, Optional("focus"): Str(), "completed_at": Datetime(),
+        Optional("outcome"): Str(), Optional("files_changed"): strings(),
+    })
+    directive = Map({
+        "session": session_id, "directive": Str(), "reason": Str(), "timestamp": Datetime(),
+        "rule_overridden": Str(),
+    })
+    return Map({
+        Optional("active_sessions"): EmptyList() | Seq(session),
+        Optional("locks"): EmptyList() | Seq(lock),
+        Optional("completed_sessions"): EmptyList() | Seq(completed),
+        Optional("global_notes"): strings(),
+        Optional("directive_log"): EmptyList() | Seq(directive),
+    })
+
+
+def empty_state():
+    return {key: [] for key in TOP_LEVEL_KEYS}
+
+
+def is_blank_yaml(text):
+    return all(not line.strip() or line.lstrip().startswith("#") for line in text.splitlines())
+
+
+def parse_state_text(text, label):
+    """Validate YAML text in full with strictyaml; return (plain state, warnings)."""
+    if is_blank_yaml(text):
+        return empty_state(), []
+    import strictyaml
+    try:
+        document = strictyaml.dirty_load(text, state_schema(), label=label, allow_flow_style=True)
+    except strictyaml.YAMLError as error:
+        raise schema_error(label, error) from None
+    return normalise_state(document.data, label)
+
+
+def schema_error(label, error):
+    mark = getattr(error, "problem_mark", None)
+    where = f" at line {mark.line + 1}" if mark is not None else ""
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    context = getattr(error, "context", None)
+    what = f"{problem} ({context})" if context else problem
+    return OrchestratorError(f"{label} is not a valid state{where}: {' '.join(what.split())}",
+                             EXIT_STATE)
+
+
+def normalise_state(data, label):
+    """Fill the defaults strictyaml leaves out; timestamps to UTC ISO 8601 strings."""
+    warnings = []
+    state = empty_state()
+    for key in TOP_LEVEL_KEYS:
+        for item in data.get(key) or []:
+            if key == "global_notes":
+                state[key].append(item)
+                continue
+            entry = {}
+            for field in ENTRY_FIELDS[key]:
+                value = item.get(field)
+                if field in TIMESTAMP_FIELDS and value is not None:
+                    value, naive = timestamp_to_utc(value, label)
+                    if naive:
+                        warnings.append(f"{key} {field} {item[field]} has no UTC offset; read as UTC")
+                if value is None and field in OPTIONAL_FIELDS:
+                    continue
+                if value is None:
+                    value = [] if field in LIST_FIELDS else default_for(key, field, entry)
+                entry[field] = value
+            state[key].append(entry)
+    return state, sorted(set(warnings))
+
+
+def default_for(key, field, entry):
+    if field == "last_updated":
+        return entry["started_at"]
+    return ""
+
+
+def timestamp_to_utc(value, label):
+    naive = value.tzinfo is None
+    try:
+        value = value.replace(tzinfo=timezone.utc) if naive else value.astimezone(timezone.utc)
+    except (OverflowError, ValueError):
+        raise OrchestratorError(f"{label} holds a timestamp out of range: {value}", EXIT_STATE)
+    return iso(value), naive
+
+
+# ---------------------------------------------------------------------------- emitter
+
+# YAML's printable set minus what ruamel treats as a line break (NEL, LS, PS) and the BOM.
+_YAML_UNSAFE = re.compile("[^\t\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd"
+                          "\U00010000-\U0010ffff]")
+_PLAIN_SAFE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./+:-]*\Z")
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t"}
+
+
+def yaml_string(text):
+    """A scalar strictyaml reads back as exactly `text`."""
+    if _PLAIN_SAFE.match(text) and not text.endswith(":"):
+        return text
+    escaped = "".join(_ESCAPES.get(ch) or (escape_codepoint(ch) if _YAML_UNSAFE.match(ch) else ch)
+                      for ch in text)
+    return f'"{escaped}"'
+
+
+def escape_codepoint(ch):
+    code = ord(ch)
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+def yaml_scalar(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return yaml_string(value)
+
+
+def emit_state(state, header=True):
+    """Write a state in the fixed schema's layout; strictyaml loads it back unchanged."""
+    lines = ["# Session Orchestrator shared state. Change it through orchestrator.py;",
+             "# hand edits are validated in full by the next command."] if header else []
+    for key in TOP_LEVEL_KEYS:
+        items = state.get(key) or []
+        if not items:
+            lines.append(f"{key}: []")
+            continue
+        lines.append(f"{key}:")
+        for item in items:
+            if key == "global_notes":
+                lines.append(f"  - {yaml_string(item)}")
+                continue
+            prefix = "  - "
+            for field in ENTRY_FIELDS[key]:
+                if field not in item:
+                    continue
+                value = item[field]
+                if isinstance(value, list):
+                    if not value:
+                        lines.append(f"{prefix}{field}: []")
+                    else:
+                        lines.append(f"{prefix}{field}:")
+                        lines.extend(f"      - {yaml_string(v)}" for v in value)
+                else:
+                    lines.append(f"{prefix}{field}: {yaml_scalar(value)}")
+                prefix = "    "
+    return "\n".join(lines) + "\n"
+
+
+def added_entries(before, after):
+    """Entries of `after` that `before` does not hold, per top-level key."""
+    added = {}
+    for key in TOP_LEVEL_KEYS:
+        known = {canonical_json(item) for item in before[key]}
+        new = [item for item in after[key] if canonical_json(item) not in known]
+        if new:
+            added[key] = new
+    return added
+
+
+def validate_added(before, after):
+    """Run strictyaml over what this write adds, and prove the emitter round-trips it."""
+    added = added_entries(before, after)
+    if not added:
+        return
+    partial = {key: added.get(key, []) for key in TOP_LEVEL_KEYS}
+    text = emit_state(partial, header=False)
+    reloaded, _ = parse_state_text(text, "the new entries")
+    if reloaded != partial:
+        raise OrchestratorError("internal error: the new entries do not read back unchanged; "
+                                "nothing was written, please report this", EXIT_STATE)
+
+
+def canonical_json(value):
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+# ---------------------------------------------------------------------------- store
+
+def find_checkout(start):
+    """(this checkout's root, the main checkout's root); a worktree shares the main one's state."""
+    start = Path(start).resolve()
+    for folder in (start, *start.parents):
+        dot_git = folder / ".git"
+        if dot_git.is_dir():
+            return folder, folder
+        if dot_git.is_file():
+            return folder, main_checkout_of(folder, dot_git)
+    return start, start
+
+
+def main_checkout_of(folder, dot_git_file):
+    """Follow a worktree's `.git` file to the common git dir, as `git rev-parse
+    --git-common-dir` would, without paying for a git process."""
+    try:
+        text = dot_git_file.read_text(encoding="utf-8").strip()
+        if not text.startswith("gitdir:"):
+            return folder
+        git_dir = (folder / text[len("gitdir:"):].strip()).resolve()
+        common_file = git_dir / "commondir"
+        if not common_file.is_file():
+            return folder  # a submodule: its own checkout is its root
+        common = (git_dir / common_file.read_text(encoding="utf-8").strip()).resolve()
+        return common.parent if common.name == ".git" else folder
+    except OSError:
+        return folder
+
+
+class Store:
+    """The state file and the files beside it: lock, cache, last good copy."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self.cache_path = self.path.with_name(self.path.name + ".cache")
+        self.backup_path = self.path.with_name(self.path.name + ".bak")
+        self.warnings = []
+
+    @property
+    def label(self):
+        return str(self.path)
+
+    # -- reading
+    def read_bytes(self):
+        try:
+            return self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            raise OrchestratorError(f"cannot read {self.label}: {error.strerror}", EXIT_STATE)
+
+    def load(self):
+        """The validated state. strictyaml runs only when the file's bytes are new to us."""
+        raw = self.read_bytes()
+        if raw is None:
+            return empty_state()
+        digest = hashlib.sha256(raw).hexdigest()
+        cached = self.read_cache()
+        if cached and cached.get("sha256") == digest and cached.get("format") == CACHE_FORMAT:
+            self.warnings = cached.get("warnings", [])
+            return cached["state"]
+        state = self.validate_bytes(raw)
+        self.write_cache(digest, state)
+        return state
+
+    def validate_bytes(self, raw):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise OrchestratorError(f"{self.label} is not UTF-8 text (byte {error.start}); "
+                                    f"{self.restore_hint()}", EXIT_STATE)
+        try:
+            state, self.warnings = parse_state_text(text, self.label)
+        except OrchestratorError as error:
+            error.message = f"{error.message}; {self.restore_hint()}"
+            raise
+        return state
+
+    def restore_hint(self):
+        if self.backup_path.exists():
+            return f"fix it by hand, or restore the last good copy: cp '{self.backup_path}' '{self.path}'"
+        return "fix it by hand (orchestrator.py validate shows what is wrong)"
+
+    def read_cache(self):
+        try:
+            return json.loads(self.cache_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def write_cache(self, digest, state):
+        payload = {"format": CACHE_FORMAT, "sha256": digest, "warnings": self.warnings,
+                   "state": state}
+        try:
+            atomic_write(self.cache_path, json.dumps(payload, ensure_ascii=False).encode("utf-8"))
+        except OSError:
+            pass  # a cache that cannot be written only costs speed
+
+    # -- writing
+    def save(self, before, after):
+        validate_added(before, after)
+        data = emit_state(after).encode("utf-8")
+        try:
+            atomic_write(self.backup_path, data)
+            atomic_write(self.path, data)
+        except OSError as error:
+            raise OrchestratorError(f"cannot write {self.label}: {error.strerror}; nothing was "
+                                    "changed", EXIT_STATE)
+        self.warnings = []
+        self.write_cache(hashlib.sha256(data).hexdigest(), after)
+
+
+def atomic_write(path, data):
+    """Temp file in the same folder, flushed to disk, then renamed over: old or new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(temp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    replace_with_retry(temp, path)
+
+
+def replace_with_retry(source, target, attempts=20):
+    # Windows refuses to replace a file another process holds open; that passes in moments.
+    for attempt in range(attempts):
+        try:
+            os.replace(source, target)
+            return
+        except PermissionError:
+            if attempt == attempts - 1:
+                os.unlink(source)
+                raise
+            time.sleep(0.01)
+
+
+class InterProcessLock:
+    """An exclusive OS lock on a separate, never-replaced lock file.
+
+    flock (POSIX) and msvcrt.locking (Windows) belong to the open file: the kernel drops
+    them when the holder exits or is killed, so a dead holder never wedges the state.
+    """
+
+    def __init__(self, path, timeout):
+        self.path = path
+        self.timeout = timeout
+        self.handle = None
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.handle = open(self.path, "a+b")
+        waited, pause = 0.0, 0.002
+        while not self.try_lock():
+            if waited >= self.timeout:
+                self.handle.close()
+                raise OrchestratorError(
+                    f"the state stayed locked by another orchestrator command for {self.timeout:g}s; "
+                    f"try again (a stuck command holds {self.path})", EXIT_BUSY)
+            # Counted, not clocked: freezegun stops the clocks in tests, not sleep().
+            time.sleep(pause)
+            waited += pause
+            pause = min(pause * 2, 0.05)
+        return self
+
+    def try_lock(self):
+        try:
+            if os.name == "nt":
+                import msvcrt
+                self.handle.seek(0)
+                msvcrt.locking(self.handle.fileno(), msvcrt.LK_NBLCK, 1)
+            else:
+                import fcntl
+                fcntl.flock(self.handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError:
+            return False
+
+    def __exit__(self, *exc):
+        if os.name == "nt":
+            import msvcrt
+            self.handle.seek(0)
+            msvcrt.locking(self.handle.fileno(), msvcrt.LK_UNLCK, 1)
+        self.handle.close()
+        return False
+
+
+def lock_timeout():
+    raw = os.environ.get(LOCK_TIMEOUT_ENV)
+    try:
+        return float(raw) if raw else DEFAULT_LOCK_TIMEOUT_SECONDS
+    except ValueError:
+        raise OrchestratorError(f"{LOCK_TIMEOUT_ENV} must be a number of seconds, got {raw!r}")
+
+
+class Transaction:
+    """Lock, load, let the command change the state, save only if it changed."""
+
+    def __init__(self, store):
+        self.store = store
+        self.lock = InterProcessLock(store.lock_path, lock_timeout())
+
+    def __enter__(self):
+        self.lock.__enter__()
+        try:
+            self.before = self.store.load()
+        except BaseException:
+            self.lock.__exit__(None, None, None)
+            raise
+        self.state = json.loads(json.dumps(self.before))
+        return self.state
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            if exc_type is None and self.state != self.before:
+                self.store.save(self.before, self.state)
+        finally:
+            self.lock.__exit__(None, None, None)
+        return False
+
+
+# ---------------------------------------------------------------------------- policy: time
+
+def utc_now():
+    return datetime.now(timezone.utc).replace(microsecond=0)
+
+
+def iso(moment):
+    return moment.astimezone(timezone.utc).replace(microsecond=0).isoformat()
+
+
+def parse_iso(text):
+    return datetime.fromisoformat(text)
+
+
+def parse_duration(text):
+    """`45m`, `2h`, `1h30m`, `1d`, `90s` -> timedelta; anything else is bad input."""
+    match = DURATION_RE.match(text.strip().lower()) if text else None
+    if not match or not any(match.groups()):
+        raise OrchestratorError(f"--duration {text!r} is not a duration: use forms like 45m, 2h, "
+                                "1h30m or 1d")
+    days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
+    duration = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    if duration <= timedelta(0):
+        raise OrchestratorError(f"--duration {text!r} must be longer than zero, e.g. 2h")
+    if duration > MAX_LOCK_DURATION:
+        raise OrchestratorError(f"--duration {text!r} is longer than 30 days; take a shorter lock "
+                                "and renew it")
+    return duration
+
+
+def remaining_seconds(lock, now):
+    return int((parse_iso(lock["expires_at"]) - now).total_seconds())
+
+
+def is_expired(lock, now):
+    return remaining_seconds(lock, now) <= 0
+
+
+def live_locks(state, now):
+    return [lock for lock in state["locks"] if not is_expired(lock, now)]
+
+
+# ---------------------------------------------------------------------------- policy: paths
+
+_GLOB_CHARS = set("*?[")
+
+
+def path_segments(path):
+    return [segment for segment in path.split("/") if segment]
+
+
+def is_glob(segment):
+    return any(ch in _GLOB_CHARS for ch in segment)
+
+
+def segments_intersect(a, b):
+    """Can glob segments `a` and `b` (`*`, `?`, `[...]`, literals) match one common name?"""
+    left, right = glob_tokens(a), glob_tokens(b)
+    memo = {}
+
+    def walk(i, j):
+        if (i, j) in memo:
+            return memo[(i, j)]
+        if i == len(left) and j == len(right):
+            result = True
+        elif i < len(left) and left[i] == "*":
+            result = walk(i + 1, j) or (j < len(right) and walk(i, j + 1))
+        elif j < len(right) and right[j] == "*":
+            result = walk(i, j + 1) or (i < len(left) and walk(i + 1, j))
+        elif i == len(left) or j == len(right):
+            result = False
+        else:
+            result = chars_compatible(left[i], right[j]) and walk(i + 1, j + 1)
+        memo[(i, j)] = result
+        return result
+
+    return walk(0, 0)
+
+
+def glob_tokens(segment):
+    """Split a segment into `*`, `?`, `[...]` classes and single literal characters."""
+    tokens, i = [], 0
+    while i < len(segment):
+        ch = segment[i]
+        if ch == "[":
+            end = segment.find("]", i + 2)
+            if end != -1:
+                tokens.append(segment[i:end + 1])
+                i = end + 1
+                continue
+        if ch == "*" and tokens and tokens[-1] == "*":
+            i += 1
+            continue
+        tokens.append(ch)
+        i += 1
+    return tokens
+
+
+def chars_compatible(a, b):
+    if a == "?" or b == "?":
+        return True
+    if len(a) == 1 and len(b) == 1:
+        return a == b
+    import fnmatch
+    candidates = {c for token in (a, b) for c in token} | set("abcxyzABC019_-.")
+    return any(fnmatch.fnmatchcase(c, a) and fnmatch.fnmatchcase(c, b) for c in candidates)
+
+
+def scopes_overlap(a, b):
+    """Could some path fall under both scopes? A scope covers a path and everything below
+    it; `*`/`?`/`[..]` match within one segment and `**` across any number of them."""
+    left, right = path_segments(a), path_segments(b)
+    memo = {}
+
+    def walk(i, j):
+        if (i, j) in memo:
+            return memo[(i, j)]
+        if i == len(left) or j == len(right):
+            result = True  # one scope is a prefix of (so contains) the other
+        elif left[i] == "**":
+            result = walk(i + 1, j) or walk(i, j + 1)
+        elif right[j] == "**":
+            result = walk(i, j + 1) or walk(i + 1, j)
+        else:
+            result = segments_intersect(left[i], right[j]) and walk(i + 1, j + 1)
+        memo[(i, j)] = result
+        return result
+
+    return walk(0, 0)
+
+
+def path_in_scope(path, scope):
+    """Does the concrete `path` fall under `scope` (the scope itself or anything below it)?"""
+    import fnmatch
+    parts, pattern = path_segments(path), path_segments(scope)
+    memo = {}
+
+    def walk(i, j):
+        if (i, j) in memo:
+            return memo[(i, j)]
+        if i == len(pattern):
+            result = True
+        elif pattern[i] == "**":
+            result = walk(i + 1, j) or (j < len(parts) and walk(i, j + 1))
+        elif j == len(parts):
+            result = False
+        else:
+            result = fnmatch.fnmatchcase(parts[j], pattern[i]) and walk(i + 1, j + 1)
+        memo[(i, j)] = result
+        return result
+
+    return walk(0, 0)
+
+
+def scope_specificity(scope):
+    """More literal segments and characters: the narrower claim wins."""
+    segments = path_segments(scope)
+    literal = [s for s in segments if not is_glob(s)]
+    return (len(literal), len([s for s in segments if s != "**"]), sum(map(len, literal)))
+
+
+# ---------------------------------------------------------------------------- policy: sessions and locks
+
+def find_session(state, session_id):
+    return next((s for s in state["active_sessions"] if s["id"] == session_id), None)
+
+
+def require_session(state, session_id):
+    session = find_session(state, session_id)
+    if session is None:
+        raise OrchestratorError(f"no active session {session_id!r}; register it first with "
+                                f"`orchestrator.py sync --session {session_id} --focus ... --area ...`")
+    return session
+
+
+def lock_conflicts(state, owner, area, scope, now):
+    """Other sessions' live locks on the same area whose scope overlaps `scope`."""
+    return [lock for lock in live_locks(state, now)
+            if lock["owner"] != owner and lock["area"] == area
+            and any(scopes_overlap(mine, theirs) for mine in scope for theirs in lock["scope"])]
+
+
+def item_touches_lock(item, lock, as_area):
+    if as_area and item == lock["area"]:
+        return True
+    return any(scopes_overlap(item, scope) for scope in lock["scope"])
+
+
+def intent_conflicts(state, session_id, areas, paths, now):
+    """Live locks of other sessions that the given areas or paths run into."""
+    found = []
+    for lock in live_locks(state, now):
+        if lock["owner"] == session_id:
+            continue
+        hits = [a for a in areas if item_touches_lock(a, lock, as_area=True)]
+        hits += [p for p in paths if item_touches_lock(p, lock, as_area=False)]
+        if hits:
+            found.append({"lock": lock, "items": hits})
+    return found
+
+
+def overlapping_lock_pairs(state, now):
+    """Pairs of live locks of different sessions that claim the same ground (forced locks)."""
+    locks = live_locks(state, now)
+    pairs = []
+    for i, first in enumerate(locks):
+        for second in locks[i + 1:]:
+            if (first["owner"] != second["owner"] and first["area"] == second["area"]
+                    and any(scopes_overlap(a, b) for a in first["scope"] for b in second["scope"])):
+                pairs.append((first, second))
+    return pairs
+
+
+def sweep_expired(state, now):
+    """Drop expired locks; return the ones dropped."""
+    expired = [lock for lock in state["locks"] if is_expired(lock, now)]
+    if expired:
+        state["locks"] = [lock for lock in state["locks"] if not is_expired(lock, now)]
+    return expired
+
+
+def register_session(state, session_id, focus, areas, status, now, extra=None):
+    """Add a session, or refresh one that exists; return (session, created)."""
+    session = find_session(state, session_id)
+    if session is not None:
+        session["last_updated"] = iso(now)
+        for area in areas:
+            if area not in session["touched_areas"]:
+                session["touched_areas"].append(area)
+        return session, False
+    session = {"id": session_id, "focus": focus, "status": status, "touched_areas": list(areas),
+               "risks": [], "notes": [], "started_at": iso(now), "last_updated": iso(now)}
+    session.update({k: v for k, v in (extra or {}).items() if v})
+    state["active_sessions"].append(session)
+    return session, True
+
+
+def place_lock(state, request, now, force=False):
+    """Add or replace the owner's lock on an area. Returns (lock, conflicts, replaced)."""
+    owner, area = request["owner"], request["area"]
+    conflicts = lock_conflicts(state, owner, area, request["scope"], now)
+    if conflicts and not force:
+        raise OrchestratorError(describe_conflicts(conflicts, now), EXIT_REFUSED,
+                                {"conflicts": [lock_view(c, now) for c in conflicts]})
+    lock = {"area": area, "owner": owner, "scope": list(request["scope"]),
+            "reason": request["reason"], "expected_instability": request["unstable"],
+            "allow_external_fixes": request["allow_external_fixes"],
+            "acquired_at": iso(now), "expires_at": iso(now + request["duration"])}
+    replaced = [l for l in state["locks"] if l["owner"] == owner and l["area"] == area]
+    state["locks"] = [l for l in state["locks"] if l not in replaced] + [lock]
+    session = find_session(state, owner)
+    if session is not None:
+        session["last_updated"] = iso(now)
+        if area not in session["touched_areas"]:
+            session["touched_areas"].append(area)
+    return lock, conflicts, bool(replaced)
+
+
+def describe_conflicts(conflicts, now):
+    parts = [f"{c['area']} ({', '.join(c['scope'])}) is locked by {c['owner']} for "
+             f"{humanize_seconds(remaining_seconds(c, now))} more: {quote_data(c['reason'])}"
+             for c in conflicts]
+    return ("refused, nothing written: " + "; ".join(parts) +
+            ". Ask the user, pick another scope, or pass --force to take it anyway")
+
+
+def complete_session(state, session_id, outcome, files, now):
+    session = require_session(state, session_id)
+    state["active_sessions"].remove(session)
+    released = [lock for lock in state["locks"] if lock["owner"] == session_id]
+    state["locks"] = [lock for lock in state["locks"] if lock["owner"] != session_id]
+    record = {"id": session_id, "focus": session["focus"], "completed_at": iso(now),
+              "outcome": outcome, "files_changed": list(files)}
+    state["completed_sessions"] = (state["completed_sessions"] + [record])[-COMPLETED_KEPT:]
+    return record, released
+
+
+# ---------------------------------------------------------------------------- input checks
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def check_text(flag, value, limit=MAX_TEXT_CHARS, allow_newlines=True):
+    value = (value or "").strip()
+    if not value:
+        raise OrchestratorError(f"{flag} is empty; give it a short text")
+    if len(value) > limit:
+        raise OrchestratorError(f"{flag} is {len(value)} characters; keep it under {limit}")
+    if _CONTROL.search(value) or (not allow_newlines and ("\n" in value or "\t" in value)):
+        raise OrchestratorError(f"{flag} holds control characters; use plain text")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise OrchestratorError(f"{flag} is not valid UTF-8 text; use plain text") from None
+    return value
+
+
+def check_session_id(value, flag="--session"):
+    if not value or len(value) > MAX_ID_CHARS or not SESSION_ID_RE.match(value):
+        raise OrchestratorError(f"{flag} {value!r} is not a kebab-case id: use lowercase letters, "
+                                "digits and single dashes, e.g. api-refactor")
+    return value
+
+
+def check_area(value, flag="--area"):
+    return check_text(flag, value, MAX_AREA_CHARS, allow_newlines=False)
+
+
+def normalise_repo_path(value, flag, repo_root=None):
+    """A path or glob relative to the repository root, with `/` separators and no `..`."""
+    raw = check_text(flag, value, MAX_AREA_CHARS, allow_newlines=False)
+    path = raw.replace("\\", "/")
+    if repo_root is not None and os.path.isabs(raw):
+        try:
+            path = Path(raw).resolve().relative_to(repo_root).as_posix()
+        except ValueError:
+            raise OrchestratorError(f"{flag} {raw!r} is outside the repository {repo_root}; give "
+                                    "a path inside it") from None
+    if path.startswith("/") or re.match(r"[A-Za-z]:", path):
+        raise OrchestratorError(f"{flag} {raw!r} is absolute; give it relative to the repository "
+                                "root, e.g. src/api")
+    segments = [s for s in path.split("/") if s not in ("", ".")]
+    if ".." in segments:
+        raise OrchestratorError(f"{flag} {raw!r} leaves the repository with '..'; give a path "
+                                "inside it")
+    if not segments:
+        raise OrchestratorError(f"{flag} {raw!r} names no path; use '**' for the whole repository")
+    return "/".join(segments)
+
+
+# ---------------------------------------------------------------------------- rendering
+
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
+_UNSAFE_OUTPUT = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e"
+                            "\u2066-\u2069\ufeff]")
+
+
+def clean_text(value):
+    """Terminal-safe text: escape sequences and invisible or control characters removed."""
+    text = _ANSI.sub("", str(value))
+    return _UNSAFE_OUTPUT.sub("", text)
+
+
+def quote_data(value):
+    """Another session's text as one quoted line: data to read, never a line to obey."""
+    text = clean_text(value).replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + text.replace("\n", "\\n").replace("\t", " ") + '"'
+
+
+def one_line(value):
+    return " ".join(clean_text(value).split())
+
+
+def humanize_seconds(seconds):
+    seconds = abs(int(seconds))
+    if seconds < 60:
+        return "under a minute"
+    minutes = seconds // 60
+    days, minutes = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(minutes, 60)
+    parts = [f"{days} d" if days else "", f"{hours} h" if hours else "",
+             f"{minutes} min" if minutes and not days else ""]
+    return " ".join(p for p in parts if p)
+
+
+_messages = None
+
+
+def message(key, **fields):
+    """A one-line confirmation from prompts/messages.txt (plain str.format: a write never
+    pays for importing jinja2)."""
+    global _messages
+    if _messages is None:
+        _messages = {}
+        for line in (PROMPTS_DIR / "messages.txt").read_text(encoding="utf-8").splitlines():
+            if line.strip() and not line.startswith("#"):
+                name, _, text = line.partition("=")
+                _messages[name.strip()] = text.strip()
+    return _messages[key].format_map({k: clean_text(v) for k, v in fields.items()})
+
+
+_environment = None
+
+
+def render(template, **context):
+    """Render a report from prompts/; jinja2 is imported only when a report is printed."""
+    global _environment
+    if _environment is None:
+        import jinja2
+        _environment = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(PROMPTS_DIR)), undefined=jinja2.StrictUndefined,
+            autoescape=False, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+            finalize=lambda value: clean_text(value) if isinstance(value, str) else value)
+        _environment.filters.update(data=quote_data, duration=humanize_seconds, line=one_line)
+        _environment.globals.update(expiring_soon_seconds=EXPIRING_SOON_SECONDS)
+    return _environment.get_template(template).render(**context)
+
+
+def lock_view(lock, now):
+    seconds = remaining_seconds(lock, now)
+    return {**lock, "expired": seconds <= 0, "remaining_seconds": seconds}
+
+
+def session_view(session, now):
+    age = int((now - parse_iso(session["started_at"])).total_seconds())
+    idle = int((now - parse_iso(session["last_updated"])).total_seconds())
+    return {**session, "age_seconds": age, "idle_seconds": idle}
+
+
+def report_context(state, now, viewer=None, conflicts=(), swept=()):
+    locks = [lock_view(lock, now) for lock in state["locks"]]
+    expiring = [l for l in locks if viewer and l["owner"] == viewer
+                and 0 < l["remaining_seconds"] <= EXPIRING_SOON_SECONDS]
+    return {
+        "now": iso(now), "viewer": viewer,
+        "sessions": [session_view(s, now) for s in state["active_sessions"]],
+        "locks": locks, "expiring": expiring, "swept": list(swept),
+        "conflicts": list(conflicts),
+        "overlaps": overlapping_lock_pairs(state, now),
+        "notes": state["global_notes"],
+    }
+
+
+# ---------------------------------------------------------------------------- output
+
+class Output:
+    """Collects what a command prints: a text for people and Cascade, a dict for --json."""
+
+    def __init__(self, as_json):
+        self.as_json = as_json
+
+    def emit(self, text, payload):
+        if self.as_json:
+            print(json.dumps(payload, ensure_ascii=False, sort_keys=True))
+        elif text:
+            sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+# ---------------------------------------------------------------------------- commands
+
+def missing_values(args, required):
+    """Flags a command needs but did not get. A terminal may ask for them later; without one
+    we never prompt and never hang."""
+    return [flag for flag, attr in required if not getattr(args, attr, None)]
+
+
+def require_flags(args, command, required):
+    missing = missing_values(args, required)
+    if missing:
+        raise OrchestratorError(f"{command}: missing {', '.join(missing)}; pass "
+                                f"{'it' if len(missing) == 1 else 'them'} as flags "
+                                f"(see `orchestrator.py {command} --help`)")
+
+
+def lock_request(args, owner, area, scopes):
+    return {"owner": owner, "area": area, "scope": scopes,
+            "reason": check_text("--reason", args.reason),
+            "unstable": bool(args.unstable),
+            "allow_external_fixes": bool(args.allow_external_fixes),
+            "duration": parse_duration(args.duration or DEFAULT_LOCK_DURATION)}
+
+
+def cmd_sync(ctx, args):
+    now = utc_now()
+    registering = any([args.session, args.focus, args.area, args.lock_scope])
+    request = None
+    if registering:
+        require_flags(args, "sync", [("--session", "session")])
+        session_id = check_session_id(args.session)
+    if args.lock_scope:
+        require_flags(args, "sync", [("--reason", "reason")])
+        lock_area = args.lock_area or (args.area[0] if args.area else None)
+        if not lock_area:
+            raise OrchestratorError("sync: --lock-scope needs --lock-area or an --area to lock")
+        scopes = [normalise_repo_path(s, "--lock-scope") for s in args.lock_scope]
+        request = lock_request(args, session_id, check_area(lock_area, "--lock-area"), scopes)
+    areas = [check_area(a) for a in args.area or []]
+    status = check_status(args.status) if args.status else DEFAULT_STATUS
+    with Transaction(ctx.store) as state:
+        swept = sweep_expired(state, now)
+        created = lock = None
+        if registering:
+            if find_session(state, session_id) is None:
+                require_flags(args, "sync", [("--focus", "focus"), ("--area", "area")])
+            focus = check_text("--focus", args.focus) if args.focus else None
+            session, created = register_session(state, session_id, focus, areas, status, now,
+                                                ctx.checkout_info())
+            if request:
+                lock, _, _ = place_lock(state, request, now, force=args.force)
+        viewer = args.session
+        conflicts = []
+        if viewer and find_session(state, viewer):
+            mine = find_session(state, viewer)
+            conflicts = intent_conflicts(state, viewer, mine["touched_areas"], [], now)
+        context = report_context(state, now, viewer, conflicts, swept)
+    context.update(registered=created, lock=lock_view(lock, now) if lock else None)
+    payload = {"swept": swept, "registered": created, "session": viewer,
+               "lock": context["lock"], "conflicts": [conflict_view(c, now) for c in conflicts],
+               **status_payload(state, now)}
+    ctx.out.emit(render("report.txt.j2", command="sync", **context), payload)
+    return EXIT_OK
+
+
+def conflict_view(conflict, now):
+    return {"lock": lock_view(conflict["lock"], now), "items": conflict["items"]}
+
+
+def status_payload(state, now):
+    payload = {key: state[key] for key in TOP_LEVEL_KEYS}
+    payload["locks"] = [lock_view(lock, now) for lock in state["locks"]]
+    return payload
+
+
+def check_status(value):
+    if value not in SESSION_STATUSES:
+        raise OrchestratorError(f"--status {value!r} is not one of {', '.join(SESSION_STATUSES)}")
+    return value
+
+
+def cmd_lock(ctx, args):
+    require_flags(args, "lock", [("--session", "session"), ("--area", "area"),
+                                 ("--scope", "scope"), ("--reason", "reason")])
+    now = utc_now()
+    owner = check_session_id(args.session)
+    area = check_area(args.area)
+    scopes = [normalise_repo_path(s, "--scope") for s in args.scope]
+    request = lock_request(args, owner, area, scopes)
+    with Transaction(ctx.store) as state:
+        require_session(state, owner)
+        lock, overridden, replaced = place_lock(state, request, now, force=args.force)
+    view = lock_view(lock, now)
+    text = message("lock_updated" if replaced else "lock_taken", area=area, owner=owner,
+                   scope=", ".join(scopes), until=lock["expires_at"],
+                   duration=humanize_seconds(view["remaining_seconds"]))
+    if overridden:
+        text += "\n" + message("lock_forced", owners=", ".join(sorted({c["owner"] for c in overridden})))
+    ctx.out.emit(text, {"lock": view, "replaced": replaced,
+                        "forced_over": [lock_view(c, now) for c in overridden]})
+    return EXIT_OK
+
+
+def cmd_renew(ctx, args):
+    require_flags(args, "renew", [("--session", "session")])
+    now = utc_now()
+    owner = check_session_id(args.session)
+    area = check_area(args.area) if args.area else None
+    duration = parse_duration(args.duration or DEFAULT_LOCK_DURATION)
+    with Transaction(ctx.store) as state:
+        require_session(state, owner)
+        mine = [l for l in live_locks(state, now)
+                if l["owner"] == owner and (area is None or l["area"] == area)]
+        if not mine:
+            where = f" on {area}" if area else ""
+            raise OrchestratorError(f"{owner} holds no live lock{where} to renew; take one with "
+                                    "`orchestrator.py lock`", EXIT_REFUSED)
+        for lock in mine:
+            lock["expires_at"] = iso(now + duration)
+        require_session(state, owner)["last_updated"] = iso(now)
+    views = [lock_view(l, now) for l in mine]
+    text = "\n".join(message("lock_renewed", area=l["area"], until=l["expires_at"],
+                             duration=humanize_seconds(l["remaining_seconds"])) for l in views)
+    ctx.out.emit(text, {"renewed": views})
+    return EXIT_OK
+
+
+def cmd_unlock(ctx, args):
+    require_flags(args, "unlock", [("--session", "session")])
+    if not args.area and not args.all:
+        raise OrchestratorError("unlock: give --area AREA or --all")
+    owner = check_session_id(args.session)
+    area = check_area(args.area) if args.area else None
+    now = utc_now()
+    with Transaction(ctx.store) as state:
+        require_session(state, owner)
+        mine = [l for l in state["locks"] if l["owner"] == owner and (args.all or l["area"] == area)]
+        if not mine and area:
+            others = [l for l in live_locks(state, now) if l["area"] == area]
+            if others:
+                holders = ", ".join(sorted({l["owner"] for l in others}))
+                raise OrchestratorError(f"{area} is locked by {holders}, not by {owner}; only the "
+                                        "owner can release it (leave them a note instead)",
+                                        EXIT_REFUSED)
+        state["locks"] = [l for l in state["locks"] if l not in mine]
+        if mine:
+            require_session(state, owner)["last_updated"] = iso(now)
+    if mine:
+        text = "\n".join(message("lock_released", area=l["area"], owner=owner) for l in mine)
+    else:
+        text = message("nothing_to_release", owner=owner)
+    ctx.out.emit(text, {"released": mine})
+    return EXIT_OK
+
+
+def cmd_status(ctx, args):
+    now = utc_now()
+    viewer = check_session_id(args.session) if args.session else None
+    state = ctx.store.load()
+    conflicts = []
+    if viewer and find_session(state, viewer):
+        conflicts = intent_conflicts(state, viewer, find_session(state, viewer)["touched_areas"],
+                                     [], now)
+    context = report_context(state, now, viewer, conflicts)
+    context.update(registered=None, lock=None)
+    payload = status_payload(state, now)
+    if ctx.store.warnings:
+        payload["warnings"] = ctx.store.warnings
+    ctx.out.emit(render("report.txt.j2", command="status", warnings=ctx.store.warnings, **context),
+                 payload)
+    return EXIT_OK
+
+
+def cmd_update(ctx, args):
+    require_flags(args, "update", [("--session", "session")])
+    owner = check_session_id(args.session)
+    status = check_status(args.status) if args.status else None
+    notes = [check_text("--add-note", n) for n in args.add_note or []]
+    areas = [check_area(a, "--add-area") for a in args.add_area or []]
+    risks = [check_text("--add-risk", r) for r in args.add_risk or []]
+    if not (status or notes or areas or risks):
+        raise OrchestratorError("update: nothing to change; pass --status, --add-note, "
+                                "--add-area or --add-risk")
+    now = utc_now()
+    with Transaction(ctx.store) as state:
+        session = require_session(state, owner)
+        if status:
+            session["status"] = status
+        session["notes"] += notes
+        session["risks"] += [r for r in risks if r not in session["risks"]]
+        session["touched_areas"] += [a for a in areas if a not in session["touched_areas"]]
+        session["last_updated"] = iso(now)
+        updated = dict(session)
+    ctx.out.emit(message("session_updated", session=owner, status=updated["status"]),
+                 {"session": updated})
+    return EXIT_OK
+
+
+def cmd_complete(ctx, args):
+    require_flags(args, "complete", [("--session", "session"), ("--outcome", "outcome")])
+    owner = check_session_id(args.session)
+    outcome = check_text("--outcome", args.outcome)
+    files = [normalise_repo_path(f, "--file", ctx.checkout_root) for f in args.file or []]
+    now = utc_now()
+    with Transaction(ctx.store) as state:
+        record, released = complete_session(state, owner, outcome, files, now)
+    text = message("session_completed", session=owner, locks=len(released),
+                   files=len(record["files_changed"]))
+    ctx.out.emit(text, {"completed": record, "released": released})
+    return EXIT_OK
+
+
+def cmd_note(ctx, args):
+    require_flags(args, "note", [("TEXT", "text")])
+    text = check_text("note TEXT", " ".join(args.text))
+    author = check_session_id(args.session) if args.session else None
+    with Transaction(ctx.store) as state:
+        if author:
+            require_session(state, author)["last_updated"] = iso(utc_now())
+        note = f"[{author}] {text}" if author else text
+        state["global_notes"].append(note)
+    ctx.out.emit(message("note_added", count=len(state["global_notes"])), {"note": note})
+    return EXIT_OK
+
+
+def cmd_check(ctx, args):
+    session_id = check_session_id(args.session) if args.session else None
+    areas = [check_area(a) for a in args.area or []]
+    paths = [normalise_repo_path(p, "--path", ctx.checkout_root) for p in args.path or []]
+    state = ctx.store.load()
+    now = utc_now()
+    if session_id and not areas and not paths:
+        session = find_session(state, session_id)
+        areas = session["touched_areas"] if session else []
+    conflicts = intent_conflicts(state, session_id, areas, paths, now)
+    if not conflicts:
+        ctx.out.emit("", {"conflicts": []})
+        return EXIT_OK
+    views = [conflict_view(c, now) for c in conflicts]
+    ctx.out.emit(render("check_warning.txt.j2", conflicts=views, session=session_id),
+                 {"conflicts": views})
+    return EXIT_REFUSED
+
+
+def cmd_validate(ctx, args):
+    raw = ctx.store.read_bytes()
+    if raw is None:
+        ctx.out.emit(message("validate_missing", path=ctx.store.label),
+                     {"valid": True, "exists": False})
+        return EXIT_OK
+    state = ctx.store.validate_bytes(raw)
+    ctx.store.write_cache(hashlib.sha256(raw).hexdigest(), state)
+    counts = {key: len(state[key]) for key in TOP_LEVEL_KEYS}
+    text = message("validate_ok", path=ctx.store.label, sessions=counts["active_sessions"],
+                   locks=counts["locks"], notes=counts["global_notes"])
+    for warning in ctx.store.warnings:
+        text += "\n" + message("validate_warning", warning=warning)
+    ctx.out.emit(text, {"valid": True, "exists": True, "counts": counts,
+                        "warnings": ctx.store.warnings})
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------- command line
+
+class Context:
+    """What every command needs: where the state is, which checkout we are in, the output."""
+
+    def __init__(self, args):
+        self.checkout_root, self.main_root = find_checkout(Path.cwd())
+        path = args.state or os.environ.get(STATE_ENV) or self.main_root / STATE_RELATIVE_PATH
+        self.store = Store(Path(path).absolute())
+        self.out = Output(args.json)
+
+    def checkout_info(self):
+        """The worktree and branch a session is registered from."""
+        head = self.checkout_root / ".git"
+        branch = None
+        try:
+            if head.is_file():
+                git_dir = Path(head.read_text(encoding="utf-8").split(":", 1)[1].strip())
+                head = (self.checkout_root / git_dir).resolve()
+            text = (head / "HEAD").read_text(encoding="utf-8").strip()
+            branch = text.rsplit("/", 1)[-1] if text.startswith("ref:") else None
+            if text.startswith("ref: refs/heads/"):
+                branch = text[len("ref: refs/heads/"):]
+        except (OSError, IndexError):
+            pass
+        return {"worktree": str(self.checkout_root), "branch": branch}
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a usage error becomes one line and exit 2 through main()."""
+
+    def error(self, message):
+        raise OrchestratorError(f"{self.prog}: {message} (see `{self.prog} --help`)")
+
+
+def build_parser():
+    common = ArgumentParser(add_help=False)
+    common.add_argument("--state", metavar="PATH", default=argparse.SUPPRESS,
+                        help=f"state file (default: {STATE_RELATIVE_PATH.as_posix()} in the main "
+                             f"checkout; or ${STATE_ENV})")
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help="print exactly one JSON object on stdout")
+    parser = ArgumentParser(prog="orchestrator.py", parents=[common],
+                            description="Coordinate parallel Cascade sessions through one state file.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name, help_text):
+        return commands.add_parser(name, parents=[common], help=help_text, description=help_text)
+
+    def lock_flags(sub, scope_flag):
+        sub.add_argument(scope_flag, action="append", metavar="PATH",
+                         help="path or glob relative to the repository root (repeatable)")
+        sub.add_argument("--reason", help="why the lock exists, shown to other sessions")
+        sub.add_argument("--unstable", action="store_true",
+                         help="builds in this area are expected to break for a while")
+        sub.add_argument("--allow-external-fixes", action="store_true",
+                         help="other sessions may fix build failures in this area")
+        sub.add_argument("--duration", help=f"how long the lock lasts (default {DEFAULT_LOCK_DURATION}; "
+                                            "45m, 2h, 1h30m, 1d)")
+        sub.add_argument("--force", action="store_true",
+                         help="take the lock even where another session's lock overlaps")
+
+    sub = command("sync", "sweep expired locks, report the state; register a session and lock")
+    sub.add_argument("--session", help="this session's kebab-case id")
+    sub.add_argument("--focus", help="what this session works on")
+    sub.add_argument("--area", action="append", help="area or path this session touches (repeatable)")
+    sub.add_argument("--status", help=f"one of {', '.join(SESSION_STATUSES)} (new sessions: {DEFAULT_STATUS})")
+    sub.add_argument("--lock-area", help="area to lock (default: the first --area)")
+    lock_flags(sub, "--lock-scope")
+
+    sub = command("lock", "claim an advisory lock on an area")
+    sub.add_argument("--session")
+    sub.add_argument("--area", help="high-level area, e.g. backend")
+    lock_flags(sub, "--scope")
+
+    sub = command("renew", "extend this session's live locks from now")
+    sub.add_argument("--session")
+    sub.add_argument("--area", help="renew only the lock on this area")
+    sub.add_argument("--duration", help=f"new length from now (default {DEFAULT_LOCK_DURATION})")
+
+    sub = command("unlock", "release this session's own locks")
+    sub.add_argument("--session")
+    sub.add_argument("--area")
+    sub.add_argument("--all", action="store_true", help="release every lock this session holds")
+
+    sub = command("status", "show the state; changes nothing")
+    sub.add_argument("--session", help="show it from this session's point of view")
+
+    sub = command("update", "edit this session's own entry")
+    sub.add_argument("--session")
+    sub.add_argument("--status")
+    sub.add_argument("--add-note", action="append")
+    sub.add_argument("--add-area", action="append")
+    sub.add_argument("--add-risk", action="append")
+
+    sub = command("complete", "end a session: record the outcome, release its locks")
+    sub.add_argument("--session")
+    sub.add_argument("--outcome", help="brief summary of what was done")
+    sub.add_argument("--file", action="append", help="key file changed (repeatable)")
+
+    sub = command("note", "add a note every session sees")
+    sub.add_argument("text", nargs="*", metavar="TEXT")
+    sub.add_argument("--session", help="the session writing the note")
+
+    sub = command("check", "silent session-start check: exit 1 with a warning on conflict")
+    sub.add_argument("--session")
+    sub.add_argument("--area", action="append")
+    sub.add_argument("--path", action="append")
+
+    command("validate", "check the state file against the schema")
+    return parser
+
+
+COMMANDS = {"sync": cmd_sync, "lock": cmd_lock, "renew": cmd_renew, "unlock": cmd_unlock,
+            "status": cmd_status, "update": cmd_update, "complete": cmd_complete,
+            "note": cmd_note, "check": cmd_check, "validate": cmd_validate}
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    as_json = "--json" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        for name, default in (("state", None), ("json", False)):
+            if not hasattr(args, name):
+                setattr(args, name, default)
+        if not args.command:
+            raise OrchestratorError("orchestrator.py: give a command, e.g. `orchestrator.py status` "
+                                    "(see --help)")
+        return COMMANDS[args.command](Context(args), args)
+    except OrchestratorError as error:
+        report_error(error, as_json)
+        return error.exit_code
+    except KeyboardInterrupt:
+        report_error(OrchestratorError("cancelled, nothing written", EXIT_CANCELLED), as_json)
+        return EXIT_CANCELLED
+    except SystemExit as exit_request:  # --help
+        return exit_request.code if isinstance(exit_request.code, int) else EXIT_OK
+
+
+def report_error(error, as_json):
+    line = clean_text(" ".join(error.message.split()))
+    if as_json:
+        print(json.dumps({"error": line, "exit_code": error.exit_code, **error.details},
+                         ensure_ascii=False, sort_keys=True))
+    else:
+        print(f"orchestrator: {line}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""Shared fixtures: a throwaway git repository as the working directory, and two ways to run
+the tool: `run` calls main(argv) in process, `cli` runs a real process."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import orchestrator  # noqa: E402
+
+
+class Result:
+    def __init__(self, code, out, err):
+        self.code, self.out, self.err = code, out, err
+
+    def __repr__(self):
+        return f"Result(code={self.code}, out={self.out!r}, err={self.err!r})"
+
+
+@pytest.fixture
+def repo(tmp_path, monkeypatch):
+    """An empty git repository, made the current directory; ORCHESTRATOR_STATE unset."""
+    path = tmp_path / "repo"
+    path.mkdir()
+    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
+    monkeypatch.chdir(path)
+    monkeypatch.delenv("ORCHESTRATOR_STATE", raising=False)
+    return path
+
+
+@pytest.fixture
+def state_path(repo):
+    return repo / ".windsurf" / "orchestrator" / "session_state.yaml"
+
+
+@pytest.fixture
+def run(repo, capsys):
+    """main(argv) in process; returns Result(code, out, err)."""
+    def call(*argv):
+        code = orchestrator.main([str(a) for a in argv])
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+    return call
+
+
+@pytest.fixture
+def cli(repo):
+    """The CLI as a real process with no terminal on stdin."""
+    def call(*argv, input=None, env=None, cwd=None):
+        full_env = {**os.environ, **(env or {})}
+        full_env.pop("ORCHESTRATOR_STATE", None) if "ORCHESTRATOR_STATE" not in (env or {}) else None
+        proc = subprocess.run([sys.executable, str(ROOT / "orchestrator.py"), *map(str, argv)],
+                              input=input, capture_output=True, text=True, env=full_env,
+                              cwd=cwd or repo, timeout=60)
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+    return call
+
+
+@pytest.fixture
+def session(run):
+    """Register a session: session("api", "backend") -> its id."""
+    def make(session_id, *areas, focus="some work"):
+        result = run("sync", "--session", session_id, "--focus", focus,
+                     *[x for a in (areas or ("backend",)) for x in ("--area", a)])
+        assert result.code == 0, result
+        return session_id
+    return make
