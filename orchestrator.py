@@ -780,6 +780,82 @@ def complete_session(state, session_id, outcome, files, now):
     return record, released
 
 
+# ---------------------------------------------------------------------------- policy: build failures, directives, intent
+
+def locks_covering(state, area, path, now):
+    """Live locks that cover a failing area (by name) or path (by scope), most specific first."""
+    found = []
+    for lock in live_locks(state, now):
+        if path is not None:
+            matching = [scope for scope in lock["scope"] if path_in_scope(path, scope)]
+            if matching:
+                found.append((max(map(scope_specificity, matching)), lock))
+        elif lock["area"] == area:
+            found.append(((0, 0, 0), lock))
+    return found
+
+
+def build_failure_verdict(state, session_id, area=None, path=None, now=None):
+    """The seed's decision tree. Returns (verdict, deciding lock or None, other covering locks).
+
+    The most specific scope decides; on a tie the asking session's own lock decides, then the
+    stricter lock (one that does not allow external fixes), so a tie never loosens a claim.
+    """
+    covering = locks_covering(state, area, path, now)
+    if not covering:
+        return "fix", None, []
+    covering.sort(key=lambda item: (item[0], item[1]["owner"] == session_id,
+                                    not item[1]["allow_external_fixes"]), reverse=True)
+    deciding = covering[0][1]
+    others = [lock for _, lock in covering[1:]]
+    if deciding["owner"] == session_id:
+        return "fix", deciding, others
+    if deciding["allow_external_fixes"]:
+        return "fix_and_notify", deciding, others
+    return "report_only", deciding, others
+
+
+_RULE_SEPARATORS = re.compile(r"[\s\-]+")
+
+
+def normalise_rule(name):
+    """`Intent Scope`, `intent-scope` and `intent_scope` are one rule."""
+    rule = _RULE_SEPARATORS.sub("_", name.strip().lower()).strip("_")
+    return re.sub("_+", "_", rule)
+
+
+def audit_proposals(directive_log, threshold):
+    """Rules overridden at least `threshold` times, most overridden first."""
+    by_rule = {}
+    for entry in directive_log:
+        by_rule.setdefault(normalise_rule(entry["rule_overridden"]), []).append(entry)
+    proposals = []
+    for rule, entries in by_rule.items():
+        if len(entries) < threshold:
+            continue
+        proposals.append({
+            "rule": rule, "count": len(entries),
+            "sessions": sorted({e["session"] for e in entries}),
+            "reasons": unique_in_order(e["reason"] for e in entries),
+            "directives": unique_in_order(e["directive"] for e in entries),
+            "first": min(e["timestamp"] for e in entries),
+            "last": max(e["timestamp"] for e in entries),
+        })
+    return sorted(proposals, key=lambda p: (-p["count"], p["rule"]))
+
+
+def unique_in_order(values):
+    return list(dict.fromkeys(values))
+
+
+def drift_paths(session, paths, state):
+    """Paths outside the session's touched areas and its own lock scopes: scope drift."""
+    claimed = list(session["touched_areas"]) + [scope for lock in state["locks"]
+                                                if lock["owner"] == session["id"]
+                                                for scope in lock["scope"]]
+    return [path for path in paths if not any(path_in_scope(path, c) for c in claimed)]
+
+
 # ---------------------------------------------------------------------------- input checks
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -869,6 +945,11 @@ def humanize_seconds(seconds):
 
 
 _messages = None
+
+
+def cli_name():
+    """How hints spell the tool: the installed launcher sets this, a checkout runs the file."""
+    return os.environ.get("ORCHESTRATOR_COMMAND", "orchestrator.py")
 
 
 def message(key, **fields):
@@ -1146,11 +1227,52 @@ def cmd_complete(ctx, args):
     files = [normalise_repo_path(f, "--file", ctx.checkout_root) for f in args.file or []]
     now = utc_now()
     with Transaction(ctx.store) as state:
+        session = require_session(state, owner)
+        source = "given"
+        if not files:
+            files, source = files_changed_since(ctx, session), "git"
+        drift = drift_paths(session, files, state)
         record, released = complete_session(state, owner, outcome, files, now)
     text = message("session_completed", session=owner, locks=len(released),
                    files=len(record["files_changed"]))
-    ctx.out.emit(text, {"completed": record, "released": released})
+    if source == "git" and files:
+        text += "\n" + message("files_from_git", files=", ".join(files))
+    if drift:
+        text += "\n" + message("completed_with_drift", files=", ".join(drift))
+    ctx.out.emit(text, {"completed": record, "released": released, "drift": drift,
+                        "files_source": source})
     return EXIT_OK
+
+
+def files_changed_since(ctx, session):
+    """What the session changed: files its hook recorded, plus git's view of commits since it
+    started and of the uncommitted work in its checkout."""
+    files = list(session.get("touched_files", []))
+    checkout = Path(session.get("worktree") or ctx.checkout_root)
+    log = run_git(checkout, "log", f"--since={session['started_at']}", "--name-only",
+                  "--format=", "-z")
+    status = run_git(checkout, "status", "--porcelain", "-z", "--untracked-files=all")
+    files += [name for name in log.split("\0") if name]
+    records = status.split("\0")
+    index = 0
+    while index < len(records):
+        record = records[index]
+        index += 1
+        if len(record) > 3:
+            files.append(record[3:])
+            if record[0] in "RC":
+                index += 1  # a rename's second record is the old name
+    return sorted(set(files))
+
+
+def run_git(checkout, *args):
+    import subprocess
+    try:
+        proc = subprocess.run(["git", "-C", str(checkout), *args], capture_output=True,
+                              text=True, timeout=20, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return proc.stdout if proc.returncode == 0 else ""
 
 
 def cmd_note(ctx, args):
@@ -1172,17 +1294,73 @@ def cmd_check(ctx, args):
     paths = [normalise_repo_path(p, "--path", ctx.checkout_root) for p in args.path or []]
     state = ctx.store.load()
     now = utc_now()
-    if session_id and not areas and not paths:
-        session = find_session(state, session_id)
-        areas = session["touched_areas"] if session else []
-    conflicts = intent_conflicts(state, session_id, areas, paths, now)
-    if not conflicts:
-        ctx.out.emit("", {"conflicts": []})
+    session = find_session(state, session_id) if session_id else None
+    if session and not areas and not paths:
+        areas = session["touched_areas"]
+    conflicts = [conflict_view(c, now) for c in intent_conflicts(state, session_id, areas, paths, now)]
+    drift = drift_paths(session, paths, state) if session else []
+    payload = {"conflicts": conflicts, "drift": drift}
+    if not conflicts and not drift:
+        ctx.out.emit("", payload)
         return EXIT_OK
-    views = [conflict_view(c, now) for c in conflicts]
-    ctx.out.emit(render("check_warning.txt.j2", conflicts=views, session=session_id),
-                 {"conflicts": views})
+    ctx.out.emit(render("check_warning.txt.j2", conflicts=conflicts, drift=drift,
+                        session=session_id, cli=cli_name()), payload)
     return EXIT_REFUSED
+
+
+def cmd_build_failure(ctx, args):
+    require_flags(args, "build-failure", [("--session", "session")])
+    if bool(args.area) == bool(args.path):
+        raise OrchestratorError("build-failure: give either --area AREA or --path PATH (where the "
+                                "build failed)")
+    session_id = check_session_id(args.session)
+    area = check_area(args.area) if args.area else None
+    path = normalise_repo_path(args.path, "--path", ctx.checkout_root) if args.path else None
+    state = ctx.store.load()
+    now = utc_now()
+    verdict, lock, others = build_failure_verdict(state, session_id, area, path, now)
+    context = {"verdict": verdict, "session": session_id, "target": path or area,
+               "lock": lock_view(lock, now) if lock else None,
+               "others": [lock_view(o, now) for o in others], "cli": cli_name()}
+    text_message = render("build_failure_message.txt.j2", **context).strip()
+    ctx.out.emit(render("build_failure.txt.j2", message=text_message, **context),
+                 {"verdict": verdict, "message": text_message, "lock": context["lock"],
+                  "other_locks": context["others"]})
+    return EXIT_REFUSED if verdict == "report_only" else EXIT_OK
+
+
+def cmd_directive(ctx, args):
+    require_flags(args, "directive", [("--session", "session"), ("--rule", "rule"),
+                                      ("--directive", "directive"), ("--reason", "reason")])
+    session_id = check_session_id(args.session)
+    rule = normalise_rule(check_text("--rule", args.rule, MAX_AREA_CHARS, allow_newlines=False))
+    if not re.fullmatch(r"[a-z0-9_]+", rule):
+        raise OrchestratorError(f"--rule {args.rule!r} is not a rule name: use words like "
+                                "intent_scope or escalation")
+    entry = {"session": session_id, "directive": check_text("--directive", args.directive),
+             "reason": check_text("--reason", args.reason), "timestamp": iso(utc_now()),
+             "rule_overridden": rule}
+    with Transaction(ctx.store) as state:
+        require_session(state, session_id)["last_updated"] = entry["timestamp"]
+        state["directive_log"].append(entry)
+        count = sum(normalise_rule(e["rule_overridden"]) == rule for e in state["directive_log"])
+    ctx.out.emit(message("directive_logged", rule=rule, count=count, cli=cli_name()),
+                 {"logged": entry, "overrides_of_rule": count})
+    return EXIT_OK
+
+
+def cmd_audit(ctx, args):
+    if args.threshold < 1:
+        raise OrchestratorError(f"--threshold {args.threshold} must be 1 or more (default 3)")
+    state = ctx.store.load()
+    proposals = audit_proposals(state["directive_log"], args.threshold)
+    for proposal in proposals:
+        proposal["proposal"] = " ".join(render("audit_proposal.txt.j2", **proposal).split())
+    total = len(state["directive_log"])
+    ctx.out.emit(render("audit.txt.j2", proposals=proposals, threshold=args.threshold,
+                        total=total), {"proposals": proposals, "threshold": args.threshold,
+                                       "directives": total})
+    return EXIT_OK
 
 
 def cmd_validate(ctx, args):
@@ -1312,13 +1490,30 @@ def build_parser():
     sub.add_argument("--area", action="append")
     sub.add_argument("--path", action="append")
 
+    sub = command("build-failure", "may this session fix a failing build here? fix, fix_and_notify "
+                                   "or report_only")
+    sub.add_argument("--session", help="the session asking")
+    sub.add_argument("--area", help="the area whose build failed")
+    sub.add_argument("--path", help="a file or folder where the build failed")
+
+    sub = command("directive", "log a @directive override of a default rule")
+    sub.add_argument("--session")
+    sub.add_argument("--rule", help="the rule overridden, e.g. intent_scope, escalation")
+    sub.add_argument("--directive", help="the override as the user gave it")
+    sub.add_argument("--reason", help="why the override was needed")
+
+    sub = command("audit", "propose new defaults for rules overridden again and again; writes nothing")
+    sub.add_argument("--threshold", type=int, default=3,
+                     help="overrides of one rule that call for a proposal (default 3)")
+
     command("validate", "check the state file against the schema")
     return parser
 
 
 COMMANDS = {"sync": cmd_sync, "lock": cmd_lock, "renew": cmd_renew, "unlock": cmd_unlock,
             "status": cmd_status, "update": cmd_update, "complete": cmd_complete,
-            "note": cmd_note, "check": cmd_check, "validate": cmd_validate}
+            "note": cmd_note, "check": cmd_check, "validate": cmd_validate,
+            "build-failure": cmd_build_failure, "directive": cmd_directive, "audit": cmd_audit}
 
 
 def main(argv=None):
