@@ -15,7 +15,8 @@ directive, audit, validate, install, hook. Run `orchestrator.py COMMAND --help`.
 
 Exit codes: 0 done; 1 refused or conflict found (nothing written); 2 bad input or usage
 (nothing written); 3 the state file cannot be read or breaks the schema (file untouched);
-4 the state stayed locked by another command for too long (nothing written); 130 cancelled.
+4 the state stayed locked by another command for too long (nothing written); 70 internal
+error (a bug; one line, no traceback); 130 cancelled.
 """
 
 import argparse
@@ -30,7 +31,8 @@ from pathlib import Path
 
 # ---------------------------------------------------------------------------- constants
 
-EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_STATE, EXIT_BUSY, EXIT_CANCELLED = 0, 1, 2, 3, 4, 130
+EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_STATE, EXIT_BUSY = 0, 1, 2, 3, 4
+EXIT_INTERNAL, EXIT_CANCELLED = 70, 130
 
 HERE = Path(__file__).resolve().parent
 PROMPTS_DIR = HERE / "prompts"
@@ -370,9 +372,11 @@ class Store:
 
     def read_cache(self):
         try:
-            return json.loads(self.cache_path.read_text(encoding="utf-8"))
+            cached = json.loads(self.cache_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
+        valid = isinstance(cached, dict) and isinstance(cached.get("state"), dict)
+        return cached if valid else None
 
     def write_cache(self, digest, state):
         payload = {"format": CACHE_FORMAT, "sha256": digest, "warnings": self.warnings,
@@ -387,11 +391,14 @@ class Store:
         validate_added(before, after)
         data = emit_state(after).encode("utf-8")
         try:
-            atomic_write(self.backup_path, data)
             atomic_write(self.path, data)
         except OSError as error:
             raise OrchestratorError(f"cannot write {self.label}: {error.strerror}; nothing was "
                                     "changed", EXIT_STATE)
+        try:  # the last good copy, offered for restoring when a hand edit breaks the file
+            atomic_write(self.backup_path, data)
+        except OSError:
+            pass
         self.warnings = []
         self.write_cache(hashlib.sha256(data).hexdigest(), after)
 
@@ -400,11 +407,18 @@ def atomic_write(path, data):
     """Temp file in the same folder, flushed to disk, then renamed over: old or new, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    replace_with_retry(temp, path)
+    try:
+        with open(temp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        replace_with_retry(temp, path)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise
 
 
 def replace_with_retry(source, target, attempts=20):
@@ -415,7 +429,6 @@ def replace_with_retry(source, target, attempts=20):
             return
         except PermissionError:
             if attempt == attempts - 1:
-                os.unlink(source)
                 raise
             time.sleep(0.01)
 
@@ -525,12 +538,13 @@ def parse_duration(text):
         raise OrchestratorError(f"--duration {text!r} is not a duration: use forms like 45m, 2h, "
                                 "1h30m or 1d")
     days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
-    duration = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
-    if duration <= timedelta(0):
-        raise OrchestratorError(f"--duration {text!r} must be longer than zero, e.g. 2h")
-    if duration > MAX_LOCK_DURATION:
+    total = ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+    if total > MAX_LOCK_DURATION.total_seconds():
         raise OrchestratorError(f"--duration {text!r} is longer than 30 days; take a shorter lock "
                                 "and renew it")
+    duration = timedelta(seconds=total)
+    if duration <= timedelta(0):
+        raise OrchestratorError(f"--duration {text!r} must be longer than zero, e.g. 2h")
     return duration
 
 
@@ -849,12 +863,19 @@ def unique_in_order(values):
     return list(dict.fromkeys(values))
 
 
-def drift_paths(session, paths, state):
-    """Paths outside the session's touched areas and its own lock scopes: scope drift."""
-    claimed = list(session["touched_areas"]) + [scope for lock in state["locks"]
-                                                if lock["owner"] == session["id"]
-                                                for scope in lock["scope"]]
-    return [path for path in paths if not any(path_in_scope(path, c) for c in claimed)]
+def session_claims(session, state, is_path):
+    """The paths a session said it works on: touched areas that are paths (`is_path` tells a
+    path like `src/api` from an area name like `backend`) and its own lock scopes."""
+    areas = [area for area in session["touched_areas"] if is_path(area)]
+    return areas + [scope for lock in state["locks"] if lock["owner"] == session["id"]
+                    for scope in lock["scope"]]
+
+
+def drift_paths(claims, paths):
+    """Paths outside every claim: scope drift. With no path claimed, drift cannot be judged."""
+    if not claims:
+        return []
+    return [path for path in paths if not any(path_in_scope(path, c) for c in claims)]
 
 
 # ---------------------------------------------------------------------------- input checks
@@ -867,7 +888,7 @@ def check_text(flag, value, limit=MAX_TEXT_CHARS, allow_newlines=True):
     if not value:
         raise OrchestratorError(f"{flag} is empty; give it a short text")
     if len(value) > limit:
-        raise OrchestratorError(f"{flag} is {len(value)} characters; keep it under {limit}")
+        raise OrchestratorError(f"{flag} is {len(value)} characters; keep it to {limit} at most")
     if _CONTROL.search(value) or (not allow_newlines and ("\n" in value or "\t" in value)):
         raise OrchestratorError(f"{flag} holds control characters; use plain text")
     try:
@@ -994,7 +1015,8 @@ def lock_view(lock, now):
 def session_view(session, now):
     age = int((now - parse_iso(session["started_at"])).total_seconds())
     idle = int((now - parse_iso(session["last_updated"])).total_seconds())
-    return {**session, "age_seconds": age, "idle_seconds": idle}
+    return {"branch": None, "worktree": None, **session, "age_seconds": age,
+            "idle_seconds": idle}
 
 
 def report_context(state, now, viewer=None, conflicts=(), swept=()):
@@ -1099,6 +1121,246 @@ def ensure_gitignore(target):
     return "updated" if existing else "created"
 
 
+# ---------------------------------------------------------------------------- questions (a person at a terminal)
+
+QUESTION_IO = {}  # tests pass prompt_toolkit's pipe input and a dummy output through this
+
+
+def terminal_is_interactive():
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+class Asker:
+    """questionary, imported only when a question is really asked. Every answer is validated
+    as it is typed; Ctrl-C or Esc cancels the whole command (exit 130, nothing written)."""
+
+    def __init__(self):
+        import questionary
+        from prompt_toolkit.key_binding import KeyBindings, merge_key_bindings
+        self.questionary = questionary
+        self.cancel_keys = KeyBindings()
+        self.merge = merge_key_bindings
+
+        @self.cancel_keys.add("escape", eager=True)
+        def _cancel(event):
+            event.app.exit(exception=KeyboardInterrupt, style="class:aborting")
+
+    def ask(self, question):
+        app = question.application
+        app.key_bindings = self.merge([app.key_bindings, self.cancel_keys])
+        answer = question.unsafe_ask()
+        if answer is None:
+            raise KeyboardInterrupt
+        return answer
+
+    def text(self, message, default="", check=None, optional=False):
+        def validate(value):
+            if optional and not value.strip():
+                return True
+            try:
+                check and check(value)
+            except OrchestratorError as error:
+                return error.message
+            return True
+        return self.ask(self.questionary.text(message, default=default, validate=validate,
+                                              **QUESTION_IO)).strip()
+
+    def select(self, message, choices, default=None):
+        return self.ask(self.questionary.select(message, choices=choices, default=default,
+                                                **QUESTION_IO))
+
+    def checkbox(self, message, choices, checked=()):
+        options = [self.questionary.Choice(c, checked=c in checked) for c in choices]
+        return self.ask(self.questionary.checkbox(message, choices=options, **QUESTION_IO))
+
+    def confirm(self, message, default=False):
+        return self.ask(self.questionary.confirm(message, default=default, **QUESTION_IO))
+
+
+def split_list(text):
+    return [part for part in re.split(r"[,\s]+", text) if part]
+
+
+def check_area_list(text, required=True):
+    areas = [check_area(a) for a in split_list(text)]
+    if required and not areas:
+        raise OrchestratorError("give at least one area, e.g. backend")
+    return areas
+
+
+def check_scope_list(text):
+    scopes = [normalise_repo_path(p, "scope") for p in split_list(text)]
+    if not scopes:
+        raise OrchestratorError("give at least one path or glob, e.g. src/api")
+    return scopes
+
+
+def known_areas(state):
+    areas = [a for s in state["active_sessions"] for a in s["touched_areas"]]
+    return unique_in_order(areas + [lock["area"] for lock in state["locks"]])
+
+
+def ask_session(asker, state, args, message="Which session?"):
+    if args.session:
+        return
+    ids = [s["id"] for s in state["active_sessions"]]
+    if ids:
+        args.session = asker.select(message, ids)
+    else:
+        args.session = asker.text(f"{message} (no active session yet: register one with sync)",
+                                  check=check_session_id)
+
+
+def ask_sync(ctx, args, state):
+    if not args.session:
+        if not asker_for(ctx).confirm("Register a session for your work now? (No: only show the "
+                                      "report)", default=True):
+            return
+        args.session = ctx.asker.text("Session id (kebab-case)", default=suggest_session_id(ctx),
+                                      check=check_session_id)
+    if find_session(state, args.session) is not None:
+        return
+    if not args.focus:
+        args.focus = ctx.asker.text("What is this session's focus?",
+                                    check=lambda v: check_text("--focus", v))
+    if not args.area:
+        choices = known_areas(state)
+        chosen = ctx.asker.checkbox("Which areas will you touch?", choices) if choices else []
+        typed = ctx.asker.text("Other areas or paths (comma-separated)" if choices else
+                               "Which areas or paths will you touch? (comma-separated)",
+                               check=lambda v: check_area_list(v, required=not chosen))
+        args.area = chosen + split_list(typed)
+
+
+def suggest_session_id(ctx):
+    branch = ctx.checkout_info().get("branch") or ""
+    slug = re.sub(r"[^a-z0-9]+", "-", branch.lower()).strip("-")[:MAX_ID_CHARS].strip("-")
+    return "" if slug in ("", "main", "master") else slug
+
+
+def ask_lock(ctx, args, state):
+    asker = asker_for(ctx)
+    ask_session(asker, state, args, "Which session takes the lock?")
+    if not args.area:
+        other = "another area..."
+        choices = known_areas(state)
+        picked = asker.select("Which area?", choices + [other]) if choices else other
+        args.area = picked if picked != other else asker.text("Area (e.g. backend)",
+                                                               check=check_area)
+    if not args.scope:
+        typed = asker.text("Paths or globs to lock, relative to the repository root "
+                           "(comma-separated)",
+                           check=check_scope_list)
+        args.scope = split_list(typed)
+    if not args.reason:
+        args.reason = asker.text("Why? (other sessions see this)",
+                                 check=lambda v: check_text("--reason", v))
+        args.unstable = asker.confirm("Will builds in this area break for a while?", default=False)
+        args.allow_external_fixes = asker.confirm("May other sessions fix build failures there?",
+                                                  default=False)
+    if not args.duration:
+        args.duration = asker.text("For how long?", default=DEFAULT_LOCK_DURATION,
+                                   check=parse_duration)
+
+
+def ask_unlock(ctx, args, state):
+    asker = asker_for(ctx)
+    ask_session(asker, state, args, "Whose lock?")
+    if args.area or args.all:
+        return
+    mine = [l for l in state["locks"] if l["owner"] == args.session]
+    if not mine:
+        return
+    everything = "all of them"
+    labels = {f"{l['area']}: {', '.join(l['scope'])}": l["area"] for l in mine}
+    picked = asker.select("Which lock do you release?", list(labels) + [everything])
+    what = "every lock of " + args.session if picked == everything else picked
+    if not asker.confirm(f"Release {what}?", default=True):
+        raise KeyboardInterrupt
+    args.all = picked == everything
+    args.area = None if args.all else labels[picked]
+
+
+def ask_renew(ctx, args, state):
+    asker = asker_for(ctx)
+    ask_session(asker, state, args, "Whose locks?")
+    if not args.duration:
+        args.duration = asker.text("Renew for how long from now?", default=DEFAULT_LOCK_DURATION,
+                                   check=parse_duration)
+
+
+def ask_update(ctx, args, state):
+    asker = asker_for(ctx)
+    ask_session(asker, state, args)
+    if args.status or args.add_note or args.add_area or args.add_risk:
+        return
+    session = find_session(state, args.session)
+    current = session["status"] if session else DEFAULT_STATUS
+    status = asker.select("Status", list(SESSION_STATUSES), default=current)
+    args.status = status if status != current else None
+    note = asker.text("A note on your session (optional)", optional=True,
+                      check=lambda v: check_text("--add-note", v))
+    risk = asker.text("A new risk (optional)", optional=True,
+                      check=lambda v: check_text("--add-risk", v))
+    args.add_note = [note] if note else None
+    args.add_risk = [risk] if risk else None
+
+
+def ask_complete(ctx, args, state):
+    asker = asker_for(ctx)
+    ask_session(asker, state, args, "Which session is done?")
+    if not args.outcome:
+        args.outcome = asker.text("Outcome in one line", check=lambda v: check_text("--outcome", v))
+    session = find_session(state, args.session)
+    if args.file or session is None:
+        return
+    changed = files_changed_since(ctx, session)
+    if changed:
+        drift = set(drift_paths(session_claims(session, state, ctx.is_repo_path), changed))
+        labels = {f"{f}  (outside the session's areas)" if f in drift else f: f for f in changed}
+        picked = asker.checkbox("Files changed (from git since the session started)",
+                                list(labels), checked=list(labels))
+        args.file = [labels[p] for p in picked]
+        args.files_chosen = True
+
+
+def ask_note(ctx, args, state):
+    asker = asker_for(ctx)
+    if not args.text:
+        args.text = [asker.text("Note for every session", check=lambda v: check_text("note", v))]
+
+
+def ask_directive(ctx, args, state):
+    asker = asker_for(ctx)
+    ask_session(asker, state, args)
+    if not args.rule:
+        args.rule = asker.text("Which rule was overridden? (e.g. intent_scope, escalation)",
+                               check=lambda v: check_text("--rule", v))
+    if not args.directive:
+        args.directive = asker.text("The directive as given",
+                                    check=lambda v: check_text("--directive", v))
+    if not args.reason:
+        args.reason = asker.text("Why was it needed?", check=lambda v: check_text("--reason", v))
+
+
+def asker_for(ctx):
+    if ctx.asker is None:
+        ctx.asker = Asker()
+    return ctx.asker
+
+
+QUESTIONS = {"sync": ask_sync, "lock": ask_lock, "unlock": ask_unlock, "renew": ask_renew,
+             "update": ask_update, "complete": ask_complete, "note": ask_note,
+             "directive": ask_directive}
+
+
+def ask_for_missing(ctx, args):
+    """In a terminal, ask for what the flags left out; elsewhere never ask (Cascade's path)."""
+    ask = QUESTIONS.get(args.command)
+    if ask and ctx.interactive:
+        ask(ctx, args, ctx.store.load())
+
+
 # ---------------------------------------------------------------------------- output
 
 class Output:
@@ -1112,6 +1374,10 @@ class Output:
             print(json.dumps(payload, ensure_ascii=False, sort_keys=True))
         elif text:
             sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+    def report(self, template, payload, **context):
+        """Like emit, but renders the template only when text is wanted (--json skips jinja2)."""
+        self.emit(None if self.as_json else render(template, **context), payload)
 
 
 # ---------------------------------------------------------------------------- commands
@@ -1145,6 +1411,8 @@ def cmd_sync(ctx, args):
     if registering:
         require_flags(args, "sync", [("--session", "session")])
         session_id = check_session_id(args.session)
+    if args.lock_area and not args.lock_scope:
+        raise OrchestratorError("sync: --lock-area needs --lock-scope PATH (what to lock in it)")
     if args.lock_scope:
         require_flags(args, "sync", [("--reason", "reason")])
         lock_area = args.lock_area or (args.area[0] if args.area else None)
@@ -1175,7 +1443,7 @@ def cmd_sync(ctx, args):
     payload = {"swept": swept, "registered": created, "session": viewer,
                "lock": context["lock"], "conflicts": [conflict_view(c, now) for c in conflicts],
                **status_payload(state, now)}
-    ctx.out.emit(render("report.txt.j2", command="sync", **context), payload)
+    ctx.out.report("report.txt.j2", payload, command="sync", **context)
     return EXIT_OK
 
 
@@ -1203,15 +1471,25 @@ def cmd_lock(ctx, args):
     area = check_area(args.area)
     scopes = [normalise_repo_path(s, "--scope") for s in args.scope]
     request = lock_request(args, owner, area, scopes)
-    with Transaction(ctx.store) as state:
-        require_session(state, owner)
-        lock, overridden, replaced = place_lock(state, request, now, force=args.force)
+    try:
+        with Transaction(ctx.store) as state:
+            require_session(state, owner)
+            lock, overridden, replaced = place_lock(state, request, now, force=args.force)
+    except OrchestratorError as error:
+        if not (ctx.interactive and error.details.get("conflicts")):
+            raise
+        print(clean_text(error.message))
+        if not asker_for(ctx).confirm("Take the lock anyway (--force)?", default=False):
+            raise OrchestratorError("lock not taken, nothing written", EXIT_REFUSED) from None
+        args.force = True
+        return cmd_lock(ctx, args)
     view = lock_view(lock, now)
     text = message("lock_updated" if replaced else "lock_taken", area=area, owner=owner,
                    scope=", ".join(scopes), until=lock["expires_at"],
                    duration=humanize_seconds(view["remaining_seconds"]))
     if overridden:
-        text += "\n" + message("lock_forced", owners=", ".join(sorted({c["owner"] for c in overridden})))
+        text += "\n" + message("lock_forced", owner=owner,
+                               owners=", ".join(sorted({c["owner"] for c in overridden})))
     ctx.out.emit(text, {"lock": view, "replaced": replaced,
                         "forced_over": [lock_view(c, now) for c in overridden]})
     return EXIT_OK
@@ -1282,8 +1560,8 @@ def cmd_status(ctx, args):
     payload = status_payload(state, now)
     if ctx.store.warnings:
         payload["warnings"] = ctx.store.warnings
-    ctx.out.emit(render("report.txt.j2", command="status", warnings=ctx.store.warnings, **context),
-                 payload)
+    ctx.out.report("report.txt.j2", payload, command="status", warnings=ctx.store.warnings,
+                   **context)
     return EXIT_OK
 
 
@@ -1321,9 +1599,9 @@ def cmd_complete(ctx, args):
     with Transaction(ctx.store) as state:
         session = require_session(state, owner)
         source = "given"
-        if not files:
+        if not files and not getattr(args, "files_chosen", False):
             files, source = files_changed_since(ctx, session), "git"
-        drift = drift_paths(session, files, state)
+        drift = drift_paths(session_claims(session, state, ctx.is_repo_path), files)
         record, released = complete_session(state, owner, outcome, files, now)
     text = message("session_completed", session=owner, locks=len(released),
                    files=len(record["files_changed"]))
@@ -1354,7 +1632,8 @@ def files_changed_since(ctx, session):
             files.append(record[3:])
             if record[0] in "RC":
                 index += 1  # a rename's second record is the old name
-    return sorted(set(files))
+    own_folder = STATE_RELATIVE_PATH.parent.as_posix() + "/"
+    return sorted({f for f in files if not f.startswith(own_folder)})
 
 
 def run_git(checkout, *args):
@@ -1390,13 +1669,13 @@ def cmd_check(ctx, args):
     if session and not areas and not paths:
         areas = session["touched_areas"]
     conflicts = [conflict_view(c, now) for c in intent_conflicts(state, session_id, areas, paths, now)]
-    drift = drift_paths(session, paths, state) if session else []
+    drift = drift_paths(session_claims(session, state, ctx.is_repo_path), paths) if session else []
     payload = {"conflicts": conflicts, "drift": drift}
     if not conflicts and not drift:
         ctx.out.emit("", payload)
         return EXIT_OK
-    ctx.out.emit(render("check_warning.txt.j2", conflicts=conflicts, drift=drift,
-                        session=session_id, cli=cli_name()), payload)
+    ctx.out.report("check_warning.txt.j2", payload, conflicts=conflicts, drift=drift,
+                   session=session_id, cli=cli_name())
     return EXIT_REFUSED
 
 
@@ -1449,9 +1728,9 @@ def cmd_audit(ctx, args):
     for proposal in proposals:
         proposal["proposal"] = " ".join(render("audit_proposal.txt.j2", **proposal).split())
     total = len(state["directive_log"])
-    ctx.out.emit(render("audit.txt.j2", proposals=proposals, threshold=args.threshold,
-                        total=total), {"proposals": proposals, "threshold": args.threshold,
-                                       "directives": total})
+    ctx.out.report("audit.txt.j2", {"proposals": proposals, "threshold": args.threshold,
+                                    "directives": total},
+                   proposals=proposals, threshold=args.threshold, total=total)
     return EXIT_OK
 
 
@@ -1515,6 +1794,12 @@ class Context:
         path = args.state or os.environ.get(STATE_ENV) or self.main_root / STATE_RELATIVE_PATH
         self.store = Store(Path(path).absolute())
         self.out = Output(args.json)
+        self.interactive = not args.json and terminal_is_interactive()
+        self.asker = None
+
+    def is_repo_path(self, area):
+        """Does a touched area name a path (a glob, a nested path, or something on disk)?"""
+        return ("/" in area or is_glob(area)) or (self.checkout_root / area).exists()
 
     def checkout_info(self):
         """The worktree and branch a session is registered from."""
@@ -1656,15 +1941,24 @@ def main(argv=None):
         if not args.command:
             raise OrchestratorError("orchestrator.py: give a command, e.g. `orchestrator.py status` "
                                     "(see --help)")
-        return COMMANDS[args.command](Context(args), args)
+        ctx = Context(args)
+        ask_for_missing(ctx, args)
+        return COMMANDS[args.command](ctx, args)
     except OrchestratorError as error:
         report_error(error, as_json)
         return error.exit_code
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, EOFError):
         report_error(OrchestratorError("cancelled, nothing written", EXIT_CANCELLED), as_json)
         return EXIT_CANCELLED
     except SystemExit as exit_request:  # --help
         return exit_request.code if isinstance(exit_request.code, int) else EXIT_OK
+    except Exception as error:  # a bug: one line for the user, the traceback only on request
+        if os.environ.get("ORCHESTRATOR_DEBUG"):
+            raise
+        report_error(OrchestratorError(
+            f"internal error ({type(error).__name__}: {error}); please report it with the command "
+            "you ran (ORCHESTRATOR_DEBUG=1 shows the traceback)", EXIT_INTERNAL), as_json)
+        return EXIT_INTERNAL
 
 
 def report_error(error, as_json):

@@ -286,9 +286,6 @@ def test_lock_over_an_expired_lock_is_granted(seeded, run, state_path):
     assert [l["owner"] for l in read_state(state_path)["locks"]] == ["api", "web"]
 
 
-@pytest.mark.xfail(reason="BUG: prompts/messages.txt lock_forced uses {owner} but cmd_lock passes "
-                          "only owners=, so --force over a conflict raises KeyError after the "
-                          "lock was already written", strict=True)
 def test_lock_force_takes_it_and_says_so(seeded, run, state_path):
     result = lock(run, "web", "backend", "src", extra=["--force"])
     assert result.code == 0, result
@@ -297,16 +294,9 @@ def test_lock_force_takes_it_and_says_so(seeded, run, state_path):
 
 
 def test_lock_force_json_lists_what_it_overrode(seeded, run, state_path):
-    # Guard for the --force bug above: the JSON path never formats the message... but cmd_lock
-    # builds the text first, so both paths crash today. Record that the lock lands anyway.
-    try:
-        result = lock(run, "web", "backend", "src", extra=["--force", "--json"])
-    except KeyError:
-        result = None
-    assert [l["owner"] for l in read_state(state_path)["locks"]] == ["api", "web"]
-    if result is not None:  # once fixed
-        assert result.code == 0
-        assert [l["owner"] for l in as_json(result)["forced_over"]] == ["api"]
+    result = lock(run, "web", "backend", "src", extra=["--force", "--json"])
+    assert result.code == 0
+    assert [l["owner"] for l in as_json(result)["forced_over"]] == ["api"]
 
 
 def test_relock_of_the_same_area_replaces_the_lock(seeded, run, state_path):
@@ -320,6 +310,13 @@ def test_relock_of_the_same_area_replaces_the_lock(seeded, run, state_path):
     assert only["reason"] == "wider now"
     assert only["expires_at"] == at(hours=1, minutes=5)
     assert as_json(lock(run, "api", "backend", "src/api", extra=["--json"]))["replaced"] is True
+
+
+def test_lock_with_a_huge_duration_is_bad_input(seeded, run, state_path):
+    before = state_path.read_bytes()
+    assert_usage_error(lock(run, "api", "infra", "deploy", extra=["--duration", "9999999999d"]),
+                       "--duration")
+    assert state_path.read_bytes() == before
 
 
 def test_lock_by_an_unknown_session(seeded, run, state_path):
@@ -486,6 +483,13 @@ def test_status_never_sweeps_and_never_writes(seeded, run, state_path):
     assert state_path.read_bytes() == before
 
 
+def test_status_json_lock_expiring_exactly_now_is_expired(seeded, run):
+    seeded.tick(timedelta(hours=2))
+    (view,) = as_json(run("--json", "status"))["locks"]
+    assert view["expired"] is True
+    assert view["remaining_seconds"] <= 0  # 0 at the boundary: see the report
+
+
 def test_status_of_a_missing_state_creates_nothing(clock, run, state_path):
     result = run("status")
     assert result.code == 0
@@ -590,6 +594,15 @@ def test_complete_moves_the_session_and_releases_its_locks(seeded, run, state_pa
         "outcome": "api split in two", "files_changed": ["src/api/a.py", "src/api/b.py"]}]
 
 
+def test_complete_from_git_does_not_record_the_state_files(seeded, run, state_path, repo):
+    (repo / "a.txt").write_text("hi\n", encoding="utf-8")
+    result = run("--json", "complete", "--session", "api", "--outcome", "done")
+    assert result.code == 0, result
+    files = as_json(result)["completed"]["files_changed"]
+    assert "a.txt" in files
+    assert not [f for f in files if f.startswith(".windsurf/orchestrator/")], files
+
+
 def test_complete_json(seeded, run):
     payload = as_json(run("--json", "complete", "--session", "api", "--outcome", "done",
                           "--file", "src/api/a.py"))
@@ -637,6 +650,11 @@ def test_note_with_session_is_attributed_and_bumps_last_updated(seeded, run, sta
     assert state["global_notes"] == ["[web] api is down"]
     assert state["active_sessions"][1]["last_updated"] == at(minutes=2)
     assert state["active_sessions"][0]["last_updated"] == at()
+
+
+def test_text_of_exactly_the_limit_is_accepted(clock, run, state_path):
+    assert run("note", "n" * o.MAX_TEXT_CHARS).code == 0
+    assert read_state(state_path)["global_notes"] == ["n" * o.MAX_TEXT_CHARS]
 
 
 def test_note_bad_input(seeded, run, state_path):
@@ -694,6 +712,17 @@ def test_check_session_alone_uses_its_touched_areas(seeded, run):
     result = run("check", "--session", "ops")
     assert result.code == 1
     assert "ops's planned work" in result.out
+
+
+def test_check_session_with_path_and_no_lock_is_silent(seeded, run):
+    result = run("check", "--session", "web", "--path", "docs/readme.md")
+    assert (result.code, result.out, result.err) == (0, "", "")
+
+
+def test_check_session_with_path_inside_its_touched_areas_is_silent(clock, run, session):
+    session("web", "src/web")
+    result = run("check", "--session", "web", "--path", "src/web/app.ts")
+    assert (result.code, result.out, result.err) == (0, "", "")
 
 
 def test_check_absolute_path_inside_the_repo_is_accepted(seeded, run, repo):
@@ -810,6 +839,8 @@ BAD_INPUT = {
                      "r"], ["Bad_ID"]),
     "bad id double dash": (["sync", "--session", "a--b", "--focus", "f", "--area", "a"],
                            ["a--b"]),
+    "id too long": (["sync", "--session", "a" * 65, "--focus", "f", "--area", "a"],
+                    ["--session"]),
     "bad id check": (["check", "--session", "Bad_ID"], ["Bad_ID"]),
     "empty area sync": (["sync", "--session", "api", "--area", ""], ["--area"]),
     "blank area sync": (["sync", "--session", "api", "--area", "   "], ["--area"]),
@@ -842,6 +873,8 @@ BAD_INPUT = {
     "unknown status update": (["update", "--session", "api", "--status", "done"], ["--status"]),
     "unknown status sync": (["sync", "--session", "new-one", "--focus", "f", "--area", "a",
                              "--status", "done"], ["--status"]),
+    "undecodable reason": (["lock", "--session", "api", "--area", "backend", "--scope", "s",
+                            "--reason", "bad \udcff byte"], ["--reason"]),
     "long note": (["note", LONG], ["2000"]),
     "long reason": ([*LOCK[:-2], "--reason", LONG, "--scope", "s"], ["--reason", "2000"]),
     "long add-note": (["update", "--session", "api", "--add-note", LONG], ["--add-note"]),

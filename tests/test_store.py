@@ -3,11 +3,13 @@ inter-process lock, and where the state file lives (checkouts, worktrees, overri
 
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -234,9 +236,6 @@ def test_seed_format_file_loads_through_the_store_and_validate(run, state_path):
     assert state_path.read_bytes() == original
 
 
-@pytest.mark.xfail(reason="BUG: report.txt.j2 reads s.branch under StrictUndefined; a session "
-                          "without the optional `branch` field (the seed's own format) crashes "
-                          "status and sync, even with --json", strict=True)
 def test_seed_format_file_loads_through_status_and_is_left_untouched(run, state_path):
     original = write_state(state_path, SEED_STYLE)
     result = run("status", "--json")
@@ -370,8 +369,19 @@ def test_garbage_cache_is_harmless(run, session, state_path, garbage):
                                          "t")[0]["global_notes"] == ["[api] still fine"]
 
 
-@pytest.mark.xfail(reason="BUG: Store.load calls .get() on whatever json.loads returns; a cache "
-                          "holding a JSON list or number crashes every command", strict=True)
+def test_cache_of_another_format_is_ignored(run, session, state_path):
+    session("api")
+    digest = hashlib.sha256(state_path.read_bytes()).hexdigest()
+    cache = state_path.with_name(state_path.name + ".cache")
+    forged = orchestrator.empty_state()
+    forged["global_notes"] = ["from an older cache layout"]
+    cache.write_text(json.dumps({"format": orchestrator.CACHE_FORMAT + 1, "sha256": digest,
+                                 "warnings": [], "state": forged}), encoding="utf-8")
+    payload = json.loads(run("status", "--json").out)
+    assert [s["id"] for s in payload["active_sessions"]] == ["api"]
+    assert payload["global_notes"] == []
+
+
 @pytest.mark.parametrize("garbage", [b"[1, 2]", b"42", b'"text"'])
 def test_cache_holding_json_that_is_not_an_object_is_harmless(run, session, state_path, garbage):
     session("api")
@@ -494,7 +504,9 @@ def test_corrupt_file_without_backup_names_no_backup(run, state_path):
     message = one_line(result.err)
     assert "line 2" in message and ".bak" not in message
     assert state_path.read_bytes() == data
-    assert folder_listing(state_path) == ["session_state.yaml", "session_state.yaml.lock"]
+    assert not state_path.with_name(state_path.name + ".bak").exists()
+    assert not state_path.with_name(state_path.name + ".cache").exists()  # nothing cached
+    assert temp_files(state_path) == []
 
 
 def test_corrupt_file_through_the_real_cli(cli, session, state_path):
@@ -559,8 +571,6 @@ def test_failed_replace_leaves_state_byte_for_byte(run, session, state_path, mon
     assert state_path.read_bytes() == original
 
 
-@pytest.mark.xfail(reason="BUG: atomic_write leaves its .tmp file behind when the write or the "
-                          "rename fails with anything but PermissionError", strict=True)
 def test_failed_write_leaves_no_temp_file(run, session, state_path, monkeypatch):
     session("api")
 
@@ -573,6 +583,11 @@ def test_failed_write_leaves_no_temp_file(run, session, state_path, monkeypatch)
 
 
 # ---------------------------------------------------------------------------- 6. parallel writers
+
+def run_validate(state_path):
+    return subprocess.run([sys.executable, str(SCRIPT), "--state", str(state_path), "validate"],
+                          capture_output=True, timeout=60).returncode
+
 
 def test_parallel_writers_lose_no_note(repo, state_path):
     workers, per_worker = 8, 15
@@ -588,10 +603,33 @@ def test_parallel_writers_lose_no_note(repo, state_path):
             codes.append((proc.returncode, proc.stderr))
         return codes
 
-    started = time.monotonic()
-    with ThreadPoolExecutor(workers) as pool:
-        results = [r for rs in pool.map(worker, range(workers)) for r in rs]
+    done = threading.Event()
+    torn = []
+
+    def reader():
+        """Atomic replace: a reader sees the old file or the new one, never half of one."""
+        while not done.is_set():
+            try:
+                data = state_path.read_bytes()
+            except FileNotFoundError:
+                data = None
+            if data is None:
+                time.sleep(0.002)
+                continue
+            if not (data.startswith(b"# Session Orchestrator") and data.endswith(b"directive_log: []\n")):
+                torn.append(data)
+            time.sleep(0.002)
+
+    watcher = threading.Thread(target=reader)
+    watcher.start()
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            results = [r for rs in pool.map(worker, range(workers)) for r in rs]
+    finally:
+        done.set()
+        watcher.join()
     assert all(code == 0 for code, _ in results), [r for r in results if r[0]]
+    assert torn == []
     state = orchestrator.parse_state_text(state_path.read_text(encoding="utf-8"), "t")[0]
     notes = state["global_notes"]
     assert len(notes) == workers * per_worker
@@ -601,7 +639,7 @@ def test_parallel_writers_lose_no_note(repo, state_path):
         assert mine == [f"w{w}-n{n}" for n in range(per_worker)]
     assert state_path.with_name(state_path.name + ".bak").read_bytes() == state_path.read_bytes()
     assert temp_files(state_path) == []
-    assert time.monotonic() - started < 40
+    assert run_validate(state_path) == 0
 
 
 def test_parallel_sessions_register_and_lock_without_loss(repo, state_path):
@@ -724,9 +762,6 @@ def test_session_from_a_worktree_is_seen_from_the_main_checkout(cli, repo, workt
     assert not (sub / ".windsurf").exists()
 
 
-@pytest.mark.xfail(reason="BUG: a session registered from a detached HEAD gets no `branch`; "
-                          "report.txt.j2 then raises UndefinedError on s.branch for every later "
-                          "status/sync", strict=True)
 def test_session_from_a_detached_worktree_does_not_break_status(run, repo, worktree, monkeypatch):
     detached = repo.parent / "detached"
     git("worktree", "add", "-q", "--detach", str(detached), cwd=repo)
