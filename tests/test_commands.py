@@ -446,7 +446,8 @@ def test_status_text(seeded, run):
     assert "backend · held by api · expires in 2 h" in out
     assert 'reason: "refactoring the api"' in out
     assert '- "deploy freeze friday"' in out
-    assert "CONFLICTS: none" in out
+    # Both seeded sessions registered from the same checkout: the only conflict shown.
+    assert "! api and web work in the same worktree" in out
     # Other sessions' text is framed as information.
     assert out.index("=== BEGIN SHARED STATE") < out.index("ACTIVE SESSIONS")
     assert out.index("GLOBAL NOTES") < out.index("=== END SHARED STATE ===")
