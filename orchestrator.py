@@ -1457,6 +1457,15 @@ def ask_for_missing(ctx, args):
 
 # ---------------------------------------------------------------------------- output
 
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u200b-\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]")
+
+
+def json_line(payload):
+    """One JSON object on one line; characters a terminal acts on stay escaped as \\uXXXX."""
+    text = json.dumps(payload, ensure_ascii=False, sort_keys=True)
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 class Output:
     """Collects what a command prints: a text for people and Cascade, a dict for --json."""
 
@@ -1465,7 +1474,7 @@ class Output:
 
     def emit(self, text, payload):
         if self.as_json:
-            print(json.dumps(payload, ensure_ascii=False, sort_keys=True))
+            print(json_line(payload))
         elif text:
             sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
@@ -2210,8 +2219,7 @@ def main(argv=None):
 def report_error(error, as_json):
     line = clean_text(" ".join(error.message.split()))
     if as_json:
-        print(json.dumps({"error": line, "exit_code": error.exit_code, **error.details},
-                         ensure_ascii=False, sort_keys=True))
+        print(json_line({"error": line, "exit_code": error.exit_code, **error.details}))
     else:
         print(f"orchestrator: {line}", file=sys.stderr)
 

@@ -192,7 +192,7 @@ def test_hints_name_the_installed_command(target, bare_env):
           target, bare_env)
     result = shell(f"{cli} build-failure --session other --path src/x.py", target, bare_env)
     assert result.returncode == 0
-    assert f'{cli} note --session other "Fixed the build in src/x.py' in result.stdout
+    assert f"{cli} note --session other 'Fixed the build in src/x.py" in result.stdout
 
 
 def test_pack_works_from_a_worktree_made_after_the_pack_was_committed(target, bare_env, tmp_path):
