@@ -448,18 +448,46 @@ class InterProcessLock:
     def __enter__(self):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.handle = open(self.path, "a+b")
+        if not (self.try_lock() or self.wait()):
+            self.handle.close()
+            raise OrchestratorError(
+                f"the state stayed locked by another orchestrator command for {self.timeout:g}s; "
+                f"try again (a stuck command holds {self.path})", EXIT_BUSY)
+        return self
+
+    def wait(self):
+        """Wait for the holder to let go, at most `timeout` seconds."""
+        import threading
+        if os.name == "nt" or threading.current_thread() is not threading.main_thread():
+            return self.wait_polling()
+        # Sleep inside flock and wake the moment the holder lets go; SIGALRM ends the wait.
+        import fcntl
+        import signal
+
+        def give_up(signum, frame):
+            raise TimeoutError
+
+        previous = signal.signal(signal.SIGALRM, give_up)
+        signal.setitimer(signal.ITIMER_REAL, self.timeout)
+        try:
+            fcntl.flock(self.handle.fileno(), fcntl.LOCK_EX)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+    def wait_polling(self):
         waited, pause = 0.0, 0.002
-        while not self.try_lock():
-            if waited >= self.timeout:
-                self.handle.close()
-                raise OrchestratorError(
-                    f"the state stayed locked by another orchestrator command for {self.timeout:g}s; "
-                    f"try again (a stuck command holds {self.path})", EXIT_BUSY)
+        while waited < self.timeout:
             # Counted, not clocked: freezegun stops the clocks in tests, not sleep().
             time.sleep(pause)
             waited += pause
-            pause = min(pause * 2, 0.05)
-        return self
+            pause = min(pause * 2, 0.02)
+            if self.try_lock():
+                return True
+        return False
 
     def try_lock(self):
         try:
@@ -499,6 +527,7 @@ class Transaction:
         self.lock = InterProcessLock(store.lock_path, lock_timeout())
 
     def __enter__(self):
+        import strictyaml  # noqa: F401  (imported before the lock: a write validates with it)
         self.lock.__enter__()
         try:
             self.before = self.store.load()
