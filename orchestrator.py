@@ -19,25 +19,24 @@ Exit codes: 0 done; 1 refused or conflict found (nothing written); 2 bad input o
 error (a bug; one line, no traceback); 130 cancelled.
 """
 
-import argparse
-import hashlib
-import json
+# Only what every command needs is imported here. The session-start check and the write hook
+# run all the time, so `re`, `json`, `pathlib`, `argparse`, jinja2, strictyaml and questionary
+# are imported where they are used (measured: `re` alone adds half of `python -c pass`).
+import marshal
 import os
-import re
 import sys
 import time
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 # ---------------------------------------------------------------------------- constants
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_STATE, EXIT_BUSY = 0, 1, 2, 3, 4
 EXIT_INTERNAL, EXIT_CANCELLED = 70, 130
 
-HERE = Path(__file__).resolve().parent
-PROMPTS_DIR = HERE / "prompts"
-WORKFLOWS_DIR = HERE / "workflows"
-STATE_RELATIVE_PATH = Path(".windsurf") / "orchestrator" / "session_state.yaml"
+HERE = os.path.dirname(os.path.realpath(__file__))
+PROMPTS_DIR = os.path.join(HERE, "prompts")
+WORKFLOWS_DIR = os.path.join(HERE, "workflows")
+STATE_RELATIVE_PATH = ".windsurf/orchestrator/session_state.yaml"
 STATE_ENV = "ORCHESTRATOR_STATE"
 LOCK_TIMEOUT_ENV = "ORCHESTRATOR_LOCK_TIMEOUT"
 DEFAULT_LOCK_TIMEOUT_SECONDS = 10.0
@@ -50,11 +49,12 @@ DEFAULT_LOCK_DURATION = "2h"
 MAX_LOCK_DURATION = timedelta(days=30)
 COMPLETED_KEPT = 10
 EXPIRING_SOON_SECONDS = 15 * 60
-SESSION_ID_RE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*\Z")
+SESSION_ID_PATTERN = r"[a-z0-9]+(?:-[a-z0-9]+)*"  # kebab-case; the schema's Regex too
+KEBAB_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
 MAX_ID_CHARS = 64
 MAX_AREA_CHARS = 200
 MAX_TEXT_CHARS = 2000
-DURATION_RE = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?\Z")
+DURATION_PATTERN = r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?"
 
 # Field order of each entry as written; list-valued fields; fields the seed does not have.
 SESSION_FIELDS = ("id", "focus", "status", "touched_areas", "risks", "notes", "started_at",
@@ -70,6 +70,18 @@ LIST_FIELDS = {"touched_areas", "risks", "notes", "trajectories", "touched_files
 TIMESTAMP_FIELDS = {"started_at", "last_updated", "expires_at", "acquired_at", "completed_at",
                     "timestamp"}
 OPTIONAL_FIELDS = {"worktree", "branch", "trajectories", "touched_files", "acquired_at"}
+
+
+_patterns = {}
+
+
+def pattern(source):
+    """`source` compiled, and `re` imported, on first use only."""
+    compiled = _patterns.get(source)
+    if compiled is None:
+        import re
+        compiled = _patterns[source] = re.compile(source)
+    return compiled
 
 
 # ---------------------------------------------------------------------------- errors
@@ -93,7 +105,7 @@ def state_schema():
     def strings():
         return EmptyList() | Seq(Str())
 
-    session_id = Regex(SESSION_ID_RE.pattern)
+    session_id = Regex(SESSION_ID_PATTERN)
     session = Map({
         "id": session_id, "focus": Str(), "status": Enum(list(SESSION_STATUSES)),
         Optional("touched_areas"): strings(), Optional("risks"): strings(),
@@ -197,19 +209,19 @@ def timestamp_to_utc(value, label):
 # ---------------------------------------------------------------------------- emitter
 
 # YAML's printable set minus what ruamel treats as a line break (NEL, LS, PS) and the BOM.
-_YAML_UNSAFE = re.compile("[^\t\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd"
-                          "\U00010000-\U0010ffff]")
-_PLAIN_SAFE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./+:-]*\Z")
+YAML_UNSAFE = ("[^\t\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd"
+               "\U00010000-\U0010ffff]")
+PLAIN_SAFE = r"[A-Za-z0-9_][A-Za-z0-9_./+:-]*"
+NEEDS_ESCAPE = r'["\\\n\t]|' + YAML_UNSAFE  # quote, backslash, newline, tab, unprintable
 _ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t"}
 
 
 def yaml_string(text):
     """A scalar strictyaml reads back as exactly `text`."""
-    if _PLAIN_SAFE.match(text) and not text.endswith(":"):
+    if pattern(PLAIN_SAFE).fullmatch(text) and not text.endswith(":"):
         return text
-    escaped = "".join(_ESCAPES.get(ch) or (escape_codepoint(ch) if _YAML_UNSAFE.match(ch) else ch)
-                      for ch in text)
-    return f'"{escaped}"'
+    return '"' + pattern(NEEDS_ESCAPE).sub(lambda m: _ESCAPES.get(m.group()) or
+                                           escape_codepoint(m.group()), text) + '"'
 
 
 def escape_codepoint(ch):
@@ -281,6 +293,7 @@ def validate_added(before, after):
 
 
 def canonical_json(value):
+    import json
     return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
@@ -288,51 +301,61 @@ def canonical_json(value):
 
 def find_checkout(start):
     """(this checkout's root, the main checkout's root); a worktree shares the main one's state."""
-    start = Path(start).resolve()
-    for folder in (start, *start.parents):
-        dot_git = folder / ".git"
-        if dot_git.is_dir():
+    folder = os.path.realpath(start)
+    while True:
+        dot_git = os.path.join(folder, ".git")
+        if os.path.isdir(dot_git):
             return folder, folder
-        if dot_git.is_file():
+        if os.path.isfile(dot_git):
             return folder, main_checkout_of(folder, dot_git)
-    return start, start
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            start = os.path.realpath(start)
+            return start, start
+        folder = parent
 
 
 def main_checkout_of(folder, dot_git_file):
     """Follow a worktree's `.git` file to the common git dir, as `git rev-parse
     --git-common-dir` would, without paying for a git process."""
     try:
-        text = dot_git_file.read_text(encoding="utf-8").strip()
+        text = read_text(dot_git_file).strip()
         if not text.startswith("gitdir:"):
             return folder
-        git_dir = (folder / text[len("gitdir:"):].strip()).resolve()
-        common_file = git_dir / "commondir"
-        if not common_file.is_file():
+        git_dir = os.path.realpath(os.path.join(folder, text[len("gitdir:"):].strip()))
+        common_file = os.path.join(git_dir, "commondir")
+        if not os.path.isfile(common_file):
             return folder  # a submodule: its own checkout is its root
-        common = (git_dir / common_file.read_text(encoding="utf-8").strip()).resolve()
-        return common.parent if common.name == ".git" else folder
+        common = os.path.realpath(os.path.join(git_dir, read_text(common_file).strip()))
+        return os.path.dirname(common) if os.path.basename(common) == ".git" else folder
     except OSError:
         return folder
+
+
+def read_text(path):
+    with open(path, encoding="utf-8") as handle:
+        return handle.read()
 
 
 class Store:
     """The state file and the files beside it: lock, cache, last good copy."""
 
     def __init__(self, path):
-        self.path = Path(path)
-        self.lock_path = self.path.with_name(self.path.name + ".lock")
-        self.cache_path = self.path.with_name(self.path.name + ".cache")
-        self.backup_path = self.path.with_name(self.path.name + ".bak")
+        self.path = os.path.abspath(os.fspath(path))
+        self.lock_path = self.path + ".lock"
+        self.cache_path = self.path + ".cache"
+        self.backup_path = self.path + ".bak"
         self.warnings = []
 
     @property
     def label(self):
-        return str(self.path)
+        return self.path
 
     # -- reading
     def read_bytes(self):
         try:
-            return self.path.read_bytes()
+            with open(self.path, "rb") as handle:
+                return handle.read()
         except FileNotFoundError:
             return None
         except OSError as error:
@@ -343,13 +366,12 @@ class Store:
         raw = self.read_bytes()
         if raw is None:
             return empty_state()
-        digest = hashlib.sha256(raw).hexdigest()
         cached = self.read_cache()
-        if cached and cached.get("sha256") == digest and cached.get("format") == CACHE_FORMAT:
-            self.warnings = cached.get("warnings", [])
+        if cached and cached["raw"] == raw:
+            self.warnings = cached["warnings"]
             return cached["state"]
         state = self.validate_bytes(raw)
-        self.write_cache(digest, state)
+        self.write_cache(raw, state)
         return state
 
     def validate_bytes(self, raw):
@@ -366,24 +388,30 @@ class Store:
         return state
 
     def restore_hint(self):
-        if self.backup_path.exists():
+        if os.path.exists(self.backup_path):
             return f"fix it by hand, or restore the last good copy: cp '{self.backup_path}' '{self.path}'"
         return "fix it by hand (orchestrator.py validate shows what is wrong)"
 
     def read_cache(self):
+        """The cached validated state, if it is for exactly these bytes. marshal, not json:
+        it loads several times faster and needs no import."""
         try:
-            cached = json.loads(self.cache_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            with open(self.cache_path, "rb") as handle:
+                cached = marshal.load(handle)
+        except (OSError, ValueError, EOFError, TypeError):
             return None
-        valid = isinstance(cached, dict) and isinstance(cached.get("state"), dict)
+        valid = (isinstance(cached, dict) and cached.get("format") == CACHE_FORMAT
+                 and isinstance(cached.get("raw"), bytes) and isinstance(cached.get("state"), dict)
+                 and isinstance(cached.get("warnings"), list))
         return cached if valid else None
 
-    def write_cache(self, digest, state):
-        payload = {"format": CACHE_FORMAT, "sha256": digest, "warnings": self.warnings,
-                   "state": state}
+    def write_cache(self, raw, state):
+        # Keyed by the file's whole content, not its size or mtime: a hand edit of the same
+        # size within the same second is still seen, and validated in full.
+        payload = {"format": CACHE_FORMAT, "raw": raw, "warnings": self.warnings, "state": state}
         try:
-            atomic_write(self.cache_path, json.dumps(payload, ensure_ascii=False).encode("utf-8"))
-        except OSError:
+            atomic_write(self.cache_path, marshal.dumps(payload), durable=False)
+        except (OSError, ValueError):
             pass  # a cache that cannot be written only costs speed
 
     # -- writing
@@ -400,18 +428,22 @@ class Store:
         except OSError:
             pass
         self.warnings = []
-        self.write_cache(hashlib.sha256(data).hexdigest(), after)
+        self.write_cache(data, after)
 
 
-def atomic_write(path, data):
-    """Temp file in the same folder, flushed to disk, then renamed over: old or new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def atomic_write(path, data, durable=True):
+    """Temp file in the same folder, flushed to disk, then renamed over: old or new, never half.
+    `durable=False` skips the fsync, for files whose loss costs only speed (the cache)."""
+    path = os.fspath(path)
+    folder, name = os.path.split(path)
+    os.makedirs(folder or ".", exist_ok=True)
+    temp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
     try:
         with open(temp, "wb") as handle:
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         replace_with_retry(temp, path)
     except BaseException:
         try:
@@ -446,7 +478,7 @@ class InterProcessLock:
         self.handle = None
 
     def __enter__(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
         self.handle = open(self.path, "a+b")
         if not (self.try_lock() or self.wait()):
             self.handle.close()
@@ -534,7 +566,7 @@ class Transaction:
         except BaseException:
             self.lock.__exit__(None, None, None)
             raise
-        self.state = json.loads(json.dumps(self.before))
+        self.state = marshal.loads(marshal.dumps(self.before))  # a deep copy, fast
         return self.state
 
     def __exit__(self, exc_type, exc, tb):
@@ -562,7 +594,7 @@ def parse_iso(text):
 
 def parse_duration(text):
     """`45m`, `2h`, `1h30m`, `1d`, `90s` -> timedelta; anything else is bad input."""
-    match = DURATION_RE.match(text.strip().lower()) if text else None
+    match = pattern(DURATION_PATTERN).fullmatch(text.strip().lower()) if text else None
     if not match or not any(match.groups()):
         raise OrchestratorError(f"--duration {text!r} is not a duration: use forms like 45m, 2h, "
                                 "1h30m or 1d")
@@ -678,9 +710,15 @@ def scopes_overlap(a, b):
     return walk(0, 0)
 
 
+def segment_matches(name, glob):
+    if not is_glob(glob):
+        return name == glob  # most scopes are literal: no fnmatch, no `re` to import
+    import fnmatch
+    return fnmatch.fnmatchcase(name, glob)
+
+
 def path_in_scope(path, scope):
     """Does the concrete `path` fall under `scope` (the scope itself or anything below it)?"""
-    import fnmatch
     parts, pattern = path_segments(path), path_segments(scope)
     memo = {}
 
@@ -694,7 +732,7 @@ def path_in_scope(path, scope):
         elif j == len(parts):
             result = False
         else:
-            result = fnmatch.fnmatchcase(parts[j], pattern[i]) and walk(i + 1, j + 1)
+            result = segment_matches(parts[j], pattern[i]) and walk(i + 1, j + 1)
         memo[(i, j)] = result
         return result
 
@@ -859,13 +897,9 @@ def build_failure_verdict(state, session_id, area=None, path=None, now=None):
     return "report_only", deciding, others
 
 
-_RULE_SEPARATORS = re.compile(r"[\s\-]+")
-
-
 def normalise_rule(name):
     """`Intent Scope`, `intent-scope` and `intent_scope` are one rule."""
-    rule = _RULE_SEPARATORS.sub("_", name.strip().lower()).strip("_")
-    return re.sub("_+", "_", rule)
+    return pattern(r"[\s_-]+").sub("_", name.strip().lower()).strip("_")
 
 
 def audit_proposals(directive_log, threshold):
@@ -937,7 +971,9 @@ def drift_paths(claims, paths):
 
 # ---------------------------------------------------------------------------- input checks
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+def has_control_characters(value):
+    # A plain loop, not a regex: the session-start check validates input without `re`.
+    return any(ch < " " and ch not in "\n\t" or "\x7f" <= ch <= "\x9f" for ch in value)
 
 
 def check_text(flag, value, limit=MAX_TEXT_CHARS, allow_newlines=True):
@@ -946,7 +982,7 @@ def check_text(flag, value, limit=MAX_TEXT_CHARS, allow_newlines=True):
         raise OrchestratorError(f"{flag} is empty; give it a short text")
     if len(value) > limit:
         raise OrchestratorError(f"{flag} is {len(value)} characters; keep it to {limit} at most")
-    if _CONTROL.search(value) or (not allow_newlines and ("\n" in value or "\t" in value)):
+    if has_control_characters(value) or (not allow_newlines and ("\n" in value or "\t" in value)):
         raise OrchestratorError(f"{flag} holds control characters; use plain text")
     try:
         value.encode("utf-8")
@@ -955,8 +991,14 @@ def check_text(flag, value, limit=MAX_TEXT_CHARS, allow_newlines=True):
     return value
 
 
+def is_kebab_case(value):
+    """SESSION_ID_PATTERN without `re`: lowercase letters and digits, single inner dashes."""
+    return (value != "" and set(value) <= KEBAB_CHARACTERS and not value.startswith("-")
+            and not value.endswith("-") and "--" not in value)
+
+
 def check_session_id(value, flag="--session"):
-    if not value or len(value) > MAX_ID_CHARS or not SESSION_ID_RE.match(value):
+    if not value or len(value) > MAX_ID_CHARS or not is_kebab_case(value):
         raise OrchestratorError(f"{flag} {value!r} is not a kebab-case id: use lowercase letters, "
                                 "digits and single dashes, e.g. api-refactor")
     return value
@@ -966,17 +1008,24 @@ def check_area(value, flag="--area"):
     return check_text(flag, value, MAX_AREA_CHARS, allow_newlines=False)
 
 
+def relative_to_checkout(absolute, root):
+    """`absolute` as a `/`-separated path relative to `root`, or None when it lies outside."""
+    relative = os.path.relpath(os.path.realpath(absolute), root)
+    if relative == os.pardir or relative.startswith(os.pardir + os.sep) or os.path.isabs(relative):
+        return None
+    return relative.replace(os.sep, "/")
+
+
 def normalise_repo_path(value, flag, repo_root=None):
     """A path or glob relative to the repository root, with `/` separators and no `..`."""
     raw = check_text(flag, value, MAX_AREA_CHARS, allow_newlines=False)
     path = raw.replace("\\", "/")
     if repo_root is not None and os.path.isabs(raw):
-        try:
-            path = Path(raw).resolve().relative_to(repo_root).as_posix()
-        except ValueError:
+        path = relative_to_checkout(raw, repo_root)
+        if path is None:
             raise OrchestratorError(f"{flag} {raw!r} is outside the repository {repo_root}; give "
-                                    "a path inside it") from None
-    if path.startswith("/") or re.match(r"[A-Za-z]:", path):
+                                    "a path inside it")
+    if path.startswith("/") or (len(path) > 1 and path[1] == ":" and path[0].isalpha()):
         raise OrchestratorError(f"{flag} {raw!r} is absolute; give it relative to the repository "
                                 "root, e.g. src/api")
     segments = [s for s in path.split("/") if s not in ("", ".")]
@@ -991,17 +1040,17 @@ def normalise_repo_path(value, flag, repo_root=None):
 # ---------------------------------------------------------------------------- rendering
 
 # Escape sequences, 7-bit (ESC [ ...) and 8-bit (CSI 0x9b, OSC 0x9d, DCS 0x90 ...) alike.
-_ANSI = re.compile(r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
+ESCAPE_SEQUENCE = (r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
                    r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
                    r"|\x1b[@-Z\\-_]")
-_UNSAFE_OUTPUT = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e"
+UNSAFE_OUTPUT = ("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e"
                             "\u2066-\u2069\ufeff]")
 
 
 def clean_text(value):
     """Terminal-safe text: escape sequences and invisible or control characters removed."""
-    text = _ANSI.sub("", str(value))
-    return _UNSAFE_OUTPUT.sub("", text)
+    text = pattern(ESCAPE_SEQUENCE).sub("", str(value))
+    return pattern(UNSAFE_OUTPUT).sub("", text)
 
 
 def quote_data(value):
@@ -1040,7 +1089,7 @@ def message(key, **fields):
     global _messages
     if _messages is None:
         _messages = {}
-        for line in (PROMPTS_DIR / "messages.txt").read_text(encoding="utf-8").splitlines():
+        for line in read_text(os.path.join(PROMPTS_DIR, "messages.txt")).splitlines():
             if line.strip() and not line.startswith("#"):
                 name, _, text = line.partition("=")
                 _messages[name.strip()] = text.strip()
@@ -1056,7 +1105,7 @@ def render(template, **context):
     if _environment is None:
         import jinja2
         _environment = jinja2.Environment(
-            loader=jinja2.FileSystemLoader([str(PROMPTS_DIR), str(WORKFLOWS_DIR)]),
+            loader=jinja2.FileSystemLoader([PROMPTS_DIR, WORKFLOWS_DIR]),
             undefined=jinja2.StrictUndefined,
             autoescape=False, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
             finalize=lambda value: clean_text(value) if isinstance(value, str) else value)
@@ -1129,7 +1178,7 @@ AGENTS_MD_END = "<!-- session-orchestrator:end -->"
 
 
 def pack_context(agent="windsurf"):
-    return {"cli": PACK_CLI, "state_path": STATE_RELATIVE_PATH.as_posix(),
+    return {"cli": PACK_CLI, "state_path": STATE_RELATIVE_PATH,
             "launcher_path": LAUNCHER_PATH, "agent": AGENT_NAMES[agent],
             "invocation": INVOCATIONS.get(agent, ""),
             "details_hint": DETAILS_HINTS.get(agent, "the command reference below lists every command")}
@@ -1184,6 +1233,7 @@ def mark_generated(text, style):
     """Append a marker holding the hash of the text, so install can tell its own untouched
     output (safe to upgrade) from a file the user changed (kept unless --force)."""
     body = text if text.endswith("\n") else text + "\n"
+    import hashlib
     digest = hashlib.sha256(body.encode("utf-8")).hexdigest()[:16]
     note = f"{GENERATED_MARK}; edit freely, install keeps changed files unless --force; {digest}"
     return body + (f"<!-- {note} -->\n" if style == "md" else f"# {note}\n")
@@ -1195,6 +1245,7 @@ def untouched_generated(text):
     if not lines or GENERATED_MARK not in lines[-1]:
         return False
     digest = lines[-1].rstrip(" ->\n").rsplit(" ", 1)[-1]
+    import hashlib
     return hashlib.sha256("".join(lines[:-1]).encode("utf-8")).hexdigest()[:16] == digest
 
 
@@ -1221,9 +1272,9 @@ def plan_file(path, wanted, force):
 
 def write_launcher(main_root):
     text = render("launcher.sh.j2", python=sys.executable, tool_dir=str(HERE))
-    path = main_root / LAUNCHER_PATH
+    path = os.path.join(main_root, LAUNCHER_PATH)
     atomic_write(path, text.encode("utf-8"))
-    path.chmod(0o755)
+    os.chmod(path, 0o755)
     return path
 
 
@@ -1301,7 +1352,7 @@ class Asker:
 
 
 def split_list(text):
-    return [part for part in re.split(r"[,\s]+", text) if part]
+    return [part for part in pattern(r"[,\s]+").split(text) if part]
 
 
 def check_area_list(text, required=True):
@@ -1357,7 +1408,7 @@ def ask_sync(ctx, args, state):
 
 def suggest_session_id(ctx):
     branch = ctx.checkout_info().get("branch") or ""
-    slug = re.sub(r"[^a-z0-9]+", "-", branch.lower()).strip("-")[:MAX_ID_CHARS].strip("-")
+    slug = pattern(r"[^a-z0-9]+").sub("-", branch.lower()).strip("-")[:MAX_ID_CHARS].strip("-")
     return "" if slug in ("", "main", "master") else slug
 
 
@@ -1486,13 +1537,14 @@ def ask_for_missing(ctx, args):
 
 # ---------------------------------------------------------------------------- output
 
-_JSON_UNSAFE = re.compile("[\x7f-\x9f\u200b-\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]")
+JSON_UNSAFE = ("[\x7f-\x9f\u200b-\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]")
 
 
 def json_line(payload):
     """One JSON object on one line; characters a terminal acts on stay escaped as \\uXXXX."""
+    import json
     text = json.dumps(payload, ensure_ascii=False, sort_keys=True)
-    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return pattern(JSON_UNSAFE).sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 class Output:
@@ -1750,7 +1802,7 @@ def files_changed_since(ctx, session):
     """What the session changed: files its hook recorded, plus git's view of commits since it
     started and of the uncommitted work in its checkout."""
     files = list(session.get("touched_files", []))
-    checkout = Path(session.get("worktree") or ctx.checkout_root)
+    checkout = session.get("worktree") or ctx.checkout_root
     log = run_git(checkout, "log", f"--since={session['started_at']}", "--name-only",
                   "--format=", "-z")
     status = run_git(checkout, "status", "--porcelain", "-z", "--untracked-files=all")
@@ -1764,7 +1816,7 @@ def files_changed_since(ctx, session):
             files.append(record[3:])
             if record[0] in "RC":
                 index += 1  # a rename's second record is the old name
-    own_folder = STATE_RELATIVE_PATH.parent.as_posix() + "/"
+    own_folder = STATE_RELATIVE_PATH.rsplit("/", 1)[0] + "/"
     return sorted({f for f in files if not f.startswith(own_folder)})
 
 
@@ -1837,7 +1889,7 @@ def cmd_directive(ctx, args):
                                       ("--directive", "directive"), ("--reason", "reason")])
     session_id = check_session_id(args.session)
     rule = normalise_rule(check_text("--rule", args.rule, MAX_AREA_CHARS, allow_newlines=False))
-    if not re.fullmatch(r"[a-z0-9_]+", rule):
+    if not pattern(r"[a-z0-9_]+").fullmatch(rule):
         raise OrchestratorError(f"--rule {args.rule!r} is not a rule name: use words like "
                                 "intent_scope or escalation")
     entry = {"session": session_id, "directive": check_text("--directive", args.directive),
@@ -1868,6 +1920,7 @@ def cmd_audit(ctx, args):
 
 def merge_json_file(path, merge):
     """Merge our entries into a JSON config file; one that is not a JSON object is kept."""
+    import json
     try:
         existing = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -1905,6 +1958,7 @@ def install_merged_files(target, agents):
 
 
 def cmd_install(ctx, args):
+    from pathlib import Path
     target = Path(args.target or ".").resolve()
     if not target.is_dir():
         raise OrchestratorError(f"install: --target {args.target!r} is not a folder; give the "
@@ -1960,10 +2014,31 @@ def cmd_hook(ctx, args):
 CLAUDE_WRITE_TOOLS = {"Edit", "Write", "MultiEdit", "NotebookEdit"}
 
 
+def load_json(text):
+    """json.loads through json's own C scanner, without `import json`: that import pulls in
+    `re`, which alone costs half of the hook's time budget. Falls back to json where the C
+    scanner is missing (other Pythons)."""
+    try:
+        from _json import make_scanner
+    except ImportError:
+        import json
+        return json.loads(text)
+    options = Arguments(strict=True, object_hook=None, object_pairs_hook=None, memo={},
+                        parse_float=float, parse_int=int, parse_constant=float)
+    text = text.strip(" \t\r\n")
+    try:
+        value, end = make_scanner(options)(text, 0)
+    except Exception:  # StopIteration or json's own decode error
+        raise ValueError("not JSON") from None
+    if end != len(text):
+        raise ValueError("not JSON: extra data")
+    return value
+
+
 def parse_hook_event(text):
     """Windsurf's or Claude Code's hook JSON -> {kind, conversation, file_path, command_line}."""
     try:
-        raw = json.loads(text)
+        raw = load_json(text)
     except ValueError:
         raise ValueError("the hook event on stdin is not JSON") from None
     if not isinstance(raw, dict):
@@ -1995,8 +2070,8 @@ def session_named_in_command(command_line):
     """`--session S` of an orchestrator command line, or None for any other command."""
     if not command_line or "orchestrator" not in command_line:
         return None
-    match = re.search(r"--session(?:=|\s+)['\"]?([a-z0-9-]+)", command_line)
-    if not match or not SESSION_ID_RE.match(match.group(1)):
+    match = pattern(r"--session(?:=|\s+)['\"]?([a-z0-9-]+)").search(command_line)
+    if not match or not is_kebab_case(match.group(1)):
         return None
     return match.group(1)
 
@@ -2013,10 +2088,9 @@ def handle_hook_event(ctx, event):
         return EXIT_OK
     if event["kind"] != "write" or not event["file_path"]:
         return EXIT_OK
-    checkout, _ = find_checkout(Path(event["file_path"]).parent)
-    try:
-        path = Path(event["file_path"]).resolve().relative_to(checkout).as_posix()
-    except ValueError:
+    checkout, _ = find_checkout(os.path.dirname(event["file_path"]))
+    path = relative_to_checkout(event["file_path"], checkout)
+    if path is None:
         return EXIT_OK
     state = ctx.store.load()
     acting = session_of_conversation(state, event["conversation"])
@@ -2052,7 +2126,7 @@ def cmd_validate(ctx, args):
                      {"valid": True, "exists": False})
         return EXIT_OK
     state = ctx.store.validate_bytes(raw)
-    ctx.store.write_cache(hashlib.sha256(raw).hexdigest(), state)
+    ctx.store.write_cache(raw, state)
     counts = {key: len(state[key]) for key in TOP_LEVEL_KEYS}
     text = message("validate_ok", path=ctx.store.label, sessions=counts["active_sessions"],
                    locks=counts["locks"], notes=counts["global_notes"])
@@ -2069,45 +2143,46 @@ class Context:
     """What every command needs: where the state is, which checkout we are in, the output."""
 
     def __init__(self, args):
-        self.checkout_root, self.main_root = find_checkout(Path.cwd())
-        path = args.state or os.environ.get(STATE_ENV) or self.main_root / STATE_RELATIVE_PATH
-        self.store = Store(Path(path).absolute())
+        self.checkout_root, self.main_root = find_checkout(os.getcwd())
+        path = (args.state or os.environ.get(STATE_ENV)
+                or os.path.join(self.main_root, STATE_RELATIVE_PATH))
+        self.store = Store(path)
         self.out = Output(args.json)
         self.interactive = not args.json and terminal_is_interactive()
         self.asker = None
 
     def is_repo_path(self, area):
         """Does a touched area name a path (a glob, a nested path, or something on disk)?"""
-        return ("/" in area or is_glob(area)) or (self.checkout_root / area).exists()
+        return ("/" in area or is_glob(area)) or os.path.exists(os.path.join(self.checkout_root, area))
 
     def checkout_info(self):
         """The worktree and branch a session is registered from."""
-        head = self.checkout_root / ".git"
+        git_dir = os.path.join(self.checkout_root, ".git")
         branch = None
         try:
-            if head.is_file():
-                git_dir = Path(head.read_text(encoding="utf-8").split(":", 1)[1].strip())
-                head = (self.checkout_root / git_dir).resolve()
-            text = (head / "HEAD").read_text(encoding="utf-8").strip()
-            branch = text.rsplit("/", 1)[-1] if text.startswith("ref:") else None
-            if text.startswith("ref: refs/heads/"):
-                branch = text[len("ref: refs/heads/"):]
+            if os.path.isfile(git_dir):  # a worktree: .git names its own git dir
+                git_dir = os.path.join(self.checkout_root,
+                                       read_text(git_dir).split(":", 1)[1].strip())
+            head = read_text(os.path.join(git_dir, "HEAD")).strip()
+            if head.startswith("ref: refs/heads/"):
+                branch = head[len("ref: refs/heads/"):]  # otherwise a detached HEAD
         except (OSError, IndexError):
             pass
-        return {"worktree": str(self.checkout_root), "branch": branch}
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse, but a usage error becomes one line and exit 2 through main()."""
-
-    def error(self, message):
-        raise OrchestratorError(f"{self.prog}: {message} (see `{self.prog} --help`)")
+        return {"worktree": self.checkout_root, "branch": branch}
 
 
 def build_parser():
+    import argparse
+
+    class ArgumentParser(argparse.ArgumentParser):
+        """argparse, but a usage error becomes one line and exit 2 through main()."""
+
+        def error(self, message):
+            raise OrchestratorError(f"{self.prog}: {message} (see `{self.prog} --help`)")
+
     common = ArgumentParser(add_help=False)
     common.add_argument("--state", metavar="PATH", default=argparse.SUPPRESS,
-                        help=f"state file (default: {STATE_RELATIVE_PATH.as_posix()} in the main "
+                        help=f"state file (default: {STATE_RELATIVE_PATH} in the main "
                              f"checkout; or ${STATE_ENV})")
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                         help="print exactly one JSON object on stdout")
@@ -2214,14 +2289,59 @@ COMMANDS = {"sync": cmd_sync, "lock": cmd_lock, "renew": cmd_renew, "unlock": cm
             "install": cmd_install, "hook": cmd_hook}
 
 
+def parse_arguments(argv):
+    args = build_parser().parse_args(argv)
+    for name, default in (("state", None), ("json", False)):  # global flags nobody gave
+        if not hasattr(args, name):
+            setattr(args, name, default)
+    return args
+
+
+class Arguments:
+    """Parsed flags, as attributes (what argparse's Namespace gives the other commands)."""
+
+    def __init__(self, **values):
+        self.__dict__.update(values)
+
+
+FAST_PATH_FLAGS = {"check": ({"--session", "--state"}, {"--area", "--path"}),
+                   "hook": ({"--state"}, set())}  # command: (single flags, repeatable flags)
+
+
+def parse_fast_path(argv):
+    """`check` and `hook` run at every session start and every file write: parse their few
+    flags without importing argparse. Anything unusual returns None, and argparse takes over
+    (so --help and every error message stay argparse's)."""
+    if not argv or argv[0] not in FAST_PATH_FLAGS:
+        return None
+    single, repeatable = FAST_PATH_FLAGS[argv[0]]
+    values = {flag[2:]: None for flag in single | repeatable}
+    values.update(command=argv[0], json=False)
+    words = iter(argv[1:])
+    for word in words:
+        if word == "--json":
+            values["json"] = True
+            continue
+        flag, equals, value = word.partition("=")
+        if flag not in single and flag not in repeatable:
+            return None
+        if not equals:
+            value = next(words, None)
+            if value is None or value.startswith("-"):
+                return None
+        name = flag[2:]
+        if flag in repeatable:
+            values[name] = (values[name] or []) + [value]
+        else:
+            values[name] = value
+    return Arguments(**values)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     as_json = "--json" in argv
     try:
-        args = build_parser().parse_args(argv)
-        for name, default in (("state", None), ("json", False)):
-            if not hasattr(args, name):
-                setattr(args, name, default)
+        args = parse_fast_path(argv) or parse_arguments(argv)
         if not args.command:
             raise OrchestratorError("orchestrator.py: give a command, e.g. `orchestrator.py status` "
                                     "(see --help)")

@@ -1,17 +1,21 @@
 """Shared fixtures: a throwaway git repository as the working directory, and two ways to run
-the tool: `run` calls main(argv) in process, `cli` runs a real process."""
+the tool: `run` calls main(argv) in process, `cli` runs a real process; a frozen `clock` at
+T0 and a `bare_env` shell environment. Plain helper functions live in helpers.py."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from freezegun import freeze_time
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import orchestrator  # noqa: E402
+from helpers import T0  # noqa: E402
 
 
 class Result:
@@ -70,3 +74,20 @@ def session(run):
         assert result.code == 0, result
         return session_id
     return make
+
+
+@pytest.fixture
+def clock():
+    """Time frozen at T0 (helpers.T0); tick it to move on."""
+    with freeze_time(T0) as frozen:
+        yield frozen
+
+
+@pytest.fixture
+def bare_env(tmp_path):
+    """What a fresh shell has: no virtualenv, no Python on PATH, only sh and git."""
+    bin_dir = tmp_path / "bare-bin"
+    bin_dir.mkdir()
+    for tool in ("sh", "git"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    return {"PATH": str(bin_dir), "HOME": str(tmp_path)}

@@ -5,48 +5,12 @@ matters runs under freezegun.
 """
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
-from freezegun import freeze_time
 
 import orchestrator as o
-
-T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
-
-
-def at(**delta):
-    """ISO text of T0 + delta, as the state file holds it."""
-    return o.iso(T0 + timedelta(**delta))
-
-
-def read_state(path):
-    state, _ = o.parse_state_text(path.read_text(encoding="utf-8"), str(path))
-    return state
-
-
-def as_json(result):
-    """The single JSON object a --json command printed."""
-    assert result.out.count("\n") == 1, result
-    return json.loads(result.out)
-
-
-def assert_usage_error(result, *names):
-    """Exit 2, nothing on stdout, one 'orchestrator:' line on stderr naming `names`."""
-    assert result.code == 2, result
-    assert result.out == ""
-    lines = result.err.splitlines()
-    assert len(lines) == 1, result.err
-    assert lines[0].startswith("orchestrator:")
-    assert "Traceback" not in result.err
-    for name in names:
-        assert name in lines[0], (name, lines[0])
-
-
-@pytest.fixture
-def clock():
-    with freeze_time(T0) as frozen:
-        yield frozen
+from helpers import T0, as_json, assert_usage_error, at, lock, read_state
 
 
 @pytest.fixture
@@ -58,13 +22,6 @@ def seeded(clock, run, session):
                  "--reason", "refactoring the api")
     assert result.code == 0, result
     return clock
-
-
-def lock(run, owner, area, *scopes, reason="work in progress", extra=()):
-    argv = ["lock", "--session", owner, "--area", area, "--reason", reason, *extra]
-    for scope in scopes:
-        argv += ["--scope", scope]
-    return run(*argv)
 
 
 # ============================================================================ sync

@@ -2,21 +2,15 @@
 and the other agents' files merged into what a repository already has."""
 
 import json
-import os
 import shutil
 import subprocess
 
 import pytest
 
 import orchestrator
+from helpers import git
 
 CLI = "sh .windsurf/bin/orchestrator"
-
-
-def git(cwd, *args):
-    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
-                   env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-                        "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"})
 
 
 @pytest.fixture
@@ -32,15 +26,6 @@ def target(tmp_path):
     git(path, "add", "-A")
     git(path, "commit", "-qm", "pack")
     return path
-
-
-@pytest.fixture
-def bare_env(tmp_path):
-    bin_dir = tmp_path / "bare-bin"
-    bin_dir.mkdir()
-    for tool in ("sh", "git"):
-        (bin_dir / tool).symlink_to(shutil.which(tool))
-    return {"PATH": str(bin_dir), "HOME": str(tmp_path)}
 
 
 @pytest.fixture

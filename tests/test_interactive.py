@@ -223,3 +223,24 @@ def test_importing_the_module_imports_no_question_library():
     proc = subprocess.run([sys.executable, "-c", code], cwd=orchestrator.HERE,
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_check_and_hook_on_a_validated_state_import_no_heavy_module(run, session, repo):
+    """The session-start check and the write hook run all the time: on an unchanged, already
+    validated state they import neither strictyaml nor argparse, json or re."""
+    session("api", "backend")
+    run("lock", "--session", "api", "--area", "backend", "--scope", "src", "--reason", "r")
+    run("status")  # the state is validated and cached
+    event = ('{"agent_action_name": "pre_write_code", "trajectory_id": "t", "tool_info": '
+             f'{{"file_path": "{repo}/docs/a.md"}}}}')
+    heavy = ("strictyaml", "argparse", "json", "re", "jinja2", "questionary", "prompt_toolkit",
+             "pathlib")
+    for argv, stdin in ((["check", "--path", "docs/a.md", "--area", "frontend"], ""),
+                        (["hook"], event)):
+        code = ("import sys; sys.path.insert(0, sys.argv[1]); import orchestrator; "
+                f"rc = orchestrator.main({argv!r}); "
+                f"loaded = [m for m in {heavy!r} if m in sys.modules]; "
+                "print(rc, loaded)")
+        proc = subprocess.run([sys.executable, "-c", code, str(orchestrator.HERE)], cwd=repo,
+                              input=stdin, capture_output=True, text=True)
+        assert proc.stdout.strip() == "0 []", (argv, proc.stdout, proc.stderr)

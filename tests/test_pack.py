@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 import orchestrator
+from helpers import git
 
-ROOT = orchestrator.HERE
+ROOT = Path(orchestrator.HERE)
 COMMAND_LINE = re.compile(r"^\s*(sh \.windsurf/bin/orchestrator\b.*?)\s+#\s*(.+)$")
 SAMPLE_VALUES = {
     "<session-id>": "demo-session", "<area>": "backend", "<path>": "src/api/handler.py",
@@ -20,12 +21,6 @@ SAMPLE_VALUES = {
     "<duration>": "1h", "<text>": "demo note", "<outcome>": "demo done", "<rule>": "intent_scope",
     "<directive>": "@directive demo", "<status>": "blocked", "<risk>": "demo risk",
 }
-
-
-def git(cwd, *args):
-    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
-                   env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-                        "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"})
 
 
 @pytest.fixture
@@ -39,16 +34,6 @@ def target(tmp_path):
     git(path, "add", "-A")
     git(path, "commit", "-qm", "pack")
     return path
-
-
-@pytest.fixture
-def bare_env(tmp_path):
-    """What a fresh shell has: no virtualenv, no Python on PATH, only sh and git."""
-    bin_dir = tmp_path / "bare-bin"
-    bin_dir.mkdir()
-    for tool in ("sh", "git"):
-        (bin_dir / tool).symlink_to(shutil.which(tool))
-    return {"PATH": str(bin_dir), "HOME": str(tmp_path)}
 
 
 def shell(command, cwd, env):

@@ -266,3 +266,44 @@ def test_live_locks():
 ])
 def test_humanize_seconds(seconds, text):
     assert o.humanize_seconds(seconds) == text
+
+
+@pytest.mark.parametrize("argv", [
+    ["check"], ["check", "--session", "a-b"], ["check", "--json", "--area", "x", "--path", "y",
+                                                  "--area", "z"],
+    ["check", "--state", "s.yaml", "--path=p"], ["check", "--session", "a", "--session", "b"],
+    ["hook"], ["hook", "--json", "--state", "x"],
+])
+def test_fast_path_parses_check_and_hook_exactly_like_argparse(argv):
+    fast = o.parse_fast_path(argv)
+    assert fast is not None
+    assert vars(fast) == vars(o.parse_arguments(argv))
+
+
+@pytest.mark.parametrize("argv", [
+    ["check", "--help"], ["check", "--bogus"], ["check", "--session"], ["check", "--area", "--x"],
+    ["status"], ["--json", "check"], [],
+])
+def test_fast_path_leaves_everything_unusual_to_argparse(argv):
+    assert o.parse_fast_path(argv) is None
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children,
+                                                                       max_size=4),
+    max_leaves=20)
+
+
+@given(json_values, st.sampled_from([None, 2]))
+@settings(max_examples=200, deadline=None)
+def test_hook_json_reader_agrees_with_json(value, indent):
+    import json
+    text = json.dumps(value, indent=indent)
+    assert o.load_json(text) == json.loads(text)
+
+
+@pytest.mark.parametrize("text", ["", "garbage", '{"a": 1} x', '{"a": 1,}', "{", "[1, 2"])
+def test_hook_json_reader_refuses_what_json_refuses(text):
+    with pytest.raises(ValueError):
+        o.load_json(text)
