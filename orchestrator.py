@@ -269,11 +269,12 @@ def emit_state(state, header=True):
 
 
 def added_entries(before, after):
-    """Entries of `after` that `before` does not hold, per top-level key."""
+    """Entries of `after` that `before` does not hold, per top-level key. (repr as the key: an
+    entry whose fields merely changed order counts as new and is validated again, harmlessly.)"""
     added = {}
     for key in TOP_LEVEL_KEYS:
-        known = {canonical_json(item) for item in before[key]}
-        new = [item for item in after[key] if canonical_json(item) not in known]
+        known = {repr(item) for item in before[key]}
+        new = [item for item in after[key] if repr(item) not in known]
         if new:
             added[key] = new
     return added
@@ -290,11 +291,6 @@ def validate_added(before, after):
     if reloaded != partial:
         raise OrchestratorError("internal error: the new entries do not read back unchanged; "
                                 "nothing was written, please report this", EXIT_STATE)
-
-
-def canonical_json(value):
-    import json
-    return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
 # ---------------------------------------------------------------------------- store
@@ -424,7 +420,7 @@ class Store:
             raise OrchestratorError(f"cannot write {self.label}: {error.strerror}; nothing was "
                                     "changed", EXIT_STATE)
         try:  # the last good copy, offered for restoring when a hand edit breaks the file
-            atomic_write(self.backup_path, data)
+            atomic_write(self.backup_path, data, durable=False)
         except OSError:
             pass
         self.warnings = []
@@ -2177,8 +2173,21 @@ def build_parser():
     class ArgumentParser(argparse.ArgumentParser):
         """argparse, but a usage error becomes one line and exit 2 through main()."""
 
+        def __init__(self, **kwargs):
+            super().__init__(formatter_class=HelpFormatter, **kwargs)
+
         def error(self, message):
             raise OrchestratorError(f"{self.prog}: {message} (see `{self.prog} --help`)")
+
+    class HelpFormatter(argparse.HelpFormatter):
+        """The terminal width from os, so that building the parser never imports shutil."""
+
+        def __init__(self, prog):
+            try:
+                width = os.get_terminal_size().columns - 2
+            except OSError:
+                width = 78
+            super().__init__(prog, width=max(width, 40))
 
     common = ArgumentParser(add_help=False)
     common.add_argument("--state", metavar="PATH", default=argparse.SUPPRESS,

@@ -1,0 +1,515 @@
+"""`make bench`: what each command costs a user, as whole processes, beside two baselines.
+
+Every figure is the wall time of one whole process started the way the installed launcher
+starts the tool (`python -c "import orchestrator; ..."`, so the module's cached bytecode is
+used), with PYTHONDONTWRITEBYTECODE unset as on users' machines (this workplace sets it).
+Each series runs a few warm-up processes first and then reports the median, min and max of
+the timed ones. Two baselines, `python -c pass` and `python -c "import strictyaml"`, are timed
+in every run beside the commands (and alone before and after everything); each command is shown
+as a ratio to both, using the baselines of its own runs, so load from elsewhere on the machine
+weighs on numerator and denominator alike.
+
+States, built with the tool's own emitter and read once by the tool before timing (so every
+timed command reads its cache, as it does on an unchanged file):
+  realistic   10 active sessions, 20 locks, 10 completed, 50 notes, 50 directives
+  10 / 100 / 1000   that many entries in each of the five lists
+Commands: check, status, hook (a Windsurf pre_write_code event: allowed, and blocked by another
+session's lock), note, lock, unlock, lock+unlock, sync (registering a new session). A write runs
+on a fresh copy of the prepared state and its cache files; the copy is not timed.
+
+The first read after a hand edit pays strictyaml's full validation: the bench times it once per
+state (the process that fills the cache), not as a median. Then `make stress`'s load with 8
+parallel writers gives throughput and lost operations. Targets (issue 9) are reported PASS or
+MISS, never asserted: the exit status is 0 unless the bench itself broke.
+
+    python scripts/bench.py [--quick] [--runs N] [--warmup N] [--sizes 10,100,1000]
+                            [--stress-rounds N] [--json FILE]
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+import orchestrator  # noqa: E402  (standard library only at import time; no strictyaml/jinja2)
+
+PY = sys.executable
+# Exactly how .windsurf/orchestrator/launcher runs the tool: an import, not a script.
+LAUNCH = [PY, "-c", "import sys; sys.path.insert(0, sys.argv.pop(1)); import orchestrator; "
+          "sys.exit(orchestrator.main())", str(ROOT)]
+BASELINES = {"pass": [PY, "-c", "pass"], "strictyaml": [PY, "-c", "import strictyaml"]}
+BASELINE_LABELS = {"pass": "python -c pass", "strictyaml": 'python -c "import strictyaml"'}
+STATE_NAME = "session_state.yaml"
+RESULTS_PATH = ROOT / "bench-results.json"
+
+REALISTIC = {"active_sessions": 10, "locks": 20, "completed_sessions": 10, "global_notes": 50,
+             "directive_log": 50}
+ME = "session-0000"          # the session whose commands are timed
+TRAJECTORY = "traj-0000"     # the Cascade conversation bound to ME
+
+CHECK_TARGET = 1.5           # x `python -c pass`: check and the hook path
+WRITE_TARGET = 1.2           # x `python -c "import strictyaml"`: note, lock
+SCALE_TARGET = 10.0          # 1,000 entries against 100 entries
+STRESS_WORKERS, STRESS_OPS_TARGET = 8, 20.0
+
+
+class BenchBroke(Exception):
+    """The bench itself could not measure (a command failed in a way it should not)."""
+
+
+# ---------------------------------------------------------------------------- states
+
+def iso(moment):
+    return moment.astimezone(timezone.utc).replace(microsecond=0).isoformat()
+
+
+def build_state(counts, now):
+    """A plausible state with counts[key] entries per list; every lock is live for a week."""
+    sessions, locks = counts["active_sessions"], counts["locks"]
+    owners = max(sessions, 1)
+    state = {key: [] for key in orchestrator.TOP_LEVEL_KEYS}
+    for i in range(sessions):
+        state["active_sessions"].append({
+            "id": f"session-{i:04d}", "focus": f"Rework the area-{i} handlers and their tests",
+            "status": ("in_progress", "discovery", "blocked")[i % 3] if i else "in_progress",
+            "touched_areas": [f"area-{i}", f"src/area-{i}"],
+            "risks": [f"area-{i} API callers may break"], "notes": [f"started from issue {i}"],
+            "started_at": iso(now - timedelta(hours=3)),
+            "last_updated": iso(now - timedelta(minutes=i % 50)),
+            "worktree": f"/home/dev/repo-wt{i % 4}", "branch": f"feature/area-{i}",
+            "trajectories": [f"traj-{i:04d}"], "touched_files": [f"src/area-{i}/main.py"],
+        })
+    for j in range(locks):
+        state["locks"].append({
+            "area": f"area-{j}", "owner": f"session-{j % owners:04d}",
+            "scope": [f"src/area-{j}/**", f"tests/area-{j}"],
+            "reason": f"Refactoring area-{j}: interfaces change",
+            "expected_instability": j % 5 == 0,
+            "allow_external_fixes": j % 4 == 2, "acquired_at": iso(now - timedelta(hours=1)),
+            "expires_at": iso(now + timedelta(days=7)),
+        })
+    for k in range(counts["completed_sessions"]):
+        state["completed_sessions"].append({
+            "id": f"done-{k:04d}", "focus": f"Earlier work on area-{k}",
+            "completed_at": iso(now - timedelta(days=1, minutes=k)),
+            "outcome": "merged, tests green",
+            "files_changed": [f"src/area-{k}/main.py", f"tests/area-{k}/test_main.py"],
+        })
+    for n in range(counts["global_notes"]):
+        state["global_notes"].append(
+            f"[session-{n % owners:04d}] heads-up {n}: CI is slow on area-{n}")
+    for d in range(counts["directive_log"]):
+        state["directive_log"].append({
+            "session": f"session-{d % owners:04d}",
+            "directive": f"@directive skip the intent scope check {d}",
+            "reason": "the user asked for it", "timestamp": iso(now - timedelta(minutes=d)),
+            "rule_overridden": ("intent_scope", "escalation", "lock_duration")[d % 3],
+        })
+    return state
+
+
+def copy_state(source_dir, target_dir):
+    """The state file and every file beside it whose name starts with its name (its cache)."""
+    target_dir.mkdir(parents=True, exist_ok=True)
+    for entry in source_dir.iterdir():
+        if entry.name.startswith(STATE_NAME):
+            shutil.copy2(entry, target_dir / entry.name)
+    return target_dir / STATE_NAME
+
+
+# ---------------------------------------------------------------------------- timing
+
+def timed_env(state_path=None):
+    """Users' environment: bytecode caches written and used; the given state file."""
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    for name in ("ORCHESTRATOR_STATE", "ORCHESTRATOR_DEBUG", "ORCHESTRATOR_COMMAND"):
+        env.pop(name, None)
+    env["ORCHESTRATOR_LOCK_TIMEOUT"] = "30"
+    if state_path is not None:
+        env["ORCHESTRATOR_STATE"] = str(state_path)
+    return env
+
+
+def run_once(argv, env, cwd, stdin=None, expect=(0,)):
+    """Wall seconds of one whole process; BenchBroke when its exit code is not the expected one."""
+    started = time.perf_counter()
+    proc = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, input=stdin or b"")
+    elapsed = time.perf_counter() - started
+    if proc.returncode not in expect:
+        shown = " ".join(argv[len(LAUNCH):] if argv[:len(LAUNCH)] == LAUNCH else argv)
+        raise BenchBroke(f"`{shown}` exited {proc.returncode} (expected {expect}): "
+                         f"{proc.stderr.decode(errors='replace').strip()[-400:]}")
+    return elapsed
+
+
+def summary(samples):
+    ms = [s * 1000 for s in samples]
+    return {"median_ms": round(statistics.median(ms), 1), "min_ms": round(min(ms), 1),
+            "max_ms": round(max(ms), 1), "runs": len(ms), "samples_ms": [round(v, 1) for v in ms]}
+
+
+def series(one_run, warmup, runs):
+    """Call one_run() warmup + runs times; it returns {name: seconds}; summaries per name."""
+    for _ in range(warmup):
+        one_run()
+    collected = {}
+    for _ in range(runs):
+        for name, seconds in one_run().items():
+            collected.setdefault(name, []).append(seconds)
+    return {name: summary(values) for name, values in collected.items()}
+
+
+def hook_event(file_path):
+    return json.dumps({
+        "agent_action_name": "pre_write_code", "trajectory_id": TRAJECTORY, "execution_id": "e",
+        "timestamp": iso(datetime.now(timezone.utc)),
+        "tool_info": {"file_path": str(file_path), "edits": []},
+    }).encode("utf-8")
+
+
+def make_repo(folder):
+    """A git checkout the hook's file paths live in (a bare `.git` folder if git is missing)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        subprocess.run(["git", "init", "-q", str(folder)], check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError):
+        (folder / ".git").mkdir(exist_ok=True)
+    for sub in ("src/area-1", "docs"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+# ---------------------------------------------------------------------------- one state
+
+def bench_state(name, counts, work, repo, warmup, runs, now):
+    """Prepare one state, time its first read (full validation) and every command on it."""
+    prepared = work / f"state-{name}"
+    prepared.mkdir()
+    state_path = prepared / STATE_NAME
+    state_path.write_text(orchestrator.emit_state(build_state(counts, now)), encoding="utf-8")
+    size_bytes = state_path.stat().st_size
+    env = timed_env(state_path)
+
+    # The first read after a hand edit: no cache yet, so strictyaml validates the whole file.
+    # This process also fills the cache every timed command below reads.
+    first = run_once(LAUNCH + ["check", "--session", ME], env, repo)
+    cold = {"first_read_ms": round(first * 1000, 1), "command": f"check --session {ME}"}
+    if not any(p.name != STATE_NAME and p.name.startswith(STATE_NAME) for p in prepared.iterdir()):
+        print(f"  ! {name}: the tool left no cache file beside the state; every timed read "
+              "below may validate in full", file=sys.stderr)
+
+    allowed_event = hook_event(repo / "docs" / "guide.md")
+    # src/area-1/** is locked by session-0001, and that lock forbids outside fixes: blocked.
+    blocked_event = hook_event(repo / "src" / "area-1" / "main.py")
+
+    def reads():
+        return {
+            "check": run_once(LAUNCH + ["check", "--session", ME], env, repo),
+            "status": run_once(LAUNCH + ["status"], env, repo),
+            "hook (allowed write)": run_once(LAUNCH + ["hook"], env, repo, stdin=allowed_event),
+            "hook (blocked write)": run_once(LAUNCH + ["hook"], env, repo, stdin=blocked_event,
+                                             expect=(2,)),
+        }
+
+    copies = [0]
+
+    def fresh_copy():
+        copies[0] += 1
+        folder = work / f"run-{name}-{copies[0]}"
+        path = copy_state(prepared, folder)
+        return folder, path, timed_env(path)
+
+    def writes():
+        figures = {}
+        folder, _, wenv = fresh_copy()
+        figures["note"] = run_once(LAUNCH + ["note", "--session", ME, "CI", "is", "red", "on",
+                                             "main,", "looking", "into", "it"], wenv, repo)
+        shutil.rmtree(folder)
+        folder, _, wenv = fresh_copy()
+        figures["lock"] = run_once(LAUNCH + ["lock", "--session", ME, "--area", "bench-area",
+                                             "--scope", "bench/new", "--reason", "bench write",
+                                             "--duration", "2h"], wenv, repo)
+        figures["unlock"] = run_once(LAUNCH + ["unlock", "--session", ME, "--area", "bench-area"],
+                                     wenv, repo)
+        figures["lock+unlock"] = figures["lock"] + figures["unlock"]
+        shutil.rmtree(folder)
+        folder, _, wenv = fresh_copy()
+        figures["sync (register)"] = run_once(
+            LAUNCH + ["sync", "--session", "bench-new", "--focus", "benchmark session",
+                      "--area", "bench-area"], wenv, repo)
+        shutil.rmtree(folder)
+        return figures
+
+    def one_run():  # baselines beside the commands, so load from elsewhere hits both alike
+        figures = {f"baseline {key}": run_once(argv, env, repo) for key, argv in BASELINES.items()}
+        figures.update(reads())
+        figures.update(writes())
+        return figures
+
+    commands = series(one_run, warmup, runs)
+    baselines = {key: commands.pop(f"baseline {key}") for key in BASELINES}
+    return {"counts": counts, "state_bytes": size_bytes, "warmup": warmup, "runs": runs,
+            "baselines": baselines, "first_read_after_hand_edit": cold, "commands": commands}
+
+
+# ---------------------------------------------------------------------------- report
+
+def ratio(value, base):
+    return round(value / base, 2) if base else None
+
+
+def add_ratios(result, baselines):
+    """Ratios to the baselines measured in the same runs as the commands."""
+    for figures in [*baselines.values(), *result["commands"].values()]:
+        figures["x_pass"] = ratio(figures["median_ms"], baselines["pass"]["median_ms"])
+        figures["x_strictyaml"] = ratio(figures["median_ms"], baselines["strictyaml"]["median_ms"])
+    cold = result["first_read_after_hand_edit"]
+    cold["x_pass"] = ratio(cold["first_read_ms"], baselines["pass"]["median_ms"])
+    cold["x_strictyaml"] = ratio(cold["first_read_ms"], baselines["strictyaml"]["median_ms"])
+
+
+def print_table(title, rows):
+    print(f"\n{title}")
+    print(f"  {'command':<34}{'median ms':>10}{'min':>9}{'max':>9}{'x pass':>9}"
+          f"{'x strictyaml':>14}")
+    for label, f in rows:
+        print(f"  {label:<34}{f['median_ms']:>10.1f}{f['min_ms']:>9.1f}{f['max_ms']:>9.1f}"
+              f"{f.get('x_pass') or 0:>9.2f}{f.get('x_strictyaml') or 0:>14.2f}")
+
+
+def describe_counts(counts):
+    if counts == REALISTIC:
+        return ("10 active sessions, 20 locks, 10 completed, 50 notes, 50 directives")
+    sizes = set(counts.values())
+    return f"{sizes.pop():,} entries per list" if len(sizes) == 1 else json.dumps(counts)
+
+
+def targets(results, baselines, stress):
+    found = []
+
+    def target(name, measured, limit, passed, unit=""):
+        found.append({"target": name, "measured": measured, "limit": limit,
+                      "verdict": "PASS" if passed else "MISS", "unit": unit})
+
+    real = results.get("realistic")
+    if real:
+        for command in ("check", "hook (allowed write)", "hook (blocked write)"):
+            x = real["commands"][command]["x_pass"]
+            target(f"{command}, realistic state, cached: <= {CHECK_TARGET}x python -c pass",
+                   x, CHECK_TARGET, x <= CHECK_TARGET, "x")
+        for command in ("note", "lock"):
+            x = real["commands"][command]["x_strictyaml"]
+            target(f"{command} (a whole write), realistic state: <= {WRITE_TARGET}x "
+                   "import strictyaml",
+                   x, WRITE_TARGET, x <= WRITE_TARGET, "x")
+    small, large = results.get("100"), results.get("1000")
+    if small and large:
+        for command, figures in large["commands"].items():
+            if command == "lock+unlock":
+                continue
+            before = small["commands"][command]["median_ms"]
+            grow = ratio(figures["median_ms"], before)
+            above = ratio(figures["median_ms"] - large["baselines"]["pass"]["median_ms"],
+                          before - small["baselines"]["pass"]["median_ms"])
+            target(f"{command}: 1,000 entries <= {SCALE_TARGET:g}x 100 entries", grow,
+                   SCALE_TARGET, grow <= SCALE_TARGET, "x")
+            found[-1]["above_python_start"] = above
+    if stress:
+        ok = (stress["ops_per_second"] >= STRESS_OPS_TARGET and stress["lost"] == 0
+              and stress["failed"] == 0 and stress["duplicated"] == 0)
+        target(f"{stress['workers']} parallel writers: >= {STRESS_OPS_TARGET:g} ops/s, nothing "
+               "lost, duplicated or failed",
+               f"{stress['ops_per_second']} ops/s, lost {stress['lost']}, duplicated "
+               f"{stress['duplicated']}, failed {stress['failed']}", STRESS_OPS_TARGET, ok)
+    for name, result in results.items():
+        cold = result["first_read_after_hand_edit"]
+        what = describe_counts(result["counts"])
+        found.append({"target": f"first read after a hand edit ({what}), full strictyaml "
+                                "validation",
+                      "measured": cold["first_read_ms"],
+                      "limit": None, "verdict": "REPORT", "unit": "ms",
+                      "x_pass": cold["x_pass"], "x_strictyaml": cold["x_strictyaml"]})
+    return found
+
+
+def module_digest():
+    return hashlib.sha256((ROOT / "orchestrator.py").read_bytes()).hexdigest()[:16]
+
+
+def machine():
+    def version(package):
+        try:
+            from importlib.metadata import version as get
+            return get(package)
+        except Exception:
+            return None
+
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
+                                  check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return None
+
+    return {"platform": platform.platform(), "python": platform.python_version(),
+            "implementation": platform.python_implementation(), "executable": PY,
+            "cpu_count": os.cpu_count(), "strictyaml": version("strictyaml"),
+            "jinja2": version("jinja2"), "commit": git("rev-parse", "--short", "HEAD"),
+            "worktree_dirty": bool(git("status", "--porcelain")),
+            "orchestrator_sha256": module_digest(),
+            "pythondontwritebytecode_in_timed_runs": False}
+
+
+# ---------------------------------------------------------------------------- main
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer runs (1 warm-up, 5 timed; 3 at 1,000 entries), 2 stress rounds")
+    parser.add_argument("--runs", type=int,
+                        help="timed runs per series (default 15; a third, at least 3, at 1,000)")
+    parser.add_argument("--warmup", type=int,
+                        help="warm-up runs per series (default 3; at most 1 at 1,000 entries)")
+    parser.add_argument("--sizes", default="10,100,1000",
+                        help="entries per list, comma-separated (default 10,100,1000)")
+    parser.add_argument("--stress-rounds", type=int, help="rounds per stress worker (default 5; "
+                                                          "0 skips the stress figure)")
+    parser.add_argument("--json", metavar="FILE", default=str(RESULTS_PATH),
+                        help="where to write the figures (default bench-results.json)")
+    args = parser.parse_args(argv)
+    runs = args.runs or (5 if args.quick else 15)
+    warmup = args.warmup if args.warmup is not None else (1 if args.quick else 3)
+    large_runs = max(3, runs // 3) if args.runs or not args.quick else 3
+    large_warmup = min(warmup, 1)
+    stress_rounds = (args.stress_rounds if args.stress_rounds is not None
+                     else 2 if args.quick else 5)
+    try:
+        sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    except ValueError:
+        parser.error("--sizes takes numbers, e.g. 10,100,1000")
+    if runs < 1 or warmup < 0 or any(s < 1 for s in sizes):
+        parser.error("--runs must be at least 1, --warmup and --sizes not negative")
+
+    started = time.perf_counter()
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    info = machine()
+    print(f"Session Orchestrator bench: {info['platform']}, Python {info['python']}, "
+          f"{info['cpu_count']} CPUs, strictyaml {info['strictyaml']}, commit {info['commit']}"
+          f"{' (dirty)' if info['worktree_dirty'] else ''}")
+    print(f"whole processes via the launcher's import; PYTHONDONTWRITEBYTECODE unset; "
+          f"{warmup} warm-up + {runs} timed runs ({large_warmup} + {large_runs} at 1,000+ entries)")
+
+    work = Path(tempfile.mkdtemp(prefix="orchestrator-bench-"))
+    results, stress, broke = {}, None, None
+    try:
+        repo = make_repo(work / "repo")
+        env = timed_env()
+        # Bytecode first: compile the module and everything it imports, with caches written.
+        warm = LAUNCH + ["--help"]
+        for argv in (warm, [PY, "-c", "import strictyaml, jinja2, fnmatch, shlex"]):
+            run_once(argv, env, repo)
+
+        def baseline_pass():
+            return {name: run_once(argv, env, repo) for name, argv in BASELINES.items()}
+
+        before = series(baseline_pass, warmup, runs)
+        plan = [("realistic", REALISTIC)] + [
+            (str(n), {key: n for key in orchestrator.TOP_LEVEL_KEYS}) for n in sizes]
+        for name, counts in plan:
+            big = max(counts.values()) >= 1000
+            print(f"  timing {name} ({describe_counts(counts)}) ...", flush=True)
+            results[name] = bench_state(name, counts, work, repo,
+                                        large_warmup if big else warmup,
+                                        large_runs if big else runs, now)
+        after = series(baseline_pass, 0, runs)
+        baselines = {}
+        for key in BASELINES:
+            samples = before[key]["samples_ms"] + after[key]["samples_ms"]
+            baselines[key] = {**summary([s / 1000 for s in samples]), "label": BASELINE_LABELS[key],
+                              "median_before_ms": before[key]["median_ms"],
+                              "median_after_ms": after[key]["median_ms"]}
+        if stress_rounds > 0:
+            print(f"  stress: {STRESS_WORKERS} parallel writers x {stress_rounds} rounds ...",
+                  flush=True)
+            from stress import run_stress
+            (work / "stress").mkdir()
+            try:
+                stress = run_stress(STRESS_WORKERS, stress_rounds, work / "stress")
+            except Exception as error:  # report what was measured, then exit 1
+                broke = f"the stress run failed: {type(error).__name__}: {error}"
+    except BenchBroke as error:
+        print(f"bench: broke: {error}", file=sys.stderr)
+        return 1
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    for figures in baselines.values():
+        figures["x_pass"] = ratio(figures["median_ms"], baselines["pass"]["median_ms"])
+        figures["x_strictyaml"] = ratio(figures["median_ms"], baselines["strictyaml"]["median_ms"])
+    for result in results.values():
+        add_ratios(result, result["baselines"])
+    print_table("baselines alone, before and after all states", [(BASELINE_LABELS[k], v)
+                                                                  for k, v in baselines.items()])
+    for name, result in results.items():
+        cold = result["first_read_after_hand_edit"]
+        title = (f"{name}: {describe_counts(result['counts'])} ({result['state_bytes']:,} bytes), "
+                 f"cache warm; {result['warmup']} warm-up + {result['runs']} runs, baselines "
+                 "interleaved with the commands")
+        print_table(title, [(BASELINE_LABELS[k], v) for k, v in result["baselines"].items()]
+                    + list(result["commands"].items()))
+        print(f"  {'first read after a hand edit':<34}{cold['first_read_ms']:>10.1f}"
+              f"{'(once)':>18}{cold['x_pass']:>9.2f}{cold['x_strictyaml']:>14.2f}")
+    if stress:
+        print(f"\nstress: {stress['workers']} parallel writers x {stress['rounds']} rounds: "
+              f"{stress['operations']} operations in {stress['wall_seconds']} s = "
+              f"{stress['ops_per_second']} ops/s; lost {stress['lost']}, duplicated "
+              f"{stress['duplicated']}, failed {stress['failed']}, stray {stress['stray']}, "
+              f"invalid reads {stress['invalid_reads']}; p50 {stress['p50_ms']} ms, "
+              f"p99 {stress['p99_ms']} ms")
+        for problem in stress["failures"] + stress["invalid"]:
+            print(f"  ! {problem}")
+    verdicts = targets(results, baselines, stress)
+    print("\ntargets (reported, not asserted)")
+    for t in verdicts:
+        measured = t["measured"]
+        shown = f"{measured}{t['unit']}" if isinstance(measured, (int, float)) else measured
+        if "above_python_start" in t:
+            shown += f" ({t['above_python_start']}x for the part above python -c pass)"
+        if t["verdict"] == "REPORT":
+            shown += f" ({t['x_pass']}x pass, {t['x_strictyaml']}x strictyaml)"
+        print(f"  {t['verdict']:<7}{t['target']}: {shown}")
+    elapsed = round(time.perf_counter() - started, 1)
+    info["orchestrator_changed_during_bench"] = module_digest() != info["orchestrator_sha256"]
+    if info["orchestrator_changed_during_bench"]:
+        print("\n! orchestrator.py changed while the bench ran: the figures mix two versions")
+    print(f"\nbench took {elapsed} s")
+
+    payload = {"generated_at": iso(datetime.now(timezone.utc)), "machine": info,
+               "settings": {"runs": runs, "warmup": warmup, "large_runs": large_runs,
+                            "large_warmup": large_warmup, "sizes": sizes, "quick": args.quick,
+                            "stress_rounds": stress_rounds},
+               "baselines": baselines, "states": results, "stress": stress,
+               "targets": verdicts, "elapsed_seconds": elapsed, "broke": broke}
+    Path(args.json).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    print(f"figures written to {args.json}")
+    if broke:
+        print(f"bench: broke: {broke}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
