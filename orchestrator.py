@@ -622,8 +622,26 @@ def live_locks(state, now):
 _GLOB_CHARS = set("*?[")
 
 
+# Paths are compared as the repository's file system sees them: on a case-insensitive one
+# (Windows, macOS by default) `Src/API` and `src/api` are one path. Context sets this once.
+fold_path_case = False
+
+
 def path_segments(path):
+    """A path or glob as its segments; `/` and `\\` alike, case folded where the file system
+    ignores case."""
+    path = path.replace("\\", "/")
+    if fold_path_case:
+        path = path.casefold()
     return [segment for segment in path.split("/") if segment]
+
+
+def file_system_ignores_case(folder):
+    """Does `folder`'s file system treat `.GIT` and `.git` as one name?"""
+    if os.name == "nt":
+        return True
+    probe = os.path.join(folder, ".git")
+    return os.path.exists(probe) and os.path.exists(os.path.join(folder, ".GIT"))
 
 
 def is_glob(segment):
@@ -2140,6 +2158,8 @@ class Context:
 
     def __init__(self, args):
         self.checkout_root, self.main_root = find_checkout(os.getcwd())
+        global fold_path_case
+        fold_path_case = file_system_ignores_case(self.checkout_root)
         path = (args.state or os.environ.get(STATE_ENV)
                 or os.path.join(self.main_root, STATE_RELATIVE_PATH))
         self.store = Store(path)

@@ -307,3 +307,23 @@ def test_hook_json_reader_agrees_with_json(value, indent):
 def test_hook_json_reader_refuses_what_json_refuses(text):
     with pytest.raises(ValueError):
         o.load_json(text)
+
+
+def test_backslashes_and_slashes_are_one_separator():
+    assert o.scopes_overlap("src\\api", "src/api/handler.py")
+    assert o.path_in_scope("src/api/x.py", "src\\api")
+
+
+def test_case_is_folded_only_where_the_file_system_ignores_it(monkeypatch):
+    assert not o.path_in_scope("Src/API/x.py", "src/api")
+    monkeypatch.setattr(o, "fold_path_case", True)
+    assert o.path_in_scope("Src/API/x.py", "src/api")
+    assert o.scopes_overlap("SRC/*.PY", "src/a.py")
+
+
+def test_case_insensitive_file_system_is_detected(tmp_path, monkeypatch):
+    (tmp_path / ".git").mkdir()
+    sensitive = not (tmp_path / ".GIT").exists()
+    assert o.file_system_ignores_case(str(tmp_path)) is (not sensitive)
+    monkeypatch.setattr(o.os, "name", "nt")
+    assert o.file_system_ignores_case(str(tmp_path)) is True
