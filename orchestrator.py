@@ -144,10 +144,19 @@ def is_blank_yaml(text):
     return all(not line.strip() or line.lstrip().startswith("#") for line in text.splitlines())
 
 
+# Characters YAML does not allow in a file at all (strictyaml crashes on some of them).
+YAML_FORBIDDEN = "[^\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+
+
 def parse_state_text(text, label):
     """Validate YAML text in full with strictyaml; return (plain state, warnings)."""
     if is_blank_yaml(text):
         return empty_state(), []
+    forbidden = pattern(YAML_FORBIDDEN).search(text)
+    if forbidden:
+        line = text.count("\n", 0, forbidden.start()) + 1
+        raise OrchestratorError(f"{label} is not a valid state at line {line}: it holds the control "
+                                f"character U+{ord(forbidden.group()):04X}", EXIT_STATE)
     import strictyaml
     try:
         document = strictyaml.dirty_load(text, state_schema(), label=label, allow_flow_style=True)
@@ -172,6 +181,7 @@ def normalise_state(data, label):
     state = empty_state()
     for key in TOP_LEVEL_KEYS:
         for item in data.get(key) or []:
+            refuse_surrogates(item, key, label)
             if key == "global_notes":
                 state[key].append(item)
                 continue
@@ -189,6 +199,17 @@ def normalise_state(data, label):
                 entry[field] = value
             state[key].append(entry)
     return state, sorted(set(warnings))
+
+
+def refuse_surrogates(item, key, label):
+    """An escaped lone surrogate ("\\ud800") is valid YAML but no text: it cannot be printed."""
+    texts = [item] if isinstance(item, str) else [
+        v for value in item.values() for v in (value if isinstance(value, list) else [value])
+        if isinstance(v, str)]
+    for text in texts:
+        if any("\ud800" <= ch <= "\udfff" for ch in text):
+            raise OrchestratorError(f"{label} is not a valid state: {key} holds an escaped lone "
+                                    "surrogate (\\ud800-\\udfff), which is not text", EXIT_STATE)
 
 
 def default_for(key, field, entry):
@@ -987,7 +1008,8 @@ def drift_paths(claims, paths):
 
 def has_control_characters(value):
     # A plain loop, not a regex: the session-start check validates input without `re`.
-    return any(ch < " " and ch not in "\n\t" or "\x7f" <= ch <= "\x9f" for ch in value)
+    return any(ch < " " and ch not in "\n\t" or "\x7f" <= ch <= "\x9f" or ch in "\u2028\u2029"
+               for ch in value)
 
 
 def check_text(flag, value, limit=MAX_TEXT_CHARS, allow_newlines=True):
@@ -1057,7 +1079,7 @@ def normalise_repo_path(value, flag, repo_root=None):
 ESCAPE_SEQUENCE = (r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
                    r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
                    r"|\x1b[@-Z\\-_]")
-UNSAFE_OUTPUT = ("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e"
+UNSAFE_OUTPUT = ("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e"
                             "\u2066-\u2069\ufeff]")
 
 
@@ -1568,10 +1590,15 @@ class Output:
         self.as_json = as_json
 
     def emit(self, text, payload):
-        if self.as_json:
-            print(json_line(payload))
-        elif text:
-            sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        try:
+            if self.as_json:
+                print(json_line(payload))
+            elif text:
+                sys.stdout.write(text if text.endswith("\n") else text + "\n")
+            sys.stdout.flush()
+        except BrokenPipeError:  # `... | head`: the command's work is done, only the reader left
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
 
     def report(self, template, payload, **context):
         """Like emit, but renders the template only when text is wanted (--json skips jinja2)."""
@@ -1707,8 +1734,8 @@ def cmd_renew(ctx, args):
             where = f" on {area}" if area else ""
             raise OrchestratorError(f"{owner} holds no live lock{where} to renew; take one with "
                                     "`orchestrator.py lock`", EXIT_REFUSED)
-        for lock in mine:
-            lock["expires_at"] = iso(now + duration)
+        for lock in mine:  # never shorter than it was: a clock running behind must not cut it
+            lock["expires_at"] = max(lock["expires_at"], iso(now + duration))
         require_session(state, owner)["last_updated"] = iso(now)
     views = [lock_view(l, now) for l in mine]
     text = "\n".join(message("lock_renewed", area=l["area"], until=l["expires_at"],

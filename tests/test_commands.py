@@ -89,7 +89,7 @@ def test_sync_sweeps_expired_locks(seeded, run, state_path):
     seeded.tick(timedelta(minutes=46))
     result = run("sync")
     assert result.code == 0
-    assert "Swept 1 expired lock(s): frontend (web)" in result.out
+    assert "SWEPT 1 expired lock(s): \"frontend\" (web)" in result.out
     locks = read_state(state_path)["locks"]
     assert [(l["owner"], l["area"]) for l in locks] == [("api", "backend")]
 
