@@ -311,7 +311,7 @@ def validate_added(before, after):
     reloaded, _ = parse_state_text(text, "the new entries")
     if reloaded != partial:
         raise OrchestratorError("internal error: the new entries do not read back unchanged; "
-                                "nothing was written, please report this", EXIT_STATE)
+                                "nothing was written, please report this", EXIT_INTERNAL)
 
 
 # ---------------------------------------------------------------------------- store
@@ -347,6 +347,12 @@ def main_checkout_of(folder, dot_git_file):
         return os.path.dirname(common) if os.path.basename(common) == ".git" else folder
     except OSError:
         return folder
+
+
+def code_version():
+    """Ties the cache to this module's code: a new version never trusts an old cache."""
+    info = os.stat(__file__)
+    return f"{CACHE_FORMAT}:{info.st_mtime_ns}:{info.st_size}"
 
 
 def read_text(path):
@@ -406,8 +412,10 @@ class Store:
 
     def restore_hint(self):
         if os.path.exists(self.backup_path):
-            return f"fix it by hand, or restore the last good copy: cp '{self.backup_path}' '{self.path}'"
-        return "fix it by hand (orchestrator.py validate shows what is wrong)"
+            import shlex
+            return (f"fix it by hand, or restore the last good copy: "
+                    f"cp {shlex.quote(self.backup_path)} {shlex.quote(self.path)}")
+        return f"fix it by hand (`{cli_name()} validate` shows what is wrong)"
 
     def read_cache(self):
         """The cached validated state, if it is for exactly these bytes. marshal, not json:
@@ -417,7 +425,7 @@ class Store:
                 cached = marshal.load(handle)
         except (OSError, ValueError, EOFError, TypeError):
             return None
-        valid = (isinstance(cached, dict) and cached.get("format") == CACHE_FORMAT
+        valid = (isinstance(cached, dict) and cached.get("format") == code_version()
                  and isinstance(cached.get("raw"), bytes) and isinstance(cached.get("state"), dict)
                  and isinstance(cached.get("warnings"), list))
         return cached if valid else None
@@ -425,7 +433,7 @@ class Store:
     def write_cache(self, raw, state):
         # Keyed by the file's whole content, not its size or mtime: a hand edit of the same
         # size within the same second is still seen, and validated in full.
-        payload = {"format": CACHE_FORMAT, "raw": raw, "warnings": self.warnings, "state": state}
+        payload = {"format": code_version(), "raw": raw, "warnings": self.warnings, "state": state}
         try:
             atomic_write(self.cache_path, marshal.dumps(payload), durable=False)
         except (OSError, ValueError):
@@ -495,8 +503,12 @@ class InterProcessLock:
         self.handle = None
 
     def __enter__(self):
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        self.handle = open(self.path, "a+b")
+        try:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            self.handle = open(self.path, "a+b")
+        except OSError as error:
+            raise OrchestratorError(f"cannot open the lock file {self.path}: {error.strerror}; "
+                                    "check the folder's permissions", EXIT_STATE) from None
         if not (self.try_lock() or self.wait()):
             self.handle.close()
             raise OrchestratorError(
@@ -513,18 +525,23 @@ class InterProcessLock:
         import fcntl
         import signal
 
+        waiting = [True]
+
         def give_up(signum, frame):
-            raise TimeoutError
+            if waiting[0]:  # only while blocked in flock, never after it returned
+                raise TimeoutError
 
         previous = signal.signal(signal.SIGALRM, give_up)
-        signal.setitimer(signal.ITIMER_REAL, self.timeout)
+        previous_timer = signal.setitimer(signal.ITIMER_REAL, self.timeout)
         try:
             fcntl.flock(self.handle.fileno(), fcntl.LOCK_EX)
+            waiting[0] = False
             return True
         except TimeoutError:
             return False
         finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
+            waiting[0] = False
+            signal.setitimer(signal.ITIMER_REAL, *previous_timer)
             signal.signal(signal.SIGALRM, previous)
 
     def wait_polling(self):
@@ -789,10 +806,16 @@ def find_session(state, session_id):
 
 def require_session(state, session_id):
     session = find_session(state, session_id)
-    if session is None:
-        raise OrchestratorError(f"no active session {session_id!r}; register it first with "
-                                f"`orchestrator.py sync --session {session_id} --focus ... --area ...`")
-    return session
+    if session is not None:
+        return session
+    if any(done["id"] == session_id for done in state["completed_sessions"]):
+        raise OrchestratorError(f"session {session_id!r} is already completed; start new work with "
+                                f"`{cli_name()} sync --session NEW-ID --focus ... --area ...`")
+    import difflib
+    close = difflib.get_close_matches(session_id, [s["id"] for s in state["active_sessions"]], 1)
+    hint = f"did you mean {close[0]!r}? Otherwise r" if close else "R"
+    raise OrchestratorError(f"no active session {session_id!r}. {hint}egister it first with "
+                            f"`{cli_name()} sync --session {session_id} --focus ... --area ...`")
 
 
 def lock_conflicts(state, owner, area, scope, now):
@@ -802,9 +825,17 @@ def lock_conflicts(state, owner, area, scope, now):
             and any(scopes_overlap(mine, theirs) for mine in scope for theirs in lock["scope"])]
 
 
+def looks_like_path(area):
+    return "/" in area or "\\" in area or is_glob(area)
+
+
 def item_touches_lock(item, lock, as_area):
+    """An area name touches a lock on that area; a path (or an area written as one) touches a
+    lock whose scope overlaps it."""
     if as_area and item == lock["area"]:
         return True
+    if as_area and not looks_like_path(item):
+        return False
     return any(scopes_overlap(item, scope) for scope in lock["scope"])
 
 
@@ -822,15 +853,23 @@ def intent_conflicts(state, session_id, areas, paths, now):
 
 
 def overlapping_lock_pairs(state, now):
-    """Pairs of live locks of different sessions that claim the same ground (forced locks)."""
+    """Pairs of live locks of different sessions that claim the same paths: forced locks, or
+    locks on the same code under different area names."""
     locks = live_locks(state, now)
-    pairs = []
-    for i, first in enumerate(locks):
-        for second in locks[i + 1:]:
-            if (first["owner"] != second["owner"] and first["area"] == second["area"]
-                    and any(scopes_overlap(a, b) for a in first["scope"] for b in second["scope"])):
-                pairs.append((first, second))
-    return pairs
+    return [(first, second) for i, first in enumerate(locks) for second in locks[i + 1:]
+            if first["owner"] != second["owner"] and locks_share_paths(first, second)]
+
+
+def locks_share_paths(first, second):
+    return any(scopes_overlap(a, b) for a in first["scope"] for b in second["scope"])
+
+
+def cross_area_overlaps(state, lock, now):
+    """Other sessions' live locks on another area name whose scope overlaps `lock`: not a
+    conflict (areas differ), but the same files, so worth a warning."""
+    return [other for other in live_locks(state, now)
+            if other["owner"] != lock["owner"] and other["area"] != lock["area"]
+            and locks_share_paths(other, lock)]
 
 
 def sweep_expired(state, now):
@@ -879,7 +918,7 @@ def place_lock(state, request, now, force=False):
 
 
 def describe_conflicts(conflicts, now):
-    parts = [f"{c['area']} ({', '.join(c['scope'])}) is locked by {c['owner']} for "
+    parts = [f"{quote_data(c['area'])} ({', '.join(map(quote_data, c['scope']))}) is locked by {c['owner']} for "
              f"{humanize_seconds(remaining_seconds(c, now))} more: {quote_data(c['reason'])}"
              for c in conflicts]
     return ("refused, nothing written: " + "; ".join(parts) +
@@ -1008,8 +1047,13 @@ def drift_paths(claims, paths):
 
 def has_control_characters(value):
     # A plain loop, not a regex: the session-start check validates input without `re`.
-    return any(ch < " " and ch not in "\n\t" or "\x7f" <= ch <= "\x9f" or ch in "\u2028\u2029"
+    return any(ch < " " and ch not in "\n\t" or "\x7f" <= ch <= "\x9f" or ch in INVISIBLE_FORMATTING
                for ch in value)
+
+
+# Line and paragraph separators, bidi overrides, zero-width characters, the BOM.
+INVISIBLE_FORMATTING = frozenset("\u2028\u2029\u200b\u200c\u200d\u200e\u200f\u202a\u202b\u202c"
+                                 "\u202d\u202e\u2066\u2067\u2068\u2069\ufeff")
 
 
 def check_text(flag, value, limit=MAX_TEXT_CHARS, allow_newlines=True):
@@ -1175,7 +1219,7 @@ def report_context(state, now, viewer=None, conflicts=(), swept=()):
         "conflicts": list(conflicts),
         "overlaps": overlapping_lock_pairs(state, now),
         "shared_worktrees": shared_worktrees(state),
-        "notes": state["global_notes"],
+        "notes": state["global_notes"], "cli": cli_name(),
     }
 
 
@@ -1618,7 +1662,7 @@ def require_flags(args, command, required):
     if missing:
         raise OrchestratorError(f"{command}: missing {', '.join(missing)}; pass "
                                 f"{'it' if len(missing) == 1 else 'them'} as flags "
-                                f"(see `orchestrator.py {command} --help`)")
+                                f"(see `{cli_name()} {command} --help`)")
 
 
 def lock_request(args, owner, area, scopes):
@@ -1713,7 +1757,7 @@ def cmd_lock(ctx, args):
                    scope=", ".join(scopes), until=lock["expires_at"],
                    duration=humanize_seconds(view["remaining_seconds"]))
     if overridden:
-        text += "\n" + message("lock_forced", owner=owner,
+        text += "\n" + message("lock_forced", owner=owner, cli=cli_name(),
                                owners=", ".join(sorted({c["owner"] for c in overridden})))
     ctx.out.emit(text, {"lock": view, "replaced": replaced,
                         "forced_over": [lock_view(c, now) for c in overridden]})
@@ -1732,8 +1776,9 @@ def cmd_renew(ctx, args):
                 if l["owner"] == owner and (area is None or l["area"] == area)]
         if not mine:
             where = f" on {area}" if area else ""
-            raise OrchestratorError(f"{owner} holds no live lock{where} to renew; take one with "
-                                    "`orchestrator.py lock`", EXIT_REFUSED)
+            raise OrchestratorError(f"{owner} holds no live lock{where} to renew (an expired lock "
+                                    f"cannot be renewed); take one with `{cli_name()} lock`",
+                                    EXIT_REFUSED)
         for lock in mine:  # never shorter than it was: a clock running behind must not cut it
             lock["expires_at"] = max(lock["expires_at"], iso(now + duration))
         require_session(state, owner)["last_updated"] = iso(now)
@@ -2046,9 +2091,10 @@ def cmd_hook(ctx, args):
         return EXIT_OK
     try:
         return handle_hook_event(ctx, event)
-    except OrchestratorError as error:
-        print(f"orchestrator hook: {one_line(error.message)}; the action was allowed",
-              file=sys.stderr)
+    except (OrchestratorError, Exception) as error:  # fail open: a broken hook must not stop work
+        reason = one_line(error.message if isinstance(error, OrchestratorError) else
+                          f"{type(error).__name__}: {error}")
+        print(f"orchestrator hook: {reason}; the action was allowed", file=sys.stderr)
         return EXIT_OK
 
 
@@ -2066,10 +2112,11 @@ def load_json(text):
         return json.loads(text)
     options = Arguments(strict=True, object_hook=None, object_pairs_hook=None, memo={},
                         parse_float=float, parse_int=int, parse_constant=float)
+    scan = make_scanner(options)  # outside the try: a changed private API must fail loudly
     text = text.strip(" \t\r\n")
     try:
-        value, end = make_scanner(options)(text, 0)
-    except Exception:  # StopIteration or json's own decode error
+        value, end = scan(text, 0)
+    except (StopIteration, ValueError):  # json's decode error is a ValueError
         raise ValueError("not JSON") from None
     if end != len(text):
         raise ValueError("not JSON: extra data")
@@ -2085,7 +2132,8 @@ def parse_hook_event(text):
     if not isinstance(raw, dict):
         raise ValueError("the hook event on stdin is not a JSON object")
     if "hook_event_name" in raw:  # Claude Code
-        tool, tool_input = raw.get("tool_name"), raw.get("tool_input") or {}
+        tool, tool_input = raw.get("tool_name"), raw.get("tool_input")
+        tool_input = tool_input if isinstance(tool_input, dict) else {}
         phase = {"PreToolUse": "pre", "PostToolUse": "post"}.get(raw.get("hook_event_name"))
         kind = ("write" if tool in CLAUDE_WRITE_TOOLS else
                 "run_command" if tool == "Bash" else None)
@@ -2096,25 +2144,44 @@ def parse_hook_event(text):
         action = str(raw.get("agent_action_name", ""))
         phase, _, what = action.partition("_")
         kind = {"write_code": "write", "run_command": "run_command"}.get(what)
-        info = raw.get("tool_info") or {}
+        info = raw.get("tool_info")
+        info = info if isinstance(info, dict) else {}
         file_path, command_line, cwd = info.get("file_path"), info.get("command_line"), info.get("cwd")
         conversation = raw.get("trajectory_id")
     if not isinstance(conversation, (str, type(None))):
         conversation = str(conversation)
     return {"phase": phase, "kind": kind, "conversation": conversation,
-            "file_path": file_path if isinstance(file_path, str) else None,
+            "file_path": file_path if isinstance(file_path, str) and "\0" not in file_path else None,
             "command_line": command_line if isinstance(command_line, str) else None,
             "cwd": cwd if isinstance(cwd, str) else None}
 
 
+BINDING_COMMANDS = {"sync", "lock", "renew", "unlock", "update", "complete", "note", "directive"}
+
+
 def session_named_in_command(command_line):
-    """`--session S` of an orchestrator command line, or None for any other command."""
-    if not command_line or "orchestrator" not in command_line:
+    """The `--session S` of a command line that runs this tool's writing commands, else None.
+    Only the tool itself counts (the shim, orchestrator.py, or the launcher), only commands
+    that need S to be active, and only as its own argument: not any text that mentions it."""
+    import shlex
+    try:
+        words = shlex.split(command_line or "")
+    except ValueError:
         return None
-    match = pattern(r"--session(?:=|\s+)['\"]?([a-z0-9-]+)").search(command_line)
-    if not match or not is_kebab_case(match.group(1)):
+    for start, word in enumerate(words):
+        if os.path.basename(word) in ("orchestrator", "orchestrator.py", "launcher"):
+            break
+    else:
         return None
-    return match.group(1)
+    words = words[start + 1:]
+    if not words or words[0] not in BINDING_COMMANDS:
+        return None
+    for index, word in enumerate(words):
+        value = (words[index + 1] if word == "--session" and index + 1 < len(words)
+                 else word[len("--session="):] if word.startswith("--session=") else None)
+        if value is not None:
+            return value if is_kebab_case(value) else None
+    return None
 
 
 def handle_hook_event(ctx, event):
@@ -2129,24 +2196,26 @@ def handle_hook_event(ctx, event):
         return EXIT_OK
     if event["kind"] != "write" or not event["file_path"]:
         return EXIT_OK
-    checkout, _ = find_checkout(os.path.dirname(event["file_path"]))
-    path = relative_to_checkout(event["file_path"], checkout)
-    if path is None:
-        return EXIT_OK
+    file_path = os.path.join(event["cwd"] or os.getcwd(), event["file_path"])
+    checkout, main_root = find_checkout(os.path.dirname(file_path))
+    path = relative_to_checkout(file_path, checkout)
+    if path is None or main_root != ctx.main_root:
+        return EXIT_OK  # not a file of this repository: its locks do not apply
     state = ctx.store.load()
     acting = session_of_conversation(state, event["conversation"])
     if event["phase"] == "post":
         if acting and path not in acting.get("touched_files", []):
             with Transaction(ctx.store) as state:
                 session = find_session(state, acting["id"])
-                if session is not None:
+                if session is not None and path not in session.get("touched_files", []):
                     session["touched_files"] = session.get("touched_files", []) + [path]
         return EXIT_OK
     now = utc_now()
     verdict, lock, _ = build_failure_verdict(state, acting["id"] if acting else None, path=path,
                                              now=now)
     fields = {"path": path, "owner": lock["owner"] if lock else "", "cli": cli_name(),
-              "area": lock["area"] if lock else "", "until": lock["expires_at"] if lock else "",
+              "area": one_line(lock["area"]) if lock else "",
+              "until": lock["expires_at"] if lock else "",
               "reason": quote_data(lock["reason"]) if lock else "",
               "you": acting["id"] if acting else "<your-session>"}
     if verdict == "report_only":
@@ -2224,7 +2293,7 @@ def build_parser():
             super().__init__(formatter_class=HelpFormatter, **kwargs)
 
         def error(self, message):
-            raise OrchestratorError(f"{self.prog}: {message} (see `{self.prog} --help`)")
+            raise OrchestratorError(f"{message} (see `{self.prog} --help`)")
 
     class HelpFormatter(argparse.HelpFormatter):
         """The terminal width from os, so that building the parser never imports shutil."""
@@ -2242,7 +2311,7 @@ def build_parser():
                              f"checkout; or ${STATE_ENV})")
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                         help="print exactly one JSON object on stdout")
-    parser = ArgumentParser(prog="orchestrator.py", parents=[common],
+    parser = ArgumentParser(prog=cli_name(), parents=[common],
                             description="Coordinate parallel Cascade sessions through one state file.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -2399,8 +2468,7 @@ def main(argv=None):
     try:
         args = parse_fast_path(argv) or parse_arguments(argv)
         if not args.command:
-            raise OrchestratorError("orchestrator.py: give a command, e.g. `orchestrator.py status` "
-                                    "(see --help)")
+            raise OrchestratorError(f"give a command, e.g. `{cli_name()} status` (see --help)")
         ctx = Context(args)
         ask_for_missing(ctx, args)
         return COMMANDS[args.command](ctx, args)
@@ -2423,10 +2491,13 @@ def main(argv=None):
 
 def report_error(error, as_json):
     line = clean_text(" ".join(error.message.split()))
-    if as_json:
-        print(json_line({"error": line, "exit_code": error.exit_code, **error.details}))
-    else:
-        print(f"orchestrator: {line}", file=sys.stderr)
+    try:
+        if as_json:
+            print(json_line({"error": line, "exit_code": error.exit_code, **error.details}))
+        else:
+            print(f"orchestrator: {line}", file=sys.stderr)
+    except BrokenPipeError:
+        pass
 
 
 if __name__ == "__main__":

@@ -64,7 +64,7 @@ def setup_two_sessions(sh, target, allow_external_fixes=False):
 
 
 def bind(hook, target, trajectory, session):
-    result = hook("pre_run_command", trajectory, command_line=f"{CLI} status --session {session}",
+    result = hook("pre_run_command", trajectory, command_line=f"{CLI} update --session {session} --status in_progress",
                   cwd=str(target))
     assert result.returncode == 0, result.stderr
 
@@ -184,7 +184,7 @@ def test_claude_code_pre_tool_use_blocks_edits_in_a_lock(sh, target):
     command = settings["hooks"]["PreToolUse"][0]["hooks"][0]["command"]
     env = {"CLAUDE_PROJECT_DIR": str(target)}
     bind_event = claude_event("PreToolUse", "Bash", "claude-1",
-                              command=f"{CLI} status --session other")
+                              command=f"{CLI} note --session other hello")
     assert sh(command, target, stdin=bind_event, env=env).returncode == 0
     edit = claude_event("PreToolUse", "Edit", "claude-1", file_path=str(target / "src/api.py"),
                         old_string="x", new_string="y")

@@ -153,7 +153,7 @@ def test_report_only_and_conflict_paths_exit_as_the_prompt_says(target, bare_env
                  bare_env).returncode == 0
     failure = shell(fill(f"{cli} build-failure --session <session-id> --path <path>"), target, bare_env)
     assert failure.returncode == 1
-    assert ("Build failed in backend. This area is locked by owner: mid-move. Expected "
+    assert ('Build failed in backend. This area is locked by owner: "mid-move". Expected '
             "instability: yes. I will not attempt a fix.") in failure.stdout
     check = shell(fill(f"{cli} check --area <area> --path <path>"), target, bare_env)
     assert check.returncode == 1 and "locked" not in check.stderr and "owner" in check.stdout
