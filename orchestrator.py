@@ -398,6 +398,10 @@ class Store:
         return state
 
     def validate_bytes(self, raw):
+        if not raw.strip() and os.path.exists(self.backup_path):
+            raise OrchestratorError(f"{self.label} is empty, but the tool has written it before; "
+                                    f"{self.restore_hint()}, or delete both to start afresh",
+                                    EXIT_STATE)
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as error:
@@ -852,6 +856,14 @@ def intent_conflicts(state, session_id, areas, paths, now):
     return found
 
 
+def session_conflicts(state, now, viewer=None):
+    """Each active session's touched areas that run into other sessions' live locks; only the
+    viewer's when one is given."""
+    sessions = [s for s in state["active_sessions"] if viewer is None or s["id"] == viewer]
+    return [{**conflict, "session": s["id"]} for s in sessions
+            for conflict in intent_conflicts(state, s["id"], s["touched_areas"], [], now)]
+
+
 def overlapping_lock_pairs(state, now):
     """Pairs of live locks of different sessions that claim the same paths: forced locks, or
     locks on the same code under different area names."""
@@ -1085,7 +1097,11 @@ def check_session_id(value, flag="--session"):
 
 
 def check_area(value, flag="--area"):
-    return check_text(flag, value, MAX_AREA_CHARS, allow_newlines=False)
+    """An area name (`backend`) or a path (`internal/billing`), checked like a scope."""
+    area = check_text(flag, value, MAX_AREA_CHARS, allow_newlines=False)
+    if looks_like_path(area) or area.startswith(".") or os.path.isabs(area):
+        return normalise_repo_path(area, flag)
+    return area
 
 
 def relative_to_checkout(absolute, root):
@@ -1096,9 +1112,17 @@ def relative_to_checkout(absolute, root):
     return relative.replace(os.sep, "/")
 
 
+def repo_path_from_here(value, flag, ctx):
+    """--path / --file as typed in a subfolder: relative to the current folder, like a shell."""
+    if not os.path.isabs(value) and os.path.realpath(os.getcwd()) != ctx.checkout_root:
+        value = os.path.join(os.getcwd(), value)
+    return normalise_repo_path(value, flag, ctx.checkout_root)
+
+
 def normalise_repo_path(value, flag, repo_root=None):
     """A path or glob relative to the repository root, with `/` separators and no `..`."""
-    raw = check_text(flag, value, MAX_AREA_CHARS, allow_newlines=False)
+    absolute = repo_root is not None and os.path.isabs((value or "").strip())
+    raw = check_text(flag, value, 4096 if absolute else MAX_AREA_CHARS, allow_newlines=False)
     path = raw.replace("\\", "/")
     if repo_root is not None and os.path.isabs(raw):
         path = relative_to_checkout(raw, repo_root)
@@ -1703,12 +1727,12 @@ def cmd_sync(ctx, args):
             if request:
                 lock, _, _ = place_lock(state, request, now, force=args.force)
         viewer = args.session
-        conflicts = []
-        if viewer and find_session(state, viewer):
-            mine = find_session(state, viewer)
-            conflicts = intent_conflicts(state, viewer, mine["touched_areas"], [], now)
+        conflicts = session_conflicts(state, now, viewer)
         context = report_context(state, now, viewer, conflicts, swept)
-    context.update(registered=created, lock=lock_view(lock, now) if lock else None)
+    kept_focus = (None if created is not False or not args.focus or
+                  one_line(args.focus) == one_line(session["focus"]) else session["focus"])
+    context.update(registered=created, lock=lock_view(lock, now) if lock else None,
+                   kept_focus=kept_focus)
     payload = {"swept": swept, "registered": created, "session": viewer,
                "lock": context["lock"], "conflicts": [conflict_view(c, now) for c in conflicts],
                **status_payload(state, now)}
@@ -1756,6 +1780,9 @@ def cmd_lock(ctx, args):
     text = message("lock_updated" if replaced else "lock_taken", area=area, owner=owner,
                    scope=", ".join(scopes), until=lock["expires_at"],
                    duration=humanize_seconds(view["remaining_seconds"]))
+    for other in cross_area_overlaps(state, lock, now):
+        text += "\n" + message("lock_overlaps_other_area", owner=other["owner"],
+                                area=one_line(other["area"]), scope=", ".join(other["scope"]))
     if overridden:
         text += "\n" + message("lock_forced", owner=owner, cli=cli_name(),
                                owners=", ".join(sorted({c["owner"] for c in overridden})))
@@ -1821,12 +1848,8 @@ def cmd_status(ctx, args):
     now = utc_now()
     viewer = check_session_id(args.session) if args.session else None
     state = ctx.store.load()
-    conflicts = []
-    if viewer and find_session(state, viewer):
-        conflicts = intent_conflicts(state, viewer, find_session(state, viewer)["touched_areas"],
-                                     [], now)
-    context = report_context(state, now, viewer, conflicts)
-    context.update(registered=None, lock=None)
+    context = report_context(state, now, viewer, session_conflicts(state, now, viewer))
+    context.update(registered=None, lock=None, kept_focus=None)
     payload = status_payload(state, now)
     if ctx.store.warnings:
         payload["warnings"] = ctx.store.warnings
@@ -1839,6 +1862,9 @@ def cmd_update(ctx, args):
     require_flags(args, "update", [("--session", "session")])
     owner = check_session_id(args.session)
     status = check_status(args.status) if args.status else None
+    if status == "completed":
+        raise OrchestratorError(f"update cannot complete a session; run `{cli_name()} complete "
+                                f"--session {owner} --outcome ...`, which also releases its locks")
     notes = [check_text("--add-note", n) for n in args.add_note or []]
     areas = [check_area(a, "--add-area") for a in args.add_area or []]
     risks = [check_text("--add-risk", r) for r in args.add_risk or []]
@@ -1864,13 +1890,15 @@ def cmd_complete(ctx, args):
     require_flags(args, "complete", [("--session", "session"), ("--outcome", "outcome")])
     owner = check_session_id(args.session)
     outcome = check_text("--outcome", args.outcome)
-    files = [normalise_repo_path(f, "--file", ctx.checkout_root) for f in args.file or []]
+    files = [repo_path_from_here(f, "--file", ctx) for f in args.file or []]
+    source = "given"
+    if not files and not getattr(args, "files_chosen", False):
+        # git runs before the state is locked: a slow repository must not stall other sessions
+        session = require_session(ctx.store.load(), owner)
+        files, source = files_changed_since(ctx, session), "git"
     now = utc_now()
     with Transaction(ctx.store) as state:
         session = require_session(state, owner)
-        source = "given"
-        if not files and not getattr(args, "files_chosen", False):
-            files, source = files_changed_since(ctx, session), "git"
         drift = drift_paths(session_claims(session, state, ctx.is_repo_path), files)
         record, released = complete_session(state, owner, outcome, files, now)
     text = message("session_completed", session=owner, locks=len(released),
@@ -1885,13 +1913,15 @@ def cmd_complete(ctx, args):
 
 
 def files_changed_since(ctx, session):
-    """What the session changed: files its hook recorded, plus git's view of commits since it
-    started and of the uncommitted work in its checkout."""
+    """What the session changed: the files its write hook recorded and git's commits since it
+    started; git's uncommitted changes only when the hook recorded nothing (in a checkout
+    shared with other sessions those may be theirs)."""
     files = list(session.get("touched_files", []))
     checkout = session.get("worktree") or ctx.checkout_root
     log = run_git(checkout, "log", f"--since={session['started_at']}", "--name-only",
                   "--format=", "-z")
-    status = run_git(checkout, "status", "--porcelain", "-z", "--untracked-files=all")
+    status = "" if files else run_git(checkout, "status", "--porcelain", "-z",
+                                      "--untracked-files=all")
     files += [name for name in log.split("\0") if name]
     records = status.split("\0")
     index = 0
@@ -1923,7 +1953,9 @@ def cmd_note(ctx, args):
     with Transaction(ctx.store) as state:
         if author:
             require_session(state, author)["last_updated"] = iso(utc_now())
-        note = f"[{author}] {text}" if author else text
+        # An unsigned note must not pass for a session's: "[api] ..." is how signed ones look.
+        note = f"[{author}] {text}" if author else (f"(unsigned) {text}" if text.startswith("[")
+                                                     else text)
         state["global_notes"].append(note)
     ctx.out.emit(message("note_added", count=len(state["global_notes"])), {"note": note})
     return EXIT_OK
@@ -1932,7 +1964,7 @@ def cmd_note(ctx, args):
 def cmd_check(ctx, args):
     session_id = check_session_id(args.session) if args.session else None
     areas = [check_area(a) for a in args.area or []]
-    paths = [normalise_repo_path(p, "--path", ctx.checkout_root) for p in args.path or []]
+    paths = [repo_path_from_here(p, "--path", ctx) for p in args.path or []]
     state = ctx.store.load()
     now = utc_now()
     session = find_session(state, session_id) if session_id else None
@@ -1946,17 +1978,17 @@ def cmd_check(ctx, args):
         return EXIT_OK
     ctx.out.report("check_warning.txt.j2", payload, conflicts=conflicts, drift=drift,
                    session=session_id, cli=cli_name())
-    return EXIT_REFUSED
+    return EXIT_REFUSED if conflicts else EXIT_OK  # drift is a warning; a conflict is exit 1
 
 
 def cmd_build_failure(ctx, args):
-    require_flags(args, "build-failure", [("--session", "session")])
     if bool(args.area) == bool(args.path):
         raise OrchestratorError("build-failure: give either --area AREA or --path PATH (where the "
                                 "build failed)")
-    session_id = check_session_id(args.session)
+    # Without --session the asker owns nothing (a conversation that has not synced yet).
+    session_id = check_session_id(args.session) if args.session else None
     area = check_area(args.area) if args.area else None
-    path = normalise_repo_path(args.path, "--path", ctx.checkout_root) if args.path else None
+    path = repo_path_from_here(args.path, "--path", ctx) if args.path else None
     state = ctx.store.load()
     now = utc_now()
     verdict, lock, others = build_failure_verdict(state, session_id, area, path, now)
@@ -2478,6 +2510,11 @@ def main(argv=None):
     except (KeyboardInterrupt, EOFError):
         report_error(OrchestratorError("cancelled, nothing written", EXIT_CANCELLED), as_json)
         return EXIT_CANCELLED
+    except ImportError as error:
+        report_error(OrchestratorError(
+            f"{error.name} is not installed for {sys.executable}; run `make install` in the tool's "
+            "folder and use .venv/bin/python (or the pack's launcher)"), as_json)
+        return EXIT_USAGE
     except SystemExit as exit_request:  # --help
         return exit_request.code if isinstance(exit_request.code, int) else EXIT_OK
     except Exception as error:  # a bug: one line for the user, the traceback only on request

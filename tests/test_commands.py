@@ -404,7 +404,7 @@ def test_status_text(seeded, run):
     assert 'reason: "refactoring the api"' in out
     assert '- "deploy freeze friday"' in out
     # Both seeded sessions registered from the same checkout: the only conflict shown.
-    assert "! api and web work in the same worktree" in out
+    assert "~ api and web work in the same worktree" in out
     # Other sessions' text is framed as information.
     assert out.index("=== BEGIN SHARED STATE") < out.index("ACTIVE SESSIONS")
     assert out.index("GLOBAL NOTES") < out.index("=== END SHARED STATE ===")

@@ -221,7 +221,7 @@ def test_sessions_in_different_worktrees_share_one_state(sh, target, hook, tmp_p
 def test_two_sessions_in_one_worktree_are_warned_about(sh, target):
     sh(f"{CLI} sync --session a --focus a --area x", target)
     result = sh(f"{CLI} sync --session b --focus b --area y", target)
-    assert f'! a and b work in the same worktree "{target.resolve()}"' in result.stdout
+    assert f'~ a and b work in the same worktree "{target.resolve()}"' in result.stdout
 
 
 # ---------------------------------------------------------------------------- merging into what is there
