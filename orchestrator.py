@@ -2081,16 +2081,28 @@ def cmd_install(ctx, args):
     if not target.is_dir():
         raise OrchestratorError(f"install: --target {args.target!r} is not a folder; give the "
                                 "root of the repository to install into")
+    checkout, _ = find_checkout(str(target))
+    if Path(checkout) != target:
+        raise OrchestratorError(f"install: {target} is inside the repository {checkout}; give "
+                                f"its root: --target {checkout}")
     try:
         import jinja2, strictyaml  # noqa: F401  (the launcher reuses this interpreter)
     except ImportError as error:
         raise OrchestratorError(f"install: {error.name} is missing for {sys.executable}; run "
                                 "`make install` in the tool's folder and use its .venv/bin/python")
     agents = tuple(unique_in_order(args.agent or ["windsurf"]))
+    try:
+        return install_pack(ctx, target, agents, args.force)
+    except OSError as error:
+        raise OrchestratorError(f"install: cannot write {error.filename}: {error.strerror}",
+                                EXIT_STATE) from None
+
+
+def install_pack(ctx, target, agents, force):
     files, diffs = [], []
     for relative, text in render_pack(agents).items():
         path = target / relative
-        action, diff = plan_file(path, text, args.force)
+        action, diff = plan_file(path, text, force)
         if action in ("created", "updated", "overwritten"):
             atomic_write(path, text.encode("utf-8"))
             if relative.startswith(".windsurf/bin/"):
@@ -2109,7 +2121,7 @@ def cmd_install(ctx, args):
                         kept=kept, cli=PACK_CLI, agents=agents),
                  {"target": str(target), "files": files, "allow_list": PACK_CLI, "kept": kept,
                   "agents": list(agents)})
-    return EXIT_REFUSED if kept else EXIT_OK
+    return EXIT_OK  # files it kept are listed, with the differences; the rest is in place
 
 
 def cmd_hook(ctx, args):

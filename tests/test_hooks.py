@@ -246,7 +246,7 @@ def test_install_merges_hooks_json_and_keeps_the_users_hooks(tmp_path):
 def test_install_keeps_a_hooks_json_it_cannot_read(tmp_path, capsys):
     (tmp_path / ".windsurf").mkdir()
     (tmp_path / ".windsurf/hooks.json").write_text("{ not json")
-    assert orchestrator.main(["install", "--target", str(tmp_path)]) == 1
+    assert orchestrator.main(["install", "--target", str(tmp_path)]) == 0
     assert (tmp_path / ".windsurf/hooks.json").read_text() == "{ not json"
     assert "not valid JSON" in capsys.readouterr().out
 

@@ -227,7 +227,7 @@ def test_install_keeps_a_file_the_user_changed_and_shows_the_difference(target, 
     workflow.write_text(workflow.read_text().replace("# /orchestrator", "# /orchestrator (ours)"))
     mine = workflow.read_text()
     capsys.readouterr()
-    assert orchestrator.main(["install", "--target", str(target)]) == 1
+    assert orchestrator.main(["install", "--target", str(target)]) == 0
     out = capsys.readouterr().out
     assert re.search(r"kept\s+\.windsurf/workflows/orchestrator\.md", out)
     assert "-# /orchestrator (ours)" in out and "+# /orchestrator" in out
@@ -262,3 +262,26 @@ def test_launcher_imports_the_module_rather_than_running_it(target):
     launcher = (target / orchestrator.LAUNCHER_PATH).read_text()
     assert "import orchestrator" in launcher
     assert "orchestrator.py" not in launcher.split("exec", 1)[1]
+
+
+def test_a_clone_without_the_tool_installed_never_blocks_the_agent(target, bare_env):
+    (target / orchestrator.LAUNCHER_PATH).unlink()
+    event = '{"agent_action_name": "pre_write_code", "trajectory_id": "t", "tool_info": {}}'
+    result = subprocess.run(["sh", ".windsurf/bin/orchestrator", "hook"], cwd=target,
+                            env=bare_env, input=event, capture_output=True, text=True)
+    assert result.returncode == 0 and "not installed" in result.stderr
+
+
+def test_a_launcher_whose_python_is_gone_says_so_and_never_blocks(target, bare_env):
+    launcher = target / orchestrator.LAUNCHER_PATH
+    launcher.write_text(launcher.read_text().replace(orchestrator.sys.executable, "/nonexistent/python"))
+    for argv, code in ((["hook"], 0), (["status"], 2)):
+        result = subprocess.run(["sh", ".windsurf/bin/orchestrator", *argv], cwd=target,
+                                env=bare_env, input="{}", capture_output=True, text=True)
+        assert result.returncode == code and "run install again" in result.stderr
+
+
+def test_install_into_a_subfolder_of_a_repository_is_refused(target, capsys):
+    (target / "sub").mkdir()
+    assert orchestrator.main(["install", "--target", str(target / "sub")]) == 2
+    assert f"give its root: --target {target}" in capsys.readouterr().err

@@ -629,8 +629,8 @@ def test_audit_proposal_is_rendered_from_the_template(overrides, run):
         f"Rule intent_scope was overridden 3 times by api, web between {at(minutes=1)} and "
         f"{at(minutes=4)}. Proposal: widen the default intent scope so that work like this "
         "counts as serving a session's focus, or add the areas named in these overrides to the "
-        'touched areas sessions start with. Reasons given: "docs lag the api"; '
-        '"shared stylesheet".')
+        'touched areas sessions start with.')
+    assert p["reasons"] == ["docs lag the api", "shared stylesheet"]
 
 
 def test_audit_proposal_for_an_unknown_rule_is_still_concrete(team, run):
@@ -638,7 +638,7 @@ def test_audit_proposal_for_an_unknown_rule_is_still_concrete(team, run):
     (p,) = as_json(run("--json", "audit"))["proposals"]
     assert p["rule"] == "review_gate"
     assert "Proposal: relax the default of review_gate so that" in p["proposal"]
-    assert 'Reasons given: "r0"; "r1"; "r2".' in p["proposal"]
+    assert p["reasons"] == ["r0", "r1", "r2"]
 
 
 def test_audit_text_output(overrides, run):
