@@ -833,43 +833,81 @@ def looks_like_path(area):
     return "/" in area or "\\" in area or is_glob(area)
 
 
-def item_touches_lock(item, lock, as_area):
-    """An area name touches a lock on that area; a path (or an area written as one) touches a
-    lock whose scope overlaps it."""
-    if as_area and item == lock["area"]:
-        return True
-    if as_area and not looks_like_path(item):
-        return False
-    return any(scopes_overlap(item, scope) for scope in lock["scope"])
+class LockIndex:
+    """Live locks indexed by area name and by the literal start of their scopes. Two scopes
+    can only overlap when one's literal start (the segments before the first glob) is a
+    prefix of the other's, so status and sync on a large state compare few pairs, not all."""
+
+    def __init__(self, locks):
+        self.locks = locks
+        self.position = {id(lock): i for i, lock in enumerate(locks)}
+        self.by_area, self.at_prefix, self.under_prefix = {}, {}, {}
+        for lock in locks:
+            self.by_area.setdefault(lock["area"], []).append(lock)
+            for scope in lock["scope"]:
+                prefix = literal_prefix(scope)
+                self.at_prefix.setdefault(prefix, []).append(lock)
+                for depth in range(len(prefix) + 1):
+                    self.under_prefix.setdefault(prefix[:depth], []).append(lock)
+
+    def overlapping(self, path):
+        """Locks with a scope that overlaps `path`, in the order of the state file."""
+        prefix = literal_prefix(path)
+        candidates = list(self.under_prefix.get(prefix, []))
+        for depth in range(len(prefix)):
+            candidates += self.at_prefix.get(prefix[:depth], [])
+        unique = {id(lock): lock for lock in candidates}.values()
+        found = [lock for lock in unique if any(scopes_overlap(path, s) for s in lock["scope"])]
+        return sorted(found, key=lambda lock: self.position[id(lock)])
 
 
-def intent_conflicts(state, session_id, areas, paths, now):
-    """Live locks of other sessions that the given areas or paths run into."""
-    found = []
-    for lock in live_locks(state, now):
-        if lock["owner"] == session_id:
-            continue
-        hits = [a for a in areas if item_touches_lock(a, lock, as_area=True)]
-        hits += [p for p in paths if item_touches_lock(p, lock, as_area=False)]
-        if hits:
-            found.append({"lock": lock, "items": hits})
-    return found
+def literal_prefix(scope):
+    segments = path_segments(scope)
+    literal = next((i for i, segment in enumerate(segments) if is_glob(segment)), len(segments))
+    return tuple(segments[:literal])
+
+
+def intent_conflicts(state, session_id, areas, paths, now, index=None):
+    """Live locks of other sessions that the given areas or paths run into: an area name hits
+    the locks on that area; a path (or an area written as one) the locks whose scope overlaps."""
+    index = index or LockIndex(live_locks(state, now))
+    hits = {}
+    for item, as_area in [(a, True) for a in areas] + [(p, False) for p in paths]:
+        touched = list(index.by_area.get(item, [])) if as_area else []
+        if not as_area or looks_like_path(item):
+            touched += index.overlapping(item)
+        for lock in touched:
+            items = hits.setdefault(id(lock), [])
+            if lock["owner"] != session_id and item not in items:
+                items.append(item)
+    return [{"lock": lock, "items": hits[id(lock)]} for lock in index.locks
+            if hits.get(id(lock))]
 
 
 def session_conflicts(state, now, viewer=None):
     """Each active session's touched areas that run into other sessions' live locks; only the
     viewer's when one is given."""
+    index = LockIndex(live_locks(state, now))
     sessions = [s for s in state["active_sessions"] if viewer is None or s["id"] == viewer]
     return [{**conflict, "session": s["id"]} for s in sessions
-            for conflict in intent_conflicts(state, s["id"], s["touched_areas"], [], now)]
+            for conflict in intent_conflicts(state, s["id"], s["touched_areas"], [], now, index)]
 
 
 def overlapping_lock_pairs(state, now):
     """Pairs of live locks of different sessions that claim the same paths: forced locks, or
     locks on the same code under different area names."""
-    locks = live_locks(state, now)
-    return [(first, second) for i, first in enumerate(locks) for second in locks[i + 1:]
-            if first["owner"] != second["owner"] and locks_share_paths(first, second)]
+    index = LockIndex(live_locks(state, now))
+    pairs = []
+    for i, first in enumerate(index.locks):
+        seen = set()
+        for scope in first["scope"]:
+            for second in index.overlapping(scope):
+                if (index.position[id(second)] > i and id(second) not in seen
+                        and second["owner"] != first["owner"]):
+                    seen.add(id(second))
+                    pairs.append((first, second))
+    return sorted(pairs, key=lambda pair: (index.position[id(pair[0])],
+                                           index.position[id(pair[1])]))
 
 
 def locks_share_paths(first, second):

@@ -327,3 +327,15 @@ def test_case_insensitive_file_system_is_detected(tmp_path, monkeypatch):
     assert o.file_system_ignores_case(str(tmp_path)) is (not sensitive)
     monkeypatch.setattr(o.os, "name", "nt")
     assert o.file_system_ignores_case(str(tmp_path)) is True
+
+
+scope_text = st.lists(st.sampled_from(["src", "api", "a*", "*", "**", "x.py", "[ab]", "b?"]),
+                      min_size=1, max_size=4).map("/".join)
+
+
+@given(st.lists(st.lists(scope_text, min_size=1, max_size=3), min_size=1, max_size=8), scope_text)
+@settings(max_examples=300, deadline=None)
+def test_lock_index_finds_exactly_what_comparing_every_lock_finds(scope_lists, query):
+    locks = [{"area": "a", "owner": f"s{i}", "scope": scopes} for i, scopes in enumerate(scope_lists)]
+    brute = [lock for lock in locks if any(o.scopes_overlap(query, s) for s in lock["scope"])]
+    assert o.LockIndex(locks).overlapping(query) == brute
