@@ -1191,7 +1191,10 @@ UNSAFE_OUTPUT = ("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e"
 
 def clean_text(value):
     """Terminal-safe text: escape sequences and invisible or control characters removed."""
-    text = pattern(ESCAPE_SEQUENCE).sub("", str(value))
+    text = str(value)
+    if not has_control_characters(text):
+        return text  # the usual case, decided without importing `re` (the hook's budget)
+    text = pattern(ESCAPE_SEQUENCE).sub("", text)
     return pattern(UNSAFE_OUTPUT).sub("", text)
 
 
