@@ -339,3 +339,20 @@ def test_lock_index_finds_exactly_what_comparing_every_lock_finds(scope_lists, q
     locks = [{"area": "a", "owner": f"s{i}", "scope": scopes} for i, scopes in enumerate(scope_lists)]
     brute = [lock for lock in locks if any(o.scopes_overlap(query, s) for s in lock["scope"])]
     assert o.LockIndex(locks).overlapping(query) == brute
+
+
+@pytest.mark.parametrize("argv", [
+    ["lock", "--session", "a", "--area", "b", "--scope", "c", "--reason", "r", "--unstable"],
+    ["--json", "status", "--session", "a"], ["--state", "x.yaml", "note", "hi", "there"],
+    ["sync", "--session", "a", "--area", "x", "--area", "y", "--lock-scope", "p"],
+    ["audit", "--threshold", "2"], ["install", "--agent", "claude", "--agent", "cursor"],
+])
+def test_building_only_the_named_subcommand_parses_the_same(argv):
+    full = o.build_parser().parse_args(argv)
+    assert vars(o.parse_arguments(argv)) == {"state": None, "json": False, **vars(full)}
+
+
+def test_named_command_skips_global_flags():
+    assert o.named_command(["--state", "note", "lock"]) == "lock"
+    assert o.named_command(["--json", "status"]) == "status"
+    assert o.named_command(["--help"]) is None and o.named_command(["bogus"]) is None
