@@ -146,13 +146,15 @@ def is_blank_yaml(text):
 
 # Characters YAML does not allow in a file at all (strictyaml crashes on some of them).
 YAML_FORBIDDEN = "[^\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+ASCII_FORBIDDEN = "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"  # the same, for text that is all ASCII
 
 
 def parse_state_text(text, label):
     """Validate YAML text in full with strictyaml; return (plain state, warnings)."""
     if is_blank_yaml(text):
         return empty_state(), []
-    forbidden = pattern(YAML_FORBIDDEN).search(text)
+    # Compiling the full Unicode class costs milliseconds; ASCII text needs only the small one.
+    forbidden = pattern(ASCII_FORBIDDEN if text.isascii() else YAML_FORBIDDEN).search(text)
     if forbidden:
         line = text.count("\n", 0, forbidden.start()) + 1
         raise OrchestratorError(f"{label} is not a valid state at line {line}: it holds the control "
@@ -234,6 +236,7 @@ YAML_UNSAFE = ("[^\t\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufff
                "\U00010000-\U0010ffff]")
 PLAIN_SAFE = r"[A-Za-z0-9_][A-Za-z0-9_./+:-]*"
 NEEDS_ESCAPE = r'["\\\n\t]|' + YAML_UNSAFE  # quote, backslash, newline, tab, unprintable
+ASCII_NEEDS_ESCAPE = r'["\\\x00-\x1f\x7f]'  # the same for ASCII text, far cheaper to compile
 _ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t"}
 
 
@@ -241,7 +244,8 @@ def yaml_string(text):
     """A scalar strictyaml reads back as exactly `text`."""
     if pattern(PLAIN_SAFE).fullmatch(text) and not text.endswith(":"):
         return text
-    return '"' + pattern(NEEDS_ESCAPE).sub(lambda m: _ESCAPES.get(m.group()) or
+    needs_escape = pattern(ASCII_NEEDS_ESCAPE if text.isascii() else NEEDS_ESCAPE)
+    return '"' + needs_escape.sub(lambda m: _ESCAPES.get(m.group()) or
                                            escape_codepoint(m.group()), text) + '"'
 
 
