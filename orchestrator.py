@@ -1005,7 +1005,7 @@ def locks_covering(state, area, path, now):
     return found
 
 
-def build_failure_verdict(state, session_id, area=None, path=None, now=None):
+def build_failure_verdict(state, session_id, now, area=None, path=None):
     """The seed's decision tree. Returns (verdict, deciding lock or None, other covering locks).
 
     The most specific scope decides; on a tie the asking session's own lock decides, then the
@@ -2036,7 +2036,7 @@ def cmd_build_failure(ctx, args):
     path = repo_path_from_here(args.path, "--path", ctx) if args.path else None
     state = ctx.store.load()
     now = utc_now()
-    verdict, lock, others = build_failure_verdict(state, session_id, area, path, now)
+    verdict, lock, others = build_failure_verdict(state, session_id, now, area=area, path=path)
     context = {"verdict": verdict, "session": session_id, "target": path or area,
                "lock": lock_view(lock, now) if lock else None,
                "others": [lock_view(o, now) for o in others], "cli": cli_name()}
