@@ -620,6 +620,42 @@ class Transaction:
         return False
 
 
+# What git says a checkout changed: reading, like the store, before any policy.
+
+def files_changed_since(ctx, session):
+    """What the session changed: the files its write hook recorded and git's commits since it
+    started; git's uncommitted changes only when the hook recorded nothing (in a checkout
+    shared with other sessions those may be theirs)."""
+    files = list(session.get("touched_files", []))
+    checkout = session.get("worktree") or ctx.checkout_root
+    log = run_git(checkout, "log", f"--since={session['started_at']}", "--name-only",
+                  "--format=", "-z")
+    status = "" if files else run_git(checkout, "status", "--porcelain", "-z",
+                                      "--untracked-files=all")
+    files += [name for name in log.split("\0") if name]
+    records = status.split("\0")
+    index = 0
+    while index < len(records):
+        record = records[index]
+        index += 1
+        if len(record) > 3:
+            files.append(record[3:])
+            if record[0] in "RC":
+                index += 1  # a rename's second record is the old name
+    own_folder = STATE_RELATIVE_PATH.rsplit("/", 1)[0] + "/"
+    return sorted({f for f in files if not f.startswith(own_folder)})
+
+
+def run_git(checkout, *args):
+    import subprocess
+    try:
+        proc = subprocess.run(["git", "-C", str(checkout), *args], capture_output=True,
+                              text=True, timeout=20, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return proc.stdout if proc.returncode == 0 else ""
+
+
 # ---------------------------------------------------------------------------- policy: time
 
 def utc_now():
@@ -1183,6 +1219,30 @@ def normalise_repo_path(value, flag, repo_root=None):
     return "/".join(segments)
 
 
+def split_list(text):
+    return [part for part in pattern(r"[,\s]+").split(text) if part]
+
+
+def check_area_list(text, required=True):
+    areas = [check_area(a) for a in split_list(text)]
+    if required and not areas:
+        raise OrchestratorError("give at least one area, e.g. backend")
+    return areas
+
+
+def check_scope_list(text):
+    scopes = [normalise_repo_path(p, "scope") for p in split_list(text)]
+    if not scopes:
+        raise OrchestratorError("give at least one path or glob, e.g. src/api")
+    return scopes
+
+
+def check_status(value):
+    if value not in SESSION_STATUSES:
+        raise OrchestratorError(f"--status {value!r} is not one of {', '.join(SESSION_STATUSES)}")
+    return value
+
+
 # ---------------------------------------------------------------------------- rendering
 
 # Escape sequences, 7-bit (ESC [ ...) and 8-bit (CSI 0x9b, OSC 0x9d, DCS 0x90 ...) alike.
@@ -1500,24 +1560,6 @@ class Asker:
         return self.ask(self.questionary.confirm(message, default=default, **QUESTION_IO))
 
 
-def split_list(text):
-    return [part for part in pattern(r"[,\s]+").split(text) if part]
-
-
-def check_area_list(text, required=True):
-    areas = [check_area(a) for a in split_list(text)]
-    if required and not areas:
-        raise OrchestratorError("give at least one area, e.g. backend")
-    return areas
-
-
-def check_scope_list(text):
-    scopes = [normalise_repo_path(p, "scope") for p in split_list(text)]
-    if not scopes:
-        raise OrchestratorError("give at least one path or glob, e.g. src/api")
-    return scopes
-
-
 def known_areas(state):
     areas = [a for s in state["active_sessions"] for a in s["touched_areas"]]
     return unique_in_order(areas + [lock["area"] for lock in state["locks"]])
@@ -1795,12 +1837,6 @@ def status_payload(state, now):
     return payload
 
 
-def check_status(value):
-    if value not in SESSION_STATUSES:
-        raise OrchestratorError(f"--status {value!r} is not one of {', '.join(SESSION_STATUSES)}")
-    return value
-
-
 def cmd_lock(ctx, args):
     require_flags(args, "lock", [("--session", "session"), ("--area", "area"),
                                  ("--scope", "scope"), ("--reason", "reason")])
@@ -1955,40 +1991,6 @@ def cmd_complete(ctx, args):
     ctx.out.emit(text, {"completed": record, "released": released, "drift": drift,
                         "files_source": source})
     return EXIT_OK
-
-
-def files_changed_since(ctx, session):
-    """What the session changed: the files its write hook recorded and git's commits since it
-    started; git's uncommitted changes only when the hook recorded nothing (in a checkout
-    shared with other sessions those may be theirs)."""
-    files = list(session.get("touched_files", []))
-    checkout = session.get("worktree") or ctx.checkout_root
-    log = run_git(checkout, "log", f"--since={session['started_at']}", "--name-only",
-                  "--format=", "-z")
-    status = "" if files else run_git(checkout, "status", "--porcelain", "-z",
-                                      "--untracked-files=all")
-    files += [name for name in log.split("\0") if name]
-    records = status.split("\0")
-    index = 0
-    while index < len(records):
-        record = records[index]
-        index += 1
-        if len(record) > 3:
-            files.append(record[3:])
-            if record[0] in "RC":
-                index += 1  # a rename's second record is the old name
-    own_folder = STATE_RELATIVE_PATH.rsplit("/", 1)[0] + "/"
-    return sorted({f for f in files if not f.startswith(own_folder)})
-
-
-def run_git(checkout, *args):
-    import subprocess
-    try:
-        proc = subprocess.run(["git", "-C", str(checkout), *args], capture_output=True,
-                              text=True, timeout=20, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return proc.stdout if proc.returncode == 0 else ""
 
 
 def cmd_note(ctx, args):
