@@ -2544,36 +2544,54 @@ class Arguments:
         self.__dict__.update(values)
 
 
-FAST_PATH_FLAGS = {"check": ({"--session", "--state"}, {"--area", "--path"}),
-                   "hook": ({"--state"}, set())}  # command: (single flags, repeatable flags)
+LOCK_FLAGS = ({"--reason", "--duration"}, {"--unstable", "--allow-external-fixes", "--force"})
+# Every command's flags, for parsing without argparse: (single-value flags, repeatable flags,
+# switches, the positional list or None). A test checks this table against build_parser().
+FAST_PATH_FLAGS = {
+    "check": ({"--session"}, {"--area", "--path"}, set(), None),
+    "hook": (set(), set(), set(), None),
+    "sync": ({"--session", "--focus", "--status", "--lock-area"} | LOCK_FLAGS[0],
+             {"--area", "--lock-scope"}, LOCK_FLAGS[1], None),
+    "lock": ({"--session", "--area"} | LOCK_FLAGS[0], {"--scope"}, LOCK_FLAGS[1], None),
+    "renew": ({"--session", "--area", "--duration"}, set(), set(), None),
+    "unlock": ({"--session", "--area"}, set(), {"--all"}, None),
+    "update": ({"--session", "--status"}, {"--add-note", "--add-area", "--add-risk"}, set(), None),
+    "complete": ({"--session", "--outcome"}, {"--file"}, set(), None),
+    "note": ({"--session"}, set(), set(), "text"),
+    "directive": ({"--session", "--rule", "--directive", "--reason"}, set(), set(), None),
+}
 
 
 def parse_fast_path(argv):
-    """`check` and `hook` run at every session start and every file write: parse their few
-    flags without importing argparse. Anything unusual returns None, and argparse takes over
-    (so --help and every error message stay argparse's)."""
+    """Parse a command's flags without importing argparse: the session-start check and the
+    write hook run all the time, and a write's whole budget is 1.2x `import strictyaml`.
+    Anything unusual (help, an unknown or abbreviated flag, a value that looks like a flag)
+    returns None, and argparse takes over, so its help and error messages stay as they are."""
     if not argv or argv[0] not in FAST_PATH_FLAGS:
         return None
-    single, repeatable = FAST_PATH_FLAGS[argv[0]]
-    values = {flag[2:]: None for flag in single | repeatable}
-    values.update(command=argv[0], json=False)
+    single, repeatable, switches, positional = FAST_PATH_FLAGS[argv[0]]
+    single = single | {"--state"}
+    values = {flag[2:].replace("-", "_"): None for flag in single | repeatable}
+    values.update({flag[2:].replace("-", "_"): False for flag in switches | {"--json"}})
+    values.update(command=argv[0])
+    if positional:
+        values[positional] = []
     words = iter(argv[1:])
     for word in words:
-        if word == "--json":
-            values["json"] = True
-            continue
         flag, equals, value = word.partition("=")
-        if flag not in single and flag not in repeatable:
-            return None
-        if not equals:
-            value = next(words, None)
-            if value is None or value.startswith("-"):
-                return None
-        name = flag[2:]
-        if flag in repeatable:
-            values[name] = (values[name] or []) + [value]
+        name = flag[2:].replace("-", "_")
+        if word == "--json" or word in switches:
+            values[name] = True
+        elif flag in single or flag in repeatable:
+            if not equals:
+                value = next(words, None)
+                if value is None or value.startswith("-"):
+                    return None
+            values[name] = (values[name] or []) + [value] if flag in repeatable else value
+        elif positional and not word.startswith("-"):
+            values[positional].append(word)
         else:
-            values[name] = value
+            return None
     return Arguments(**values)
 
 

@@ -356,3 +356,50 @@ def test_named_command_skips_global_flags():
     assert o.named_command(["--state", "note", "lock"]) == "lock"
     assert o.named_command(["--json", "status"]) == "status"
     assert o.named_command(["--help"]) is None and o.named_command(["bogus"]) is None
+
+
+def test_fast_path_flag_table_matches_the_parser():
+    """The hand-kept table must name exactly the flags argparse knows, of the same kind."""
+    import argparse
+    parser = o.build_parser()
+    subparsers = next(a for a in parser._actions if a.dest == "command").choices
+    for command, (single, repeatable, switches, positional) in o.FAST_PATH_FLAGS.items():
+        kinds = {"single": set(), "repeatable": set(), "switches": set(), "positional": None}
+        for action in subparsers[command]._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            if not action.option_strings:
+                kinds["positional"] = action.dest
+            elif isinstance(action, argparse._StoreTrueAction):
+                kinds["switches"].add(action.option_strings[0])
+            elif isinstance(action, argparse._AppendAction):
+                kinds["repeatable"].add(action.option_strings[0])
+            else:
+                kinds["single"].add(action.option_strings[0])
+        assert kinds == {"single": single | {"--state"}, "repeatable": repeatable,
+                         "switches": switches | {"--json"}, "positional": positional}, command
+
+
+@pytest.mark.parametrize("argv", [
+    ["sync"], ["sync", "--session", "a", "--focus", "f x", "--area", "b", "--area", "c",
+               "--lock-scope", "p", "--reason", "r", "--unstable", "--force", "--json"],
+    ["lock", "--session", "a", "--area", "b", "--scope", "c", "--scope", "d", "--reason", "r",
+     "--allow-external-fixes", "--duration", "1h"],
+    ["renew", "--session", "a"], ["unlock", "--session", "a", "--all"],
+    ["update", "--session=a", "--status", "blocked", "--add-note", "n", "--add-risk", "r"],
+    ["complete", "--session", "a", "--outcome", "done", "--file", "x", "--file", "y"],
+    ["note", "hello", "world", "--session", "a"], ["note"], ["note", "--json", "hi"],
+    ["directive", "--session", "a", "--rule", "R", "--directive", "d", "--reason", "r"],
+])
+def test_fast_path_parses_every_write_exactly_like_argparse(argv):
+    fast = o.parse_fast_path(argv)
+    assert fast is not None
+    assert vars(fast) == vars(o.parse_arguments(argv))
+
+
+@pytest.mark.parametrize("argv", [
+    ["lock", "--sess", "a"], ["lock", "--unstable=yes"], ["note", "--", "-x"], ["note", "-5"],
+    ["sync", "--help"], ["validate"], ["audit"], ["install"], ["status"],
+])
+def test_fast_path_leaves_unusual_writes_to_argparse(argv):
+    assert o.parse_fast_path(argv) is None
