@@ -197,7 +197,7 @@ def normalise_state(data, label):
                 if value is None and field in OPTIONAL_FIELDS:
                     continue
                 if value is None:
-                    value = [] if field in LIST_FIELDS else default_for(key, field, entry)
+                    value = [] if field in LIST_FIELDS else default_for(field, entry)
                 entry[field] = value
             state[key].append(entry)
     return state, sorted(set(warnings))
@@ -214,7 +214,7 @@ def refuse_surrogates(item, key, label):
                                     "surrogate (\\ud800-\\udfff), which is not text", EXIT_STATE)
 
 
-def default_for(key, field, entry):
+def default_for(field, entry):
     if field == "last_updated":
         return entry["started_at"]
     return ""
@@ -328,7 +328,7 @@ def find_checkout(start):
         if os.path.isdir(dot_git):
             return folder, folder
         if os.path.isfile(dot_git):
-            return folder, main_checkout_of(folder, dot_git)
+            return folder, main_checkout_of(folder)
         parent = os.path.dirname(folder)
         if parent == folder:
             start = os.path.realpath(start)
@@ -336,14 +336,13 @@ def find_checkout(start):
         folder = parent
 
 
-def main_checkout_of(folder, dot_git_file):
+def main_checkout_of(folder):
     """Follow a worktree's `.git` file to the common git dir, as `git rev-parse
     --git-common-dir` would, without paying for a git process."""
     try:
-        text = read_text(dot_git_file).strip()
-        if not text.startswith("gitdir:"):
+        git_dir = git_dir_of(folder)
+        if git_dir is None:
             return folder
-        git_dir = os.path.realpath(os.path.join(folder, text[len("gitdir:"):].strip()))
         common_file = os.path.join(git_dir, "commondir")
         if not os.path.isfile(common_file):
             return folder  # a submodule: its own checkout is its root
@@ -351,6 +350,18 @@ def main_checkout_of(folder, dot_git_file):
         return os.path.dirname(common) if os.path.basename(common) == ".git" else folder
     except OSError:
         return folder
+
+
+def git_dir_of(checkout):
+    """The git directory of a checkout: `.git` itself, or where a worktree's `.git` file
+    points (`gitdir: ...`); None when there is neither."""
+    dot_git = os.path.join(checkout, ".git")
+    if os.path.isdir(dot_git):
+        return dot_git
+    text = read_text(dot_git).strip()
+    if not text.startswith("gitdir:"):
+        return None
+    return os.path.realpath(os.path.join(checkout, text[len("gitdir:"):].strip()))
 
 
 def code_version():
@@ -374,10 +385,6 @@ class Store:
         self.backup_path = self.path + ".bak"
         self.warnings = []
 
-    @property
-    def label(self):
-        return self.path
-
     # -- reading
     def read_bytes(self):
         try:
@@ -386,7 +393,7 @@ class Store:
         except FileNotFoundError:
             return None
         except OSError as error:
-            raise OrchestratorError(f"cannot read {self.label}: {error.strerror}", EXIT_STATE)
+            raise OrchestratorError(f"cannot read {self.path}: {error.strerror}", EXIT_STATE)
 
     def load(self):
         """The validated state. strictyaml runs only when the file's bytes are new to us."""
@@ -403,16 +410,16 @@ class Store:
 
     def validate_bytes(self, raw):
         if not raw.strip() and os.path.exists(self.backup_path):
-            raise OrchestratorError(f"{self.label} is empty, but the tool has written it before; "
+            raise OrchestratorError(f"{self.path} is empty, but the tool has written it before; "
                                     f"{self.restore_hint()}, or delete both to start afresh",
                                     EXIT_STATE)
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as error:
-            raise OrchestratorError(f"{self.label} is not UTF-8 text (byte {error.start}); "
+            raise OrchestratorError(f"{self.path} is not UTF-8 text (byte {error.start}); "
                                     f"{self.restore_hint()}", EXIT_STATE)
         try:
-            state, self.warnings = parse_state_text(text, self.label)
+            state, self.warnings = parse_state_text(text, self.path)
         except OrchestratorError as error:
             error.message = f"{error.message}; {self.restore_hint()}"
             raise
@@ -454,7 +461,7 @@ class Store:
         try:
             atomic_write(self.path, data)
         except OSError as error:
-            raise OrchestratorError(f"cannot write {self.label}: {error.strerror}; nothing was "
+            raise OrchestratorError(f"cannot write {self.path}: {error.strerror}; nothing was "
                                     "changed", EXIT_STATE)
         try:  # the last good copy, offered for restoring when a hand edit breaks the file
             atomic_write(self.backup_path, data, durable=False)
@@ -862,11 +869,16 @@ def require_session(state, session_id):
                             f"`{cli_name()} sync --session {session_id} --focus ... --area ...`")
 
 
+def others_overlapping(state, owner, scope, now):
+    """Other sessions' live locks whose scope overlaps `scope`, whatever their area."""
+    return [lock for lock in live_locks(state, now)
+            if lock["owner"] != owner
+            and any(scopes_overlap(mine, theirs) for mine in scope for theirs in lock["scope"])]
+
+
 def lock_conflicts(state, owner, area, scope, now):
     """Other sessions' live locks on the same area whose scope overlaps `scope`."""
-    return [lock for lock in live_locks(state, now)
-            if lock["owner"] != owner and lock["area"] == area
-            and any(scopes_overlap(mine, theirs) for mine in scope for theirs in lock["scope"])]
+    return [lock for lock in others_overlapping(state, owner, scope, now) if lock["area"] == area]
 
 
 def looks_like_path(area):
@@ -950,16 +962,11 @@ def overlapping_lock_pairs(state, now):
                                            index.position[id(pair[1])]))
 
 
-def locks_share_paths(first, second):
-    return any(scopes_overlap(a, b) for a in first["scope"] for b in second["scope"])
-
-
 def cross_area_overlaps(state, lock, now):
     """Other sessions' live locks on another area name whose scope overlaps `lock`: not a
     conflict (areas differ), but the same files, so worth a warning."""
-    return [other for other in live_locks(state, now)
-            if other["owner"] != lock["owner"] and other["area"] != lock["area"]
-            and locks_share_paths(other, lock)]
+    return [other for other in others_overlapping(state, lock["owner"], lock["scope"], now)
+            if other["area"] != lock["area"]]
 
 
 def sweep_expired(state, now):
@@ -1762,14 +1769,10 @@ class Output:
 
 # ---------------------------------------------------------------------------- commands
 
-def missing_values(args, required):
-    """Flags a command needs but did not get. A terminal may ask for them later; without one
-    we never prompt and never hang."""
-    return [flag for flag, attr in required if not getattr(args, attr, None)]
-
-
 def require_flags(args, command, required):
-    missing = missing_values(args, required)
+    """Flags a command needs but did not get are bad input. In a terminal ask_for_missing has
+    asked for them already; without one we never prompt and never hang."""
+    missing = [flag for flag, attr in required if not getattr(args, attr, None)]
     if missing:
         raise OrchestratorError(f"{command}: missing {', '.join(missing)}; pass "
                                 f"{'it' if len(missing) == 1 else 'them'} as flags "
@@ -2323,13 +2326,13 @@ def handle_hook_event(ctx, event):
 def cmd_validate(ctx, args):
     raw = ctx.store.read_bytes()
     if raw is None:
-        ctx.out.emit(message("validate_missing", path=ctx.store.label),
+        ctx.out.emit(message("validate_missing", path=ctx.store.path),
                      {"valid": True, "exists": False})
         return EXIT_OK
     state = ctx.store.validate_bytes(raw)
     ctx.store.write_cache(raw, state)
     counts = {key: len(state[key]) for key in TOP_LEVEL_KEYS}
-    text = message("validate_ok", path=ctx.store.label, sessions=counts["active_sessions"],
+    text = message("validate_ok", path=ctx.store.path, sessions=counts["active_sessions"],
                    locks=counts["locks"], notes=counts["global_notes"])
     for warning in ctx.store.warnings:
         text += "\n" + message("validate_warning", warning=warning)
@@ -2356,20 +2359,16 @@ class Context:
 
     def is_repo_path(self, area):
         """Does a touched area name a path (a glob, a nested path, or something on disk)?"""
-        return ("/" in area or is_glob(area)) or os.path.exists(os.path.join(self.checkout_root, area))
+        return looks_like_path(area) or os.path.exists(os.path.join(self.checkout_root, area))
 
     def checkout_info(self):
         """The worktree and branch a session is registered from."""
-        git_dir = os.path.join(self.checkout_root, ".git")
         branch = None
         try:
-            if os.path.isfile(git_dir):  # a worktree: .git names its own git dir
-                git_dir = os.path.join(self.checkout_root,
-                                       read_text(git_dir).split(":", 1)[1].strip())
-            head = read_text(os.path.join(git_dir, "HEAD")).strip()
+            head = read_text(os.path.join(git_dir_of(self.checkout_root), "HEAD")).strip()
             if head.startswith("ref: refs/heads/"):
                 branch = head[len("ref: refs/heads/"):]  # otherwise a detached HEAD
-        except (OSError, IndexError):
+        except (OSError, TypeError):  # no git, or a `.git` file naming no git dir
             pass
         return {"worktree": self.checkout_root, "branch": branch}
 

@@ -310,6 +310,13 @@ def test_renew_default_is_two_hours_from_now(seeded, run, state_path):
     assert read_state(state_path)["locks"][0]["expires_at"] == at(minutes=150)
 
 
+def test_renew_never_shortens_a_lock(seeded, run, state_path):
+    # api's lock runs until T0 + 2 h; renewing for 30 min from T0 + 10 min would end earlier.
+    seeded.tick(timedelta(minutes=10))
+    assert run("renew", "--session", "api", "--duration", "30m").code == 0
+    assert read_state(state_path)["locks"][0]["expires_at"] == at(hours=2)
+
+
 def test_renew_touches_only_own_locks_and_the_given_area(seeded, run, state_path):
     assert lock(run, "web", "frontend", "web/ui").code == 0
     assert lock(run, "api", "infra", "deploy").code == 0
