@@ -48,7 +48,7 @@ import orchestrator  # noqa: E402  (standard library only at import time; no str
 PY = sys.executable
 # Exactly how .windsurf/orchestrator/launcher runs the tool: an import, not a script.
 LAUNCH = [PY, "-c", "import sys; sys.path.insert(0, sys.argv.pop(1)); import orchestrator; "
-          "sys.exit(orchestrator.main())", str(ROOT)]
+          "sys.exit(orchestrator.run())", str(ROOT)]
 BASELINES = {"pass": [PY, "-c", "pass"], "strictyaml": [PY, "-c", "import strictyaml"]}
 BASELINE_LABELS = {"pass": "python -c pass", "strictyaml": 'python -c "import strictyaml"'}
 STATE_NAME = "session_state.yaml"

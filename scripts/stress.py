@@ -27,7 +27,7 @@ import orchestrator  # noqa: E402
 
 # Import the module like the installed launcher does, so its bytecode is reused.
 LAUNCH = [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv.pop(1)); "
-          "import orchestrator; sys.exit(orchestrator.main())", str(ROOT)]
+          "import orchestrator; sys.exit(orchestrator.run())", str(ROOT)]
 
 
 def session_steps(worker, round_number):

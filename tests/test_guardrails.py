@@ -93,3 +93,20 @@ def test_read_only_commands_and_mentions_do_not_bind_a_conversation(run, session
         "sh .windsurf/bin/orchestrator note --session api hi") == "api"
     assert orchestrator.session_named_in_command(
         "python /opt/so/orchestrator.py lock --session=api --area a") == "api"
+
+
+def test_the_process_entry_point_is_main_then_a_frozen_collector(repo, session, capsys,
+                                                                 monkeypatch):
+    """run() (the launcher's and `python orchestrator.py`'s entry) returns main()'s exit code
+    and freezes the garbage collector, so the exiting interpreter skips a last full collection."""
+    import gc
+    session("api", "backend")
+    frozen = []
+    monkeypatch.setattr(gc, "freeze", lambda: frozen.append(True))
+    monkeypatch.setattr(sys, "argv", ["orchestrator.py", "build-failure", "--session", "web",
+                                      "--area", "backend"])
+    assert orchestrator.run() == orchestrator.main(sys.argv[1:])
+    assert frozen == [True]
+    launcher = (orchestrator.WORKFLOWS_DIR + "/launcher.sh.j2")
+    with open(launcher, encoding="utf-8") as handle:
+        assert "sys.exit(orchestrator.run())" in handle.read()

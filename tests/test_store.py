@@ -148,6 +148,91 @@ def test_emitter_round_trips_each_special_text_everywhere(text):
     assert orchestrator.parse_state_text(orchestrator.emit_state(state), "t")[0] == state
 
 
+# ---------------------------------------------------------------------------- 1b. what a write validates
+
+def record_validated_text(monkeypatch):
+    """The YAML text each strictyaml validation of a write's changes reads."""
+    texts = []
+    real = orchestrator.load_yaml
+
+    def spy(text, schema, label):
+        if label == "the new entries":
+            texts.append(text)
+        return real(text, schema, label)
+
+    monkeypatch.setattr(orchestrator, "load_yaml", spy)
+    return texts
+
+
+def test_a_write_validates_new_entries_whole_and_only_the_changed_fields_of_edited_ones(
+        run, session, monkeypatch, clock):
+    session("api", focus="reshape the api")
+    texts = record_validated_text(monkeypatch)
+    clock.tick(60)
+    assert run("note", "--session", "api", "CI is red").code == 0
+    assert run("lock", "--session", "api", "--area", "docs", "--scope", "docs/**",
+               "--reason", "rewrite").code == 0
+    note_text, lock_text = texts
+    # The note is new; the session only gained a timestamp, so only that field is read again.
+    assert "global_notes:\n  - \"[api] CI is red\"" in note_text
+    assert "edited_active_sessions:\n  - last_updated: " in note_text
+    assert "focus" not in note_text and "started_at" not in note_text
+    # A new lock is checked in full, its owner's edit (one more area) field by field.
+    assert "locks:\n  - area: docs\n    owner: api\n" in lock_text
+    assert "expires_at: " in lock_text and "allow_external_fixes: false" in lock_text
+    assert "edited_active_sessions:\n  - touched_areas:\n      - backend\n      - docs\n" in lock_text
+    assert "focus" not in lock_text
+
+
+def state_with(*sessions):
+    state = orchestrator.empty_state()
+    state["active_sessions"] = [dict(s) for s in sessions]
+    return state
+
+
+SESSION = {"id": "api", "focus": "f", "status": "in_progress", "touched_areas": [], "risks": [],
+           "notes": [], "started_at": "2026-11-25T15:00:00+00:00",
+           "last_updated": "2026-11-25T15:00:00+00:00"}
+
+
+def test_write_changes_reads_a_repeated_identity_or_a_dropped_field_as_a_new_entry():
+    before = state_with(SESSION, {**SESSION, "focus": "twin"})  # a hand edit repeated the id
+    after = state_with({**SESSION, "status": "blocked"}, {**SESSION, "focus": "twin"})
+    new, edited = orchestrator.write_changes(before, after)
+    assert new == {"active_sessions": [after["active_sessions"][0]]} and edited == {}
+
+    before = state_with({**SESSION, "worktree": "/w"})
+    after = state_with({**SESSION, "status": "blocked"})  # worktree dropped: check it all
+    new, edited = orchestrator.write_changes(before, after)
+    assert new == {"active_sessions": after["active_sessions"]} and edited == {}
+
+    before = state_with(SESSION)
+    after = state_with({**SESSION, "status": "blocked", "branch": "b"})
+    assert orchestrator.write_changes(before, after) == (
+        {}, {"active_sessions": [{"status": "blocked", "branch": "b"}]})
+
+
+@pytest.mark.parametrize("change", [{"status": "napping"}, {"last_updated": "soon"},
+                                    {"id": "Not Kebab"}])
+def test_an_edit_that_breaks_the_schema_is_an_internal_error(change):
+    before = state_with(SESSION)
+    after = state_with({**SESSION, **change})
+    with pytest.raises(orchestrator.OrchestratorError, match="breaks the schema") as caught:
+        orchestrator.validate_changes(before, after)
+    assert caught.value.exit_code == orchestrator.EXIT_INTERNAL
+
+
+def test_a_write_whose_change_breaks_the_schema_writes_nothing(run, session, state_path,
+                                                               monkeypatch):
+    session("api")
+    before = state_path.read_bytes()
+    monkeypatch.setattr(orchestrator, "check_status", lambda value: value)  # a bug lets it by
+    result = run("update", "--session", "api", "--status", "napping")
+    assert result.code == orchestrator.EXIT_INTERNAL, result
+    assert "breaks the schema" in one_line(result.err) and "nothing was written" in result.err
+    assert state_path.read_bytes() == before
+
+
 # ---------------------------------------------------------------------------- 2. hand-written files
 
 SEED_STYLE = """\
