@@ -20,13 +20,13 @@ error (a bug; one line, no traceback); 130 cancelled.
 """
 
 # Only what every command needs is imported here. The session-start check and the write hook
-# run all the time, so `re`, `json`, `pathlib`, `argparse`, jinja2, strictyaml and questionary
-# are imported where they are used (measured: `re` alone adds half of `python -c pass`).
+# run all the time, so `re`, `json`, `pathlib`, `argparse`, `datetime`, jinja2, strictyaml and
+# questionary are imported where they are used (measured: `re` alone adds half of
+# `python -c pass`, `datetime` a sixth).
 import marshal
 import os
 import sys
 import time
-from datetime import datetime, timedelta, timezone
 
 # ---------------------------------------------------------------------------- constants
 
@@ -46,7 +46,7 @@ TOP_LEVEL_KEYS = ("active_sessions", "locks", "completed_sessions", "global_note
 SESSION_STATUSES = ("discovery", "in_progress", "blocked", "completed")
 DEFAULT_STATUS = "in_progress"
 DEFAULT_LOCK_DURATION = "2h"
-MAX_LOCK_DURATION = timedelta(days=30)
+MAX_LOCK_SECONDS = 30 * 24 * 3600
 COMPLETED_KEPT = 10
 EXPIRING_SOON_SECONDS = 15 * 60
 SESSION_ID_PATTERN = r"[a-z0-9]+(?:-[a-z0-9]+)*"  # kebab-case; the schema's Regex too
@@ -253,6 +253,7 @@ def default_for(field, entry):
 
 
 def timestamp_to_utc(value, label):
+    from datetime import timezone
     naive = value.tzinfo is None
     try:
         value = value.replace(tzinfo=timezone.utc) if naive else value.astimezone(timezone.utc)
@@ -740,41 +741,54 @@ def run_git(checkout, *args):
 
 # ---------------------------------------------------------------------------- policy: time
 
+# A moment is held as the state writes it: UTC ISO 8601 to the second ("...T12:00:00+00:00").
+# Every timestamp in a loaded state has that one form, so two compare as strings in time order,
+# and the session-start check and the hook never import datetime.
+
 def utc_now():
-    return datetime.now(timezone.utc).replace(microsecond=0)
+    now = time.gmtime()
+    return (f"{now.tm_year:04d}-{now.tm_mon:02d}-{now.tm_mday:02d}T"
+            f"{now.tm_hour:02d}:{now.tm_min:02d}:{now.tm_sec:02d}+00:00")
 
 
 def iso(moment):
+    """A datetime as a moment (naive ones are not passed here: they are read as UTC first)."""
+    from datetime import timezone
     return moment.astimezone(timezone.utc).replace(microsecond=0).isoformat()
 
 
-def parse_iso(text):
-    return datetime.fromisoformat(text)
+def seconds_between(earlier, later):
+    from datetime import datetime
+    return int((datetime.fromisoformat(later) - datetime.fromisoformat(earlier)).total_seconds())
+
+
+def moment_after(moment, seconds):
+    from datetime import datetime, timedelta
+    return iso(datetime.fromisoformat(moment) + timedelta(seconds=seconds))
 
 
 def parse_duration(text):
-    """`45m`, `2h`, `1h30m`, `1d`, `90s` -> timedelta; anything else is bad input."""
+    """`45m`, `2h`, `1h30m`, `1d`, `90s` -> seconds; anything else is bad input."""
     match = pattern(DURATION_PATTERN).fullmatch(text.strip().lower()) if text else None
     if not match or not any(match.groups()):
         raise OrchestratorError(f"--duration {text!r} is not a duration: use forms like 45m, 2h, "
                                 "1h30m or 1d")
     days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
     total = ((days * 24 + hours) * 60 + minutes) * 60 + seconds
-    if total > MAX_LOCK_DURATION.total_seconds():
+    if total > MAX_LOCK_SECONDS:
         raise OrchestratorError(f"--duration {text!r} is longer than 30 days; take a shorter lock "
                                 "and renew it")
-    duration = timedelta(seconds=total)
-    if duration <= timedelta(0):
+    if total <= 0:
         raise OrchestratorError(f"--duration {text!r} must be longer than zero, e.g. 2h")
-    return duration
+    return total
 
 
 def remaining_seconds(lock, now):
-    return int((parse_iso(lock["expires_at"]) - now).total_seconds())
+    return seconds_between(now, lock["expires_at"])
 
 
 def is_expired(lock, now):
-    return remaining_seconds(lock, now) <= 0
+    return lock["expires_at"] <= now  # moments compare as strings
 
 
 def live_locks(state, now):
@@ -1056,13 +1070,13 @@ def register_session(state, session_id, focus, areas, status, now, extra=None):
     """Add a session, or refresh one that exists; return (session, created)."""
     session = find_session(state, session_id)
     if session is not None:
-        session["last_updated"] = iso(now)
+        session["last_updated"] = now
         for area in areas:
             if area not in session["touched_areas"]:
                 session["touched_areas"].append(area)
         return session, False
     session = {"id": session_id, "focus": focus, "status": status, "touched_areas": list(areas),
-               "risks": [], "notes": [], "started_at": iso(now), "last_updated": iso(now)}
+               "risks": [], "notes": [], "started_at": now, "last_updated": now}
     session.update({k: v for k, v in (extra or {}).items() if v})
     state["active_sessions"].append(session)
     return session, True
@@ -1078,12 +1092,12 @@ def place_lock(state, request, now, force=False):
     lock = {"area": area, "owner": owner, "scope": list(request["scope"]),
             "reason": request["reason"], "expected_instability": request["unstable"],
             "allow_external_fixes": request["allow_external_fixes"],
-            "acquired_at": iso(now), "expires_at": iso(now + request["duration"])}
+            "acquired_at": now, "expires_at": moment_after(now, request["duration"])}
     replaced = [l for l in state["locks"] if l["owner"] == owner and l["area"] == area]
     state["locks"] = [l for l in state["locks"] if l not in replaced] + [lock]
     session = find_session(state, owner)
     if session is not None:
-        session["last_updated"] = iso(now)
+        session["last_updated"] = now
         if area not in session["touched_areas"]:
             session["touched_areas"].append(area)
     return lock, conflicts, bool(replaced)
@@ -1102,7 +1116,7 @@ def complete_session(state, session_id, outcome, files, now):
     state["active_sessions"].remove(session)
     released = [lock for lock in state["locks"] if lock["owner"] == session_id]
     state["locks"] = [lock for lock in state["locks"] if lock["owner"] != session_id]
-    record = {"id": session_id, "focus": session["focus"], "completed_at": iso(now),
+    record = {"id": session_id, "focus": session["focus"], "completed_at": now,
               "outcome": outcome, "files_changed": list(files)}
     state["completed_sessions"] = (state["completed_sessions"] + [record])[-COMPLETED_KEPT:]
     return record, released
@@ -1413,8 +1427,8 @@ def lock_view(lock, now):
 
 
 def session_view(session, now):
-    age = int((now - parse_iso(session["started_at"])).total_seconds())
-    idle = int((now - parse_iso(session["last_updated"])).total_seconds())
+    age = seconds_between(session["started_at"], now)
+    idle = seconds_between(session["last_updated"], now)
     return {"branch": None, "worktree": None, **session, "age_seconds": age,
             "idle_seconds": idle}
 
@@ -1424,7 +1438,7 @@ def report_context(state, now, viewer=None, conflicts=(), swept=()):
     expiring = [l for l in locks if viewer and l["owner"] == viewer
                 and 0 < l["remaining_seconds"] <= EXPIRING_SOON_SECONDS]
     return {
-        "now": iso(now), "viewer": viewer,
+        "now": now, "viewer": viewer,
         "sessions": [session_view(s, now) for s in state["active_sessions"]],
         "locks": locks, "expiring": expiring, "swept": list(swept),
         "conflicts": list(conflicts),
@@ -1966,8 +1980,8 @@ def cmd_renew(ctx, args):
                                     f"cannot be renewed); take one with `{cli_name()} lock`",
                                     EXIT_REFUSED)
         for lock in mine:  # never shorter than it was: a clock running behind must not cut it
-            lock["expires_at"] = max(lock["expires_at"], iso(now + duration))
-        require_session(state, owner)["last_updated"] = iso(now)
+            lock["expires_at"] = max(lock["expires_at"], moment_after(now, duration))
+        require_session(state, owner)["last_updated"] = now
     views = [lock_view(l, now) for l in mine]
     text = "\n".join(message("lock_renewed", area=l["area"], until=l["expires_at"],
                              duration=humanize_seconds(l["remaining_seconds"])) for l in views)
@@ -1994,7 +2008,7 @@ def cmd_unlock(ctx, args):
                                         EXIT_REFUSED)
         state["locks"] = [l for l in state["locks"] if l not in mine]
         if mine:
-            require_session(state, owner)["last_updated"] = iso(now)
+            require_session(state, owner)["last_updated"] = now
     if mine:
         text = "\n".join(message("lock_released", area=l["area"], owner=owner) for l in mine)
     else:
@@ -2038,7 +2052,7 @@ def cmd_update(ctx, args):
         session["notes"] += notes
         session["risks"] += [r for r in risks if r not in session["risks"]]
         session["touched_areas"] += [a for a in areas if a not in session["touched_areas"]]
-        session["last_updated"] = iso(now)
+        session["last_updated"] = now
         updated = dict(session)
     ctx.out.emit(message("session_updated", session=owner, status=updated["status"]),
                  {"session": updated})
@@ -2077,7 +2091,7 @@ def cmd_note(ctx, args):
     author = check_session_id(args.session) if args.session else None
     with Transaction(ctx.store) as state:
         if author:
-            require_session(state, author)["last_updated"] = iso(utc_now())
+            require_session(state, author)["last_updated"] = utc_now()
         # An unsigned note must not pass for a session's: "[api] ..." is how signed ones look.
         note = f"[{author}] {text}" if author else (f"(unsigned) {text}" if text.startswith("[")
                                                      else text)
@@ -2136,7 +2150,7 @@ def cmd_directive(ctx, args):
         raise OrchestratorError(f"--rule {args.rule!r} is not a rule name: use words like "
                                 "intent_scope or escalation")
     entry = {"session": session_id, "directive": check_text("--directive", args.directive),
-             "reason": check_text("--reason", args.reason), "timestamp": iso(utc_now()),
+             "reason": check_text("--reason", args.reason), "timestamp": utc_now(),
              "rule_overridden": rule}
     with Transaction(ctx.store) as state:
         require_session(state, session_id)["last_updated"] = entry["timestamp"]

@@ -227,14 +227,14 @@ def test_importing_the_module_imports_no_question_library():
 
 def test_check_and_hook_on_a_validated_state_import_no_heavy_module(run, session, repo):
     """The session-start check and the write hook run all the time: on an unchanged, already
-    validated state they import neither strictyaml nor argparse, json or re."""
+    validated state they import neither strictyaml nor argparse, json, re or datetime."""
     session("api", "backend")
     run("lock", "--session", "api", "--area", "backend", "--scope", "src", "--reason", "r")
     run("status")  # the state is validated and cached
     event = ('{"agent_action_name": "pre_write_code", "trajectory_id": "t", "tool_info": '
              f'{{"file_path": "{repo}/docs/a.md"}}}}')
     heavy = ("strictyaml", "argparse", "json", "re", "jinja2", "questionary", "prompt_toolkit",
-             "pathlib")
+             "pathlib", "datetime")
     for argv, stdin in ((["check", "--path", "docs/a.md", "--area", "frontend"], ""),
                         (["hook"], event)):
         code = ("import sys; sys.path.insert(0, sys.argv[1]); import orchestrator; "

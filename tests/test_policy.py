@@ -3,12 +3,14 @@
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from freezegun import freeze_time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import orchestrator as o
 
-NOW = datetime(2025, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
+T = datetime(2025, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
+NOW = o.iso(T)  # policy takes moments as the state holds them
 
 
 # ---------------------------------------------------------------------------- parse_duration
@@ -24,7 +26,7 @@ NOW = datetime(2025, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
     ("30d", timedelta(days=30)),           # the longest lock allowed
 ])
 def test_parse_duration_accepts(text, expected):
-    assert o.parse_duration(text) == expected
+    assert o.parse_duration(text) == expected.total_seconds()
 
 
 @pytest.mark.parametrize("text", ["", "   ", "2x", "h", "2", "2 h", "1m1h", "0m", "0h0m", "-1h",
@@ -174,8 +176,8 @@ def make_lock(owner="api", area="backend", scope=("src/api",), expires_in=timede
               **extra):
     return {"area": area, "owner": owner, "scope": list(scope), "reason": "refactor",
             "expected_instability": False, "allow_external_fixes": False,
-            "acquired_at": o.iso(NOW - timedelta(minutes=5)),
-            "expires_at": o.iso(NOW + expires_in), **extra}
+            "acquired_at": o.iso(T - timedelta(minutes=5)),
+            "expires_at": o.iso(T + expires_in), **extra}
 
 
 def state_with(*locks):
@@ -219,6 +221,28 @@ def test_lock_conflicts_lists_every_conflicting_lock():
 def test_is_expired_boundary():
     assert o.is_expired(make_lock(expires_in=timedelta(0)), NOW)
     assert not o.is_expired(make_lock(expires_in=timedelta(seconds=1)), NOW)
+
+
+MOMENTS = st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
+                       timezones=st.just(timezone.utc))
+
+
+@settings(max_examples=300, deadline=None)
+@given(MOMENTS, MOMENTS)
+def test_moments_compare_as_strings_in_time_order(expires, now):
+    """Expiry compares the state's ISO strings, not datetimes; it must agree with time."""
+    expires, now = expires.replace(microsecond=0), now.replace(microsecond=0)
+    lock = {"expires_at": o.iso(expires)}
+    assert o.is_expired(lock, o.iso(now)) == (expires <= now)
+    assert o.remaining_seconds(lock, o.iso(now)) == int((expires - now).total_seconds())
+
+
+@pytest.mark.parametrize("moment", ["2025-03-01T12:00:00+00:00", "0999-01-02T03:04:05+00:00",
+                                    "2024-02-29T23:59:59+00:00"])
+def test_now_is_written_like_every_stored_moment(moment):
+    with freeze_time(moment):
+        assert o.utc_now() == moment == o.iso(datetime.fromisoformat(moment))
+    assert o.moment_after(moment, 90) == o.iso(datetime.fromisoformat(moment) + timedelta(seconds=90))
 
 
 def test_remaining_seconds_negative_when_expired():
