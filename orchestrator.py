@@ -346,8 +346,9 @@ def write_changes(before, after):
             if original is None or any(field not in item for field in original):
                 new.setdefault(key, []).append(item)
                 continue
+            # repr, not ==: False == 0 and [True] == [1], yet only one of each is valid.
             changed = {field: value for field, value in item.items()
-                       if original.get(field) != value}
+                       if field not in original or repr(original[field]) != repr(value)}
             if changed:
                 edited.setdefault(key, []).append(changed)
     return new, edited
@@ -743,7 +744,7 @@ def run_git(checkout, *args):
 
 # A moment is held as the state writes it: UTC ISO 8601 to the second ("...T12:00:00+00:00").
 # Every timestamp in a loaded state has that one form, so two compare as strings in time order,
-# and the session-start check and the hook never import datetime.
+# and the session-start check and the hook import datetime only to word a conflict they found.
 
 def utc_now():
     now = time.gmtime()
@@ -2727,9 +2728,11 @@ def report_error(error, as_json):
 
 
 def run():
-    """The process's entry point (`python orchestrator.py`, the pack's launcher). The process
-    ends right after: gc.freeze() spares the interpreter's exit its full collection of every
-    object alive, which with strictyaml loaded cost 6-7 ms, a tenth of a write (measured)."""
+    """The process's entry point (`python orchestrator.py`, the pack's launcher), and the last
+    thing the process does: gc.freeze() spares the interpreter's exit its full collection of
+    every object alive, which with strictyaml loaded cost 6-7 ms, a tenth of a write
+    (measured). So nothing may rely on a finalizer (__del__) running at exit: files are closed
+    by `with` and the lock explicitly, output is flushed as it is written."""
     code = main()
     import gc
     gc.freeze()

@@ -211,6 +211,10 @@ def test_write_changes_reads_a_repeated_identity_or_a_dropped_field_as_a_new_ent
     assert orchestrator.write_changes(before, after) == (
         {}, {"active_sessions": [{"status": "blocked", "branch": "b"}]})
 
+    before = state_with({**SESSION, "worktree": False})
+    after = state_with({**SESSION, "worktree": 0})  # equal in Python, not the same value
+    assert orchestrator.write_changes(before, after) == ({}, {"active_sessions": [{"worktree": 0}]})
+
 
 @pytest.mark.parametrize("change", [{"status": "napping"}, {"last_updated": "soon"},
                                     {"id": "Not Kebab"}])
