@@ -56,20 +56,36 @@ MAX_AREA_CHARS = 200
 MAX_TEXT_CHARS = 2000
 DURATION_PATTERN = r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?"
 
-# Field order of each entry as written; list-valued fields; fields the seed does not have.
-SESSION_FIELDS = ("id", "focus", "status", "touched_areas", "risks", "notes", "started_at",
-                  "last_updated", "worktree", "branch", "trajectories", "touched_files")
-LOCK_FIELDS = ("area", "owner", "scope", "reason", "expected_instability",
-               "allow_external_fixes", "acquired_at", "expires_at")
-COMPLETED_FIELDS = ("id", "focus", "completed_at", "outcome", "files_changed")
-DIRECTIVE_FIELDS = ("session", "directive", "reason", "timestamp", "rule_overridden")
-ENTRY_FIELDS = {"active_sessions": SESSION_FIELDS, "locks": LOCK_FIELDS,
-                "completed_sessions": COMPLETED_FIELDS, "directive_log": DIRECTIVE_FIELDS}
-LIST_FIELDS = {"touched_areas", "risks", "notes", "trajectories", "touched_files", "scope",
-               "files_changed"}
-TIMESTAMP_FIELDS = {"started_at", "last_updated", "expires_at", "acquired_at", "completed_at",
-                    "timestamp"}
-OPTIONAL_FIELDS = {"worktree", "branch", "trajectories", "touched_files", "acquired_at"}
+# The fields of each list's entries, in the order they are written: (name, what it holds,
+# whether a file must have it). The strictyaml schema, the emitter and the reader all follow
+# this one table (global_notes holds plain text).
+#   holds: "id" a session id, "text", "status" one of SESSION_STATUSES, "texts" a list of
+#          text, "moment" a timestamp, "flag" true or false
+#   REQUIRED; DEFAULTED may be left out, the reader fills it in ([], "", or for last_updated
+#   started_at); OMISSIBLE may be left out and stays out (fields the seed does not have)
+REQUIRED, DEFAULTED, OMISSIBLE = "required", "defaulted", "omissible"
+ENTRY_FIELDS = {
+    "active_sessions": (
+        ("id", "id", REQUIRED), ("focus", "text", REQUIRED), ("status", "status", REQUIRED),
+        ("touched_areas", "texts", DEFAULTED), ("risks", "texts", DEFAULTED),
+        ("notes", "texts", DEFAULTED), ("started_at", "moment", REQUIRED),
+        ("last_updated", "moment", DEFAULTED), ("worktree", "text", OMISSIBLE),
+        ("branch", "text", OMISSIBLE), ("trajectories", "texts", OMISSIBLE),
+        ("touched_files", "texts", OMISSIBLE)),
+    "locks": (
+        ("area", "text", REQUIRED), ("owner", "id", REQUIRED), ("scope", "texts", REQUIRED),
+        ("reason", "text", REQUIRED), ("expected_instability", "flag", REQUIRED),
+        ("allow_external_fixes", "flag", REQUIRED), ("acquired_at", "moment", OMISSIBLE),
+        ("expires_at", "moment", REQUIRED)),
+    "completed_sessions": (
+        ("id", "id", REQUIRED), ("focus", "text", DEFAULTED),
+        ("completed_at", "moment", REQUIRED), ("outcome", "text", DEFAULTED),
+        ("files_changed", "texts", DEFAULTED)),
+    "directive_log": (
+        ("session", "id", REQUIRED), ("directive", "text", REQUIRED),
+        ("reason", "text", REQUIRED), ("timestamp", "moment", REQUIRED),
+        ("rule_overridden", "text", REQUIRED)),
+}
 # What names an entry across a write (see write_changes); other lists' entries are only added.
 ENTRY_IDENTITY = {"active_sessions": ("id",), "locks": ("owner", "area")}
 EDITED_PREFIX = "edited_"  # the changed fields of edited entries, in the document a write checks
@@ -101,50 +117,37 @@ class OrchestratorError(Exception):
 
 # ---------------------------------------------------------------------------- schema
 
-def entry_schemas():
-    """The fields of each list's entries and their strictyaml validators: the authority on what
-    a valid state is. A field wrapped in Optional may be left out (the reader fills a default)."""
-    from strictyaml import Bool, Datetime, EmptyList, Enum, Optional, Regex, Seq, Str
+def validator_for(holds):
+    """The strictyaml validator of a field that holds `holds` (see ENTRY_FIELDS)."""
+    import strictyaml as sy
+    if holds == "id":
+        return sy.Regex(SESSION_ID_PATTERN)
+    if holds == "status":
+        return sy.Enum(list(SESSION_STATUSES))
+    if holds == "texts":
+        return sy.EmptyList() | sy.Seq(sy.Str())
+    return {"text": sy.Str, "moment": sy.Datetime, "flag": sy.Bool}[holds]()
 
-    def strings():
-        return EmptyList() | Seq(Str())
 
-    session_id = Regex(SESSION_ID_PATTERN)
-    return {
-        "active_sessions": {
-            "id": session_id, "focus": Str(), "status": Enum(list(SESSION_STATUSES)),
-            Optional("touched_areas"): strings(), Optional("risks"): strings(),
-            Optional("notes"): strings(), "started_at": Datetime(),
-            Optional("last_updated"): Datetime(), Optional("worktree"): Str(),
-            Optional("branch"): Str(), Optional("trajectories"): strings(),
-            Optional("touched_files"): strings(),
-        },
-        "locks": {
-            "area": Str(), "owner": session_id, "scope": strings(), "reason": Str(),
-            "expected_instability": Bool(), "allow_external_fixes": Bool(),
-            Optional("acquired_at"): Datetime(), "expires_at": Datetime(),
-        },
-        "completed_sessions": {
-            "id": session_id, Optional("focus"): Str(), "completed_at": Datetime(),
-            Optional("outcome"): Str(), Optional("files_changed"): strings(),
-        },
-        "global_notes": Str(),
-        "directive_log": {
-            "session": session_id, "directive": Str(), "reason": Str(), "timestamp": Datetime(),
-            "rule_overridden": Str(),
-        },
-    }
+def entry_schema(key, any_field_may_be_missing=False):
+    """The schema of one entry of the list `key`: the authority on what a valid entry is."""
+    from strictyaml import Map, Optional, Str
+    if key == "global_notes":
+        return Str()
+    return Map({name if presence == REQUIRED and not any_field_may_be_missing else
+                Optional(name): validator_for(holds)
+                for name, holds, presence in ENTRY_FIELDS[key]})
 
 
 def list_schema(entry):
-    from strictyaml import EmptyList, Map, Seq
-    return EmptyList() | Seq(Map(entry) if isinstance(entry, dict) else entry)
+    from strictyaml import EmptyList, Seq
+    return EmptyList() | Seq(entry)
 
 
 def state_schema():
     """The schema of a whole state file: every list may be missing or empty."""
     from strictyaml import Map, Optional
-    return Map({Optional(key): list_schema(entry) for key, entry in entry_schemas().items()})
+    return Map({Optional(key): list_schema(entry_schema(key)) for key in TOP_LEVEL_KEYS})
 
 
 def changes_schema(new_keys, edited_keys):
@@ -152,12 +155,9 @@ def changes_schema(new_keys, edited_keys):
     list's name, checked like any entry; the changed fields of an edited entry under
     EDITED_PREFIX + the list's name, each checked by its own field's validator."""
     from strictyaml import Map, Optional
-    entries = entry_schemas()
-    schema = {Optional(key): list_schema(entries[key]) for key in new_keys}
-    for key in edited_keys:
-        fields = {Optional(getattr(field, "key", field)): validator
-                  for field, validator in entries[key].items()}
-        schema[Optional(EDITED_PREFIX + key)] = list_schema(fields)
+    schema = {Optional(key): list_schema(entry_schema(key)) for key in new_keys}
+    schema.update({Optional(EDITED_PREFIX + key): list_schema(entry_schema(key, True))
+                   for key in edited_keys})
     return Map(schema)
 
 
@@ -221,16 +221,16 @@ def normalise_entry(key, item, label, warnings, complete=True):
     if key == "global_notes":
         return item
     entry = {}
-    for field in ENTRY_FIELDS[key]:
+    for field, holds, presence in ENTRY_FIELDS[key]:
         value = item.get(field)
-        if field in TIMESTAMP_FIELDS and value is not None:
+        if holds == "moment" and value is not None:
             value, naive = timestamp_to_utc(value, label)
             if naive:
                 warnings.append(f"{key} {field} {item[field]} has no UTC offset; read as UTC")
-        if value is None and (field in OPTIONAL_FIELDS or not complete):
+        if value is None and (presence == OMISSIBLE or not complete):
             continue
-        if value is None:
-            value = [] if field in LIST_FIELDS else default_for(field, entry)
+        if value is None:  # DEFAULTED (strictyaml has refused a missing REQUIRED field)
+            value = default_for(holds, entry)
         entry[field] = value
     return entry
 
@@ -246,8 +246,10 @@ def refuse_surrogates(item, key, label):
                                     "surrogate (\\ud800-\\udfff), which is not text", EXIT_STATE)
 
 
-def default_for(field, entry):
-    if field == "last_updated":
+def default_for(holds, entry):
+    if holds == "texts":
+        return []
+    if holds == "moment":  # last_updated, the one defaulted moment: the session's start
         return entry["started_at"]
     return ""
 
@@ -314,7 +316,7 @@ def emit_list(name, key, items):
             lines.append(f"  - {yaml_string(item)}")
             continue
         prefix = "  - "
-        for field in ENTRY_FIELDS[key]:
+        for field, _, _ in ENTRY_FIELDS[key]:
             if field not in item:
                 continue
             value = item[field]

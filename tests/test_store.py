@@ -79,29 +79,18 @@ SESSION_IDS = st.from_regex(r"\A[a-z0-9]{1,8}(-[a-z0-9]{1,8}){0,3}\Z")
 TIMESTAMPS = st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59),
                           timezones=st.just(timezone.utc)).map(
     lambda moment: moment.replace(microsecond=0).isoformat())
-ID_FIELDS = {"id", "owner", "session"}
-BOOL_FIELDS = {"expected_instability", "allow_external_fixes"}
+VALUES = {"id": SESSION_IDS, "status": st.sampled_from(orchestrator.SESSION_STATUSES),
+          "texts": TEXT_LISTS, "moment": TIMESTAMPS, "flag": st.booleans(), "text": TEXTS}
 
 
 @st.composite
 def entries(draw, key):
+    """Any valid entry of the list `key`, drawn from the module's own field table."""
     entry = {}
-    for field in orchestrator.ENTRY_FIELDS[key]:
-        if field in orchestrator.OPTIONAL_FIELDS and not draw(st.booleans()):
+    for field, holds, presence in orchestrator.ENTRY_FIELDS[key]:
+        if presence == orchestrator.OMISSIBLE and not draw(st.booleans()):
             continue
-        if field in ID_FIELDS:
-            value = draw(SESSION_IDS)
-        elif key == "active_sessions" and field == "status":
-            value = draw(st.sampled_from(orchestrator.SESSION_STATUSES))
-        elif field in orchestrator.LIST_FIELDS:
-            value = draw(TEXT_LISTS)
-        elif field in orchestrator.TIMESTAMP_FIELDS:
-            value = draw(TIMESTAMPS)
-        elif field in BOOL_FIELDS:
-            value = draw(st.booleans())
-        else:
-            value = draw(TEXTS)
-        entry[field] = value
+        entry[field] = draw(VALUES[holds])
     return entry
 
 
@@ -410,6 +399,47 @@ def test_naive_timestamp_is_read_as_utc_with_a_warning(run, state_path):
     result = run("validate", "--json")
     assert result.code == 0, result
     assert json.loads(result.out)["warnings"] == warnings
+
+
+FULL_ENTRIES = {
+    "active_sessions": {"id": "api", "focus": "f", "status": "blocked", "touched_areas": ["a"],
+                        "risks": ["r"], "notes": ["n"], "started_at": "2026-11-25T15:00:00+00:00",
+                        "last_updated": "2026-11-25T16:00:00+00:00", "worktree": "/w",
+                        "branch": "b", "trajectories": ["t"], "touched_files": ["x.py"]},
+    "locks": {"area": "a", "owner": "api", "scope": ["src"], "reason": "r",
+              "expected_instability": True, "allow_external_fixes": False,
+              "acquired_at": "2026-11-25T15:00:00+00:00", "expires_at": "2026-11-25T17:00:00+00:00"},
+    "completed_sessions": {"id": "old", "focus": "f", "completed_at": "2026-11-24T00:00:00+00:00",
+                           "outcome": "o", "files_changed": ["x.py"]},
+    "directive_log": {"session": "api", "directive": "d", "reason": "r",
+                      "timestamp": "2026-11-25T15:00:00+00:00", "rule_overridden": "rule"},
+}
+# Written out here, not read from the module's table, so that a slip in the table shows.
+MUST_HAVE = {"active_sessions": {"id", "focus", "status", "started_at"},
+             "locks": {"area", "owner", "scope", "reason", "expected_instability",
+                       "allow_external_fixes", "expires_at"},
+             "completed_sessions": {"id", "completed_at"},
+             "directive_log": {"session", "directive", "reason", "timestamp", "rule_overridden"}}
+FILLED_IN = {"touched_areas": [], "risks": [], "notes": [], "focus": "", "outcome": "",
+             "files_changed": [], "last_updated": "2026-11-25T15:00:00+00:00"}  # = started_at
+
+
+@pytest.mark.parametrize("key, field", [(key, field) for key, entry in FULL_ENTRIES.items()
+                                        for field in entry])
+def test_a_hand_written_entry_without_a_field(key, field):
+    """Required fields are refused when missing; the rest are filled in or stay out."""
+    entry = {name: value for name, value in FULL_ENTRIES[key].items() if name != field}
+    text = orchestrator.emit_state({**orchestrator.empty_state(), key: [entry]})
+    if field in MUST_HAVE[key]:
+        with pytest.raises(orchestrator.OrchestratorError, match=field) as caught:
+            orchestrator.parse_state_text(text, "t")
+        assert caught.value.exit_code == orchestrator.EXIT_STATE
+        return
+    read = orchestrator.parse_state_text(text, "t")[0][key][0]
+    if field in FILLED_IN:
+        assert read == {**entry, field: FILLED_IN[field]}
+    else:
+        assert read == entry
 
 
 # ---------------------------------------------------------------------------- 3. the cache
