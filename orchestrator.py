@@ -1464,16 +1464,6 @@ AGENT_FILES = {  # committed files per agent: (path in the target repository, te
     "cursor": ((".cursor/rules/orchestrator.mdc", "cursor_rule.mdc.j2", "md"),),
     "agents-md": (),  # a marked section of AGENTS.md, merged by merge_agents_md
 }
-AGENT_NAMES = {"windsurf": "Cascade", "claude": "Claude Code", "cursor": "agent",
-               "agents-md": "agent"}
-DETAILS_HINTS = {
-    "windsurf": "the `/orchestrator` workflow has the details",
-    "claude": "the `/orchestrator` command has the details",
-}
-INVOCATIONS = {
-    "windsurf": "The user typed `/orchestrator <subcommand>`.",
-    "claude": "The user ran `/orchestrator $ARGUMENTS`; the first word is the subcommand.",
-}
 GITIGNORE_LINES = (".windsurf/orchestrator/",)
 HOOK_COMMAND = PACK_CLI + " hook"
 WINDSURF_HOOKS = {"pre_write_code": True, "post_write_code": False, "pre_run_command": False,
@@ -1485,11 +1475,10 @@ AGENTS_MD_BEGIN = "<!-- session-orchestrator:begin (managed by orchestrator.py i
 AGENTS_MD_END = "<!-- session-orchestrator:end -->"
 
 
-def pack_context(agent="windsurf"):
-    return {"cli": PACK_CLI, "state_path": STATE_RELATIVE_PATH,
-            "launcher_path": LAUNCHER_PATH, "agent": AGENT_NAMES[agent],
-            "invocation": INVOCATIONS.get(agent, ""),
-            "details_hint": DETAILS_HINTS.get(agent, "the command reference below lists every command")}
+def pack_context():
+    """What every pack template may use; each agent's own wording (its name, how the user
+    invokes the command) is set by that agent's template in workflows/."""
+    return {"cli": PACK_CLI, "state_path": STATE_RELATIVE_PATH, "launcher_path": LAUNCHER_PATH}
 
 
 def render_pack(agents=("windsurf",)):
@@ -1497,7 +1486,7 @@ def render_pack(agents=("windsurf",)):
     files = {SHIM[0]: mark_generated(render(SHIM[1], **pack_context()), SHIM[2])}
     for agent in agents:
         for path, template, style in AGENT_FILES[agent]:
-            files[path] = mark_generated(render(template, **pack_context(agent)), style)
+            files[path] = mark_generated(render(template, **pack_context()), style)
     return files
 
 
@@ -2209,7 +2198,7 @@ def install_merged_files(target, agents):
         path = target / "AGENTS.md"
         existing = path.read_text(encoding="utf-8") if path.exists() else ""
         merged = merge_agents_md(existing, render("agents_md_section.md.j2",
-                                                  **pack_context("agents-md")))
+                                                  **pack_context()))
         action = "unchanged" if merged == existing else ("merged" if existing else "created")
         if merged != existing:
             atomic_write(path, merged.encode("utf-8"))
