@@ -1391,9 +1391,18 @@ def cli_name():
     return os.environ.get("ORCHESTRATOR_COMMAND", "orchestrator.py")
 
 
+class Count(int):
+    """A number that is written with its noun: f"{Count(2):lock}" is "2 locks"."""
+
+    def __format__(self, noun):
+        if not noun:
+            return str(int(self))
+        return f"{int(self)} {noun if self == 1 else noun + 's'}"
+
+
 def message(key, **fields):
     """A one-line confirmation from prompts/messages.txt (plain str.format: a write never
-    pays for importing jinja2)."""
+    pays for importing jinja2). A number given with a noun, `{locks:lock}`, agrees with it."""
     global _messages
     if _messages is None:
         _messages = {}
@@ -1401,7 +1410,8 @@ def message(key, **fields):
             if line.strip() and not line.startswith("#"):
                 name, _, text = line.partition("=")
                 _messages[name.strip()] = text.strip()
-    return _messages[key].format_map({k: clean_text(v) for k, v in fields.items()})
+    return _messages[key].format_map({k: Count(v) if type(v) is int else clean_text(v)
+                                      for k, v in fields.items()})
 
 
 _environment = None
@@ -1419,7 +1429,7 @@ def render(template, **context):
             finalize=lambda value: clean_text(value) if isinstance(value, str) else value)
         import shlex
         _environment.filters.update(data=quote_data, duration=humanize_seconds, line=one_line,
-                                    shell_quote=shlex.quote)
+                                    shell_quote=shlex.quote, counted=lambda n, noun: f"{Count(n):{noun}}")
         _environment.globals.update(expiring_soon_seconds=EXPIRING_SOON_SECONDS)
     return _environment.get_template(template).render(**context)
 

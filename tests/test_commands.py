@@ -89,7 +89,7 @@ def test_sync_sweeps_expired_locks(seeded, run, state_path):
     seeded.tick(timedelta(minutes=46))
     result = run("sync")
     assert result.code == 0
-    assert "SWEPT 1 expired lock(s): \"frontend\" (web)" in result.out
+    assert "SWEPT 1 expired lock: \"frontend\" (web)" in result.out
     locks = read_state(state_path)["locks"]
     assert [(l["owner"], l["area"]) for l in locks] == [("api", "backend")]
 
@@ -549,8 +549,8 @@ def test_complete_moves_the_session_and_releases_its_locks(seeded, run, state_pa
     result = run("complete", "--session", "api", "--outcome", "api split in two",
                  "--file", "src/api/a.py", "--file", str(repo / "src" / "api" / "b.py"))
     assert result.code == 0, result
-    assert result.out.splitlines()[0] == ("Completed api: released 2 lock(s), recorded 2 "
-                                          "changed file(s)")
+    assert result.out.splitlines()[0] == ("Completed api: released 2 locks, recorded 2 "
+                                          "changed files")
     state = read_state(state_path)
     assert [s["id"] for s in state["active_sessions"]] == ["web"]
     assert [l["owner"] for l in state["locks"]] == ["web"]
@@ -724,7 +724,7 @@ def test_check_json(seeded, run):
 def test_validate(seeded, run, state_path):
     result = run("validate")
     assert result.code == 0
-    assert "is valid: 2 active session(s), 1 lock(s), 0 note(s)" in result.out
+    assert "is valid: 2 active sessions, 1 lock, 0 notes" in result.out
     payload = as_json(run("--json", "validate"))
     assert payload["valid"] is True and payload["counts"]["locks"] == 1
 

@@ -427,3 +427,10 @@ def test_fast_path_parses_every_write_exactly_like_argparse(argv):
 ])
 def test_fast_path_leaves_unusual_writes_to_argparse(argv):
     assert o.parse_fast_path(argv) is None
+
+
+def test_a_count_agrees_with_its_noun():
+    assert [f"{o.Count(n):lock}" for n in (0, 1, 2)] == ["0 locks", "1 lock", "2 locks"]
+    assert f"{o.Count(3)}" == "3"
+    assert o.message("session_completed", session="api", locks=1, files=2) == (
+        "Completed api: released 1 lock, recorded 2 changed files")

@@ -599,7 +599,7 @@ def test_audit_below_the_threshold_proposes_nothing(team, run):
     text = run("audit")
     assert text.code == 0
     assert "No rule has reached the threshold: nothing to propose." in text.out
-    assert "2 override(s) logged" in text.out
+    assert "2 overrides logged" in text.out
     assert as_json(run("--json", "audit", "--threshold", "2"))["proposals"][0]["count"] == 2
 
 
@@ -645,7 +645,7 @@ def test_audit_text_output(overrides, run):
     result = run("audit")
     assert result.code == 0, result
     out = result.out
-    assert out.startswith("Directive audit: 5 override(s) logged; a rule overridden 3 or more "
+    assert out.startswith("Directive audit: 5 overrides logged; a rule overridden 3 or more "
                           "times gets a proposal.")
     assert "These are proposals only. Nothing was changed" in out
     lines, begin, end = block_lines(out)
@@ -765,7 +765,7 @@ def test_check_drift_and_conflict_are_reported_separately(clock, run, session):
     result = run("check", "--session", "web", "--path", "src/api/x.py", "--path",
                  "src/web/app.ts")
     assert result.code == 1
-    assert result.out.startswith("Conflict: web's planned work runs into 1 lock(s)")
+    assert result.out.startswith("Conflict: web's planned work runs into 1 lock")
     assert 'Scope drift: "src/api/x.py" is outside web\'s touched areas.' in result.out
     lines, begin, end = block_lines(result.out)
     drift_line = [i for i, l in enumerate(lines) if l.startswith("Scope drift:")][0]
@@ -858,7 +858,7 @@ def test_complete_without_files_uses_git(worked, run, state_path):
     result = run("complete", "--session", "api", "--outcome", "split the api")
     assert result.code == 0, result
     lines = result.out.splitlines()
-    assert lines[0] == "Completed api: released 0 lock(s), recorded 6 changed file(s)"
+    assert lines[0] == "Completed api: released 0 locks, recorded 6 changed files"
     assert lines[1] == ("Files changed since the session started (from git and the write "
                         "hook): " + ", ".join(GIT_FILES))
     assert lines[2] == ("Outside the session's touched areas (scope drift; check they served "
@@ -894,7 +894,7 @@ def test_complete_with_files_given_text_does_not_mention_git(worked, run):
     result = run("complete", "--session", "api", "--outcome", "done", "--file",
                  "src/api/handler.py")
     assert result.code == 0
-    assert result.out == "Completed api: released 0 lock(s), recorded 1 changed file(s)\n"
+    assert result.out == "Completed api: released 0 locks, recorded 1 changed file\n"
 
 
 def test_complete_git_ignores_commits_before_the_session_started(history, clock, run,
@@ -925,7 +925,7 @@ def test_complete_drift_uses_own_lock_scopes_before_releasing_them(history, cloc
     result = run("complete", "--session", "api", "--outcome", "done")
     assert result.code == 0, result
     assert result.out.splitlines()[0] == (
-        "Completed api: released 1 lock(s), recorded 2 changed file(s)")
+        "Completed api: released 1 lock, recorded 2 changed files")
     assert result.out.splitlines()[-1].endswith("its focus): lib/b.py")
 
 
@@ -1086,7 +1086,7 @@ def test_git_file_names_with_escapes_are_printed_safely(history, clock, run, ses
     result = run("complete", "--session", "api", "--outcome", "done")
     assert result.code == 0, result
     assert_terminal_safe(result.out)
-    assert "recorded 2 changed file(s)" in result.out
+    assert "recorded 2 changed files" in result.out
     files = read_state(state_path)["completed_sessions"][0]["files_changed"]
     assert sorted(files) == sorted(["src/api/evil\x1b]0;pwned\x07.py", "docs/\x1b[31mred.md"])
     assert run("validate").code == 0
