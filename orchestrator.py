@@ -1342,6 +1342,91 @@ def check_status(value):
     return value
 
 
+# What the agents' hooks send: a Windsurf or Claude Code event, read into one shape.
+
+CLAUDE_WRITE_TOOLS = {"Edit", "Write", "MultiEdit", "NotebookEdit"}
+
+
+def load_json(text):
+    """json.loads through json's own C scanner, without `import json`: that import pulls in
+    `re`, which alone costs half of the hook's time budget. Falls back to json where the C
+    scanner is missing (other Pythons)."""
+    try:
+        from _json import make_scanner
+    except ImportError:
+        import json
+        return json.loads(text)
+    options = Arguments(strict=True, object_hook=None, object_pairs_hook=None, memo={},
+                        parse_float=float, parse_int=int, parse_constant=float)
+    scan = make_scanner(options)  # outside the try: a changed private API must fail loudly
+    text = text.strip(" \t\r\n")
+    try:
+        value, end = scan(text, 0)
+    except (StopIteration, ValueError):  # json's decode error is a ValueError
+        raise ValueError("not JSON") from None
+    if end != len(text):
+        raise ValueError("not JSON: extra data")
+    return value
+
+
+def parse_hook_event(text):
+    """Windsurf's or Claude Code's hook JSON -> {kind, conversation, file_path, command_line}."""
+    try:
+        raw = load_json(text)
+    except ValueError:
+        raise ValueError("the hook event on stdin is not JSON") from None
+    if not isinstance(raw, dict):
+        raise ValueError("the hook event on stdin is not a JSON object")
+    if "hook_event_name" in raw:  # Claude Code
+        tool, tool_input = raw.get("tool_name"), raw.get("tool_input")
+        tool_input = tool_input if isinstance(tool_input, dict) else {}
+        phase = {"PreToolUse": "pre", "PostToolUse": "post"}.get(raw.get("hook_event_name"))
+        kind = ("write" if tool in CLAUDE_WRITE_TOOLS else
+                "run_command" if tool == "Bash" else None)
+        file_path = tool_input.get("file_path") or tool_input.get("notebook_path")
+        command_line, cwd = tool_input.get("command"), raw.get("cwd")
+        conversation = raw.get("session_id")
+    else:  # Windsurf Cascade
+        action = str(raw.get("agent_action_name", ""))
+        phase, _, what = action.partition("_")
+        kind = {"write_code": "write", "run_command": "run_command"}.get(what)
+        info = raw.get("tool_info")
+        info = info if isinstance(info, dict) else {}
+        file_path, command_line, cwd = info.get("file_path"), info.get("command_line"), info.get("cwd")
+        conversation = raw.get("trajectory_id")
+    if not isinstance(conversation, (str, type(None))):
+        conversation = str(conversation)
+    return {"phase": phase, "kind": kind, "conversation": conversation,
+            "file_path": file_path if isinstance(file_path, str) and "\0" not in file_path else None,
+            "command_line": command_line if isinstance(command_line, str) else None,
+            "cwd": cwd if isinstance(cwd, str) else None}
+
+
+def session_named_in_command(command_line):
+    """The `--session S` of a command line that runs this tool's writing commands, else None.
+    Only the tool itself counts (the shim, orchestrator.py, or the launcher), only commands
+    that need S to be active, and only as its own argument: not any text that mentions it."""
+    import shlex
+    try:
+        words = shlex.split(command_line or "")
+    except ValueError:
+        return None
+    for start, word in enumerate(words):
+        if os.path.basename(word) in ("orchestrator", "orchestrator.py", "launcher"):
+            break
+    else:
+        return None
+    words = words[start + 1:]
+    if not words or words[0] not in BINDING_COMMANDS:
+        return None
+    for index, word in enumerate(words):
+        value = (words[index + 1] if word == "--session" and index + 1 < len(words)
+                 else word[len("--session="):] if word.startswith("--session=") else None)
+        if value is not None:
+            return value if is_kebab_case(value) else None
+    return None
+
+
 # ---------------------------------------------------------------------------- rendering
 
 # Escape sequences, 7-bit (ESC [ ...) and 8-bit (CSI 0x9b, OSC 0x9d, DCS 0x90 ...) alike.
@@ -1459,6 +1544,16 @@ def report_context(state, now, viewer=None, conflicts=(), swept=()):
         "shared_worktrees": shared_worktrees(state),
         "notes": state["global_notes"], "cli": cli_name(),
     }
+
+
+def conflict_view(conflict, now):
+    return {"lock": lock_view(conflict["lock"], now), "items": conflict["items"]}
+
+
+def status_payload(state, now):
+    payload = {key: state[key] for key in TOP_LEVEL_KEYS}
+    payload["locks"] = [lock_view(lock, now) for lock in state["locks"]]
+    return payload
 
 
 # ---------------------------------------------------------------------------- the pack
@@ -1600,6 +1695,71 @@ def ensure_gitignore(target):
     addition += "".join(line + "\n" for line in missing)
     atomic_write(path, (existing + addition).encode("utf-8"))
     return "updated" if existing else "created"
+
+
+def merge_json_file(path, merge):
+    """Merge our entries into a JSON config file; one that is not a JSON object is kept."""
+    import json
+    try:
+        existing = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        existing = {}
+    except (OSError, ValueError):
+        return "kept", f"{path} is not valid JSON: add the hooks by hand (see README)"
+    if not isinstance(existing, dict):
+        return "kept", f"{path} does not hold a JSON object: add the hooks by hand (see README)"
+    merged = merge(json.loads(json.dumps(existing)))
+    if merged == existing and path.exists():
+        return "unchanged", None
+    atomic_write(path, (json.dumps(merged, indent=2) + "\n").encode("utf-8"))
+    return ("merged" if existing else "created"), None
+
+
+def install_merged_files(target, agents):
+    """Shared config files we add to rather than own: hooks, settings, AGENTS.md."""
+    results = []
+    if "windsurf" in agents:
+        results.append((".windsurf/hooks.json",
+                        *merge_json_file(target / ".windsurf/hooks.json", merge_windsurf_hooks)))
+    if "claude" in agents:
+        results.append((".claude/settings.json",
+                        *merge_json_file(target / ".claude/settings.json", merge_claude_hooks)))
+    if "agents-md" in agents:
+        path = target / "AGENTS.md"
+        existing = path.read_text(encoding="utf-8") if path.exists() else ""
+        merged = merge_agents_md(existing, render("agents_md_section.md.j2",
+                                                  **pack_context()))
+        action = "unchanged" if merged == existing else ("merged" if existing else "created")
+        if merged != existing:
+            atomic_write(path, merged.encode("utf-8"))
+        results.append(("AGENTS.md", action, None))
+    return results
+
+
+def install_pack(ctx, target, agents, force):
+    files, diffs = [], []
+    for relative, text in render_pack(agents).items():
+        path = target / relative
+        action, diff = plan_file(path, text, force)
+        if action in ("created", "updated", "overwritten"):
+            atomic_write(path, text.encode("utf-8"))
+            if relative.startswith(".windsurf/bin/"):
+                path.chmod(0o755)
+        if diff:
+            diffs.append(diff)
+        files.append({"path": relative, "action": action})
+    _, main_root = find_checkout(target)
+    launcher = write_launcher(main_root)
+    files.append({"path": str(launcher), "action": "written", "note": "this machine only, git-ignored"})
+    files.append({"path": ".gitignore", "action": ensure_gitignore(target)})
+    for relative, action, problem in install_merged_files(target, agents):
+        files.append({"path": relative, "action": action, **({"note": problem} if problem else {})})
+    kept = [f["path"] for f in files if f["action"] == "kept"]
+    ctx.out.emit(render("install_report.txt.j2", target=str(target), files=files, diffs=diffs,
+                        kept=kept, cli=PACK_CLI, agents=agents),
+                 {"target": str(target), "files": files, "allow_list": PACK_CLI, "kept": kept,
+                  "agents": list(agents)})
+    return EXIT_OK  # files it kept are listed, with the differences; the rest is in place
 
 
 # ---------------------------------------------------------------------------- questions (a person at a terminal)
@@ -1921,16 +2081,6 @@ def cmd_sync(ctx, args):
     return EXIT_OK
 
 
-def conflict_view(conflict, now):
-    return {"lock": lock_view(conflict["lock"], now), "items": conflict["items"]}
-
-
-def status_payload(state, now):
-    payload = {key: state[key] for key in TOP_LEVEL_KEYS}
-    payload["locks"] = [lock_view(lock, now) for lock in state["locks"]]
-    return payload
-
-
 def cmd_lock(ctx, args):
     require_flags(args, "lock", [("--session", "session"), ("--area", "area"),
                                  ("--scope", "scope"), ("--reason", "reason")])
@@ -2177,45 +2327,6 @@ def cmd_audit(ctx, args):
     return EXIT_OK
 
 
-def merge_json_file(path, merge):
-    """Merge our entries into a JSON config file; one that is not a JSON object is kept."""
-    import json
-    try:
-        existing = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        existing = {}
-    except (OSError, ValueError):
-        return "kept", f"{path} is not valid JSON: add the hooks by hand (see README)"
-    if not isinstance(existing, dict):
-        return "kept", f"{path} does not hold a JSON object: add the hooks by hand (see README)"
-    merged = merge(json.loads(json.dumps(existing)))
-    if merged == existing and path.exists():
-        return "unchanged", None
-    atomic_write(path, (json.dumps(merged, indent=2) + "\n").encode("utf-8"))
-    return ("merged" if existing else "created"), None
-
-
-def install_merged_files(target, agents):
-    """Shared config files we add to rather than own: hooks, settings, AGENTS.md."""
-    results = []
-    if "windsurf" in agents:
-        results.append((".windsurf/hooks.json",
-                        *merge_json_file(target / ".windsurf/hooks.json", merge_windsurf_hooks)))
-    if "claude" in agents:
-        results.append((".claude/settings.json",
-                        *merge_json_file(target / ".claude/settings.json", merge_claude_hooks)))
-    if "agents-md" in agents:
-        path = target / "AGENTS.md"
-        existing = path.read_text(encoding="utf-8") if path.exists() else ""
-        merged = merge_agents_md(existing, render("agents_md_section.md.j2",
-                                                  **pack_context()))
-        action = "unchanged" if merged == existing else ("merged" if existing else "created")
-        if merged != existing:
-            atomic_write(path, merged.encode("utf-8"))
-        results.append(("AGENTS.md", action, None))
-    return results
-
-
 def cmd_install(ctx, args):
     from pathlib import Path
     target = Path(args.target or ".").resolve()
@@ -2239,32 +2350,6 @@ def cmd_install(ctx, args):
                                 EXIT_STATE) from None
 
 
-def install_pack(ctx, target, agents, force):
-    files, diffs = [], []
-    for relative, text in render_pack(agents).items():
-        path = target / relative
-        action, diff = plan_file(path, text, force)
-        if action in ("created", "updated", "overwritten"):
-            atomic_write(path, text.encode("utf-8"))
-            if relative.startswith(".windsurf/bin/"):
-                path.chmod(0o755)
-        if diff:
-            diffs.append(diff)
-        files.append({"path": relative, "action": action})
-    _, main_root = find_checkout(target)
-    launcher = write_launcher(main_root)
-    files.append({"path": str(launcher), "action": "written", "note": "this machine only, git-ignored"})
-    files.append({"path": ".gitignore", "action": ensure_gitignore(target)})
-    for relative, action, problem in install_merged_files(target, agents):
-        files.append({"path": relative, "action": action, **({"note": problem} if problem else {})})
-    kept = [f["path"] for f in files if f["action"] == "kept"]
-    ctx.out.emit(render("install_report.txt.j2", target=str(target), files=files, diffs=diffs,
-                        kept=kept, cli=PACK_CLI, agents=agents),
-                 {"target": str(target), "files": files, "allow_list": PACK_CLI, "kept": kept,
-                  "agents": list(agents)})
-    return EXIT_OK  # files it kept are listed, with the differences; the rest is in place
-
-
 def cmd_hook(ctx, args):
     """One agent hook event on stdin (Windsurf Cascade or Claude Code). Only a write into
     another session's lock that forbids outside fixes is blocked (exit 2); anything this hook
@@ -2283,90 +2368,7 @@ def cmd_hook(ctx, args):
         return EXIT_OK
 
 
-CLAUDE_WRITE_TOOLS = {"Edit", "Write", "MultiEdit", "NotebookEdit"}
-
-
-def load_json(text):
-    """json.loads through json's own C scanner, without `import json`: that import pulls in
-    `re`, which alone costs half of the hook's time budget. Falls back to json where the C
-    scanner is missing (other Pythons)."""
-    try:
-        from _json import make_scanner
-    except ImportError:
-        import json
-        return json.loads(text)
-    options = Arguments(strict=True, object_hook=None, object_pairs_hook=None, memo={},
-                        parse_float=float, parse_int=int, parse_constant=float)
-    scan = make_scanner(options)  # outside the try: a changed private API must fail loudly
-    text = text.strip(" \t\r\n")
-    try:
-        value, end = scan(text, 0)
-    except (StopIteration, ValueError):  # json's decode error is a ValueError
-        raise ValueError("not JSON") from None
-    if end != len(text):
-        raise ValueError("not JSON: extra data")
-    return value
-
-
-def parse_hook_event(text):
-    """Windsurf's or Claude Code's hook JSON -> {kind, conversation, file_path, command_line}."""
-    try:
-        raw = load_json(text)
-    except ValueError:
-        raise ValueError("the hook event on stdin is not JSON") from None
-    if not isinstance(raw, dict):
-        raise ValueError("the hook event on stdin is not a JSON object")
-    if "hook_event_name" in raw:  # Claude Code
-        tool, tool_input = raw.get("tool_name"), raw.get("tool_input")
-        tool_input = tool_input if isinstance(tool_input, dict) else {}
-        phase = {"PreToolUse": "pre", "PostToolUse": "post"}.get(raw.get("hook_event_name"))
-        kind = ("write" if tool in CLAUDE_WRITE_TOOLS else
-                "run_command" if tool == "Bash" else None)
-        file_path = tool_input.get("file_path") or tool_input.get("notebook_path")
-        command_line, cwd = tool_input.get("command"), raw.get("cwd")
-        conversation = raw.get("session_id")
-    else:  # Windsurf Cascade
-        action = str(raw.get("agent_action_name", ""))
-        phase, _, what = action.partition("_")
-        kind = {"write_code": "write", "run_command": "run_command"}.get(what)
-        info = raw.get("tool_info")
-        info = info if isinstance(info, dict) else {}
-        file_path, command_line, cwd = info.get("file_path"), info.get("command_line"), info.get("cwd")
-        conversation = raw.get("trajectory_id")
-    if not isinstance(conversation, (str, type(None))):
-        conversation = str(conversation)
-    return {"phase": phase, "kind": kind, "conversation": conversation,
-            "file_path": file_path if isinstance(file_path, str) and "\0" not in file_path else None,
-            "command_line": command_line if isinstance(command_line, str) else None,
-            "cwd": cwd if isinstance(cwd, str) else None}
-
-
 BINDING_COMMANDS = {"sync", "lock", "renew", "unlock", "update", "complete", "note", "directive"}
-
-
-def session_named_in_command(command_line):
-    """The `--session S` of a command line that runs this tool's writing commands, else None.
-    Only the tool itself counts (the shim, orchestrator.py, or the launcher), only commands
-    that need S to be active, and only as its own argument: not any text that mentions it."""
-    import shlex
-    try:
-        words = shlex.split(command_line or "")
-    except ValueError:
-        return None
-    for start, word in enumerate(words):
-        if os.path.basename(word) in ("orchestrator", "orchestrator.py", "launcher"):
-            break
-    else:
-        return None
-    words = words[start + 1:]
-    if not words or words[0] not in BINDING_COMMANDS:
-        return None
-    for index, word in enumerate(words):
-        value = (words[index + 1] if word == "--session" and index + 1 < len(words)
-                 else word[len("--session="):] if word.startswith("--session=") else None)
-        if value is not None:
-            return value if is_kebab_case(value) else None
-    return None
 
 
 def handle_hook_event(ctx, event):
