@@ -1234,6 +1234,14 @@ def drift_paths(claims, paths):
 
 # ---------------------------------------------------------------------------- input checks
 
+class Arguments:
+    """Named values as attributes: parsed flags (as argparse's Namespace holds them for the
+    other commands), or the options json's C scanner reads."""
+
+    def __init__(self, **values):
+        self.__dict__.update(values)
+
+
 def has_control_characters(value):
     # A plain loop, not a regex: the session-start check validates input without `re`.
     return any(ch < " " and ch not in "\n\t" or "\x7f" <= ch <= "\x9f" or ch in INVISIBLE_FORMATTING
@@ -1402,6 +1410,10 @@ def parse_hook_event(text):
             "cwd": cwd if isinstance(cwd, str) else None}
 
 
+# The tool's writing commands: running one with --session binds a conversation to it.
+BINDING_COMMANDS = {"sync", "lock", "renew", "unlock", "update", "complete", "note", "directive"}
+
+
 def session_named_in_command(command_line):
     """The `--session S` of a command line that runs this tool's writing commands, else None.
     Only the tool itself counts (the shim, orchestrator.py, or the launcher), only commands
@@ -1477,7 +1489,8 @@ def cli_name():
 
 
 class Count(int):
-    """A number that is written with its noun: f"{Count(2):lock}" is "2 locks"."""
+    """A number that is written with its noun: f"{Count(2):lock}" is "2 locks". Regular
+    nouns only (the plural adds an s)."""
 
     def __format__(self, noun):
         if not noun:
@@ -2368,9 +2381,6 @@ def cmd_hook(ctx, args):
         return EXIT_OK
 
 
-BINDING_COMMANDS = {"sync", "lock", "renew", "unlock", "update", "complete", "note", "directive"}
-
-
 def handle_hook_event(ctx, event):
     if event["kind"] == "run_command":
         session_id = session_named_in_command(event["command_line"])
@@ -2627,13 +2637,6 @@ def parse_arguments(argv):
         if not hasattr(args, name):
             setattr(args, name, default)
     return args
-
-
-class Arguments:
-    """Parsed flags, as attributes (what argparse's Namespace gives the other commands)."""
-
-    def __init__(self, **values):
-        self.__dict__.update(values)
 
 
 LOCK_FLAGS = ({"--reason", "--duration"}, {"--unstable", "--allow-external-fixes", "--force"})

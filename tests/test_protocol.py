@@ -603,6 +603,15 @@ def test_audit_below_the_threshold_proposes_nothing(team, run):
     assert as_json(run("--json", "audit", "--threshold", "2"))["proposals"][0]["count"] == 2
 
 
+def test_audit_of_a_rule_overridden_once_says_once(team, run):
+    log_directives(run, team, ("api", "escalation", "d1", "r1"))
+    text = run("audit", "--threshold", "1")
+    assert text.code == 0
+    assert "1 override logged" in text.out
+    assert "escalation: overridden 1 time by api" in text.out
+    assert "was overridden 1 time by api" in text.out
+
+
 def test_audit_with_no_log(team, run):
     assert as_json(run("--json", "audit"))["proposals"] == []
 
@@ -765,7 +774,8 @@ def test_check_drift_and_conflict_are_reported_separately(clock, run, session):
     result = run("check", "--session", "web", "--path", "src/api/x.py", "--path",
                  "src/web/app.ts")
     assert result.code == 1
-    assert result.out.startswith("Conflict: web's planned work runs into 1 lock")
+    assert result.out.startswith("Conflict: web's planned work runs into 1 lock held by "
+                                 "another session.")
     assert 'Scope drift: "src/api/x.py" is outside web\'s touched areas.' in result.out
     lines, begin, end = block_lines(result.out)
     drift_line = [i for i, l in enumerate(lines) if l.startswith("Scope drift:")][0]
