@@ -156,7 +156,7 @@ def changes_schema(new_keys, edited_keys):
     EDITED_PREFIX + the list's name, each checked by its own field's validator."""
     from strictyaml import Map, Optional
     schema = {Optional(key): list_schema(entry_schema(key)) for key in new_keys}
-    schema.update({Optional(EDITED_PREFIX + key): list_schema(entry_schema(key, True))
+    schema.update({Optional(EDITED_PREFIX + key): list_schema(entry_schema(key, any_field_may_be_missing=True))
                    for key in edited_keys})
     return Map(schema)
 
