@@ -156,8 +156,9 @@ def changes_schema(new_keys, edited_keys):
     EDITED_PREFIX + the list's name, each checked by its own field's validator."""
     from strictyaml import Map, Optional
     schema = {Optional(key): list_schema(entry_schema(key)) for key in new_keys}
-    schema.update({Optional(EDITED_PREFIX + key): list_schema(entry_schema(key, any_field_may_be_missing=True))
-                   for key in edited_keys})
+    for key in edited_keys:
+        entry = entry_schema(key, any_field_may_be_missing=True)
+        schema[Optional(EDITED_PREFIX + key)] = list_schema(entry)
     return Map(schema)
 
 
