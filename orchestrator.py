@@ -801,8 +801,46 @@ def live_locks(state, now):
 
 # ---------------------------------------------------------------------------- policy: paths
 
-_GLOB_CHARS = set("*?[")
+# A scope is a git pathspec with the glob magic, matched exactly as `git ls-files
+# ':(glob)SCOPE'` matches it, and it covers everything below what it matches. git decides a
+# match in two ways, and so does this section: the scope taken literally (`app/[id]` is also
+# the folder named `app/[id]`), and git's wildmatch with `/` special, run byte by byte on the
+# UTF-8 text (`?` is one byte, as in git). As git does, the literal text before the first
+# wildcard is compared first and wildmatch runs on the rest as a pattern of its own (so
+# `src/a**` matches across folders, as it does in git). `\` is a path separator here (people
+# type Windows paths), so git's backslash escapes are not available: `[*]` matches a `*`.
+#
+# A scope becomes a small automaton over bytes (an NFA without empty moves). Matching a path
+# walks it once; whether two scopes overlap is decided exactly by searching the product of
+# both automata for a path both cover. Neither recurses, so a path thousands of folders deep
+# is as safe as a short one.
 
+_GLOB_CHARS = frozenset("*?[")
+SLASH_BIT = 1 << ord("/")
+ANY_BYTE = ((1 << 256) - 1) & ~1  # every byte but NUL
+NAME_BYTE = ANY_BYTE & ~SLASH_BIT  # every byte a folder or file name may hold
+
+
+def _bytes_where(test):
+    return sum(1 << b for b in range(1, 128) if test(chr(b)))
+
+
+# wildmatch's [:name:] classes, as git's own ctype defines them: ASCII only, and its `space`
+# is tab, newline, carriage return and space (no vertical tab or form feed).
+POSIX_CLASSES = {
+    b"alnum": _bytes_where(lambda c: c.isascii() and c.isalnum()),
+    b"alpha": _bytes_where(lambda c: c.isascii() and c.isalpha()),
+    b"blank": _bytes_where(lambda c: c in " \t"),
+    b"cntrl": _bytes_where(lambda c: ord(c) < 32 or ord(c) == 127),
+    b"digit": _bytes_where(lambda c: c in "0123456789"),
+    b"graph": _bytes_where(lambda c: 33 <= ord(c) <= 126),
+    b"lower": _bytes_where(lambda c: "a" <= c <= "z"),
+    b"print": _bytes_where(lambda c: 32 <= ord(c) <= 126),
+    b"punct": _bytes_where(lambda c: 33 <= ord(c) <= 126 and not c.isalnum()),
+    b"space": _bytes_where(lambda c: c in " \t\n\r"),
+    b"upper": _bytes_where(lambda c: "A" <= c <= "Z"),
+    b"xdigit": _bytes_where(lambda c: c in "0123456789abcdefABCDEF"),
+}
 
 # Paths are compared as the repository's file system sees them: on a case-insensitive one
 # (Windows, macOS by default) `Src/API` and `src/api` are one path. Context sets this once.
@@ -830,109 +868,207 @@ def is_glob(segment):
     return any(ch in _GLOB_CHARS for ch in segment)
 
 
-def segments_intersect(a, b):
-    """Can glob segments `a` and `b` (`*`, `?`, `[...]`, literals) match one common name?"""
-    left, right = glob_tokens(a), glob_tokens(b)
-    memo = {}
+class ScopeAutomaton:
+    """The paths a scope matches, as an NFA over bytes: `edges[state]` lists (byte mask,
+    next state); `accepting[state]` says a match may end there. State 0 is the start."""
 
-    def walk(i, j):
-        if (i, j) in memo:
-            return memo[(i, j)]
-        if i == len(left) and j == len(right):
-            result = True
-        elif i < len(left) and left[i] == "*":
-            result = walk(i + 1, j) or (j < len(right) and walk(i, j + 1))
-        elif j < len(right) and right[j] == "*":
-            result = walk(i, j + 1) or (i < len(left) and walk(i + 1, j))
-        elif i == len(left) or j == len(right):
-            result = False
-        else:
-            result = chars_compatible(left[i], right[j]) and walk(i + 1, j + 1)
-        memo[(i, j)] = result
-        return result
+    def __init__(self):
+        self.edges, self.accepting = [[]], [False]
 
-    return walk(0, 0)
+    def add_state(self):
+        self.edges.append([])
+        self.accepting.append(False)
+        return len(self.edges) - 1
+
+    def add_chain(self, start, text):
+        """Literal bytes from `start`; returns the state after them."""
+        for byte in text:
+            state = self.add_state()
+            self.edges[start].append((1 << byte, state))
+            start = state
+        return start
 
 
-def glob_tokens(segment):
-    """Split a segment into `*`, `?`, `[...]` classes and single literal characters."""
-    tokens, i = [], 0
-    while i < len(segment):
-        ch = segment[i]
-        if ch == "[":
-            end = segment.find("]", i + 2)
-            if end != -1:
-                tokens.append(segment[i:end + 1])
-                i = end + 1
-                continue
-        if ch == "*" and tokens and tokens[-1] == "*":
+def parse_bracket(pattern, i):
+    """wildmatch's `[...]` starting at pattern[i]: (byte mask, index after it), or None where
+    git gives up on the whole pattern (no closing `]`, an unknown [:class:])."""
+    end = len(pattern)
+    i += 1
+    negated = i < end and pattern[i] in b"!^"
+    i += negated
+    mask, previous = 0, 0
+    while True:  # the first character is taken before `]` is looked for: `[]]` is a class
+        if i >= end:
+            return None
+        char = pattern[i]
+        if char == ord("-") and previous and i + 1 < end and pattern[i + 1] != ord("]"):
             i += 1
-            continue
-        tokens.append(ch)
-        i += 1
-    return tokens
-
-
-def chars_compatible(a, b):
-    if a == "?" or b == "?":
-        return True
-    if len(a) == 1 and len(b) == 1:
-        return a == b
-    import fnmatch
-    candidates = {c for token in (a, b) for c in token} | set("abcxyzABC019_-.")
-    return any(fnmatch.fnmatchcase(c, a) and fnmatch.fnmatchcase(c, b) for c in candidates)
-
-
-def scopes_overlap(a, b):
-    """Could some path fall under both scopes? A scope covers a path and everything below
-    it; `*`/`?`/`[..]` match within one segment and `**` across any number of them."""
-    left, right = path_segments(a), path_segments(b)
-    memo = {}
-
-    def walk(i, j):
-        if (i, j) in memo:
-            return memo[(i, j)]
-        if i == len(left) or j == len(right):
-            result = True  # one scope is a prefix of (so contains) the other
-        elif left[i] == "**":
-            result = walk(i + 1, j) or walk(i, j + 1)
-        elif right[j] == "**":
-            result = walk(i, j + 1) or walk(i + 1, j)
+            mask |= sum(1 << b for b in range(previous, pattern[i] + 1))
+            char = 0  # a range is never the start of another
+        elif char == ord("[") and i + 1 < end and pattern[i + 1] == ord(":"):
+            close = pattern.find(b"]", i + 2)
+            if close == -1:
+                return None
+            if close - (i + 2) - 1 < 0 or pattern[close - 1] != ord(":"):
+                mask |= 1 << char  # no `:]` before the `]`: a plain `[` in the set
+            else:
+                named = POSIX_CLASSES.get(pattern[i + 2:close - 1])
+                if named is None:
+                    return None
+                mask |= named
+                i, char = close, 0
         else:
-            result = segments_intersect(left[i], right[j]) and walk(i + 1, j + 1)
-        memo[(i, j)] = result
-        return result
+            mask |= 1 << char
+        previous = char
+        i += 1
+        if i >= end:
+            return None
+        if pattern[i] == ord("]"):
+            break
+    mask &= NAME_BYTE  # with `/` special a class never matches `/` (nor NUL)
+    return (NAME_BYTE & ~mask if negated else mask), i + 1
 
-    return walk(0, 0)
+
+def add_wildmatch(automaton, start, pattern):
+    """git's wildmatch of `pattern` (bytes, `/` special) from state `start`; the end state, or
+    None when git matches nothing with it."""
+    state, i, end = start, 0, len(pattern)
+    pending = []  # (from, to): "`**/` may match no folder at all", resolved at the end
+    while i < end:
+        char = pattern[i]
+        if char == ord("*"):
+            run_end = i
+            while run_end < end and pattern[run_end] == ord("*"):
+                run_end += 1
+            whole_segment = (run_end - i >= 2 and (i == 0 or pattern[i - 1] == ord("/"))
+                             and (run_end == end or pattern[run_end] == ord("/")))
+            if whole_segment and run_end == end:
+                automaton.edges[state].append((ANY_BYTE, state))  # a trailing `**`: anything
+                i = run_end
+                continue
+            if whole_segment:  # `**/`: no folder at all, or any folders then `/`
+                folders, after = automaton.add_state(), automaton.add_state()
+                automaton.edges[folders] += [(ANY_BYTE, folders), (SLASH_BIT, after)]
+                automaton.edges[state] += [(ANY_BYTE, folders), (SLASH_BIT, after)]
+                pending.append((state, after))
+                state, i = after, run_end + 1
+                continue
+            automaton.edges[state].append((NAME_BYTE, state))  # `*` (or `**` inside a name)
+            i = run_end
+            continue
+        if char == ord("?"):
+            mask = NAME_BYTE
+            i += 1
+        elif char == ord("["):
+            parsed = parse_bracket(pattern, i)
+            if parsed is None:
+                return None
+            mask, i = parsed
+        else:
+            mask = 1 << char
+            i += 1
+        following = automaton.add_state()
+        automaton.edges[state].append((mask, following))
+        state = following
+    # An empty move from a to b: a gains b's moves and its ending; later ones first, since a
+    # `**/` may be followed by another.
+    for source, target in reversed(pending):
+        automaton.edges[source].extend(automaton.edges[target])
+        automaton.accepting[source] = (automaton.accepting[source] or automaton.accepting[target]
+                                       or target == state)
+    return state
 
 
-def segment_matches(name, glob):
-    if not is_glob(glob):
-        return name == glob  # most scopes are literal: no fnmatch, no `re` to import
-    import fnmatch
-    return fnmatch.fnmatchcase(name, glob)
+_automata = {}
+
+
+def scope_automaton(scope):
+    """The automaton of everything `scope` matches: the scope as literal text, or its glob."""
+    key = (scope, fold_path_case)
+    automaton = _automata.get(key)
+    if automaton is not None:
+        return automaton
+    text = "/".join(path_segments(scope)).encode("utf-8", "surrogatepass")
+    automaton = ScopeAutomaton()
+    literal_end = automaton.add_chain(0, text)
+    automaton.accepting[literal_end] = True
+    first_wildcard = next((i for i, byte in enumerate(text) if byte in b"*?["), None)
+    if first_wildcard is not None:
+        glob_start = automaton.add_state()
+        # git compares the text before the first wildcard literally, then wildmatches the rest
+        # as a pattern of its own.
+        prefix_end = automaton.add_chain(glob_start, text[:first_wildcard])
+        glob_end = add_wildmatch(automaton, prefix_end, text[first_wildcard:])
+        if glob_end is not None:
+            automaton.accepting[glob_end] = True
+            automaton.edges[0].extend(automaton.edges[glob_start])
+    _automata[key] = automaton
+    return automaton
+
+
+def path_bytes(path):
+    return "/".join(path_segments(path)).encode("utf-8", "surrogatepass")
 
 
 def path_in_scope(path, scope):
-    """Does the concrete `path` fall under `scope` (the scope itself or anything below it)?"""
-    parts, pattern = path_segments(path), path_segments(scope)
-    memo = {}
+    """Does the concrete `path` fall under `scope`: does the scope match it, or a folder that
+    holds it?"""
+    if not is_glob(scope):  # most scopes are literal: a comparison of segments
+        wanted = path_segments(scope)
+        return path_segments(path)[:len(wanted)] == wanted
+    automaton = scope_automaton(scope)
+    edges, accepting = automaton.edges, automaton.accepting
+    states = {0}
+    for byte in path_bytes(path):
+        if byte == ord("/") and any(accepting[s] for s in states):
+            return True  # the scope matches a folder that holds the path
+        bit = 1 << byte
+        states = {target for s in states for mask, target in edges[s] if mask & bit}
+        if not states:
+            return False
+    return any(accepting[s] for s in states)
 
-    def walk(i, j):
-        if (i, j) in memo:
-            return memo[(i, j)]
-        if i == len(pattern):
-            result = True
-        elif pattern[i] == "**":
-            result = walk(i + 1, j) or (j < len(parts) and walk(i, j + 1))
-        elif j == len(parts):
-            result = False
-        else:
-            result = segment_matches(parts[j], pattern[i]) and walk(i + 1, j + 1)
-        memo[(i, j)] = result
-        return result
 
-    return walk(0, 0)
+TAIL = -1  # a product state: the scope matched a folder higher up; anything below it is covered
+
+
+def covering_moves(automaton, state):
+    """The moves of `state` in the automaton of everything a scope covers: its own, and once a
+    match is complete, a `/` into anything below it."""
+    if state == TAIL:
+        return ((ANY_BYTE, TAIL),)
+    moves = automaton.edges[state]
+    return moves + [(SLASH_BIT, TAIL)] if automaton.accepting[state] else moves
+
+
+def scopes_overlap(a, b):
+    """Is there a path that both scopes cover? Exact: a search of both automata at once for a
+    path (no empty folder names) that ends where both are satisfied."""
+    if not is_glob(a) and not is_glob(b):
+        left, right = path_segments(a), path_segments(b)
+        shorter = min(len(left), len(right))
+        return left[:shorter] == right[:shorter]
+    first, second = scope_automaton(a), scope_automaton(b)
+    # A product state: (state in first, state in second, inside a name so far).
+    start = (0, 0, False)
+    seen, frontier = {start}, [start]
+    while frontier:
+        x, y, in_name = frontier.pop()
+        if in_name and (x == TAIL or first.accepting[x]) and (y == TAIL or second.accepting[y]):
+            return True
+        for mask_x, next_x in covering_moves(first, x):
+            for mask_y, next_y in covering_moves(second, y):
+                common = mask_x & mask_y
+                steps = []
+                if common & NAME_BYTE:
+                    steps.append((next_x, next_y, True))
+                if common & SLASH_BIT and in_name:
+                    steps.append((next_x, next_y, False))
+                for step in steps:
+                    if step not in seen:
+                        seen.add(step)
+                        frontier.append(step)
+    return False
 
 
 def scope_specificity(scope):

@@ -112,7 +112,7 @@ def test_scopes_do_not_overlap(a, b):
     ("a.py", "**/*.py"),
     ("db/m/1.sql", "**/*.sql"),
     ("x", "**"),
-    ("src/a", "src/a/**"),
+    ("src/a/b", "src/a/**"),
     ("apps/web/checkout/pay.ts", "apps/*/checkout"),
     ("src/b.py", "src/[ab].py"),
 ])
@@ -128,6 +128,7 @@ def test_path_in_scope(path, scope):
     ("lib/a.py", "src/**/*.py"),
     ("apps/web/cart", "apps/*/checkout"),
     ("src/c.py", "src/[ab].py"),
+    ("src/a", "src/a/**"),              # as in git, `a/**` matches what is inside a, not a
 ])
 def test_path_not_in_scope(path, scope):
     assert not o.path_in_scope(path, scope)
