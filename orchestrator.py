@@ -31,6 +31,7 @@ import time
 # ---------------------------------------------------------------------------- constants
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_STATE, EXIT_BUSY = 0, 1, 2, 3, 4
+EXIT_BLOCKED = 2  # what the agents' pre-hooks take as "do not do this"
 EXIT_INTERNAL, EXIT_CANCELLED = 70, 130
 
 HERE = os.path.dirname(os.path.realpath(__file__))
@@ -401,7 +402,17 @@ def validate_changes(before, after):
 # ---------------------------------------------------------------------------- store
 
 def find_checkout(start):
-    """(this checkout's root, the main checkout's root); a worktree shares the main one's state."""
+    """(this checkout's root, the main checkout's root); a worktree shares the main one's state.
+    Outside any repository, `start` is both."""
+    found = enclosing_checkout(start)
+    if found is None:
+        start = os.path.realpath(start)
+        return start, start
+    return found
+
+
+def enclosing_checkout(start):
+    """(checkout root, main checkout root) of the git checkout that holds `start`, or None."""
     folder = os.path.realpath(start)
     while True:
         dot_git = os.path.join(folder, ".git")
@@ -411,9 +422,15 @@ def find_checkout(start):
             return folder, main_checkout_of(folder)
         parent = os.path.dirname(folder)
         if parent == folder:
-            start = os.path.realpath(start)
-            return start, start
+            return None
         folder = parent
+
+
+def repository_of_state(state_path):
+    """The main checkout whose state this is, when it sits where install puts it, else None."""
+    suffix = os.sep + os.path.join(*STATE_RELATIVE_PATH.split("/"))
+    path = os.path.abspath(state_path)
+    return os.path.realpath(path[:-len(suffix)]) if path.endswith(suffix) else None
 
 
 def main_checkout_of(folder):
@@ -1098,16 +1115,13 @@ def require_session(state, session_id):
                             f"`{cli_name()} sync --session {session_id} --focus ... --area ...`")
 
 
-def others_overlapping(state, owner, scope, now):
-    """Other sessions' live locks whose scope overlaps `scope`, whatever their area."""
+def foreign_locks_overlapping(state, owner, scopes, now):
+    """Other sessions' live locks whose scope overlaps any of `scopes`, whatever either area
+    is called: areas are labels people choose; the files are what a lock claims. This is what
+    `lock` refuses."""
     return [lock for lock in live_locks(state, now)
             if lock["owner"] != owner
-            and any(scopes_overlap(mine, theirs) for mine in scope for theirs in lock["scope"])]
-
-
-def lock_conflicts(state, owner, area, scope, now):
-    """Other sessions' live locks on the same area whose scope overlaps `scope`."""
-    return [lock for lock in others_overlapping(state, owner, scope, now) if lock["area"] == area]
+            and any(scopes_overlap(mine, theirs) for mine in scopes for theirs in lock["scope"])]
 
 
 def looks_like_path(area):
@@ -1123,10 +1137,12 @@ class LockIndex:
         self.locks = locks
         self.position = {id(lock): i for i, lock in enumerate(locks)}
         self.by_area, self.at_prefix, self.under_prefix = {}, {}, {}
+        self.longest_prefix = 0
         for lock in locks:
             self.by_area.setdefault(lock["area"], []).append(lock)
             for scope in lock["scope"]:
                 prefix = literal_prefix(scope)
+                self.longest_prefix = max(self.longest_prefix, len(prefix))
                 self.at_prefix.setdefault(prefix, []).append(lock)
                 for depth in range(len(prefix) + 1):
                     self.under_prefix.setdefault(prefix[:depth], []).append(lock)
@@ -1135,7 +1151,9 @@ class LockIndex:
         """Locks with a scope that overlaps `path`, in the order of the state file."""
         prefix = literal_prefix(path)
         candidates = list(self.under_prefix.get(prefix, []))
-        for depth in range(len(prefix)):
+        # Only prefixes as long as the longest a lock has can match: a path thousands of
+        # folders deep costs no more than a short one.
+        for depth in range(min(len(prefix), self.longest_prefix + 1)):
             candidates += self.at_prefix.get(prefix[:depth], [])
         unique = {id(lock): lock for lock in candidates}.values()
         found = [lock for lock in unique if any(scopes_overlap(path, s) for s in lock["scope"])]
@@ -1148,21 +1166,64 @@ def literal_prefix(scope):
     return tuple(segments[:literal])
 
 
+def scope_within(item, scopes):
+    """Is everything `item` (a path or glob) covers inside one of `scopes`? Exact for a path;
+    for a glob, it is when the glob is one of them or its literal start is inside one."""
+    if item in scopes:
+        return True
+    inner = item if not is_glob(item) else "/".join(literal_prefix(item))
+    return bool(inner) and any(path_in_scope(inner, scope) for scope in scopes)
+
+
+def deciding_lock(locks, path, session_id):
+    """Of the live locks whose scope covers `path`, the one that decides what `session_id` may
+    do there: its own wherever one covers the path (after --force both sessions may write),
+    otherwise the most specific scope, and on a tie the stricter lock (one that allows no
+    outside fixes), so that a tie never loosens a claim. (lock, the other covering locks)."""
+    covering = []
+    for lock in locks:
+        matching = [scope for scope in lock["scope"] if path_in_scope(path, scope)]
+        if matching:
+            covering.append((max(map(scope_specificity, matching)), lock))
+    if not covering:
+        return None, []
+    own = [item for item in covering if item[1]["owner"] == session_id]
+    ranked = sorted(own or covering, reverse=True,
+                    key=lambda item: (item[0], not item[1]["allow_external_fixes"]))
+    deciding = ranked[0][1]
+    others = [lock for _, lock in sorted(covering, key=lambda item: item[0], reverse=True)
+              if lock is not deciding]
+    return deciding, others
+
+
 def intent_conflicts(state, session_id, areas, paths, now, index=None):
-    """Live locks of other sessions that the given areas or paths run into: an area name hits
-    the locks on that area; a path (or an area written as one) the locks whose scope overlaps."""
+    """Other sessions' live locks that the work a session plans runs into, each with the
+    areas or paths that run into it. A path (or an area written as one) runs into the lock
+    that decides it (see deciding_lock) and into the locks on anything inside it, unless it
+    lies inside one of the session's own live locks; a bare area name runs into the locks on
+    that area, unless the session holds its own lock there (its scopes say which part). A
+    lock that allows outside fixes is listed too: whether it blocks is the lock's own flag."""
     index = index or LockIndex(live_locks(state, now))
+    own_locks = [lock for lock in index.locks if lock["owner"] == session_id]
+    own_scopes = [scope for lock in own_locks for scope in lock["scope"]]
+    own_areas = {lock["area"] for lock in own_locks}
     hits = {}
     for item, as_area in [(a, True) for a in areas] + [(p, False) for p in paths]:
-        touched = list(index.by_area.get(item, [])) if as_area else []
-        if not as_area or looks_like_path(item):
-            touched += index.overlapping(item)
-        for lock in touched:
+        found = []
+        if as_area and not looks_like_path(item):
+            if item not in own_areas:
+                found = [l for l in index.by_area.get(item, []) if l["owner"] != session_id]
+        elif not scope_within(item, own_scopes):
+            foreign = [l for l in index.overlapping(item) if l["owner"] != session_id]
+            deciding, covering = deciding_lock(foreign, item, session_id)
+            found = [deciding] if deciding else []
+            found += [l for l in foreign if l is not deciding and l not in covering
+                      and not all(scope_within(s, own_scopes) for s in l["scope"])]
+        for lock in found:
             items = hits.setdefault(id(lock), [])
-            if lock["owner"] != session_id and item not in items:
+            if item not in items:
                 items.append(item)
-    return [{"lock": lock, "items": hits[id(lock)]} for lock in index.locks
-            if hits.get(id(lock))]
+    return [{"lock": lock, "items": hits[id(lock)]} for lock in index.locks if hits.get(id(lock))]
 
 
 def session_conflicts(state, now, viewer=None):
@@ -1175,9 +1236,10 @@ def session_conflicts(state, now, viewer=None):
 
 
 def overlapping_lock_pairs(state, now):
-    """Pairs of live locks of different sessions that claim the same paths: forced locks, or
-    locks on the same code under different area names."""
-    index = LockIndex(live_locks(state, now))
+    """Pairs of live locks of different sessions that claim the same paths: a lock taken with
+    --force (or written by hand) beside the one it overrode, the older first."""
+    index = LockIndex(sorted(live_locks(state, now),
+                             key=lambda lock: lock.get("acquired_at") or lock["expires_at"]))
     pairs = []
     for i, first in enumerate(index.locks):
         seen = set()
@@ -1189,13 +1251,6 @@ def overlapping_lock_pairs(state, now):
                     pairs.append((first, second))
     return sorted(pairs, key=lambda pair: (index.position[id(pair[0])],
                                            index.position[id(pair[1])]))
-
-
-def cross_area_overlaps(state, lock, now):
-    """Other sessions' live locks on another area name whose scope overlaps `lock`: not a
-    conflict (areas differ), but the same files, so worth a warning."""
-    return [other for other in others_overlapping(state, lock["owner"], lock["scope"], now)
-            if other["area"] != lock["area"]]
 
 
 def sweep_expired(state, now):
@@ -1225,7 +1280,7 @@ def register_session(state, session_id, focus, areas, status, now, extra=None):
 def place_lock(state, request, now, force=False):
     """Add or replace the owner's lock on an area. Returns (lock, conflicts, replaced)."""
     owner, area = request["owner"], request["area"]
-    conflicts = lock_conflicts(state, owner, area, request["scope"], now)
+    conflicts = foreign_locks_overlapping(state, owner, request["scope"], now)
     if conflicts and not force:
         raise OrchestratorError(describe_conflicts(conflicts, now), EXIT_REFUSED,
                                 {"conflicts": [lock_view(c, now) for c in conflicts]})
@@ -1264,32 +1319,22 @@ def complete_session(state, session_id, outcome, files, now):
 
 # ---------------------------------------------------------------------------- policy: build failures, directives, intent
 
-def locks_covering(state, area, path, now):
-    """Live locks that cover a failing area (by name) or path (by scope), most specific first."""
-    found = []
-    for lock in live_locks(state, now):
-        if path is not None:
-            matching = [scope for scope in lock["scope"] if path_in_scope(path, scope)]
-            if matching:
-                found.append((max(map(scope_specificity, matching)), lock))
-        elif lock["area"] == area:
-            found.append(((0, 0, 0), lock))
-    return found
-
-
 def build_failure_verdict(state, session_id, now, area=None, path=None):
     """The seed's decision tree. Returns (verdict, deciding lock or None, other covering locks).
 
-    The most specific scope decides; on a tie the asking session's own lock decides, then the
-    stricter lock (one that does not allow external fixes), so a tie never loosens a claim.
+    For a path the lock that decides is deciding_lock's (the asker's own wherever it covers
+    the path, else the most specific scope, else the stricter); for a bare area name, the
+    asker's own lock on it, else the stricter of the others' locks on it.
     """
-    covering = locks_covering(state, area, path, now)
-    if not covering:
+    locks = live_locks(state, now)
+    if path is not None:
+        deciding, others = deciding_lock(locks, path, session_id)
+    else:
+        named = sorted((lock for lock in locks if lock["area"] == area), reverse=True,
+                       key=lambda l: (l["owner"] == session_id, not l["allow_external_fixes"]))
+        deciding, others = (named[0], named[1:]) if named else (None, [])
+    if deciding is None:
         return "fix", None, []
-    covering.sort(key=lambda item: (item[0], item[1]["owner"] == session_id,
-                                    not item[1]["allow_external_fixes"]), reverse=True)
-    deciding = covering[0][1]
-    others = [lock for _, lock in covering[1:]]
     if deciding["owner"] == session_id:
         return "fix", deciding, others
     if deciding["allow_external_fixes"]:
@@ -1549,30 +1594,102 @@ def parse_hook_event(text):
 
 # The tool's writing commands: running one with --session binds a conversation to it.
 BINDING_COMMANDS = {"sync", "lock", "renew", "unlock", "update", "complete", "note", "directive"}
+SHELL_PROGRAMS = {"sh", "bash", "dash", "zsh", "ksh"}
+COMMAND_PREFIXES = {"env", "command", "exec", "nohup", "time", "nice"}  # run the next word
+TOOL_PATH_ENDINGS = (".windsurf/bin/orchestrator", ".windsurf/orchestrator/launcher")
 
 
-def session_named_in_command(command_line):
-    """The `--session S` of a command line that runs this tool's writing commands, else None.
-    Only the tool itself counts (the shim, orchestrator.py, or the launcher), only commands
-    that need S to be active, and only as its own argument: not any text that mentions it."""
+def session_named_in_command(command_line, nesting=0):
+    """The `--session S` with which a shell command line runs one of this tool's writing
+    commands, else None. The line is read as the shell reads it: simple commands split at
+    `;`, `&&`, `||`, `|`, `&` and newlines, quotes and comments honoured, `VAR=x` and `env`
+    prefixes skipped, `sh -c '...'` read inside. It counts only where the program run is the
+    tool itself (the shim, the launcher, or orchestrator.py run by a shell or Python): a
+    mention in `echo`, a quoted string, a grep pattern or a comment binds nothing. With
+    several, the last one counts."""
     import shlex
+    lexer = shlex.shlex(command_line or "", posix=True, punctuation_chars=";&|()<>\n")
+    lexer.whitespace, lexer.whitespace_split, lexer.commenters = " \t\r", True, ""
     try:
-        words = shlex.split(command_line or "")
-    except ValueError:
+        words = list(lexer)
+    except ValueError:  # unbalanced quotes: not a command line the shell would run
         return None
-    for start, word in enumerate(words):
-        if os.path.basename(word) in ("orchestrator", "orchestrator.py", "launcher"):
+    named = None
+    for command in simple_commands(words):
+        named = session_of_invocation(command, nesting) or named
+    return named
+
+
+def simple_commands(words):
+    """Shell words grouped into simple commands, without comments and redirections."""
+    command, redirect_target, in_comment = [], False, False
+    for word in words:
+        operator = word != "" and word.strip(";&|()<>\n") == ""
+        if in_comment:
+            in_comment = "\n" not in word
+        elif redirect_target:
+            redirect_target = False
+        elif operator and word[0] in "<>":
+            redirect_target = True  # `> file`: the file is no argument
+        elif operator or word.startswith("#"):
+            in_comment = word.startswith("#")
+            yield command
+            command = []
+        else:
+            command.append(word)
+    yield command
+
+
+def session_of_invocation(words, nesting):
+    """The session a simple command binds: `--session S` of a writing command of the tool."""
+    i = 0
+    while i < len(words):
+        name, equals, _ = words[i].partition("=")
+        if equals and name.isidentifier():
+            i += 1  # VAR=value before the program
+        elif os.path.basename(words[i]) in COMMAND_PREFIXES:
+            i += 1
+            while i < len(words) and words[i].startswith("-"):
+                i += 1
+        else:
             break
-    else:
+    program, arguments = (words[i], words[i + 1:]) if i < len(words) else ("", [])
+    interpreter = os.path.basename(program)
+    if interpreter in SHELL_PROGRAMS or interpreter.startswith("python"):
+        while arguments and arguments[0].startswith("-"):
+            option = arguments.pop(0)
+            if interpreter in SHELL_PROGRAMS and not option.startswith("--") and "c" in option:
+                if nesting < 2 and arguments:  # `sh -c '...'`: the line inside
+                    return session_named_in_command(arguments[0], nesting + 1)
+                return None
+            if interpreter.startswith("python") and option in ("-c", "-m"):
+                return None
+        program, arguments = (arguments[0], arguments[1:]) if arguments else ("", [])
+        if interpreter.startswith("python") and os.path.basename(program) != "orchestrator.py":
+            return None
+    if not (program.replace("\\", "/").endswith(TOOL_PATH_ENDINGS)
+            or os.path.basename(program) == "orchestrator.py"):
         return None
-    words = words[start + 1:]
-    if not words or words[0] not in BINDING_COMMANDS:
-        return None
-    for index, word in enumerate(words):
-        value = (words[index + 1] if word == "--session" and index + 1 < len(words)
-                 else word[len("--session="):] if word.startswith("--session=") else None)
-        if value is not None:
-            return value if is_kebab_case(value) else None
+    return session_in_tool_arguments(arguments)
+
+
+def session_in_tool_arguments(arguments):
+    """`--session S` of a writing command, with the global flags anywhere, as argparse takes
+    them; None for a reading command or a malformed id."""
+    command = session = None
+    words = iter(arguments)
+    for word in words:
+        if word == "--":
+            break
+        if word in ("--state", "--session"):
+            value = next(words, None)
+            session = value if word == "--session" else session
+        elif word.startswith("--session="):
+            session = word[len("--session="):]
+        elif command is None and not word.startswith("-"):
+            command = word
+    if command in BINDING_COMMANDS and session and is_kebab_case(session):
+        return session
     return None
 
 
@@ -1720,12 +1837,45 @@ AGENT_FILES = {  # committed files per agent: (path in the target repository, te
     "agents-md": (),  # a marked section of AGENTS.md, merged by merge_agents_md
 }
 GITIGNORE_LINES = (".windsurf/orchestrator/",)
-HOOK_COMMAND = PACK_CLI + " hook"
+HOOK_BLOCK_EXIT = 42  # what the shim's hook exits with to block; the hook command maps it to 2
+
+
+def hook_command(project_dir_variable=None):
+    """The command line an agent's hook configuration runs: one POSIX `sh -c` script, so that
+    it means the same under dash, bash, zsh or fish. It finds the shim (in the agent's
+    project folder, the current folder, this checkout's top or the main checkout's, for a
+    worktree made from a commit older than the pack) and maps only the shim's deliberate
+    block (exit 42) to 2: a missing or unreadable shim, a broken launcher or a crash can
+    never block the agent."""
+    shim = SHIM[0]
+    steps = [f"f={shim}"]
+    if project_dir_variable:
+        steps.append(f'[ -n "${{{project_dir_variable}:-}}" ] && [ -r "${project_dir_variable}/$f" ]'
+                     f' && f="${project_dir_variable}/$f"')
+    steps += [
+        '[ -r "$f" ] || f="$(git rev-parse --show-toplevel 2>/dev/null)/' + shim + '"',
+        '[ -r "$f" ] || f="$(git rev-parse --path-format=absolute --git-common-dir 2>/dev/null)'
+        '/../' + shim + '"',
+        'if [ ! -f "$f" ] || [ ! -r "$f" ]; then echo "orchestrator hook: no readable ' + shim +
+        ' here or in this repository; the action was allowed" >&2; exit 0; fi',
+        f'sh "$f" hook --block-exit {HOOK_BLOCK_EXIT}',
+        f'[ $? -eq {HOOK_BLOCK_EXIT} ] && exit 2',
+        'exit 0']
+    return "sh -c '" + "; ".join(steps) + "'"
+
+
+HOOK_COMMAND = hook_command()
 WINDSURF_HOOKS = {"pre_write_code": True, "post_write_code": False, "pre_run_command": False,
                   "post_run_command": False}  # event: show_output
-CLAUDE_HOOK_COMMAND = 'sh "$CLAUDE_PROJECT_DIR/.windsurf/bin/orchestrator" hook'
+CLAUDE_HOOK_COMMAND = hook_command("CLAUDE_PROJECT_DIR")
 CLAUDE_HOOKS = {"PreToolUse": ("Edit|Write|MultiEdit|NotebookEdit", "Bash"),
                 "PostToolUse": ("Edit|Write|MultiEdit|NotebookEdit", "Bash")}
+
+
+def is_our_hook_command(command):
+    """A hook command this pack wrote, of this version or an earlier one (replaced on install:
+    an old one may block when its shim is missing)."""
+    return isinstance(command, str) and SHIM[0] in command and " hook" in command
 AGENTS_MD_BEGIN = "<!-- session-orchestrator:begin (managed by orchestrator.py install) -->"
 AGENTS_MD_END = "<!-- session-orchestrator:end -->"
 
@@ -1746,27 +1896,34 @@ def render_pack(agents=("windsurf",)):
 
 
 def merge_windsurf_hooks(config):
-    """Add our Cascade hooks to a hooks.json config, keeping every hook already there."""
+    """Add our Cascade hooks to a hooks.json config, keeping every hook already there and
+    replacing the ones an earlier install wrote."""
     hooks = config.setdefault("hooks", {})
     for event, show_output in WINDSURF_HOOKS.items():
-        entries = hooks.setdefault(event, [])
-        if not any(isinstance(e, dict) and e.get("command") == HOOK_COMMAND for e in entries):
-            entries.append({"command": HOOK_COMMAND, "show_output": show_output})
+        theirs = [e for e in hooks.get(event, [])
+                  if not (isinstance(e, dict) and is_our_hook_command(e.get("command")))]
+        hooks[event] = theirs + [{"command": HOOK_COMMAND, "show_output": show_output}]
     return config
 
 
 def merge_claude_hooks(settings):
-    """Add our Claude Code hooks to settings.json (exit 2 from PreToolUse blocks the edit)."""
+    """Add our Claude Code hooks to settings.json (exit 2 from PreToolUse blocks the edit),
+    keeping the user's and replacing the ones an earlier install wrote."""
     hooks = settings.setdefault("hooks", {})
     for event, matchers in CLAUDE_HOOKS.items():
-        blocks = hooks.setdefault(event, [])
+        blocks = []
+        for block in hooks.get(event, []):
+            if isinstance(block, dict) and isinstance(block.get("hooks"), list):
+                kept = [h for h in block["hooks"]
+                        if not (isinstance(h, dict) and is_our_hook_command(h.get("command")))]
+                if not kept and block["hooks"]:
+                    continue  # a block that held only our hook
+                block = {**block, "hooks": kept}
+            blocks.append(block)
         for matcher in matchers:
-            ours = {"type": "command", "command": CLAUDE_HOOK_COMMAND}
-            present = any(isinstance(b, dict) and b.get("matcher") == matcher and
-                          any(isinstance(h, dict) and h.get("command") == CLAUDE_HOOK_COMMAND
-                              for h in b.get("hooks", [])) for b in blocks)
-            if not present:
-                blocks.append({"matcher": matcher, "hooks": [ours]})
+            blocks.append({"matcher": matcher,
+                           "hooks": [{"type": "command", "command": CLAUDE_HOOK_COMMAND}]})
+        hooks[event] = blocks
     return settings
 
 
@@ -2255,9 +2412,6 @@ def cmd_lock(ctx, args):
     text = message("lock_updated" if replaced else "lock_taken", area=area, owner=owner,
                    scope=", ".join(scopes), until=lock["expires_at"],
                    duration=humanize_seconds(view["remaining_seconds"]))
-    for other in cross_area_overlaps(state, lock, now):
-        text += "\n" + message("lock_overlaps_other_area", owner=other["owner"],
-                                area=one_line(other["area"]), scope=", ".join(other["scope"]))
     if overridden:
         text += "\n" + message("lock_forced", owner=owner, cli=cli_name(),
                                owners=", ".join(sorted({c["owner"] for c in overridden})))
@@ -2411,15 +2565,19 @@ def cmd_check(ctx, args):
     session = find_session(state, session_id) if session_id else None
     if session and not areas and not paths:
         areas = session["touched_areas"]
-    conflicts = [conflict_view(c, now) for c in intent_conflicts(state, session_id, areas, paths, now)]
+    found = [conflict_view(c, now) for c in intent_conflicts(state, session_id, areas, paths, now)]
+    # As build-failure and the write hook decide: a lock that allows outside fixes may be
+    # edited in (tell its owner), so it is a notice, not a conflict.
+    conflicts = [c for c in found if not c["lock"]["allow_external_fixes"]]
+    shared = [c for c in found if c["lock"]["allow_external_fixes"]]
     drift = drift_paths(session_claims(session, state, ctx.is_repo_path), paths) if session else []
-    payload = {"conflicts": conflicts, "drift": drift}
-    if not conflicts and not drift:
+    payload = {"conflicts": conflicts, "fix_and_notify": shared, "drift": drift}
+    if not found and not drift:
         ctx.out.emit("", payload)
         return EXIT_OK
-    ctx.out.report("check_warning.txt.j2", payload, conflicts=conflicts, drift=drift,
-                   session=session_id, cli=cli_name())
-    return EXIT_REFUSED if conflicts else EXIT_OK  # drift is a warning; a conflict is exit 1
+    ctx.out.report("check_warning.txt.j2", payload, conflicts=conflicts, shared=shared,
+                   drift=drift, session=session_id, cli=cli_name())
+    return EXIT_REFUSED if conflicts else EXIT_OK  # notices and drift are warnings
 
 
 def cmd_build_failure(ctx, args):
@@ -2502,48 +2660,73 @@ def cmd_install(ctx, args):
 
 def cmd_hook(ctx, args):
     """One agent hook event on stdin (Windsurf Cascade or Claude Code). Only a write into
-    another session's lock that forbids outside fixes is blocked (exit 2); anything this hook
-    cannot understand lets the action proceed, so a broken state never stops all work."""
+    another session's lock that forbids outside fixes is blocked (exit 2, or --block-exit);
+    anything this hook cannot understand lets the action proceed, so a broken state never
+    stops all work."""
     try:
         event = parse_hook_event(sys.stdin.read())
     except ValueError as error:
         print(f"orchestrator hook: {error}; the action was allowed", file=sys.stderr)
         return EXIT_OK
     try:
-        return handle_hook_event(ctx, event)
+        block_exit = int(args.block_exit) if args.block_exit else EXIT_BLOCKED
+        blocked = handle_hook_event(ctx, event)
     except (OrchestratorError, Exception) as error:  # fail open: a broken hook must not stop work
         reason = one_line(error.message if isinstance(error, OrchestratorError) else
                           f"{type(error).__name__}: {error}")
         print(f"orchestrator hook: {reason}; the action was allowed", file=sys.stderr)
         return EXIT_OK
+    return block_exit if blocked else EXIT_OK
+
+
+def event_folder(ctx, event):
+    """Where the agent acts: the event's own folder, Claude Code's project folder, the
+    repository of the state the shim pinned; the process's folder only when none is known."""
+    return (event["cwd"] or os.environ.get("CLAUDE_PROJECT_DIR")
+            or repository_of_state(ctx.store.path) or os.getcwd())
+
+
+def store_for_repository(ctx, main_root):
+    """The state whose locks apply to the repository with main checkout `main_root`: the one
+    the shim pinned when it is that repository's (a state kept elsewhere serves every
+    repository), else that repository's own state if it has one, else None."""
+    pinned = repository_of_state(ctx.store.path)
+    if pinned is None or pinned == main_root:
+        return ctx.store
+    own = os.path.join(main_root, STATE_RELATIVE_PATH)
+    return Store(own) if os.path.isfile(own) else None
 
 
 def handle_hook_event(ctx, event):
+    """Act on one hook event; True when the action must be blocked."""
     if event["kind"] == "run_command":
         session_id = session_named_in_command(event["command_line"])
         if session_id and event["conversation"]:
-            state = ctx.store.load()
-            bound = session_of_conversation(state, event["conversation"])
-            if find_session(state, session_id) and (bound or {}).get("id") != session_id:
-                with Transaction(ctx.store) as state:
+            found = enclosing_checkout(event_folder(ctx, event))
+            store = store_for_repository(ctx, found[1]) if found else ctx.store
+            state = store.load() if store else None
+            bound = state and session_of_conversation(state, event["conversation"])
+            if state and find_session(state, session_id) and (bound or {}).get("id") != session_id:
+                with Transaction(store) as state:
                     bind_conversation(state, event["conversation"], session_id)
-        return EXIT_OK
+        return False
     if event["kind"] != "write" or not event["file_path"]:
-        return EXIT_OK
-    file_path = os.path.join(event["cwd"] or os.getcwd(), event["file_path"])
-    checkout, main_root = find_checkout(os.path.dirname(file_path))
-    path = relative_to_checkout(file_path, checkout)
-    if path is None or main_root != ctx.main_root:
-        return EXIT_OK  # not a file of this repository: its locks do not apply
-    state = ctx.store.load()
+        return False
+    file_path = os.path.join(event_folder(ctx, event), event["file_path"])
+    found = enclosing_checkout(os.path.dirname(file_path))
+    store = store_for_repository(ctx, found[1]) if found else None
+    if store is None:
+        return False  # not a file of a repository whose sessions we coordinate
+    path = relative_to_checkout(file_path, found[0])
+    state = store.load()
     acting = session_of_conversation(state, event["conversation"])
     if event["phase"] == "post":
         if acting and path not in acting.get("touched_files", []):
-            with Transaction(ctx.store) as state:
+            with Transaction(store) as state:
                 session = find_session(state, acting["id"])
                 if session is not None and path not in session.get("touched_files", []):
                     session["touched_files"] = session.get("touched_files", []) + [path]
-        return EXIT_OK
+        return False
     now = utc_now()
     verdict, lock, _ = build_failure_verdict(state, acting["id"] if acting else None, path=path,
                                              now=now)
@@ -2557,10 +2740,10 @@ def handle_hook_event(ctx, event):
         if not acting:
             lines.append(message("hook_unbound", **fields))
         print("\n".join(lines), file=sys.stderr)
-        return EXIT_USAGE  # 2: the agent's write is blocked and it is shown the message
+        return True
     if verdict == "fix_and_notify":
         print(message("hook_allowed_in_lock", **fields))
-    return EXIT_OK
+    return False
 
 
 def cmd_validate(ctx, args):
@@ -2737,8 +2920,11 @@ def build_parser(only=None):
 
     command("validate", "check the state file against the schema")
 
-    command("hook", "read one Cascade or Claude Code hook event (JSON) on stdin; exit 2 blocks a "
-                    "write into another session's lock")
+    sub = command("hook", "read one Cascade or Claude Code hook event (JSON) on stdin; exit 2 "
+                          "blocks a write into another session's lock")
+    sub.add_argument("--block-exit", metavar="CODE",
+                     help="exit with CODE instead of 2 to block (the installed hook command "
+                          "maps it back to 2, so that no other failure can block)")
 
     sub = command("install", "install the Windsurf pack into a repository")
     sub.add_argument("--target", default=".", help="root of the repository (default: here)")
@@ -2781,7 +2967,7 @@ LOCK_FLAGS = ({"--reason", "--duration"}, {"--unstable", "--allow-external-fixes
 # switches, the positional list or None). A test checks this table against build_parser().
 FAST_PATH_FLAGS = {
     "check": ({"--session"}, {"--area", "--path"}, set(), None),
-    "hook": (set(), set(), set(), None),
+    "hook": ({"--block-exit"}, set(), set(), None),
     "sync": ({"--session", "--focus", "--status", "--lock-area"} | LOCK_FLAGS[0],
              {"--area", "--lock-scope"}, LOCK_FLAGS[1], None),
     "lock": ({"--session", "--area"} | LOCK_FLAGS[0], {"--scope"}, LOCK_FLAGS[1], None),

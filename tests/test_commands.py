@@ -230,7 +230,7 @@ def test_lock_conflict_json(seeded, run, state_path):
 
 
 @pytest.mark.parametrize("area, scope", [("backend", "src/web"),   # same area, apart
-                                         ("frontend", "src/api"),  # same path, other area
+                                         ("frontend", "src/web"),  # other area, apart
                                          ("backend", "src/apix")])
 def test_lock_without_overlap_is_granted(seeded, run, state_path, area, scope):
     assert lock(run, "web", area, scope).code == 0

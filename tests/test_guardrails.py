@@ -25,18 +25,6 @@ def test_sync_of_an_existing_id_keeps_its_focus_and_says_so(run, session):
     assert "new session id" in result.out
 
 
-def test_the_same_paths_under_another_area_name_warn_and_show_in_status(run, session):
-    session("api", "backend")
-    session("web", "frontend")
-    assert run("lock", "--session", "api", "--area", "backend", "--scope", "src/*.py",
-               "--reason", "r").code == 0
-    result = run("lock", "--session", "web", "--area", "server", "--scope", "src/a.py",
-                 "--reason", "r")
-    assert result.code == 0  # the contract compares areas: not a conflict
-    assert "Warning: api holds a lock on backend over the same paths (src/*.py)" in result.out
-    assert "! api and web lock the same paths" in run("status").out
-
-
 def test_update_cannot_complete_a_session(run, session, state_path):
     session("api", "backend")
     before = state_path.read_bytes()

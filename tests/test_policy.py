@@ -171,7 +171,7 @@ def test_scope_specificity_literal_beats_glob_of_same_depth():
     assert o.scope_specificity("apps/web/checkout") > o.scope_specificity("apps/*/checkout")
 
 
-# ---------------------------------------------------------------------------- lock_conflicts
+# ---------------------------------------------------------------------------- foreign_locks_overlapping
 
 def make_lock(owner="api", area="backend", scope=("src/api",), expires_in=timedelta(hours=1),
               **extra):
@@ -187,34 +187,35 @@ def state_with(*locks):
     return state
 
 
-def test_lock_conflicts_same_area_overlapping_scope_other_live_owner():
+def test_an_overlapping_live_lock_of_another_session_conflicts_whatever_its_area():
     lock = make_lock()
-    assert o.lock_conflicts(state_with(lock), "web", "backend", ["src/api/x.py"], NOW) == [lock]
-    assert o.lock_conflicts(state_with(lock), "web", "backend", ["src"], NOW) == [lock]
-    assert o.lock_conflicts(state_with(lock), "web", "backend", ["docs", "src/*"], NOW) == [lock]
+    assert o.foreign_locks_overlapping(state_with(lock), "web", ["src/api/x.py"], NOW) == [lock]
+    assert o.foreign_locks_overlapping(state_with(lock), "web", ["src"], NOW) == [lock]
+    assert o.foreign_locks_overlapping(state_with(lock), "web", ["docs", "src/*"], NOW) == [lock]
 
 
-@pytest.mark.parametrize("owner, area, scope, lock", [
-    ("api", "backend", ["src/api"], make_lock()),                          # own lock
-    ("web", "frontend", ["src/api"], make_lock()),                         # other area
-    ("web", "backend", ["src/web"], make_lock()),                          # no overlap
-    ("web", "backend", ["src/api"], make_lock(expires_in=timedelta(0))),   # expires exactly now
-    ("web", "backend", ["src/api"], make_lock(expires_in=timedelta(seconds=-1))),
+@pytest.mark.parametrize("owner, scope, lock", [
+    ("api", ["src/api"], make_lock()),                          # own lock
+    ("web", ["src/web"], make_lock()),                          # no overlap
+    ("web", ["src/api"], make_lock(expires_in=timedelta(0))),   # expires exactly now
+    ("web", ["src/api"], make_lock(expires_in=timedelta(seconds=-1))),
 ])
-def test_lock_conflicts_none(owner, area, scope, lock):
-    assert o.lock_conflicts(state_with(lock), owner, area, scope, NOW) == []
+def test_no_conflict(owner, scope, lock):
+    assert o.foreign_locks_overlapping(state_with(lock), owner, scope, NOW) == []
 
 
-def test_lock_conflicts_one_second_left_still_counts():
+def test_a_lock_with_one_second_left_still_conflicts():
     lock = make_lock(expires_in=timedelta(seconds=1))
-    assert o.lock_conflicts(state_with(lock), "web", "backend", ["src/api"], NOW) == [lock]
+    assert o.foreign_locks_overlapping(state_with(lock), "web", ["src/api"], NOW) == [lock]
 
 
-def test_lock_conflicts_lists_every_conflicting_lock():
+def test_every_conflicting_lock_is_listed_whatever_its_area():
     first, second = make_lock(owner="api"), make_lock(owner="ops", scope=["src"])
     other = make_lock(owner="db", area="infra")
-    found = o.lock_conflicts(state_with(first, second, other), "web", "backend", ["src/api"], NOW)
-    assert found == [first, second]
+    apart = make_lock(owner="ui", area="frontend", scope=["web"])
+    found = o.foreign_locks_overlapping(state_with(first, second, other, apart), "web",
+                                        ["src/api"], NOW)
+    assert found == [first, second, other]
 
 
 # ---------------------------------------------------------------------------- expiry

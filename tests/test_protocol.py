@@ -256,12 +256,12 @@ def test_build_failure_accepts_an_unregistered_well_formed_session(team, run):
 @pytest.fixture
 def nested(team, session, run):
     """Three live locks on nested ground: `apps` (api), `apps/web` (web, allows external
-    fixes), `apps/*/checkout` (ops, unstable)."""
+    fixes), `apps/*/checkout` (ops, unstable): the later ones taken with --force."""
     lock_ok(run, "api", "backend", "apps", reason="whole apps tree")
     lock_ok(run, "web", "frontend", "apps/web", reason="web restyle",
-            extra=["--allow-external-fixes"])
+            extra=["--allow-external-fixes", "--force"])
     lock_ok(run, "ops", "infra", "apps/*/checkout", reason="payment rollout",
-            extra=["--unstable"])
+            extra=["--unstable", "--force"])
     return team
 
 
@@ -294,10 +294,14 @@ def test_paths_outside_every_scope_are_fix(nested, run, path):
 
 def test_nested_scopes_the_deciding_owner_fixes_its_own(nested, run):
     assert verdict(run, "ops", path="apps/web/checkout/pay.ts")[1]["verdict"] == "fix"
-    # web owns apps/web, but the narrower ops lock decides inside checkout
-    assert verdict(run, "web", path="apps/web/checkout/pay.ts")[1]["verdict"] == "report_only"
+    # web owns apps/web: inside its own lock it is never told report_only, though ops forced
+    # a narrower lock there; a third session is decided by the narrower lock
+    assert verdict(run, "web", path="apps/web/checkout/pay.ts")[1]["verdict"] == "fix"
+    assert verdict(run, "api", path="apps/web/checkout/pay.ts")[1]["verdict"] == "fix"
+    assert verdict(run, "docs", path="apps/web/checkout/pay.ts")[1]["verdict"] == "report_only"
     assert verdict(run, "web", path="apps/web/index.ts")[1]["verdict"] == "fix"
-    assert verdict(run, "api", path="apps/web/index.ts")[1]["verdict"] == "fix_and_notify"
+    assert verdict(run, "api", path="apps/web/index.ts")[1]["verdict"] == "fix"  # apps is api's
+    assert verdict(run, "docs", path="apps/web/index.ts")[1]["verdict"] == "fix_and_notify"
 
 
 def test_nested_plain_output_lists_the_other_covering_locks(nested, run):
@@ -335,7 +339,7 @@ def test_glob_scopes(team, run, scope, path, covered):
 def test_glob_and_literal_scopes_specificity(team, run):
     lock_ok(run, "api", "backend", "**/*.sql", reason="sql freeze")
     lock_ok(run, "web", "data", "db/migrations", reason="migrations",
-            extra=["--allow-external-fixes"])
+            extra=["--allow-external-fixes", "--force"])
     code, payload = verdict(run, "ops", path="db/migrations/001.sql")
     assert payload["lock"]["owner"] == "web"  # two literal segments beat `**/*.sql`
     assert payload["verdict"] == "fix_and_notify"
@@ -344,7 +348,8 @@ def test_glob_and_literal_scopes_specificity(team, run):
 
 def test_a_lock_with_several_scopes_uses_its_most_specific_match(team, run):
     lock_ok(run, "api", "backend", "src", "src/api/v2", reason="broad and narrow")
-    lock_ok(run, "web", "frontend", "src/api", reason="middle", extra=["--allow-external-fixes"])
+    lock_ok(run, "web", "frontend", "src/api", reason="middle",
+            extra=["--allow-external-fixes", "--force"])
     payload = verdict(run, "ops", path="src/api/v2/x.py")[1]
     assert payload["lock"]["owner"] == "api"  # its src/api/v2 beats web's src/api
     payload = verdict(run, "ops", path="src/api/v1/x.py")[1]
@@ -394,10 +399,13 @@ def test_tie_breaking_does_not_depend_on_lock_order(team, run):
     assert verdict(run, "api", area="backend")[1]["verdict"] == "fix"
 
 
-def test_specificity_beats_ownership(team, run):
+def test_ownership_beats_a_narrower_forced_lock(team, run):
     lock_ok(run, "api", "backend", "src", reason="mine, broad")
-    lock_ok(run, "web", "frontend", "src/api", reason="theirs, narrow")
+    lock_ok(run, "web", "frontend", "src/api", reason="theirs, narrow", extra=["--force"])
     code, payload = verdict(run, "api", path="src/api/x.py")
+    assert (code, payload["verdict"], payload["lock"]["owner"]) == (0, "fix", "api")
+    assert [lock["owner"] for lock in payload["other_locks"]] == ["web"]
+    code, payload = verdict(run, "ops", path="src/api/x.py")  # everyone else: the narrower one
     assert (code, payload["verdict"], payload["lock"]["owner"]) == (1, "report_only", "web")
 
 
@@ -433,7 +441,8 @@ def test_remaining_seconds_one_second_before_expiry(short_lock, run):
 
 def test_an_expired_narrow_lock_leaves_the_live_broad_one_in_charge(team, run):
     lock_ok(run, "api", "backend", "apps", reason="broad", extra=["--duration", "3h"])
-    lock_ok(run, "web", "frontend", "apps/web", reason="narrow", extra=["--duration", "1h"])
+    lock_ok(run, "web", "frontend", "apps/web", reason="narrow",
+            extra=["--duration", "1h", "--force"])
     assert verdict(run, "ops", path="apps/web/x.ts")[1]["lock"]["owner"] == "web"
     team.tick(timedelta(hours=1))
     payload = verdict(run, "ops", path="apps/web/x.ts")[1]
@@ -725,7 +734,8 @@ def test_check_path_outside_the_touched_areas_is_drift(clock, run, session, stat
     assert "Conflict" not in result.out
     payload = as_json(run("--json", "check", "--session", "api", "--path", "docs/readme.md",
                           "--path", "src/api/x.py", "--path", "README.md"))
-    assert payload == {"conflicts": [], "drift": ["docs/readme.md", "README.md"]}
+    assert payload == {"conflicts": [], "fix_and_notify": [],
+                       "drift": ["docs/readme.md", "README.md"]}
     assert state_path.read_bytes() == before
 
 
@@ -740,7 +750,7 @@ def test_check_session_with_only_name_areas_gets_no_drift(clock, run, session):
     result = run("check", "--session", "api", "--path", "docs/readme.md")
     assert (result.code, result.out, result.err) == (0, "", "")
     assert as_json(run("--json", "check", "--session", "api", "--path", "docs/readme.md")) == {
-        "conflicts": [], "drift": []}
+        "conflicts": [], "fix_and_notify": [], "drift": []}
 
 
 def test_check_name_area_that_exists_on_disk_counts_as_a_path(clock, run, session, repo):
@@ -764,7 +774,7 @@ def test_check_own_lock_scopes_count_as_claims(clock, run, session):
     lock_ok(run, "api", "backend", "src/api", reason="r")
     assert run("check", "--session", "api", "--path", "src/api/x.py").code == 0
     payload = as_json(run("--json", "check", "--session", "api", "--path", "lib/y.py"))
-    assert payload == {"conflicts": [], "drift": ["lib/y.py"]}
+    assert payload == {"conflicts": [], "fix_and_notify": [], "drift": ["lib/y.py"]}
 
 
 def test_check_drift_and_conflict_are_reported_separately(clock, run, session):
