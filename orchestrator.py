@@ -54,6 +54,7 @@ SESSION_ID_PATTERN = r"[a-z0-9]+(?:-[a-z0-9]+)*"  # kebab-case; the schema's Reg
 KEBAB_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
 MAX_ID_CHARS = 64
 MAX_AREA_CHARS = 200
+MAX_PATH_CHARS = 32767  # the longest path Windows allows; Linux allows deeper ones through cd
 MAX_TEXT_CHARS = 2000
 DURATION_PATTERN = r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?"
 
@@ -1488,8 +1489,10 @@ def repo_path_from_here(value, flag, ctx):
 
 def normalise_repo_path(value, flag, repo_root=None):
     """A path or glob relative to the repository root, with `/` separators and no `..`."""
-    absolute = repo_root is not None and os.path.isabs((value or "").strip())
-    raw = check_text(flag, value, 4096 if absolute else MAX_AREA_CHARS, allow_newlines=False)
+    # A path given to look up (--path, --file) may be thousands of folders deep; a scope
+    # someone claims is kept short.
+    raw = check_text(flag, value, MAX_PATH_CHARS if repo_root is not None else MAX_AREA_CHARS,
+                     allow_newlines=False)
     path = raw.replace("\\", "/")
     if repo_root is not None and os.path.isabs(raw):
         path = relative_to_checkout(raw, repo_root)

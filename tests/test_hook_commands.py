@@ -1,0 +1,252 @@
+"""The exact command lines `install` writes into the agents' hook configurations, run as the
+agents run them: through a shell, from the folders an agent may start a hook in.
+
+Contracts followed: Windsurf Cascade hooks (docs.windsurf.com/windsurf/cascade/hooks, the
+page as of 2026-11: `.windsurf/hooks.json`, `{"hooks": {EVENT: [{"command", "show_output"}]}}`,
+stdin `agent_action_name`, `trajectory_id`, `tool_info.file_path`, exit 2 blocks a pre-hook,
+`working_directory` defaults to the workspace root) and Claude Code hooks
+(code.claude.com/docs/en/hooks, as of 2026-11: `.claude/settings.json`, the command runs with
+`$CLAUDE_PROJECT_DIR` set, stdin `session_id`, `transcript_path`, `cwd`, `permission_mode`,
+`hook_event_name`, `tool_name`, `tool_input.file_path`, exit 2 from PreToolUse blocks and
+shows stderr to Claude)."""
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+import orchestrator
+from helpers import git
+
+CLI = "sh .windsurf/bin/orchestrator"
+SHELLS = [pytest.param(shell, marks=pytest.mark.skipif(not shutil.which(shell),
+                                                      reason=f"{shell} is not installed"))
+          for shell in ("dash", "bash", "zsh")]
+
+
+@pytest.fixture
+def target(tmp_path):
+    """A repository with a first commit made before the pack, then the Windsurf and Claude
+    Code packs installed and committed; two sessions, and owner's lock on src."""
+    path = tmp_path / "shop"
+    (path / "src" / "deep").mkdir(parents=True)
+    git(path, "init", "-q", "-b", "main")
+    (path / "src" / "api.py").write_text("x = 1\n")
+    git(path, "add", "-A")
+    git(path, "commit", "-qm", "before the pack")
+    assert orchestrator.main(["install", "--target", str(path), "--agent", "windsurf",
+                              "--agent", "claude"]) == 0
+    git(path, "add", "-A")
+    git(path, "commit", "-qm", "pack")
+    return path
+
+
+def env_for(tmp_path, shell, extra=None):
+    """What an agent's hook process has: a PATH with the shell, sh and git, a HOME."""
+    bin_dir = tmp_path / f"bin-{shell}"
+    if not bin_dir.exists():
+        bin_dir.mkdir()
+        for tool in {"sh", "git", shell}:
+            (bin_dir / tool).symlink_to(shutil.which(tool))
+    return {"PATH": str(bin_dir), "HOME": str(tmp_path), **(extra or {})}
+
+
+def installed(target, agent):
+    """The command line the agent's installed configuration runs."""
+    if agent == "windsurf":
+        config = json.loads((target / ".windsurf/hooks.json").read_text())
+        return config["hooks"]["pre_write_code"][-1]["command"]
+    settings = json.loads((target / ".claude/settings.json").read_text())
+    return settings["hooks"]["PreToolUse"][-2]["hooks"][0]["command"]
+
+
+def run_hook(command, shell, cwd, env, event):
+    return subprocess.run([shutil.which(shell), "-c", command], cwd=cwd, env=env,
+                          input=json.dumps(event), capture_output=True, text=True, timeout=60)
+
+
+def windsurf_write(conversation, file_path):
+    return {"agent_action_name": "pre_write_code", "trajectory_id": conversation,
+            "execution_id": "e1", "timestamp": "2026-12-01T10:00:00Z",
+            "tool_info": {"file_path": str(file_path), "edits": [{"old_string": "x",
+                                                                  "new_string": "y"}]}}
+
+
+def claude_edit(conversation, file_path, cwd):
+    return {"session_id": conversation, "transcript_path": "/dev/null", "cwd": str(cwd),
+            "permission_mode": "default", "hook_event_name": "PreToolUse", "tool_name": "Edit",
+            "tool_input": {"file_path": str(file_path), "old_string": "x", "new_string": "y"}}
+
+
+def sh(command, cwd, env):
+    result = subprocess.run(["sh", "-c", command], cwd=cwd, env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def setup_lock(target, env):
+    sh(f"{CLI} sync --session owner --focus api --area backend", target, env)
+    sh(f"{CLI} sync --session other --focus docs --area docs", target, env)
+    sh(f"{CLI} lock --session owner --area backend --scope src --reason 'moving the api'",
+       target, env)
+
+
+# ---------------------------------------------------------------------------- failing open
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize("agent", ["windsurf", "claude"])
+@pytest.mark.parametrize("damage", ["missing", "a folder", "a dangling link", "garbage"])
+def test_a_missing_or_broken_shim_never_blocks(target, tmp_path, shell, agent, damage):
+    command = installed(target, agent)
+    shim = target / ".windsurf/bin/orchestrator"
+    shim.unlink()
+    if damage == "a folder":
+        shim.mkdir()
+    elif damage == "a dangling link":
+        shim.symlink_to(tmp_path / "nowhere")
+    elif damage == "garbage":
+        shim.write_text("if then fi (((\n")
+    event = windsurf_write("t", target / "src/api.py")
+    for cwd in (target, target / "src", tmp_path, "/"):
+        for project_dir in ({"CLAUDE_PROJECT_DIR": str(target)}, {"CLAUDE_PROJECT_DIR": ""}, {}):
+            result = run_hook(command, shell, cwd, env_for(tmp_path, shell, project_dir), event)
+            assert result.returncode == 0, (cwd, project_dir, result)
+            if damage in ("missing", "a folder", "a dangling link"):
+                assert result.stderr.count("\n") == 1, result.stderr
+                assert "the action was allowed" in result.stderr
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_a_missing_launcher_or_python_never_blocks(target, tmp_path, shell):
+    command = installed(target, "windsurf")
+    env = env_for(tmp_path, shell)
+    launcher = target / orchestrator.LAUNCHER_PATH
+    launcher.write_text(launcher.read_text().replace(orchestrator.sys.executable,
+                                                     str(tmp_path / "gone/python")))
+    assert run_hook(command, shell, target, env, windsurf_write("t", target / "src/api.py")) \
+        .returncode == 0
+    launcher.unlink()
+    assert run_hook(command, shell, target, env, windsurf_write("t", target / "src/api.py")) \
+        .returncode == 0
+
+
+# ---------------------------------------------------------------------------- still blocking
+
+def bind_windsurf(target, env, conversation, session_id, cwd=None):
+    event = {"agent_action_name": "pre_run_command", "trajectory_id": conversation,
+             "tool_info": {"command_line": f"{CLI} update --session {session_id} --status "
+                                           "in_progress", "cwd": str(cwd or target)}}
+    result = run_hook(installed(target, "windsurf"), "sh", cwd or target, env, event)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_a_foreign_write_is_blocked_from_every_folder_a_windsurf_hook_starts_in(
+        target, tmp_path, shell):
+    env = env_for(tmp_path, shell)
+    setup_lock(target, env)
+    bind_windsurf(target, env, "t-other", "other")
+    command = installed(target, "windsurf")
+    newer = tmp_path / "wt-new"
+    git(target, "worktree", "add", "-q", str(newer), "-b", "new")
+    older = tmp_path / "wt-old"  # checked out from before the pack: no shim in it
+    git(target, "worktree", "add", "-q", str(older), "-b", "old", "HEAD~1")
+    assert not (older / ".windsurf").exists()
+    for cwd, file_path in ((target, target / "src/api.py"),
+                           (target / "src/deep", target / "src/api.py"),
+                           (newer, newer / "src/api.py"),
+                           (older, older / "src/api.py")):
+        result = run_hook(command, shell, cwd, env, windsurf_write("t-other", file_path))
+        assert result.returncode == 2, (cwd, result)
+        assert "owner's lock on backend" in result.stderr
+        allowed = run_hook(command, shell, cwd, env, windsurf_write("t-other", file_path.parent
+                                                                    / "../docs/a.md"))
+        assert allowed.returncode == 0, (cwd, allowed)
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_a_claude_edit_is_blocked_whatever_folder_the_hook_runs_in(target, tmp_path, shell):
+    """The reproduction: hook run from / with CLAUDE_PROJECT_DIR set exited 0."""
+    env = env_for(tmp_path, shell, {"CLAUDE_PROJECT_DIR": str(target)})
+    setup_lock(target, env)
+    command = installed(target, "claude")
+    bind = {"session_id": "claude-1", "transcript_path": "/dev/null", "cwd": str(target),
+            "hook_event_name": "PreToolUse", "tool_name": "Bash",
+            "tool_input": {"command": f"{CLI} note --session other hello"}}
+    assert run_hook(command, shell, "/", env, bind).returncode == 0
+    for cwd in ("/", tmp_path, target / "src"):
+        result = run_hook(command, shell, cwd, env,
+                          claude_edit("claude-1", target / "src/api.py", target))
+        assert result.returncode == 2, (cwd, result)
+        assert "owner's lock on backend" in result.stderr
+
+
+def test_a_hook_started_in_another_repository_applies_this_ones_locks(target, tmp_path):
+    """A multi-repository workspace: Windsurf runs the hook from the other repository's root,
+    which has the pack too; the file's own repository's state decides."""
+    env = env_for(tmp_path, "sh")
+    setup_lock(target, env)
+    bind_windsurf(target, env, "t-other", "other")
+    neighbour = tmp_path / "neighbour"
+    neighbour.mkdir()
+    git(neighbour, "init", "-q", "-b", "main")
+    assert orchestrator.main(["install", "--target", str(neighbour)]) == 0
+    result = run_hook(installed(neighbour, "windsurf"), "sh", neighbour, env,
+                      windsurf_write("t-other", target / "src/api.py"))
+    assert result.returncode == 2 and "owner's lock on backend" in result.stderr
+    free = run_hook(installed(neighbour, "windsurf"), "sh", neighbour, env,
+                    windsurf_write("t-other", neighbour / "src/api.py"))
+    assert free.returncode == 0
+
+
+# ---------------------------------------------------------------------------- binding
+
+@pytest.mark.parametrize("line, binds", [
+    (f"echo {CLI} note --session owner hi", False),
+    (f"grep -r '{CLI} lock --session owner' .", False),
+    (f"ls  # {CLI} note --session owner hi", False),
+    (f'printf "%s" "{CLI} note --session owner hi"', False),
+    (f"{CLI} status --session owner", False),
+    (f"{CLI} --json lock --session owner --area backend --scope src --reason r", True),
+    (f"cd src && FOO=1 {CLI} note --session owner hi", True),
+    (f"{CLI} note --json --session=owner hi", True),
+    (f"bash -c '{CLI} update --session owner --status blocked'", True),
+])
+def test_only_a_real_invocation_binds(target, tmp_path, line, binds):
+    env = env_for(tmp_path, "sh")
+    setup_lock(target, env)
+    event = {"agent_action_name": "pre_run_command", "trajectory_id": "t-x",
+             "tool_info": {"command_line": line, "cwd": str(target)}}
+    assert run_hook(installed(target, "windsurf"), "sh", target, env, event).returncode == 0
+    status = json.loads(sh(f"{CLI} status --json", target, env).stdout)
+    owner = next(s for s in status["active_sessions"] if s["id"] == "owner")
+    assert ("t-x" in owner.get("trajectories", [])) == binds
+    # Bound, its writes into owner's lock pass; not bound, they are blocked.
+    write = run_hook(installed(target, "windsurf"), "sh", target, env,
+                     windsurf_write("t-x", target / "src/api.py"))
+    assert write.returncode == (0 if binds else 2)
+    if not binds:
+        assert "ask the user" in write.stderr and "--session owner" not in write.stderr
+
+
+def test_reinstall_replaces_the_old_hook_command_instead_of_adding_one(tmp_path):
+    repo = tmp_path / "r"
+    (repo / ".windsurf").mkdir(parents=True)
+    (repo / ".claude").mkdir()
+    old = {"hooks": {"pre_write_code": [{"command": "./lint.sh"},
+                                        {"command": "sh .windsurf/bin/orchestrator hook",
+                                         "show_output": True}]}}
+    (repo / ".windsurf/hooks.json").write_text(json.dumps(old))
+    old_claude = {"hooks": {"PreToolUse": [{"matcher": "Edit|Write|MultiEdit|NotebookEdit", "hooks": [
+        {"type": "command", "command": 'sh "$CLAUDE_PROJECT_DIR/.windsurf/bin/orchestrator" hook'}]}]}}
+    (repo / ".claude/settings.json").write_text(json.dumps(old_claude))
+    assert orchestrator.main(["install", "--target", str(repo), "--agent", "windsurf",
+                              "--agent", "claude"]) == 0
+    hooks = json.loads((repo / ".windsurf/hooks.json").read_text())["hooks"]["pre_write_code"]
+    assert [h["command"] for h in hooks] == ["./lint.sh", orchestrator.HOOK_COMMAND]
+    claude = json.loads((repo / ".claude/settings.json").read_text())["hooks"]["PreToolUse"]
+    commands = [h["command"] for block in claude for h in block["hooks"]]
+    assert commands == [orchestrator.CLAUDE_HOOK_COMMAND] * 2
