@@ -709,8 +709,9 @@ LIMITS = [  # (argv with {} for the value, limit)
     (["lock", "--session", "api", "--area", "backend", "--reason", "r", "--scope", "{}"], 200),
     (["sync", "--session", "api", "--area", "backend", "--reason", "r", "--lock-scope", "{}"],
      200),
-    (["complete", "--session", "api", "--outcome", "o", "--file", "{}"], 200),
-    (["check", "--path", "{}"], 200),
+    # Paths to look up may be thousands of folders deep (a scope someone claims may not).
+    (["complete", "--session", "api", "--outcome", "o", "--file", "{}"], o.MAX_PATH_CHARS),
+    (["check", "--path", "{}"], o.MAX_PATH_CHARS),
 ]
 
 
