@@ -473,44 +473,115 @@ def read_text(path):
         return handle.read()
 
 
+class NotRegularFile(OSError):
+    """A path that must be a plain file is a symlink, a FIFO, a device or a folder."""
+
+
+def open_regular(path, flags, mode=0o666):
+    """os.open for a file beside the state: never through a symlink (O_NOFOLLOW), never
+    blocking on a FIFO (O_NONBLOCK), and only a regular file (no device, no folder)."""
+    if not hasattr(os, "O_NOFOLLOW") and os.path.islink(path):  # Windows
+        raise NotRegularFile(f"{path} is a symbolic link")
+    flags |= getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags, mode)
+    except OSError as error:
+        if error.errno in (40, 62) or os.path.islink(path):  # ELOOP (Linux, macOS): a symlink
+            raise NotRegularFile(f"{path} is a symbolic link") from None
+        raise
+    if not stat_is_regular(os.fstat(fd)):
+        os.close(fd)
+        raise NotRegularFile(f"{path} is not a regular file")
+    return fd
+
+
+def stat_is_regular(info):
+    import stat
+    return stat.S_ISREG(info.st_mode)
+
+
+def read_regular(path):
+    """The bytes of a regular file, or None when there is none."""
+    try:
+        fd = open_regular(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read()
+
+
+def user_cache_folder():
+    """Where the validated state is cached: the user's own cache folder, which a cloned
+    repository cannot plant files in."""
+    base = os.environ.get("XDG_CACHE_HOME") or (
+        os.environ.get("LOCALAPPDATA") if os.name == "nt" else None) or \
+        os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "session-orchestrator")
+
+
 class Store:
-    """The state file and the files beside it: lock, cache, last good copy."""
+    """The state file and the files beside it: lock, last good copy; and its cache, kept in
+    the user's cache folder under a name made from the state's real path."""
 
     def __init__(self, path):
         self.path = os.path.abspath(os.fspath(path))
         self.lock_path = self.path + ".lock"
-        self.cache_path = self.path + ".cache"
         self.backup_path = self.path + ".bak"
+        import binascii  # built in: no import cost worth measuring
+        real = os.path.realpath(self.path)
+        self.cache_path = os.path.join(
+            user_cache_folder(), f"{binascii.crc32(real.encode('utf-8', 'surrogatepass')):08x}-"
+                                 f"{len(real)}.cache")
         self.warnings = []
+        self.loaded_raw = None
 
     # -- reading
     def read_bytes(self):
         try:
-            with open(self.path, "rb") as handle:
-                return handle.read()
-        except FileNotFoundError:
-            return None
+            return read_regular(self.path)
+        except NotRegularFile as error:
+            raise OrchestratorError(f"{error}; the state, its .bak and .lock must be plain files: "
+                                    "check what put it there", EXIT_STATE) from None
         except OSError as error:
             raise OrchestratorError(f"cannot read {self.path}: {error.strerror}", EXIT_STATE)
 
     def load(self):
         """The validated state. strictyaml runs only when the file's bytes are new to us."""
-        raw = self.read_bytes()
+        raw = self.loaded_raw = self.read_bytes()
         if raw is None:
+            self.refuse_lost_data("does not exist")
             return empty_state()
         cached = self.read_cache()
         if cached and cached["raw"] == raw:
-            self.warnings = cached["warnings"]
-            return cached["state"]
-        state = self.validate_bytes(raw)
-        self.write_cache(raw, state)
+            self.warnings, state = cached["warnings"], cached["state"]
+        else:
+            state = self.validate_bytes(raw)
+            self.write_cache(raw, state)
+        if not any(state[key] for key in TOP_LEVEL_KEYS):
+            self.refuse_lost_data("holds no entry at all")
         return state
 
+    def backup_holds_entries(self):
+        """Does the last copy the tool wrote hold any entry? (Its fixed layout writes each
+        entry as a `  - ` line, so no parse is needed.)"""
+        try:
+            backup = read_regular(self.backup_path)
+        except OSError:
+            return False
+        return backup is not None and b"\n  - " in backup
+
+    def refuse_lost_data(self, what):
+        if self.backup_holds_entries():
+            import shlex
+            raise OrchestratorError(
+                f"{self.path} {what}, but the tool's last copy holds entries: the shared state "
+                f"was lost. Restore it with `cp {shlex.quote(self.backup_path)} "
+                f"{shlex.quote(self.path)}`, or start afresh on purpose by deleting "
+                f"{shlex.quote(self.backup_path)} too", EXIT_STATE)
+
     def validate_bytes(self, raw):
-        if not raw.strip() and os.path.exists(self.backup_path):
-            raise OrchestratorError(f"{self.path} is empty, but the tool has written it before; "
-                                    f"{self.restore_hint()}, or delete both to start afresh",
-                                    EXIT_STATE)
+        if not raw.strip():
+            self.refuse_lost_data("is empty")
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as error:
@@ -521,6 +592,8 @@ class Store:
         except OrchestratorError as error:
             error.message = f"{error.message}; {self.restore_hint()}"
             raise
+        if not any(state[key] for key in TOP_LEVEL_KEYS):
+            self.refuse_lost_data("holds no entry at all")
         return state
 
     def restore_hint(self):
@@ -534,11 +607,11 @@ class Store:
         """The cached validated state, if it is for exactly these bytes. marshal, not json:
         it loads several times faster and needs no import."""
         try:
-            with open(self.cache_path, "rb") as handle:
-                cached = marshal.load(handle)
+            cached = marshal.loads(read_regular(self.cache_path) or b"")
         except (OSError, ValueError, EOFError, TypeError):
             return None
         valid = (isinstance(cached, dict) and cached.get("format") == code_version()
+                 and cached.get("path") == self.path
                  and isinstance(cached.get("raw"), bytes) and isinstance(cached.get("state"), dict)
                  and isinstance(cached.get("warnings"), list))
         return cached if valid else None
@@ -546,40 +619,83 @@ class Store:
     def write_cache(self, raw, state):
         # Keyed by the file's whole content, not its size or mtime: a hand edit of the same
         # size within the same second is still seen, and validated in full.
-        payload = {"format": code_version(), "raw": raw, "warnings": self.warnings, "state": state}
+        payload = {"format": code_version(), "path": self.path, "raw": raw,
+                   "warnings": self.warnings, "state": state}
         try:
-            atomic_write(self.cache_path, marshal.dumps(payload), durable=False)
+            os.makedirs(os.path.dirname(self.cache_path), mode=0o700, exist_ok=True)
+            atomic_write(self.cache_path, marshal.dumps(payload), durable=False, mode=0o600)
         except (OSError, ValueError):
             pass  # a cache that cannot be written only costs speed
 
     # -- writing
-    def save(self, before, after):
+    def save(self, before, after, lock=None):
         validate_changes(before, after)
         data = emit_state(after).encode("utf-8")
         try:
-            atomic_write(self.path, data)
+            if lock is not None:
+                lock.verify()
+            if self.read_bytes() != self.loaded_raw:
+                raise OrchestratorError(
+                    f"{self.path} changed while this command held the lock (was its lock file "
+                    "removed?); nothing was written, run the command again", EXIT_BUSY)
+            atomic_write(self.path, data, keep_mode=True)
+        except NotRegularFile as error:
+            raise OrchestratorError(f"{error}; the state, its .bak and .lock must be plain files: "
+                                    "check what put it there; nothing was changed",
+                                    EXIT_STATE) from None
         except OSError as error:
             raise OrchestratorError(f"cannot write {self.path}: {error.strerror}; nothing was "
                                     "changed", EXIT_STATE)
         try:  # the last good copy, offered for restoring when a hand edit breaks the file
-            atomic_write(self.backup_path, data, durable=False)
+            atomic_write(self.backup_path, data, durable=False, keep_mode=True)
         except OSError:
             pass
         self.warnings = []
+        self.loaded_raw = data
         self.write_cache(data, after)
 
+    def remove_stale_temp_files(self):
+        """Temp files a killed writer left beside the state (only lock holders make them)."""
+        folder, name = os.path.split(self.path)
+        try:
+            leftovers = [entry for entry in os.listdir(folder)
+                         if entry.endswith(".tmp") and (entry.startswith(f".{name}.")
+                                                        or entry.startswith(f".{name}.bak."))]
+        except OSError:
+            return
+        for entry in leftovers:
+            try:
+                os.unlink(os.path.join(folder, entry))
+            except OSError:
+                pass
 
-def atomic_write(path, data, durable=True):
+
+def atomic_write(path, data, durable=True, keep_mode=False, mode=0o666):
     """Temp file in the same folder, flushed to disk, then renamed over: old or new, never half.
-    `durable=False` skips the fsync, for files whose loss costs only speed (the cache)."""
+    The temp file gets an unpredictable name and is created exclusively, so nothing planted
+    in the folder is written through; a target that is a symlink or not a regular file is
+    refused. `keep_mode` gives the new file the old one's permissions. `durable=False` skips
+    the fsync, for files whose loss costs only speed (the cache)."""
     path = os.fspath(path)
     folder, name = os.path.split(path)
     os.makedirs(folder or ".", exist_ok=True)
-    temp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
     try:
-        with open(temp, "wb") as handle:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        info = None
+    if info is not None and not stat_is_regular(info):
+        raise NotRegularFile(f"{path} is {'a symbolic link' if os.path.islink(path) else 'not a regular file'}")
+    if keep_mode and info is not None:
+        mode = info.st_mode & 0o7777
+    temp = os.path.join(folder, f".{name}.{os.urandom(6).hex()}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+                 | getattr(os, "O_BINARY", 0), mode)
+    try:
+        with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
+            if keep_mode and info is not None and hasattr(os, "fchmod"):
+                os.fchmod(handle.fileno(), mode)  # the umask must not narrow or widen it
             if durable:
                 os.fsync(handle.fileno())
         replace_with_retry(temp, path)
@@ -616,18 +732,47 @@ class InterProcessLock:
         self.handle = None
 
     def __enter__(self):
+        # The lock is only as good as the file it is on: if that file was removed or replaced
+        # while we waited, another command may lock the new one, so lock that one instead.
+        for _ in range(20):
+            self.open()
+            if not (self.try_lock() or self.wait()):
+                self.handle.close()
+                raise OrchestratorError(
+                    f"the state stayed locked by another orchestrator command for "
+                    f"{self.timeout:g}s; nothing was written: try again in a moment (if a command "
+                    "is stuck, end that process)", EXIT_BUSY)
+            if self.still_at_path():
+                return self
+            self.handle.close()
+        raise OrchestratorError(f"the lock file {self.path} keeps being replaced; nothing was "
+                                "written: check what removes it", EXIT_BUSY)
+
+    def open(self):
         try:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            self.handle = open(self.path, "a+b")
+            self.handle = os.fdopen(open_regular(self.path, os.O_RDWR | os.O_CREAT), "r+b")
+        except NotRegularFile as error:
+            raise OrchestratorError(f"{error}; the state, its .bak and .lock must be plain files: "
+                                    "check what put it there", EXIT_STATE) from None
         except OSError as error:
             raise OrchestratorError(f"cannot open the lock file {self.path}: {error.strerror}; "
                                     "check the folder's permissions", EXIT_STATE) from None
-        if not (self.try_lock() or self.wait()):
-            self.handle.close()
-            raise OrchestratorError(
-                f"the state stayed locked by another orchestrator command for {self.timeout:g}s; "
-                f"try again (a stuck command holds {self.path})", EXIT_BUSY)
-        return self
+
+    def still_at_path(self):
+        try:
+            here = os.lstat(self.path)
+        except OSError:
+            return False
+        held = os.fstat(self.handle.fileno())
+        return (here.st_dev, here.st_ino) == (held.st_dev, held.st_ino)
+
+    def verify(self):
+        """Before a write: is the lock we hold still the one every command takes?"""
+        if not self.still_at_path():
+            raise OrchestratorError(f"the lock file {self.path} was removed or replaced while this "
+                                    "command held it; nothing was written, run it again",
+                                    EXIT_BUSY)
 
     def wait(self):
         """Wait for the holder to let go, at most `timeout` seconds."""
@@ -691,11 +836,20 @@ class InterProcessLock:
 
 
 def lock_timeout():
+    """ORCHESTRATOR_LOCK_TIMEOUT: a positive, finite number of seconds (at most a day); the
+    default when unset. A wait shorter than a millisecond is a millisecond (a zero timer would
+    wait forever)."""
     raw = os.environ.get(LOCK_TIMEOUT_ENV)
+    if not raw:
+        return DEFAULT_LOCK_TIMEOUT_SECONDS
     try:
-        return float(raw) if raw else DEFAULT_LOCK_TIMEOUT_SECONDS
+        seconds = float(raw)
     except ValueError:
-        raise OrchestratorError(f"{LOCK_TIMEOUT_ENV} must be a number of seconds, got {raw!r}")
+        seconds = float("nan")
+    if not 0 < seconds <= 86400:  # also refuses nan and inf
+        raise OrchestratorError(f"{LOCK_TIMEOUT_ENV} must be a number of seconds above 0 and at "
+                                f"most 86400, e.g. 10; got {raw[:40]!r}")
+    return max(seconds, 0.001)
 
 
 class Transaction:
@@ -709,6 +863,7 @@ class Transaction:
         import strictyaml  # noqa: F401  (imported before the lock: a write validates with it)
         self.lock.__enter__()
         try:
+            self.store.remove_stale_temp_files()
             self.before = self.store.load()
         except BaseException:
             self.lock.__exit__(None, None, None)
@@ -719,7 +874,7 @@ class Transaction:
     def __exit__(self, exc_type, exc, tb):
         try:
             if exc_type is None and self.state != self.before:
-                self.store.save(self.before, self.state)
+                self.store.save(self.before, self.state, self.lock)
         finally:
             self.lock.__exit__(None, None, None)
         return False
@@ -1197,13 +1352,15 @@ def deciding_lock(locks, path, session_id):
     return deciding, others
 
 
-def intent_conflicts(state, session_id, areas, paths, now, index=None):
+def intent_conflicts(state, session_id, areas, paths, now, index=None, is_folder=is_glob):
     """Other sessions' live locks that the work a session plans runs into, each with the
     areas or paths that run into it. A path (or an area written as one) runs into the lock
-    that decides it (see deciding_lock) and into the locks on anything inside it, unless it
-    lies inside one of the session's own live locks; a bare area name runs into the locks on
-    that area, unless the session holds its own lock there (its scopes say which part). A
-    lock that allows outside fixes is listed too: whether it blocks is the lock's own flag."""
+    that decides it (see deciding_lock) and, when it is a folder (`is_folder`: a glob, or a
+    folder on disk), into the locks on anything inside it, unless it lies inside one of the
+    session's own live locks. A file path therefore gets exactly the answer build-failure and
+    the write hook give. A bare area name runs into the locks on that area, unless the session
+    holds its own lock there (its scopes say which part). A lock that allows outside fixes is
+    listed too: whether it blocks is the lock's own flag."""
     index = index or LockIndex(live_locks(state, now))
     own_locks = [lock for lock in index.locks if lock["owner"] == session_id]
     own_scopes = [scope for lock in own_locks for scope in lock["scope"]]
@@ -1218,8 +1375,9 @@ def intent_conflicts(state, session_id, areas, paths, now, index=None):
             foreign = [l for l in index.overlapping(item) if l["owner"] != session_id]
             deciding, covering = deciding_lock(foreign, item, session_id)
             found = [deciding] if deciding else []
-            found += [l for l in foreign if l is not deciding and l not in covering
-                      and not all(scope_within(s, own_scopes) for s in l["scope"])]
+            if is_folder(item):
+                found += [l for l in foreign if l is not deciding and l not in covering
+                          and not all(scope_within(s, own_scopes) for s in l["scope"])]
         for lock in found:
             items = hits.setdefault(id(lock), [])
             if item not in items:
@@ -1227,13 +1385,14 @@ def intent_conflicts(state, session_id, areas, paths, now, index=None):
     return [{"lock": lock, "items": hits[id(lock)]} for lock in index.locks if hits.get(id(lock))]
 
 
-def session_conflicts(state, now, viewer=None):
+def session_conflicts(state, now, viewer=None, is_folder=is_glob):
     """Each active session's touched areas that run into other sessions' live locks; only the
     viewer's when one is given."""
     index = LockIndex(live_locks(state, now))
     sessions = [s for s in state["active_sessions"] if viewer is None or s["id"] == viewer]
     return [{**conflict, "session": s["id"]} for s in sessions
-            for conflict in intent_conflicts(state, s["id"], s["touched_areas"], [], now, index)]
+            for conflict in intent_conflicts(state, s["id"], s["touched_areas"], [], now, index,
+                                             is_folder)]
 
 
 def overlapping_lock_pairs(state, now):
@@ -2378,7 +2537,7 @@ def cmd_sync(ctx, args):
             if request:
                 lock, _, _ = place_lock(state, request, now, force=args.force)
         viewer = args.session
-        conflicts = session_conflicts(state, now, viewer)
+        conflicts = session_conflicts(state, now, viewer, ctx.is_folder)
         context = report_context(state, now, viewer, conflicts, swept)
     kept_focus = (None if created is not False or not args.focus or
                   one_line(args.focus) == one_line(session["focus"]) else session["focus"])
@@ -2480,7 +2639,8 @@ def cmd_status(ctx, args):
     now = utc_now()
     viewer = check_session_id(args.session) if args.session else None
     state = ctx.store.load()
-    context = report_context(state, now, viewer, session_conflicts(state, now, viewer))
+    context = report_context(state, now, viewer, session_conflicts(state, now, viewer,
+                                                                   ctx.is_folder))
     context.update(registered=None, lock=None, kept_focus=None)
     payload = status_payload(state, now)
     if ctx.store.warnings:
@@ -2568,7 +2728,8 @@ def cmd_check(ctx, args):
     session = find_session(state, session_id) if session_id else None
     if session and not areas and not paths:
         areas = session["touched_areas"]
-    found = [conflict_view(c, now) for c in intent_conflicts(state, session_id, areas, paths, now)]
+    found = [conflict_view(c, now) for c in intent_conflicts(state, session_id, areas, paths, now,
+                                                             is_folder=ctx.is_folder)]
     # As build-failure and the write hook decide: a lock that allows outside fixes may be
     # edited in (tell its owner), so it is a notice, not a conflict.
     conflicts = [c for c in found if not c["lock"]["allow_external_fixes"]]
@@ -2752,6 +2913,7 @@ def handle_hook_event(ctx, event):
 def cmd_validate(ctx, args):
     raw = ctx.store.read_bytes()
     if raw is None:
+        ctx.store.refuse_lost_data("does not exist")
         ctx.out.emit(message("validate_missing", path=ctx.store.path),
                      {"valid": True, "exists": False})
         return EXIT_OK
@@ -2782,6 +2944,10 @@ class Context:
         self.out = Output(args.json)
         self.interactive = not args.json and terminal_is_interactive()
         self.asker = None
+
+    def is_folder(self, path):
+        """A glob, or a folder of this checkout: planned work there covers what is inside."""
+        return is_glob(path) or os.path.isdir(os.path.join(self.checkout_root, path))
 
     def is_repo_path(self, area):
         """Does a touched area name a path (a glob, a nested path, or something on disk)?"""

@@ -91,3 +91,16 @@ def bare_env(tmp_path):
     for tool in ("sh", "git"):
         (bin_dir / tool).symlink_to(shutil.which(tool))
     return {"PATH": str(bin_dir), "HOME": str(tmp_path)}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_cache_folder(tmp_path_factory):
+    """The tool caches validated states in the user's cache folder: give the test run its own."""
+    folder = tmp_path_factory.mktemp("user-cache")
+    previous = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = previous

@@ -661,7 +661,8 @@ def test_check_silent_without_conflict(seeded, run, state_path, argv):
     ["check", "--session", "web", "--area", "backend"],
     ["check", "--session", "not-registered", "--area", "backend"],
 ])
-def test_check_warns_on_conflict(seeded, run, state_path, argv):
+def test_check_warns_on_conflict(seeded, run, state_path, repo, argv):
+    (repo / "src").mkdir()  # `src` is a folder: planned work there covers what is inside
     before = state_path.read_bytes()
     result = run(*argv)
     assert result.code == 1, result

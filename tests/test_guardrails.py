@@ -44,7 +44,7 @@ def test_an_emptied_state_file_with_a_backup_is_damage(run, session, state_path)
     session("api", "backend")
     state_path.write_text("")
     result = run("status")
-    assert result.code == 3 and "is empty, but the tool has written it before" in result.err
+    assert result.code == 3 and "is empty, but the tool's last copy holds entries" in result.err
     assert state_path.read_text() == ""
 
 

@@ -22,6 +22,11 @@ from hypothesis import strategies as st
 
 import orchestrator
 
+
+def cache_of(state_path):
+    """Where the tool caches this state: the user's cache folder (the tests' own)."""
+    return __import__("pathlib").Path(orchestrator.Store(state_path).cache_path)
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "orchestrator.py"
 
@@ -476,7 +481,7 @@ def test_same_size_same_mtime_breaking_edit_is_refused(run, session, state_path)
 ])
 def test_garbage_cache_is_harmless(run, session, state_path, garbage):
     session("api")
-    cache = state_path.with_name(state_path.name + ".cache")
+    cache = cache_of(state_path)
     assert cache.exists()
     cache.write_bytes(garbage)
     result = run("status", "--json")
@@ -491,7 +496,7 @@ def test_garbage_cache_is_harmless(run, session, state_path, garbage):
 def test_cache_of_another_format_is_ignored(run, session, state_path):
     session("api")
     digest = hashlib.sha256(state_path.read_bytes()).hexdigest()
-    cache = state_path.with_name(state_path.name + ".cache")
+    cache = cache_of(state_path)
     forged = orchestrator.empty_state()
     forged["global_notes"] = ["from an older cache layout"]
     cache.write_text(json.dumps({"format": orchestrator.CACHE_FORMAT + 1, "sha256": digest,
@@ -504,7 +509,7 @@ def test_cache_of_another_format_is_ignored(run, session, state_path):
 @pytest.mark.parametrize("garbage", [b"[1, 2]", b"42", b'"text"'])
 def test_cache_holding_json_that_is_not_an_object_is_harmless(run, session, state_path, garbage):
     session("api")
-    state_path.with_name(state_path.name + ".cache").write_bytes(garbage)
+    cache_of(state_path).write_bytes(garbage)
     result = run("status", "--json")
     assert result.code == 0, result
 
@@ -624,7 +629,7 @@ def test_corrupt_file_without_backup_names_no_backup(run, state_path):
     assert "line 2" in message and ".bak" not in message
     assert state_path.read_bytes() == data
     assert not state_path.with_name(state_path.name + ".bak").exists()
-    assert not state_path.with_name(state_path.name + ".cache").exists()  # nothing cached
+    assert not cache_of(state_path).exists()  # nothing cached
     assert temp_files(state_path) == []
 
 
@@ -672,7 +677,8 @@ def check_every_write(run, session, state_path, frozen):
         assert temp_files(state_path) == []
         previous = current
     assert folder_listing(state_path) == ["session_state.yaml", "session_state.yaml.bak",
-                                          "session_state.yaml.cache", "session_state.yaml.lock"]
+                                          "session_state.yaml.lock"]
+    assert cache_of(state_path).exists()  # in the user's cache folder, not beside the state
     assert run("validate").code == 0
 
 
