@@ -38,6 +38,7 @@ HERE = os.path.dirname(os.path.realpath(__file__))
 PROMPTS_DIR = os.path.join(HERE, "prompts")
 WORKFLOWS_DIR = os.path.join(HERE, "workflows")
 STATE_RELATIVE_PATH = ".windsurf/orchestrator/session_state.yaml"
+STATE_FOLDER = ".windsurf/orchestrator"  # the state, its lock and backup, the launcher
 STATE_ENV = "ORCHESTRATOR_STATE"
 LOCK_TIMEOUT_ENV = "ORCHESTRATOR_LOCK_TIMEOUT"
 DEFAULT_LOCK_TIMEOUT_SECONDS = 10.0
@@ -54,6 +55,7 @@ SESSION_ID_PATTERN = r"[a-z0-9]+(?:-[a-z0-9]+)*"  # kebab-case; the schema's Reg
 KEBAB_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
 MAX_ID_CHARS = 64
 MAX_AREA_CHARS = 200
+MAX_GLOBSTARS = 8  # `**` segments in one scope
 MAX_PATH_CHARS = 32767  # the longest path Windows allows; Linux allows deeper ones through cd
 MAX_TEXT_CHARS = 2000
 DURATION_PATTERN = r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?"
@@ -424,6 +426,24 @@ def enclosing_checkout(start):
         parent = os.path.dirname(folder)
         if parent == folder:
             return None
+        folder = parent
+
+
+def checkouts_holding(path):
+    """Every git checkout that holds `path`, innermost first (a submodule, or a repository
+    nested in a folder, before the one around it), as (checkout folder, main checkout root).
+    The path is walked as written, not through symlinks: git tracks a symlink as a link, and
+    `current/x.go` is that path even when `current` points at `lib`."""
+    folder = os.path.abspath(path)
+    while True:
+        dot_git = os.path.join(folder, ".git")
+        if os.path.isdir(dot_git):
+            yield folder, os.path.realpath(folder)
+        elif os.path.isfile(dot_git):
+            yield folder, os.path.realpath(main_checkout_of(folder))
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return
         folder = parent
 
 
@@ -902,7 +922,7 @@ def files_changed_since(ctx, session):
             files.append(record[3:])
             if record[0] in "RC":
                 index += 1  # a rename's second record is the old name
-    own_folder = STATE_RELATIVE_PATH.rsplit("/", 1)[0] + "/"
+    own_folder = STATE_FOLDER + "/"
     return sorted({f for f in files if not f.startswith(own_folder)})
 
 
@@ -1161,17 +1181,23 @@ def scope_automaton(scope):
     automaton = _automata.get(key)
     if automaton is not None:
         return automaton
-    text = "/".join(path_segments(scope)).encode("utf-8", "surrogatepass")
+    segments = path_segments(scope)
+    text = "/".join(segments).encode("utf-8", "surrogatepass")
+    # `**/**` means what `**` means: one of them keeps the automaton small.
+    collapsed = [s for i, s in enumerate(segments)
+                 if not (i and set(s) == set(segments[i - 1]) == {"*"} and len(s) > 1
+                         and len(segments[i - 1]) > 1)]
+    glob_text = "/".join(collapsed).encode("utf-8", "surrogatepass")
     automaton = ScopeAutomaton()
     literal_end = automaton.add_chain(0, text)
     automaton.accepting[literal_end] = True
-    first_wildcard = next((i for i, byte in enumerate(text) if byte in b"*?["), None)
+    first_wildcard = next((i for i, byte in enumerate(glob_text) if byte in b"*?["), None)
     if first_wildcard is not None:
         glob_start = automaton.add_state()
         # git compares the text before the first wildcard literally, then wildmatches the rest
         # as a pattern of its own.
-        prefix_end = automaton.add_chain(glob_start, text[:first_wildcard])
-        glob_end = add_wildmatch(automaton, prefix_end, text[first_wildcard:])
+        prefix_end = automaton.add_chain(glob_start, glob_text[:first_wildcard])
+        glob_end = add_wildmatch(automaton, prefix_end, glob_text[first_wildcard:])
         if glob_end is not None:
             automaton.accepting[glob_end] = True
             automaton.edges[0].extend(automaton.edges[glob_start])
@@ -1670,6 +1696,16 @@ def normalise_repo_path(value, flag, repo_root=None):
     return "/".join(segments)
 
 
+def check_scope(value, flag):
+    """A scope someone claims: a repository path or glob, with at most MAX_GLOBSTARS `**`
+    segments (each one multiplies the work of matching a deep path against it)."""
+    scope = normalise_repo_path(value, flag)
+    if sum(set(s) == {"*"} and len(s) > 1 for s in scope.split("/")) > MAX_GLOBSTARS:
+        raise OrchestratorError(f"{flag} {scope!r} has more than {MAX_GLOBSTARS} `**` segments; "
+                                "one `**` already matches any number of folders")
+    return scope
+
+
 def split_list(text):
     return [part for part in pattern(r"[,\s]+").split(text) if part]
 
@@ -1682,7 +1718,7 @@ def check_area_list(text, required=True):
 
 
 def check_scope_list(text):
-    scopes = [normalise_repo_path(p, "scope") for p in split_list(text)]
+    scopes = [check_scope(p, "scope") for p in split_list(text)]
     if not scopes:
         raise OrchestratorError("give at least one path or glob, e.g. src/api")
     return scopes
@@ -1757,78 +1793,161 @@ def parse_hook_event(text):
 # The tool's writing commands: running one with --session binds a conversation to it.
 BINDING_COMMANDS = {"sync", "lock", "renew", "unlock", "update", "complete", "note", "directive"}
 SHELL_PROGRAMS = {"sh", "bash", "dash", "zsh", "ksh"}
-COMMAND_PREFIXES = {"env", "command", "exec", "nohup", "time", "nice"}  # run the next word
 TOOL_PATH_ENDINGS = (".windsurf/bin/orchestrator", ".windsurf/orchestrator/launcher")
+SHELL_OPERATORS = ("&&", "||", ";;", "|&", "<<-", "<<", ">>", "<&", ">&", "<>", ">|",
+                   ";", "&", "|", "(", ")", "<", ">", "\n")
+REDIRECTIONS = {"<<-", "<<", ">>", "<&", ">&", "<>", ">|", "<", ">"}
+
+
+def shell_tokens(line):
+    """A shell command line as (is_operator, text) tokens, read the way a POSIX shell reads
+    it: quotes and backslashes make text literal, `#` at the start of a word comments out the
+    rest of the line, here-document bodies are skipped. Raises ValueError on an unterminated
+    quote."""
+    tokens, word, i, end = [], None, 0, len(line)
+    heredocs, want_delimiter = [], False
+
+    def finish():
+        nonlocal word, want_delimiter
+        if word is not None:
+            if want_delimiter:
+                heredocs.append(word)
+                want_delimiter = False
+            tokens.append((False, word))
+            word = None
+
+    while i < end:
+        char = line[i]
+        if char in " \t\r":
+            finish()
+            i += 1
+        elif char == "#" and word is None:
+            i = line.find("\n", i) if "\n" in line[i:] else end
+        elif char == "\\":
+            if line[i + 1:i + 2] != "\n":
+                word = (word or "") + line[i + 1:i + 2]
+            i += 2
+        elif char == "'":
+            close = line.find("'", i + 1)
+            if close == -1:
+                raise ValueError("unterminated quote")
+            word, i = (word or "") + line[i + 1:close], close + 1
+        elif char == '"':
+            i += 1
+            text = []
+            while i < end and line[i] != '"':
+                if line[i] == "\\" and line[i + 1:i + 2] in ('"', "\\", "$", "`"):
+                    i += 1
+                text.append(line[i])
+                i += 1
+            if i >= end:
+                raise ValueError("unterminated quote")
+            word, i = (word or "") + "".join(text), i + 1
+        elif char in ";&|()<>\n":
+            finish()
+            operator = next(op for op in SHELL_OPERATORS if line.startswith(op, i))
+            tokens.append((True, operator))
+            i += len(operator)
+            want_delimiter = operator in ("<<", "<<-")
+            if operator == "\n":
+                for delimiter in heredocs:  # a here-document's body is data, not commands
+                    while i < end:
+                        stop = line.find("\n", i)
+                        stop = end if stop == -1 else stop
+                        body_line, i = line[i:stop], stop + 1
+                        if body_line.lstrip("\t") == delimiter:
+                            break
+                heredocs = []
+        else:
+            word = (word or "") + char
+            i += 1
+    finish()
+    return tokens
 
 
 def session_named_in_command(command_line, nesting=0):
     """The `--session S` with which a shell command line runs one of this tool's writing
-    commands, else None. The line is read as the shell reads it: simple commands split at
-    `;`, `&&`, `||`, `|`, `&` and newlines, quotes and comments honoured, `VAR=x` and `env`
-    prefixes skipped, `sh -c '...'` read inside. It counts only where the program run is the
-    tool itself (the shim, the launcher, or orchestrator.py run by a shell or Python): a
-    mention in `echo`, a quoted string, a grep pattern or a comment binds nothing. With
-    several, the last one counts."""
-    import shlex
-    lexer = shlex.shlex(command_line or "", posix=True, punctuation_chars=";&|()<>\n")
-    lexer.whitespace, lexer.whitespace_split, lexer.commenters = " \t\r", True, ""
+    commands, else None. The line is read as the shell reads it (see shell_tokens): simple
+    commands split at unquoted `;`, `&&`, `||`, `|`, `&` and newlines, `VAR=x`, `env`,
+    `timeout` and the like skipped, `sh -c '...'` read inside. It counts only where the
+    program run is the tool itself (the shim, the launcher, or orchestrator.py run by a shell
+    or Python) on the repository's own state: a mention in `echo`, a quoted string, a grep
+    pattern, a comment or a here-document binds nothing. With several, the last counts."""
     try:
-        words = list(lexer)
-    except ValueError:  # unbalanced quotes: not a command line the shell would run
+        tokens = shell_tokens(command_line or "")
+    except ValueError:  # not a command line the shell would run
         return None
-    named = None
-    for command in simple_commands(words):
-        named = session_of_invocation(command, nesting) or named
+    named, command, redirect_target = None, [], False
+    for is_operator, text in tokens + [(True, ";")]:
+        if redirect_target:
+            redirect_target = False
+        elif is_operator and text in REDIRECTIONS:
+            redirect_target = True  # `> file`: the file is no argument
+        elif is_operator:
+            named = session_of_invocation(command, nesting) or named
+            command = []
+        else:
+            command.append(text)
     return named
 
 
-def simple_commands(words):
-    """Shell words grouped into simple commands, without comments and redirections."""
-    command, redirect_target, in_comment = [], False, False
-    for word in words:
-        operator = word != "" and word.strip(";&|()<>\n") == ""
-        if in_comment:
-            in_comment = "\n" not in word
-        elif redirect_target:
-            redirect_target = False
-        elif operator and word[0] in "<>":
-            redirect_target = True  # `> file`: the file is no argument
-        elif operator or word.startswith("#"):
-            in_comment = word.startswith("#")
-            yield command
-            command = []
-        else:
-            command.append(word)
-    yield command
+def skip_options(words, valued=()):
+    """Drop leading options (and the value of those in `valued`); the words left."""
+    while words and words[0].startswith(("-", "+")) and words[0] not in ("-", "--"):
+        option = words.pop(0)
+        if option in valued and words:
+            words.pop(0)
+    if words and words[0] == "--":
+        words.pop(0)
+    return words
 
 
 def session_of_invocation(words, nesting):
     """The session a simple command binds: `--session S` of a writing command of the tool."""
-    i = 0
-    while i < len(words):
-        name, equals, _ = words[i].partition("=")
+    words = list(words)
+    while words:
+        name, equals, _ = words[0].partition("=")
+        program = os.path.basename(words[0])
         if equals and name.isidentifier():
-            i += 1  # VAR=value before the program
-        elif os.path.basename(words[i]) in COMMAND_PREFIXES:
-            i += 1
-            while i < len(words) and words[i].startswith("-"):
-                i += 1
+            if name == STATE_ENV:
+                return None  # the command acts on another state file
+            words.pop(0)
+        elif program == "env":
+            words = skip_options(words[1:], ("-u", "-C", "-S"))
+        elif program in ("nohup", "exec", "time"):
+            words = skip_options(words[1:], ("-a",))
+        elif program == "nice":
+            words = skip_options(words[1:], ("-n",))
+        elif program == "command":
+            if any(w in ("-v", "-V") for w in words[1:2]):
+                return None  # `command -v` only looks the program up
+            words = skip_options(words[1:])
+        elif program == "timeout":
+            words = skip_options(words[1:], ("-s", "-k", "--signal", "--kill-after"))[1:]
         else:
             break
-    program, arguments = (words[i], words[i + 1:]) if i < len(words) else ("", [])
-    interpreter = os.path.basename(program)
-    if interpreter in SHELL_PROGRAMS or interpreter.startswith("python"):
-        while arguments and arguments[0].startswith("-"):
-            option = arguments.pop(0)
-            if interpreter in SHELL_PROGRAMS and not option.startswith("--") and "c" in option:
-                if nesting < 2 and arguments:  # `sh -c '...'`: the line inside
-                    return session_named_in_command(arguments[0], nesting + 1)
-                return None
-            if interpreter.startswith("python") and option in ("-c", "-m"):
-                return None
+    if not words:
+        return None
+    interpreter, arguments = os.path.basename(words[0]), words[1:]
+    if interpreter in SHELL_PROGRAMS:
+        options = [w for w in arguments[:len(arguments) - len(skip_options(
+            list(arguments), ("-o", "+o", "-O", "+O")))] if w[:1] in "-+" and w[1:2] != "-"]
+        arguments = skip_options(arguments, ("-o", "+o", "-O", "+O"))
+        if any("n" in option[1:] for option in options):
+            return None  # `sh -n` reads without running
+        if any("c" in option[1:] for option in options):  # `sh -c '...'`: the line inside
+            return session_named_in_command(arguments[0], nesting + 1) \
+                if arguments and nesting < 2 else None
         program, arguments = (arguments[0], arguments[1:]) if arguments else ("", [])
-        if interpreter.startswith("python") and os.path.basename(program) != "orchestrator.py":
+    elif interpreter.startswith("python"):
+        if any(option in ("-c", "-m") for option in arguments[:1]):
             return None
+        arguments = skip_options(arguments, ("-X", "-W"))
+        program, arguments = (arguments[0], arguments[1:]) if arguments else ("", [])
+        if os.path.basename(program) != "orchestrator.py":
+            return None
+    else:
+        program = words[0]
     if not (program.replace("\\", "/").endswith(TOOL_PATH_ENDINGS)
             or os.path.basename(program) == "orchestrator.py"):
         return None
@@ -1837,15 +1956,14 @@ def session_of_invocation(words, nesting):
 
 def session_in_tool_arguments(arguments):
     """`--session S` of a writing command, with the global flags anywhere, as argparse takes
-    them; None for a reading command or a malformed id."""
+    them; None for a reading command, a malformed id, help, or another state file."""
     command = session = None
     words = iter(arguments)
     for word in words:
-        if word == "--":
-            break
-        if word in ("--state", "--session"):
-            value = next(words, None)
-            session = value if word == "--session" else session
+        if word == "--" or word in ("-h", "--help") or word.startswith("--state"):
+            return None
+        if word == "--session":
+            session = next(words, None)
         elif word.startswith("--session="):
             session = word[len("--session="):]
         elif command is None and not word.startswith("-"):
@@ -2002,22 +2120,36 @@ GITIGNORE_LINES = (".windsurf/orchestrator/",)
 HOOK_BLOCK_EXIT = 42  # what the shim's hook exits with to block; the hook command maps it to 2
 
 
+USER_LAUNCHER_SHELL = "${XDG_DATA_HOME:-$HOME/.local/share}/session-orchestrator/launcher"
+
+
+def user_launcher_path():
+    """The launcher install also keeps per user, for hooks started outside any checkout
+    that has the pack (another repository of a workspace, `/`); the hook command's last
+    resort. It names the Python and the tool of this machine, like the per-checkout one."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"),
+                                                             ".local", "share")
+    return os.path.join(base, "session-orchestrator", "launcher")
+
+
 def hook_command(project_dir_variable=None):
     """The command line an agent's hook configuration runs: one POSIX `sh -c` script, so that
     it means the same under dash, bash, zsh or fish. It finds the shim (in the agent's
-    project folder, the current folder, this checkout's top or the main checkout's, for a
-    worktree made from a commit older than the pack) and maps only the shim's deliberate
-    block (exit 42) to 2: a missing or unreadable shim, a broken launcher or a crash can
-    never block the agent."""
+    project folder or the current folder, at the top of that checkout, in its main checkout
+    for a worktree made from a commit older than the pack) or else the user's launcher, and
+    maps only a deliberate block (exit 42) to 2: a missing or unreadable shim, a broken
+    launcher or a crash can never block the agent."""
     shim = SHIM[0]
-    steps = [f"f={shim}"]
+    steps = [f"s={shim}", "d=."]
     if project_dir_variable:
-        steps.append(f'[ -n "${{{project_dir_variable}:-}}" ] && [ -r "${project_dir_variable}/$f" ]'
-                     f' && f="${project_dir_variable}/$f"')
+        steps.append(f'[ -n "${{{project_dir_variable}:-}}" ] && d="${project_dir_variable}"')
     steps += [
-        '[ -r "$f" ] || f="$(git rev-parse --show-toplevel 2>/dev/null)/' + shim + '"',
-        '[ -r "$f" ] || f="$(git rev-parse --path-format=absolute --git-common-dir 2>/dev/null)'
-        '/../' + shim + '"',
+        'f="$d/$s"',
+        '[ -r "$f" ] || f="$s"',
+        '[ -r "$f" ] || f="$(git -C "$d" rev-parse --show-toplevel 2>/dev/null)/$s"',
+        '[ -r "$f" ] || f="$(git -C "$d" rev-parse --path-format=absolute --git-common-dir'
+        ' 2>/dev/null)/../$s"',
+        f'[ -r "$f" ] || f="{USER_LAUNCHER_SHELL}"',
         'if [ ! -f "$f" ] || [ ! -r "$f" ]; then echo "orchestrator hook: no readable ' + shim +
         ' here or in this repository; the action was allowed" >&2; exit 0; fi',
         f'sh "$f" hook --block-exit {HOOK_BLOCK_EXIT}',
@@ -2141,9 +2273,8 @@ def plan_file(path, wanted, force):
     return "kept", diff
 
 
-def write_launcher(main_root):
+def write_launcher(path):
     text = render("launcher.sh.j2", python=sys.executable, tool_dir=str(HERE))
-    path = os.path.join(main_root, LAUNCHER_PATH)
     atomic_write(path, text.encode("utf-8"))
     os.chmod(path, 0o755)
     return path
@@ -2218,8 +2349,13 @@ def install_pack(ctx, target, agents, force):
             diffs.append(diff)
         files.append({"path": relative, "action": action})
     _, main_root = find_checkout(target)
-    launcher = write_launcher(main_root)
+    launcher = write_launcher(os.path.join(main_root, LAUNCHER_PATH))
     files.append({"path": str(launcher), "action": "written", "note": "this machine only, git-ignored"})
+    try:  # only a fallback for hooks started outside the repository: its failure is no failure
+        files.append({"path": write_launcher(user_launcher_path()), "action": "written",
+                      "note": "this machine only, for hooks started outside the repository"})
+    except OSError:
+        pass
     files.append({"path": ".gitignore", "action": ensure_gitignore(target)})
     for relative, action, problem in install_merged_files(target, agents):
         files.append({"path": relative, "action": action, **({"note": problem} if problem else {})})
@@ -2521,7 +2657,7 @@ def cmd_sync(ctx, args):
         lock_area = args.lock_area or (args.area[0] if args.area else None)
         if not lock_area:
             raise OrchestratorError("sync: --lock-scope needs --lock-area or an --area to lock")
-        scopes = [normalise_repo_path(s, "--lock-scope") for s in args.lock_scope]
+        scopes = [check_scope(s, "--lock-scope") for s in args.lock_scope]
         request = lock_request(args, session_id, check_area(lock_area, "--lock-area"), scopes)
     areas = [check_area(a) for a in args.area or []]
     status = check_status(args.status) if args.status else DEFAULT_STATUS
@@ -2556,7 +2692,7 @@ def cmd_lock(ctx, args):
     now = utc_now()
     owner = check_session_id(args.session)
     area = check_area(args.area)
-    scopes = [normalise_repo_path(s, "--scope") for s in args.scope]
+    scopes = [check_scope(s, "--scope") for s in args.scope]
     request = lock_request(args, owner, area, scopes)
     try:
         with Transaction(ctx.store) as state:
@@ -2850,15 +2986,32 @@ def event_folder(ctx, event):
             or repository_of_state(ctx.store.path) or os.getcwd())
 
 
-def store_for_repository(ctx, main_root):
+def store_for_repository(ctx, main_root, pinned):
     """The state whose locks apply to the repository with main checkout `main_root`: the one
-    the shim pinned when it is that repository's (a state kept elsewhere serves every
-    repository), else that repository's own state if it has one, else None."""
-    pinned = repository_of_state(ctx.store.path)
-    if pinned is None or pinned == main_root:
+    the shim pinned when it is that repository's, else that repository's own state if it has
+    one, else None."""
+    if pinned == main_root:
         return ctx.store
     own = os.path.join(main_root, STATE_RELATIVE_PATH)
     return Store(own) if os.path.isfile(own) else None
+
+
+def store_and_path(ctx, event, target):
+    """(store, path relative to its repository) that decide about `target` (a file or a
+    folder), or (None, None) when no coordinated repository holds it. The innermost checkout
+    with a state decides, so a submodule or a nested repository inside a locked folder is
+    still that folder's. A state kept elsewhere (--state) serves the repository the agent
+    works in."""
+    pinned = repository_of_state(ctx.store.path)
+    if pinned is None:
+        around = enclosing_checkout(event_folder(ctx, event))
+        pinned = around[1] if around else None
+    for checkout, main_root in checkouts_holding(target):
+        store = store_for_repository(ctx, main_root, pinned)
+        if store is not None:
+            relative = os.path.relpath(os.path.abspath(target), checkout).replace(os.sep, "/")
+            return store, ("" if relative == "." else relative)
+    return None, None
 
 
 def handle_hook_event(ctx, event):
@@ -2866,8 +3019,7 @@ def handle_hook_event(ctx, event):
     if event["kind"] == "run_command":
         session_id = session_named_in_command(event["command_line"])
         if session_id and event["conversation"]:
-            found = enclosing_checkout(event_folder(ctx, event))
-            store = store_for_repository(ctx, found[1]) if found else ctx.store
+            store, _ = store_and_path(ctx, event, event_folder(ctx, event))
             state = store.load() if store else None
             bound = state and session_of_conversation(state, event["conversation"])
             if state and find_session(state, session_id) and (bound or {}).get("id") != session_id:
@@ -2877,11 +3029,9 @@ def handle_hook_event(ctx, event):
     if event["kind"] != "write" or not event["file_path"]:
         return False
     file_path = os.path.join(event_folder(ctx, event), event["file_path"])
-    found = enclosing_checkout(os.path.dirname(file_path))
-    store = store_for_repository(ctx, found[1]) if found else None
+    store, path = store_and_path(ctx, event, file_path)
     if store is None:
         return False  # not a file of a repository whose sessions we coordinate
-    path = relative_to_checkout(file_path, found[0])
     state = store.load()
     acting = session_of_conversation(state, event["conversation"])
     if event["phase"] == "post":
@@ -2891,6 +3041,9 @@ def handle_hook_event(ctx, event):
                 if session is not None and path not in session.get("touched_files", []):
                     session["touched_files"] = session.get("touched_files", []) + [path]
         return False
+    if (path + "/").startswith(STATE_FOLDER + "/"):
+        print(message("hook_state_file", path=path, cli=cli_name()), file=sys.stderr)
+        return True  # the shared state changes only through the tool
     now = utc_now()
     verdict, lock, _ = build_failure_verdict(state, acting["id"] if acting else None, path=path,
                                              now=now)
@@ -2900,9 +3053,8 @@ def handle_hook_event(ctx, event):
               "reason": quote_data(lock["reason"]) if lock else "",
               "you": acting["id"] if acting else "<your-session>"}
     if verdict == "report_only":
-        lines = [message("hook_blocked", **fields), message("hook_what_to_do", **fields)]
-        if not acting:
-            lines.append(message("hook_unbound", **fields))
+        lines = [message("hook_blocked", **fields),
+                 message("hook_what_to_do" if acting else "hook_unbound", **fields)]
         print("\n".join(lines), file=sys.stderr)
         return True
     if verdict == "fix_and_notify":

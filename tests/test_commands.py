@@ -151,7 +151,7 @@ def test_sync_reports_conflicts_for_the_viewer(seeded, run):
     payload = as_json(result)
     assert [c["lock"]["owner"] for c in payload["conflicts"]] == ["api"]
     text = run("sync", "--session", "ops").out
-    assert "! ops works on" in text and "where api holds a lock on backend" in text
+    assert "! ops works on" in text and "where api holds a lock on \"backend\"" in text
 
 
 def test_sync_new_session_with_missing_flags(clock, run, state_path):

@@ -181,3 +181,12 @@ def test_paths_a_thousand_folders_deep_work_in_check_build_failure_and_the_hook(
     blocked = hook(run, monkeypatch, repo, "t-other", deep)
     assert blocked.code == 2, blocked
     assert hook(run, monkeypatch, repo, "t-other", deep[:-4] + ".py").code == 0
+
+
+def test_status_marks_a_lock_that_allows_outside_fixes_apart_from_a_conflict(run, session):
+    session("owner", "backend")
+    session("docs", "docs/guide")
+    lock_ok(run, "owner", "backend", "docs", extra=["--allow-external-fixes"])
+    conflicts = run("status").out.split("CONFLICTS")[1].split("ACTIVE SESSIONS")[0]
+    assert '~ docs works on "docs/guide", inside owner\'s lock' in conflicts
+    assert "! docs" not in conflicts

@@ -214,6 +214,17 @@ def test_a_hook_started_in_another_repository_applies_this_ones_locks(target, tm
     (f"cd src && FOO=1 {CLI} note --session owner hi", True),
     (f"{CLI} note --json --session=owner hi", True),
     (f"bash -c '{CLI} update --session owner --status blocked'", True),
+    # found by a hostile review: quoted operators, here-documents, look-ups, dry runs
+    (f'echo ";" {CLI} note --session owner hi', False),
+    (f"cat <<'EOF'\n{CLI} note --session owner hi\nEOF", False),
+    (f"command -v {CLI} note --session owner hi", False),
+    (f"sh -n {CLI[3:]} note --session owner hi", False),
+    (f"{CLI} note --session owner --help", False),
+    (f"{CLI} --state /tmp/elsewhere.yaml note --session owner hi", False),
+    (f'{CLI} update --add-note "#42 started" --session owner', True),
+    (f'echo "#"; {CLI} note --session owner hi', True),
+    (f"timeout 60 {CLI} note --session owner hi", True),
+    (f'bash -o pipefail -c "{CLI} note --session owner hi"', True),
 ])
 def test_only_a_real_invocation_binds(target, tmp_path, line, binds):
     env = env_for(tmp_path, "sh")
@@ -250,3 +261,78 @@ def test_reinstall_replaces_the_old_hook_command_instead_of_adding_one(tmp_path)
     claude = json.loads((repo / ".claude/settings.json").read_text())["hooks"]["PreToolUse"]
     commands = [h["command"] for block in claude for h in block["hooks"]]
     assert commands == [orchestrator.CLAUDE_HOOK_COMMAND] * 2
+
+
+# ---------------------------------------------------------------------------- found by review
+
+def test_a_nested_repository_inside_a_locked_folder_is_still_that_folders(target, tmp_path):
+    """A submodule, or any folder holding its own .git, inside another session's lock."""
+    env = env_for(tmp_path, "sh")
+    setup_lock(target, env)
+    bind_windsurf(target, env, "t-other", "other")
+    nested = target / "src" / "vendored"
+    nested.mkdir()
+    git(nested, "init", "-q")
+    result = run_hook(installed(target, "windsurf"), "sh", target, env,
+                      windsurf_write("t-other", nested / "lib.c"))
+    assert result.returncode == 2 and "owner's lock on backend" in result.stderr
+
+
+def test_paths_are_judged_as_written_not_through_symlinks(target, tmp_path):
+    """`current -> lib`: owner holds `current`, other holds `lib`; owner's write to
+    current/x.go is its own, as build-failure and check say too."""
+    env = env_for(tmp_path, "sh")
+    (target / "lib").mkdir()
+    (target / "current").symlink_to("lib")
+    sh(f"{CLI} sync --session owner --focus a --area backend", target, env)
+    sh(f"{CLI} sync --session other --focus b --area docs", target, env)
+    sh(f"{CLI} lock --session owner --area backend --scope current --reason r", target, env)
+    sh(f"{CLI} lock --session other --area docs --scope lib --reason r", target, env)
+    bind_windsurf(target, env, "t-owner", "owner")
+    result = run_hook(installed(target, "windsurf"), "sh", target, env,
+                      windsurf_write("t-owner", target / "current/x.go"))
+    assert result.returncode == 0, result.stderr
+    verdict = sh(f"{CLI} --json build-failure --session owner --path current/x.go", target, env)
+    assert json.loads(verdict.stdout)["verdict"] == "fix"
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_claude_in_a_worktree_older_than_the_pack_blocks_from_anywhere(target, tmp_path, shell):
+    older = tmp_path / "wt-old"
+    git(target, "worktree", "add", "-q", str(older), "-b", "old", "HEAD~1")
+    env = env_for(tmp_path, shell, {"CLAUDE_PROJECT_DIR": str(older)})
+    setup_lock(target, env)
+    bind = {"session_id": "c-1", "transcript_path": "/dev/null", "cwd": str(older),
+            "hook_event_name": "PreToolUse", "tool_name": "Bash",
+            "tool_input": {"command": f"{CLI} note --session other hello"}}
+    command = installed(target, "claude")
+    assert run_hook(command, shell, "/", env, bind).returncode == 0
+    result = run_hook(command, shell, "/", env, claude_edit("c-1", older / "src/api.py", older))
+    assert result.returncode == 2, result
+
+
+def test_a_hook_started_where_no_pack_is_uses_the_users_launcher(target, tmp_path):
+    """Windsurf running the hook from a neighbouring repository without the pack (or from
+    `/`): install's per-user launcher still decides by the file's own repository."""
+    env = env_for(tmp_path, "sh", {"XDG_DATA_HOME": os.environ["XDG_DATA_HOME"]})
+    setup_lock(target, env)
+    bind_windsurf(target, env, "t-other", "other")
+    neighbour = tmp_path / "plain"
+    neighbour.mkdir()
+    git(neighbour, "init", "-q")
+    for cwd in (neighbour, "/"):
+        result = run_hook(installed(target, "windsurf"), "sh", cwd, env,
+                          windsurf_write("t-other", target / "src/api.py"))
+        assert result.returncode == 2 and "owner's lock on backend" in result.stderr, cwd
+        free = run_hook(installed(target, "windsurf"), "sh", cwd, env,
+                        windsurf_write("t-other", neighbour / "x.py"))
+        assert (free.returncode, free.stderr) == (0, ""), cwd
+
+
+def test_an_agent_cannot_edit_the_shared_state_by_hand(target, tmp_path):
+    env = env_for(tmp_path, "sh")
+    setup_lock(target, env)
+    bind_windsurf(target, env, "t-owner", "owner")
+    result = run_hook(installed(target, "windsurf"), "sh", target, env,
+                      windsurf_write("t-owner", target / orchestrator.STATE_RELATIVE_PATH))
+    assert result.returncode == 2 and "changes only through" in result.stderr
