@@ -94,26 +94,15 @@ def bare_env(tmp_path):
 
 
 @pytest.fixture(autouse=True, scope="session")
-def private_cache_folder(tmp_path_factory):
-    """The tool caches validated states in the user's cache folder: give the test run its own."""
-    folder = tmp_path_factory.mktemp("user-cache")
-    previous = os.environ.get("XDG_CACHE_HOME")
-    os.environ["XDG_CACHE_HOME"] = str(folder)
-    yield folder
-    if previous is None:
-        os.environ.pop("XDG_CACHE_HOME", None)
-    else:
-        os.environ["XDG_CACHE_HOME"] = previous
-
-
-@pytest.fixture(autouse=True, scope="session")
-def private_data_folder(tmp_path_factory):
-    """install also writes a launcher into the user's data folder: give the test run its own."""
-    folder = tmp_path_factory.mktemp("user-data")
-    previous = os.environ.get("XDG_DATA_HOME")
-    os.environ["XDG_DATA_HOME"] = str(folder)
-    yield folder
-    if previous is None:
-        os.environ.pop("XDG_DATA_HOME", None)
-    else:
-        os.environ["XDG_DATA_HOME"] = previous
+def private_user_folders(tmp_path_factory):
+    """The tool caches validated states in the user's cache folder, and install keeps a
+    launcher in the user's data folder: give the test run its own of both."""
+    saved = {name: os.environ.get(name) for name in ("XDG_CACHE_HOME", "XDG_DATA_HOME")}
+    for name in saved:
+        os.environ[name] = str(tmp_path_factory.mktemp(name.lower()))
+    yield
+    for name, previous in saved.items():
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
