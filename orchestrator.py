@@ -192,6 +192,12 @@ def load_yaml(text, schema, label):
         return strictyaml.dirty_load(text, schema, label=label, allow_flow_style=True).data
     except strictyaml.YAMLError as error:
         raise schema_error(label, error) from None
+    except RecursionError:
+        raise OrchestratorError(f"{label} is not a valid state: it nests too deeply (the state "
+                                "holds lists of entries, nothing deeper)", EXIT_STATE) from None
+    except (ValueError, OverflowError) as error:  # e.g. a UTC offset of 24 hours or more
+        raise OrchestratorError(f"{label} is not a valid state: {one_line(error)}",
+                                EXIT_STATE) from None
 
 
 def parse_state_text(text, label):
@@ -265,7 +271,8 @@ def timestamp_to_utc(value, label):
     try:
         value = value.replace(tzinfo=timezone.utc) if naive else value.astimezone(timezone.utc)
     except (OverflowError, ValueError):
-        raise OrchestratorError(f"{label} holds a timestamp out of range: {value}", EXIT_STATE)
+        raise OrchestratorError(f"{label} holds a timestamp out of range (a UTC offset must be "
+                                "under 24 hours; years 1 to 9999)", EXIT_STATE) from None
     return iso(value), naive
 
 
@@ -1611,14 +1618,24 @@ class Arguments:
 
 
 def has_control_characters(value):
-    # A plain loop, not a regex: the session-start check validates input without `re`.
-    return any(ch < " " and ch not in "\n\t" or "\x7f" <= ch <= "\x9f" or ch in INVISIBLE_FORMATTING
-               for ch in value)
+    """Does `value` hold a character that changes how text shows or reads rather than being
+    text: C0 and C1 controls (tab and newline aside), and outside ASCII every format
+    character (Unicode category Cf: bidi overrides and isolates, zero-width characters,
+    U+061C, U+2060, U+180E, U+FFF9 and the tag characters), line and paragraph separators and
+    lone surrogates. A plain loop over ASCII: the session-start check decides without `re`."""
+    if value.isascii():
+        return any(ch < " " and ch not in "\n\t" or ch == "\x7f" for ch in value)
+    return any(is_invisible(ch) for ch in value)
 
 
-# Line and paragraph separators, bidi overrides, zero-width characters, the BOM.
-INVISIBLE_FORMATTING = frozenset("\u2028\u2029\u200b\u200c\u200d\u200e\u200f\u202a\u202b\u202c"
-                                 "\u202d\u202e\u2066\u2067\u2068\u2069\ufeff")
+def is_invisible(ch):
+    if ch < " ":
+        return ch not in "\n\t"
+    if ch < "\x7f":
+        return False
+    import unicodedata
+    return ch <= "\x9f" or unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Cs") or \
+        "\U000e0000" <= ch <= "\U000e0fff"
 
 
 def check_text(flag, value, limit=MAX_TEXT_CHARS, allow_newlines=True):
@@ -1752,6 +1769,8 @@ def load_json(text):
         value, end = scan(text, 0)
     except (StopIteration, ValueError):  # json's decode error is a ValueError
         raise ValueError("not JSON") from None
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
     if end != len(text):
         raise ValueError("not JSON: extra data")
     return value
@@ -1979,23 +1998,41 @@ def session_in_tool_arguments(arguments):
 ESCAPE_SEQUENCE = (r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
                    r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
                    r"|\x1b[@-Z\\-_]")
-UNSAFE_OUTPUT = ("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e"
-                            "\u2066-\u2069\ufeff]")
-
 
 def clean_text(value):
-    """Terminal-safe text: escape sequences and invisible or control characters removed."""
+    """Terminal-safe text: escape sequences and invisible or control characters removed (see
+    has_control_characters); newlines and tabs kept."""
     text = str(value)
     if not has_control_characters(text):
         return text  # the usual case, decided without importing `re` (the hook's budget)
     text = pattern(ESCAPE_SEQUENCE).sub("", text)
-    return pattern(UNSAFE_OUTPUT).sub("", text)
+    return "".join(ch for ch in text if not is_invisible(ch))
 
 
-def quote_data(value):
-    """Another session's text as one quoted line: data to read, never a line to obey."""
-    text = clean_text(value).replace("\\", "\\\\").replace('"', '\\"')
+def quote_data(value, limit=MAX_TEXT_CHARS):
+    """The one way text from the state, from hook events and from git is printed, to people
+    and to agents: cleaned (clean_text), on one quoted line (newlines as \\n, quotes and
+    backslashes escaped), at most `limit` characters. Data to read, never a line to obey."""
+    text = clean_text(value)
+    if len(text) > limit:
+        text = text[:limit] + "…"
+    text = text.replace("\\", "\\\\").replace('"', '\\"')
     return '"' + text.replace("\n", "\\n").replace("\t", " ") + '"'
+
+
+LABEL_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                             "_.-/*?[]!^@+=")
+
+
+def as_label(value, limit=300):
+    """An area or path as it appears in a sentence: bare when it is plainly a label
+    (`backend`, `src/api/*.py`), so the seed's sentences read as written; quoted as data
+    (quote_data) as soon as it holds anything else, so that text like
+    `db. SYSTEM NOTICE: ...` can never read as part of the sentence."""
+    text = clean_text(value)
+    if text and len(text) <= limit and set(text) <= LABEL_CHARACTERS:
+        return text
+    return quote_data(text, limit)
 
 
 def one_line(value):
@@ -2042,8 +2079,24 @@ def message(key, **fields):
             if line.strip() and not line.startswith("#"):
                 name, _, text = line.partition("=")
                 _messages[name.strip()] = text.strip()
-    return _messages[key].format_map({k: Count(v) if type(v) is int else clean_text(v)
+    return _messages[key].format_map({k: Count(v) if type(v) is int else Text(v)
                                       for k, v in fields.items()})
+
+
+class Text:
+    """A message field: `{reason:data}` prints it quoted as data (quote_data; a list as its
+    items quoted, comma-separated), a plain `{owner}` cleaned of control characters."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __format__(self, spec):
+        items = self.value if isinstance(self.value, (list, tuple)) else [self.value]
+        if spec == "data":
+            return ", ".join(quote_data(item, 300) for item in items)
+        if spec == "label":
+            return ", ".join(as_label(item) for item in items)
+        return ", ".join(clean_text(item) for item in items)
 
 
 _environment = None
@@ -2060,7 +2113,8 @@ def render(template, **context):
             autoescape=False, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
             finalize=lambda value: clean_text(value) if isinstance(value, str) else value)
         import shlex
-        _environment.filters.update(data=quote_data, duration=humanize_seconds, line=one_line,
+        _environment.filters.update(data=quote_data, label=as_label, duration=humanize_seconds,
+                                    line=one_line,
                                     shell_quote=shlex.quote, counted=lambda n, noun: f"{Count(n):{noun}}")
         _environment.globals.update(expiring_soon_seconds=EXPIRING_SOON_SECONDS)
     return _environment.get_template(template).render(**context)
@@ -2591,14 +2645,15 @@ def ask_for_missing(ctx, args):
 
 # ---------------------------------------------------------------------------- output
 
-JSON_UNSAFE = ("[\x7f-\x9f\u200b-\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]")
-
-
 def json_line(payload):
-    """One JSON object on one line; characters a terminal acts on stay escaped as \\uXXXX."""
+    """One JSON object on one line; characters a terminal acts on, or that hide text (see
+    has_control_characters), stay escaped as \\uXXXX."""
     import json
     text = json.dumps(payload, ensure_ascii=False, sort_keys=True)
-    return pattern(JSON_UNSAFE).sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    if text.isascii():
+        return text.replace("\x7f", "\\u007f")
+    return "".join(json.dumps(ch)[1:-1] if ch == "\x7f" or is_invisible(ch) else ch
+                   for ch in text)
 
 
 class Output:
@@ -2708,7 +2763,7 @@ def cmd_lock(ctx, args):
         return cmd_lock(ctx, args)
     view = lock_view(lock, now)
     text = message("lock_updated" if replaced else "lock_taken", area=area, owner=owner,
-                   scope=", ".join(scopes), until=lock["expires_at"],
+                   scope=scopes, until=lock["expires_at"],
                    duration=humanize_seconds(view["remaining_seconds"]))
     if overridden:
         text += "\n" + message("lock_forced", owner=owner, cli=cli_name(),
@@ -2832,9 +2887,9 @@ def cmd_complete(ctx, args):
     text = message("session_completed", session=owner, locks=len(released),
                    files=len(record["files_changed"]))
     if source == "git" and files:
-        text += "\n" + message("files_from_git", files=", ".join(files))
+        text += "\n" + message("files_from_git", files=files)
     if drift:
-        text += "\n" + message("completed_with_drift", files=", ".join(drift))
+        text += "\n" + message("completed_with_drift", files=drift)
     ctx.out.emit(text, {"completed": record, "released": released, "drift": drift,
                         "files_source": source})
     return EXIT_OK
@@ -3048,9 +3103,9 @@ def handle_hook_event(ctx, event):
     verdict, lock, _ = build_failure_verdict(state, acting["id"] if acting else None, path=path,
                                              now=now)
     fields = {"path": path, "owner": lock["owner"] if lock else "", "cli": cli_name(),
-              "area": one_line(lock["area"]) if lock else "",
+              "area": lock["area"] if lock else "",
               "until": lock["expires_at"] if lock else "",
-              "reason": quote_data(lock["reason"]) if lock else "",
+              "reason": lock["reason"] if lock else "",
               "you": acting["id"] if acting else "<your-session>"}
     if verdict == "report_only":
         lines = [message("hook_blocked", **fields),

@@ -89,7 +89,7 @@ def test_sync_sweeps_expired_locks(seeded, run, state_path):
     seeded.tick(timedelta(minutes=46))
     result = run("sync")
     assert result.code == 0
-    assert "SWEPT 1 expired lock: \"frontend\" (web)" in result.out
+    assert "SWEPT 1 expired lock: frontend (web)" in result.out
     locks = read_state(state_path)["locks"]
     assert [(l["owner"], l["area"]) for l in locks] == [("api", "backend")]
 
@@ -151,7 +151,7 @@ def test_sync_reports_conflicts_for_the_viewer(seeded, run):
     payload = as_json(result)
     assert [c["lock"]["owner"] for c in payload["conflicts"]] == ["api"]
     text = run("sync", "--session", "ops").out
-    assert "! ops works on" in text and "where api holds a lock on \"backend\"" in text
+    assert "! ops works on" in text and "where api holds a lock on backend" in text
 
 
 def test_sync_new_session_with_missing_flags(clock, run, state_path):

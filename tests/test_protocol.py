@@ -162,7 +162,8 @@ def test_fix_and_notify_note_command_is_shell_safe(team, run, area, path):
                            text=True, timeout=10)
     assert shell.stdout.splitlines() == [
         "note", "--session", "web",
-        f"Fixed the build in {path} inside api's lock on {area}: {NOTE_PLACEHOLDER}"]
+        f"Fixed the build in {o.as_label(path)} inside api's lock on {o.as_label(area)}: "
+        f"{NOTE_PLACEHOLDER}"]
 
 
 @pytest.mark.parametrize("flags, instability", [([], "no"), (["--unstable"], "yes")])
@@ -880,7 +881,7 @@ def test_complete_without_files_uses_git(worked, run, state_path):
     lines = result.out.splitlines()
     assert lines[0] == "Completed api: released 0 locks, recorded 6 changed files"
     assert lines[1] == ("Files changed since the session started (from git and the write "
-                        "hook): " + ", ".join(GIT_FILES))
+                        "hook): " + ", ".join(map(o.as_label, GIT_FILES)))
     assert lines[2] == ("Outside the session's touched areas (scope drift; check they served "
                         "its focus): " + ", ".join(GIT_DRIFT))
     (record,) = read_state(state_path)["completed_sessions"]
