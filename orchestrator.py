@@ -56,6 +56,8 @@ KEBAB_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
 MAX_ID_CHARS = 64
 MAX_AREA_CHARS = 200
 MAX_GLOBSTARS = 8  # `**` segments in one scope
+MAX_CONVERSATION_CHARS = 200  # a hook event's conversation id, as the state may store it
+UNUSABLE_CONVERSATION = ""  # stands for one that is too long or holds control characters
 MAX_PATH_CHARS = 32767  # the longest path Windows allows; Linux allows deeper ones through cd
 MAX_TEXT_CHARS = 2000
 DURATION_PATTERN = r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?"
@@ -659,6 +661,11 @@ class Store:
         validate_changes(before, after)
         data = emit_state(after).encode("utf-8")
         try:
+            for path in (self.path, self.backup_path):
+                if os.path.lexists(path) and (os.path.islink(path) or
+                                              not stat_is_regular(os.lstat(path))):
+                    raise NotRegularFile(f"{path} is "
+                                         f"{'a symbolic link' if os.path.islink(path) else 'not a regular file'}")
             if lock is not None:
                 lock.verify()
             if self.read_bytes() != self.loaded_raw:
@@ -1803,6 +1810,9 @@ def parse_hook_event(text):
         conversation = raw.get("trajectory_id")
     if not isinstance(conversation, (str, type(None))):
         conversation = str(conversation)
+    if conversation is not None and (len(conversation) > MAX_CONVERSATION_CHARS
+                                     or has_control_characters(conversation)):
+        conversation = UNUSABLE_CONVERSATION  # never stored: a 5 MB id is no id
     return {"phase": phase, "kind": kind, "conversation": conversation,
             "file_path": file_path if isinstance(file_path, str) and "\0" not in file_path else None,
             "command_line": command_line if isinstance(command_line, str) else None,
@@ -2306,27 +2316,6 @@ def untouched_generated(text):
     return hashlib.sha256("".join(lines[:-1]).encode("utf-8")).hexdigest()[:16] == digest
 
 
-def plan_file(path, wanted, force):
-    """What install does with one committed file: create, update, unchanged, keep or overwrite."""
-    try:
-        existing = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return "created", None
-    except (OSError, UnicodeDecodeError):
-        existing = None
-    if existing == wanted:
-        return "unchanged", None
-    if existing is not None and untouched_generated(existing):
-        return "updated", None
-    if force:
-        return "overwritten", None
-    import difflib
-    diff = "".join(difflib.unified_diff((existing or "").splitlines(keepends=True),
-                                        wanted.splitlines(keepends=True),
-                                        f"{path} (yours)", f"{path} (pack)"))
-    return "kept", diff
-
-
 def write_launcher(path):
     text = render("launcher.sh.j2", python=sys.executable, tool_dir=str(HERE))
     atomic_write(path, text.encode("utf-8"))
@@ -2334,75 +2323,185 @@ def write_launcher(path):
     return path
 
 
-def ensure_gitignore(target):
-    path = target / ".gitignore"
+class Kept(Exception):
+    """A file install cannot change safely: left as it is, listed under KEPT with why."""
+
+
+def install_destination(target, relative):
+    """Where install writes `relative`: the path itself, or for a symlink the file it points
+    at when that lies inside the repository (a link to outside is never written through)."""
+    path = os.path.join(str(target), relative)
+    if not os.path.islink(path):
+        return path
+    real = os.path.realpath(path)
+    inside = relative_to_checkout(real, os.path.realpath(str(target)))
+    if inside is None:
+        raise Kept("a symbolic link to outside the repository")
+    if os.path.exists(real) and not stat_is_regular(os.stat(real)):
+        raise Kept("a link to something that is not a regular file")
+    return real
+
+
+def read_for_install(path):
+    """A file's text for install to change, None when it does not exist."""
     try:
-        existing = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        existing = ""
-    present = {line.strip() for line in existing.splitlines()}
+        data = read_regular(path)
+    except NotRegularFile:
+        raise Kept("not a regular file") from None
+    if data is None:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Kept("not UTF-8 text: add our part by hand (see the README)") from None
+
+
+def plan_file(path, wanted, force):
+    """What install does with one committed file: (action, diff) with action created,
+    updated, unchanged, kept or overwritten."""
+    try:
+        existing = read_for_install(path)
+    except Kept:
+        existing = ""  # unreadable as ours: treated as a file the user changed
+    if existing is None:
+        return "created", None
+    if existing == wanted:
+        return "unchanged", None
+    if existing and untouched_generated(existing):
+        return "updated", None
+    if force:
+        return "overwritten", None
+    import difflib
+    diff = "".join(difflib.unified_diff(existing.splitlines(keepends=True),
+                                        wanted.splitlines(keepends=True),
+                                        f"{path} (yours)", f"{path} (pack)"))
+    return "kept", diff
+
+
+def planned_gitignore(existing):
+    present = {line.strip() for line in (existing or "").splitlines()}
     missing = [line for line in GITIGNORE_LINES if line not in present]
     if not missing:
-        return "unchanged"
-    addition = ("" if not existing or existing.endswith("\n") else "\n")
-    addition += "# Session Orchestrator: shared state, lock, cache and per-machine launcher\n"
-    addition += "".join(line + "\n" for line in missing)
-    atomic_write(path, (existing + addition).encode("utf-8"))
-    return "updated" if existing else "created"
+        return existing
+    addition = "" if not existing or existing.endswith("\n") else "\n"
+    addition += "# Session Orchestrator: shared state, lock, backup and per-machine launcher\n"
+    return (existing or "") + addition + "".join(line + "\n" for line in missing)
 
 
-def merge_json_file(path, merge):
-    """Merge our entries into a JSON config file; one that is not a JSON object is kept."""
+def read_json_exactly(text):
+    """A JSON object from `text`, or Kept when install could not write it back meaning the
+    same: not JSON, not an object, duplicate keys (json keeps only the last), numbers json
+    cannot write back (1e400 becomes Infinity, which is not JSON)."""
     import json
+    import math
+
+    def no_duplicates(pairs):
+        keys = [key for key, _ in pairs]
+        if len(set(keys)) != len(keys):
+            raise Kept("it repeats a key, which rewriting would drop: merge our hooks by hand")
+        return dict(pairs)
+
+    def finite(text):
+        value = float(text)
+        if not math.isfinite(value):
+            raise Kept(f"it holds the number {text}, which cannot be written back as JSON")
+        return value
+
+    def constant(name):
+        raise Kept(f"it holds {name}, which is not JSON")
+
     try:
-        existing = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        existing = {}
-    except (OSError, ValueError):
-        return "kept", f"{path} is not valid JSON: add the hooks by hand (see README)"
-    if not isinstance(existing, dict):
-        return "kept", f"{path} does not hold a JSON object: add the hooks by hand (see README)"
-    merged = merge(json.loads(json.dumps(existing)))
-    if merged == existing and path.exists():
-        return "unchanged", None
-    atomic_write(path, (json.dumps(merged, indent=2) + "\n").encode("utf-8"))
-    return ("merged" if existing else "created"), None
+        value = json.loads(text, object_pairs_hook=no_duplicates, parse_float=finite,
+                           parse_constant=constant)
+    except ValueError:
+        raise Kept("not valid JSON: add the hooks by hand (see the README)") from None
+    except RecursionError:
+        raise Kept("nested too deeply to merge: add the hooks by hand") from None
+    if not isinstance(value, dict):
+        raise Kept("it does not hold a JSON object: add the hooks by hand (see the README)")
+    return value
 
 
-def install_merged_files(target, agents):
-    """Shared config files we add to rather than own: hooks, settings, AGENTS.md."""
-    results = []
-    if "windsurf" in agents:
-        results.append((".windsurf/hooks.json",
-                        *merge_json_file(target / ".windsurf/hooks.json", merge_windsurf_hooks)))
-    if "claude" in agents:
-        results.append((".claude/settings.json",
-                        *merge_json_file(target / ".claude/settings.json", merge_claude_hooks)))
-    if "agents-md" in agents:
-        path = target / "AGENTS.md"
-        existing = path.read_text(encoding="utf-8") if path.exists() else ""
-        merged = merge_agents_md(existing, render("agents_md_section.md.j2",
-                                                  **pack_context()))
-        action = "unchanged" if merged == existing else ("merged" if existing else "created")
-        if merged != existing:
-            atomic_write(path, merged.encode("utf-8"))
-        results.append(("AGENTS.md", action, None))
-    return results
+def check_hooks_shape(config, claude):
+    """Kept unless `config` has the shape the agent's documentation gives its hooks."""
+    hooks = config.get("hooks", {})
+    if not isinstance(hooks, dict):
+        raise Kept('its "hooks" is not an object: add ours by hand (see the README)')
+    for event, entries in hooks.items():
+        if not isinstance(entries, list):
+            raise Kept(f'its hooks for {event!r} are not a list: add ours by hand')
+        for entry in entries:
+            if claude and isinstance(entry, dict) and not isinstance(entry.get("hooks", []), list):
+                raise Kept(f'a {event!r} block\'s "hooks" is not a list: add ours by hand')
+
+
+def planned_json(existing, merge, claude):
+    import copy
+    import json
+    config = read_json_exactly(existing) if existing is not None else {}
+    check_hooks_shape(config, claude)
+    merged = merge(copy.deepcopy(config))
+    if existing is not None and merged == config:
+        return existing
+    return json.dumps(merged, indent=2, ensure_ascii=False) + "\n"
+
+
+def planned_agents_md(existing, section):
+    text = existing or ""
+    begin, end = text.find(AGENTS_MD_BEGIN), text.find(AGENTS_MD_END)
+    if (begin == -1) != (end == -1) or (begin != -1 and end < begin) or \
+            text.count(AGENTS_MD_BEGIN) > 1 or text.count(AGENTS_MD_END) > 1:
+        raise Kept("its session-orchestrator markers are missing, repeated or out of order: "
+                   "fix them, or remove both, and install again")
+    return merge_agents_md(text, section)
 
 
 def install_pack(ctx, target, agents, force):
-    files, diffs = [], []
+    """Plan every change first, then write: a file that cannot be changed safely is left as
+    it is and listed under KEPT with the reason, and nothing is written before all the rest
+    is planned."""
+    files, diffs, writes = [], [], []  # writes: (destination, text, executable)
     for relative, text in render_pack(agents).items():
-        path = target / relative
-        action, diff = plan_file(path, text, force)
+        try:
+            destination = install_destination(target, relative)
+        except Kept as kept:
+            files.append({"path": relative, "action": "kept", "note": str(kept)})
+            continue
+        action, diff = plan_file(destination, text, force)
         if action in ("created", "updated", "overwritten"):
-            atomic_write(path, text.encode("utf-8"))
-            if relative.startswith(".windsurf/bin/"):
-                path.chmod(0o755)
+            writes.append((destination, text, relative.startswith(".windsurf/bin/")))
         if diff:
             diffs.append(diff)
         files.append({"path": relative, "action": action})
-    _, main_root = find_checkout(target)
+    merged = [(".gitignore", planned_gitignore)]
+    if "windsurf" in agents:
+        merged.append((".windsurf/hooks.json",
+                       lambda text: planned_json(text, merge_windsurf_hooks, claude=False)))
+    if "claude" in agents:
+        merged.append((".claude/settings.json",
+                       lambda text: planned_json(text, merge_claude_hooks, claude=True)))
+    if "agents-md" in agents:
+        section = render("agents_md_section.md.j2", **pack_context())
+        merged.append(("AGENTS.md", lambda text: planned_agents_md(text, section)))
+    for relative, plan in merged:
+        try:
+            destination = install_destination(target, relative)
+            existing = read_for_install(destination)
+            wanted = plan(existing)
+        except Kept as kept:
+            files.append({"path": relative, "action": "kept", "note": str(kept)})
+            continue
+        action = ("unchanged" if wanted == existing else
+                  "merged" if existing else "created")
+        if action != "unchanged":
+            writes.append((destination, wanted, False))
+        files.append({"path": relative, "action": action})
+    for destination, text, executable in writes:
+        atomic_write(destination, text.encode("utf-8"), keep_mode=True,
+                     mode=0o755 if executable else 0o666)
+        if executable:
+            os.chmod(destination, 0o755)
+    _, main_root = find_checkout(str(target))
     launcher = write_launcher(os.path.join(main_root, LAUNCHER_PATH))
     files.append({"path": str(launcher), "action": "written", "note": "this machine only, git-ignored"})
     try:  # only a fallback for hooks started outside the repository: its failure is no failure
@@ -2410,9 +2509,6 @@ def install_pack(ctx, target, agents, force):
                       "note": "this machine only, for hooks started outside the repository"})
     except OSError:
         pass
-    files.append({"path": ".gitignore", "action": ensure_gitignore(target)})
-    for relative, action, problem in install_merged_files(target, agents):
-        files.append({"path": relative, "action": action, **({"note": problem} if problem else {})})
     kept = [f["path"] for f in files if f["action"] == "kept"]
     ctx.out.emit(render("install_report.txt.j2", target=str(target), files=files, diffs=diffs,
                         kept=kept, cli=PACK_CLI, agents=agents),
@@ -3073,7 +3169,10 @@ def handle_hook_event(ctx, event):
     """Act on one hook event; True when the action must be blocked."""
     if event["kind"] == "run_command":
         session_id = session_named_in_command(event["command_line"])
-        if session_id and event["conversation"]:
+        if session_id and event["conversation"] == UNUSABLE_CONVERSATION:
+            print("orchestrator hook: the conversation id is too long or holds control "
+                  "characters; nothing was bound", file=sys.stderr)
+        elif session_id and event["conversation"]:
             store, _ = store_and_path(ctx, event, event_folder(ctx, event))
             state = store.load() if store else None
             bound = state and session_of_conversation(state, event["conversation"])
@@ -3090,7 +3189,10 @@ def handle_hook_event(ctx, event):
     state = store.load()
     acting = session_of_conversation(state, event["conversation"])
     if event["phase"] == "post":
-        if acting and path not in acting.get("touched_files", []):
+        if acting and (len(path) > MAX_PATH_CHARS or has_control_characters(path)):
+            print("orchestrator hook: a file name with control characters or over "
+                  f"{MAX_PATH_CHARS} characters is not recorded", file=sys.stderr)
+        elif acting and path not in acting.get("touched_files", []):
             with Transaction(store) as state:
                 session = find_session(state, acting["id"])
                 if session is not None and path not in session.get("touched_files", []):
