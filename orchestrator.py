@@ -56,6 +56,7 @@ KEBAB_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
 MAX_ID_CHARS = 64
 MAX_AREA_CHARS = 200
 MAX_GLOBSTARS = 8  # `**` segments in one scope
+MAX_FLOW_NESTING = 64  # [ and { nested in a state file; the schema needs two
 MAX_CONVERSATION_CHARS = 200  # a hook event's conversation id, as the state may store it
 UNUSABLE_CONVERSATION = ""  # stands for one that is too long or holds control characters
 MAX_PATH_CHARS = 32767  # the longest path Windows allows; Linux allows deeper ones through cd
@@ -189,6 +190,14 @@ def load_yaml(text, schema, label):
         line = text.count("\n", 0, forbidden.start()) + 1
         raise OrchestratorError(f"{label} is not a valid state at line {line}: it holds the control "
                                 f"character U+{ord(forbidden.group()):04X}", EXIT_STATE)
+    if "[" in text or "{" in text:
+        depth = deepest = 0
+        for bracket in pattern(r"[\[\]{}]").findall(text):
+            depth = max(depth + (1 if bracket in "[{" else -1), 0)
+            deepest = max(deepest, depth)
+        if deepest > MAX_FLOW_NESTING:  # strictyaml would spend seconds before giving up
+            raise OrchestratorError(f"{label} is not a valid state: it nests too deeply (the "
+                                    "state holds lists of entries, nothing deeper)", EXIT_STATE)
     import strictyaml
     try:
         return strictyaml.dirty_load(text, schema, label=label, allow_flow_style=True).data
@@ -1792,9 +1801,9 @@ def parse_hook_event(text):
     if not isinstance(raw, dict):
         raise ValueError("the hook event on stdin is not a JSON object")
     if "hook_event_name" in raw:  # Claude Code
-        tool, tool_input = raw.get("tool_name"), raw.get("tool_input")
+        tool, tool_input = str(raw.get("tool_name")), raw.get("tool_input")
         tool_input = tool_input if isinstance(tool_input, dict) else {}
-        phase = {"PreToolUse": "pre", "PostToolUse": "post"}.get(raw.get("hook_event_name"))
+        phase = {"PreToolUse": "pre", "PostToolUse": "post"}.get(str(raw.get("hook_event_name")))
         kind = ("write" if tool in CLAUDE_WRITE_TOOLS else
                 "run_command" if tool == "Bash" else None)
         file_path = tool_input.get("file_path") or tool_input.get("notebook_path")
@@ -3116,8 +3125,9 @@ def cmd_hook(ctx, args):
     stops all work."""
     try:
         event = parse_hook_event(sys.stdin.read())
-    except ValueError as error:
-        print(f"orchestrator hook: {error}; the action was allowed", file=sys.stderr)
+    except Exception as error:  # fail open: an event we cannot read must not stop work
+        reason = error if isinstance(error, ValueError) else "the hook event has an unknown shape"
+        print(f"orchestrator hook: {reason}; the action was allowed", file=sys.stderr)
         return EXIT_OK
     try:
         block_exit = int(args.block_exit) if args.block_exit else EXIT_BLOCKED
