@@ -572,6 +572,20 @@ class Store:
                                  f"{len(real)}.cache")
         self.warnings = []
         self.loaded_raw = None
+        # Where install puts the state, the folders on its way inside the repository must be
+        # real folders: a symlinked `.windsurf` would carry every write outside.
+        root = repository_of_state(self.path)
+        self.guarded_folders = [] if root is None else [
+            os.path.join(os.path.dirname(self.path), *[".."] * depth)
+            for depth in range(STATE_RELATIVE_PATH.count("/"))]
+
+    def check_folders(self):
+        for folder in self.guarded_folders:
+            folder = os.path.normpath(folder)
+            if os.path.islink(folder) or (os.path.lexists(folder) and not os.path.isdir(folder)):
+                raise OrchestratorError(f"{folder} is a symbolic link or not a folder; the "
+                                        "state's folders must be plain folders inside the "
+                                        "repository: check what put it there", EXIT_STATE)
 
     # -- reading
     def read_bytes(self):
@@ -620,6 +634,17 @@ class Store:
     def validate_bytes(self, raw):
         if not raw.strip():
             self.refuse_lost_data("is empty")
+        try:
+            backup = read_regular(self.backup_path)
+        except OSError:
+            backup = None
+        if backup and len(raw) < len(backup) and backup.startswith(raw):
+            import shlex
+            raise OrchestratorError(
+                f"{self.path} is cut short: it is the start of the tool's last copy. Restore it "
+                f"with `cp {shlex.quote(self.backup_path)} {shlex.quote(self.path)}`; if you cut "
+                f"it on purpose, delete {shlex.quote(self.backup_path)} and run again",
+                EXIT_STATE)
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as error:
@@ -675,13 +700,8 @@ class Store:
                                               not stat_is_regular(os.lstat(path))):
                     raise NotRegularFile(f"{path} is "
                                          f"{'a symbolic link' if os.path.islink(path) else 'not a regular file'}")
-            if lock is not None:
-                lock.verify()
-            if self.read_bytes() != self.loaded_raw:
-                raise OrchestratorError(
-                    f"{self.path} changed while this command held the lock (was its lock file "
-                    "removed?); nothing was written, run the command again", EXIT_BUSY)
-            atomic_write(self.path, data, keep_mode=True)
+            atomic_write(self.path, data, keep_mode=True,
+                         before_replace=lambda: self.still_ours(lock))
         except NotRegularFile as error:
             raise OrchestratorError(f"{error}; the state, its .bak and .lock must be plain files: "
                                     "check what put it there; nothing was changed",
@@ -696,6 +716,17 @@ class Store:
         self.warnings = []
         self.loaded_raw = data
         self.write_cache(data, after)
+
+    def still_ours(self, lock):
+        """Right before the rename: do we still hold the lock every command takes, and is the
+        state the one we read? (Deleting the lock file must not let two writers in.)"""
+        self.check_folders()
+        if lock is not None:
+            lock.verify()
+        if self.read_bytes() != self.loaded_raw:
+            raise OrchestratorError(
+                f"{self.path} changed while this command held the lock (was its lock file "
+                "removed?); nothing was written, run the command again", EXIT_BUSY)
 
     def remove_stale_temp_files(self):
         """Temp files a killed writer left beside the state (only lock holders make them)."""
@@ -713,7 +744,7 @@ class Store:
                 pass
 
 
-def atomic_write(path, data, durable=True, keep_mode=False, mode=0o666):
+def atomic_write(path, data, durable=True, keep_mode=False, mode=0o666, before_replace=None):
     """Temp file in the same folder, flushed to disk, then renamed over: old or new, never half.
     The temp file gets an unpredictable name and is created exclusively, so nothing planted
     in the folder is written through; a target that is a symlink or not a regular file is
@@ -741,6 +772,8 @@ def atomic_write(path, data, durable=True, keep_mode=False, mode=0o666):
                 os.fchmod(handle.fileno(), mode)  # the umask must not narrow or widen it
             if durable:
                 os.fsync(handle.fileno())
+        if before_replace is not None:
+            before_replace()
         replace_with_retry(temp, path)
     except BaseException:
         try:
@@ -904,6 +937,7 @@ class Transaction:
 
     def __enter__(self):
         import strictyaml  # noqa: F401  (imported before the lock: a write validates with it)
+        self.store.check_folders()
         self.lock.__enter__()
         try:
             self.store.remove_stale_temp_files()
@@ -2337,17 +2371,15 @@ class Kept(Exception):
 
 
 def install_destination(target, relative):
-    """Where install writes `relative`: the path itself, or for a symlink the file it points
-    at when that lies inside the repository (a link to outside is never written through)."""
-    path = os.path.join(str(target), relative)
-    if not os.path.islink(path):
-        return path
-    real = os.path.realpath(path)
-    inside = relative_to_checkout(real, os.path.realpath(str(target)))
-    if inside is None:
-        raise Kept("a symbolic link to outside the repository")
+    """Where install writes `relative`: the file the path leads to, followed through every
+    symlink on the way, when that lies inside the repository; a path that leads outside
+    (a linked file, or a linked folder such as `.claude`) is never written through."""
+    real = os.path.realpath(os.path.join(str(target), relative))
+    if relative_to_checkout(real, os.path.realpath(str(target))) is None:
+        raise Kept("a symbolic link (of the file or a folder on its way) leads outside the "
+                   "repository")
     if os.path.exists(real) and not stat_is_regular(os.stat(real)):
-        raise Kept("a link to something that is not a regular file")
+        raise Kept("not a regular file")
     return real
 
 
@@ -2505,14 +2537,20 @@ def install_pack(ctx, target, agents, force):
         if action != "unchanged":
             writes.append((destination, wanted, False))
         files.append({"path": relative, "action": action})
+    _, main_root = find_checkout(str(target))
+    try:
+        launcher = install_destination(main_root, LAUNCHER_PATH)
+    except Kept as kept:
+        launcher = None
+        files.append({"path": LAUNCHER_PATH, "action": "kept", "note": str(kept)})
     for destination, text, executable in writes:
         atomic_write(destination, text.encode("utf-8"), keep_mode=True,
                      mode=0o755 if executable else 0o666)
         if executable:
             os.chmod(destination, 0o755)
-    _, main_root = find_checkout(str(target))
-    launcher = write_launcher(os.path.join(main_root, LAUNCHER_PATH))
-    files.append({"path": str(launcher), "action": "written", "note": "this machine only, git-ignored"})
+    if launcher is not None:
+        files.append({"path": write_launcher(launcher), "action": "written",
+                      "note": "this machine only, git-ignored"})
     try:  # only a fallback for hooks started outside the repository: its failure is no failure
         files.append({"path": write_launcher(user_launcher_path()), "action": "written",
                       "note": "this machine only, for hooks started outside the repository"})
@@ -3114,8 +3152,8 @@ def cmd_install(ctx, args):
     try:
         return install_pack(ctx, target, agents, args.force)
     except OSError as error:
-        raise OrchestratorError(f"install: cannot write {error.filename}: {error.strerror}",
-                                EXIT_STATE) from None
+        raise OrchestratorError(f"install: cannot write {error.filename or 'a file'}: "
+                                f"{error.strerror or error}", EXIT_STATE) from None
 
 
 def cmd_hook(ctx, args):
@@ -3199,7 +3237,8 @@ def handle_hook_event(ctx, event):
     state = store.load()
     acting = session_of_conversation(state, event["conversation"])
     if event["phase"] == "post":
-        if acting and (len(path) > MAX_PATH_CHARS or has_control_characters(path)):
+        if acting and (len(path) > MAX_PATH_CHARS or has_control_characters(path)
+                       or "\n" in path or "\t" in path):
             print("orchestrator hook: a file name with control characters or over "
                   f"{MAX_PATH_CHARS} characters is not recorded", file=sys.stderr)
         elif acting and path not in acting.get("touched_files", []):
