@@ -1800,6 +1800,10 @@ def check_status(value):
 # What the agents' hooks send: a Windsurf or Claude Code event, read into one shape.
 
 CLAUDE_WRITE_TOOLS = {"Edit", "Write", "MultiEdit", "NotebookEdit"}
+SHELL_TOOLS = {"Bash", "Shell"}  # Claude Code's, and Cursor's name when it runs Claude's hooks
+# Claude Code's events, and the names Cursor gives them when it runs Claude Code's hooks.
+TOOL_EVENT_PHASES = {"PreToolUse": "pre", "preToolUse": "pre", "PostToolUse": "post",
+                     "postToolUse": "post"}
 
 
 def load_json(text):
@@ -1834,15 +1838,15 @@ def parse_hook_event(text):
         raise ValueError("the hook event on stdin is not JSON") from None
     if not isinstance(raw, dict):
         raise ValueError("the hook event on stdin is not a JSON object")
-    if "hook_event_name" in raw:  # Claude Code
+    if "hook_event_name" in raw:  # Claude Code, or Cursor running Claude Code's hooks
         tool, tool_input = str(raw.get("tool_name")), raw.get("tool_input")
         tool_input = tool_input if isinstance(tool_input, dict) else {}
-        phase = {"PreToolUse": "pre", "PostToolUse": "post"}.get(str(raw.get("hook_event_name")))
+        phase = TOOL_EVENT_PHASES.get(str(raw.get("hook_event_name")))
         kind = ("write" if tool in CLAUDE_WRITE_TOOLS else
-                "run_command" if tool == "Bash" else None)
+                "run_command" if tool in SHELL_TOOLS else None)
         file_path = tool_input.get("file_path") or tool_input.get("notebook_path")
         command_line, cwd = tool_input.get("command"), raw.get("cwd")
-        conversation = raw.get("session_id")
+        conversation = raw.get("session_id") or raw.get("conversation_id")
     else:  # Windsurf Cascade
         action = str(raw.get("agent_action_name", ""))
         phase, _, what = action.partition("_")
@@ -2024,6 +2028,57 @@ def session_of_invocation(words, nesting):
             or os.path.basename(program) == "orchestrator.py"):
         return None
     return session_in_tool_arguments(arguments)
+
+
+def paths_written_by(command_line):
+    """The files a shell command line plainly writes: redirection targets (`>`, `>>`), and the
+    operands of `tee`, `sed -i`, `cp`/`mv`/`install` (the target; `mv` moves its sources away
+    too), `rm`, `touch`, `truncate`, `git checkout -- PATH` and `git restore PATH`. What a
+    program or script writes by itself cannot be seen here."""
+    try:
+        tokens = shell_tokens(command_line or "")
+    except ValueError:
+        return []
+    written, words, redirect = [], [], None
+    for is_operator, text in tokens + [(True, ";")]:
+        if redirect is not None:
+            if redirect in (">", ">>", ">|", "<>"):
+                written.append(text)
+            redirect = None
+        elif is_operator and text in REDIRECTIONS:
+            redirect = text
+        elif is_operator:
+            written += operands_written(words)
+            words = []
+        else:
+            words.append(text)
+    return [path for path in written if path and not path.startswith("&") and path != "/dev/null"]
+
+
+def operands_written(words):
+    while words and "=" in words[0] and words[0].partition("=")[0].isidentifier():
+        words = words[1:]  # VAR=value before the program
+    if not words:
+        return []
+    program, arguments = os.path.basename(words[0]), words[1:]
+    operands = [w for w in arguments if not w.startswith("-")]
+    if program in ("tee", "rm", "touch", "truncate", "unlink"):
+        return operands
+    if program == "sed" and any(w.startswith("-i") or w.startswith("--in-place")
+                                for w in arguments):
+        scripts = {i + 1 for i, w in enumerate(arguments) if w in ("-e", "-f")}
+        files = [w for i, w in enumerate(arguments) if not w.startswith("-") and i not in scripts]
+        scripted = scripts or any(w.startswith(("--expression", "--file")) for w in arguments)
+        return files if scripted else files[1:]
+    if program in ("cp", "install") and len(operands) >= 2:
+        return operands[-1:]
+    if program == "mv" and len(operands) >= 2:
+        return operands
+    if program == "git" and operands[:1] in (["checkout"], ["restore"]):
+        if "--" in arguments:
+            return arguments[arguments.index("--") + 1:]
+        return operands[1:] if operands[0] == "restore" else []
+    return []
 
 
 def session_in_tool_arguments(arguments):
@@ -3227,26 +3282,42 @@ def handle_hook_event(ctx, event):
             if state and find_session(state, session_id) and (bound or {}).get("id") != session_id:
                 with Transaction(store) as state:
                     bind_conversation(state, event["conversation"], session_id)
-        return False
-    if event["kind"] != "write" or not event["file_path"]:
-        return False
+        if event["phase"] != "pre":
+            return False
+        folder = event_folder(ctx, event)
+        return any(write_is_blocked(ctx, event, os.path.join(folder, target))
+                   for target in paths_written_by(event["command_line"]))
+    if event["kind"] != "write" or not event["file_path"] or event["phase"] not in ("pre", "post"):
+        return False  # an event we do not know is never answered as a pre-event
     file_path = os.path.join(event_folder(ctx, event), event["file_path"])
+    if event["phase"] == "pre":
+        return write_is_blocked(ctx, event, file_path)
+    store, path = store_and_path(ctx, event, file_path)
+    if store is None:
+        return False  # not a file of a repository whose sessions we coordinate
+    state = store.load()
+    acting = session_of_conversation(state, event["conversation"])  # after the write: record it
+    if acting and (len(path) > MAX_PATH_CHARS or has_control_characters(path)
+                   or "\n" in path or "\t" in path):
+        print("orchestrator hook: a file name with control characters or over "
+              f"{MAX_PATH_CHARS} characters is not recorded", file=sys.stderr)
+    elif acting and path not in acting.get("touched_files", []):
+        with Transaction(store) as state:
+            session = find_session(state, acting["id"])
+            if session is not None and path not in session.get("touched_files", []):
+                session["touched_files"] = session.get("touched_files", []) + [path]
+    return False
+
+
+def write_is_blocked(ctx, event, file_path):
+    """Before a write to `file_path` (by an edit tool or a shell command): print why and
+    return True when it goes into another session's lock that allows no outside fixes, or
+    into the shared state itself."""
     store, path = store_and_path(ctx, event, file_path)
     if store is None:
         return False  # not a file of a repository whose sessions we coordinate
     state = store.load()
     acting = session_of_conversation(state, event["conversation"])
-    if event["phase"] == "post":
-        if acting and (len(path) > MAX_PATH_CHARS or has_control_characters(path)
-                       or "\n" in path or "\t" in path):
-            print("orchestrator hook: a file name with control characters or over "
-                  f"{MAX_PATH_CHARS} characters is not recorded", file=sys.stderr)
-        elif acting and path not in acting.get("touched_files", []):
-            with Transaction(store) as state:
-                session = find_session(state, acting["id"])
-                if session is not None and path not in session.get("touched_files", []):
-                    session["touched_files"] = session.get("touched_files", []) + [path]
-        return False
     if (path + "/").startswith(STATE_FOLDER + "/"):
         print(message("hook_state_file", path=path, cli=cli_name()), file=sys.stderr)
         return True  # the shared state changes only through the tool

@@ -336,3 +336,64 @@ def test_an_agent_cannot_edit_the_shared_state_by_hand(target, tmp_path):
     result = run_hook(installed(target, "windsurf"), "sh", target, env,
                       windsurf_write("t-owner", target / orchestrator.STATE_RELATIVE_PATH))
     assert result.returncode == 2 and "changes only through" in result.stderr
+
+
+# ---------------------------------------------------------------------------- writes through the shell
+
+@pytest.mark.parametrize("line, blocked", [
+    ("echo x > src/api.py", True),
+    ("printf x >> src/api.py 2>&1", True),
+    ("cat README | tee src/api.py", True),
+    ("sed -i s/x/y/ src/api.py", True),
+    ("sed -i -e s/x/y/ src/api.py", True),
+    ("cp /tmp/other.py src/api.py", True),
+    ("mv src/api.py /tmp/away.py", True),
+    ("rm -f src/api.py", True),
+    ("touch src/new.py", True),
+    ("git checkout -- src/api.py", True),
+    ("git restore src/api.py", True),
+    ("cat src/api.py", False),
+    ('echo "> src/api.py"', False),
+    ("echo x > docs/notes.md", False),
+    ("git checkout main", False),
+])
+def test_a_shell_command_writing_into_a_foreign_lock_is_blocked(target, tmp_path, line, blocked):
+    """Windsurf pre_run_command (tool_info.command_line, cwd), as the hooks page documents."""
+    env = env_for(tmp_path, "sh")
+    setup_lock(target, env)
+    bind_windsurf(target, env, "t-other", "other")
+    bind_windsurf(target, env, "t-owner", "owner")
+    event = {"agent_action_name": "pre_run_command", "trajectory_id": "t-other",
+             "tool_info": {"command_line": line, "cwd": str(target)}}
+    result = run_hook(installed(target, "windsurf"), "sh", target, env, event)
+    assert result.returncode == (2 if blocked else 0), result
+    if blocked:
+        assert "owner's lock on backend" in result.stderr
+    event["trajectory_id"] = "t-owner"  # the owner's own shell writes pass
+    assert run_hook(installed(target, "windsurf"), "sh", target, env, event).returncode == 0
+
+
+def test_claude_bash_and_cursors_renamed_events_are_judged_alike(target, tmp_path):
+    """Claude Code's Bash tool (tool_input.command), and Cursor running Claude Code's hooks
+    with its own names: preToolUse/postToolUse, the Shell and Write tools, conversation_id
+    (as the issue reports Cursor's third-party hooks send them). A post event is never
+    answered as a pre event."""
+    env = env_for(tmp_path, "sh", {"CLAUDE_PROJECT_DIR": str(target)})
+    setup_lock(target, env)
+    command = installed(target, "claude")
+    claude = {"session_id": "c1", "transcript_path": "/dev/null", "cwd": str(target),
+              "hook_event_name": "PreToolUse", "tool_name": "Bash",
+              "tool_input": {"command": "echo x > src/api.py"}}
+    assert run_hook(command, "sh", target, env, claude).returncode == 2
+    cursor = {"conversation_id": "k1", "cwd": str(target), "hook_event_name": "preToolUse",
+              "tool_name": "Shell", "tool_input": {"command": "echo x > src/api.py"}}
+    assert run_hook(command, "sh", target, env, cursor).returncode == 2
+    cursor_write = {"conversation_id": "k1", "cwd": str(target), "hook_event_name": "preToolUse",
+                    "tool_name": "Write", "tool_input": {"file_path": str(target / "src/api.py")}}
+    assert run_hook(command, "sh", target, env, cursor_write).returncode == 2
+    for name in ("postToolUse", "PostToolUse", "somethingElse"):
+        after = {**cursor_write, "hook_event_name": name}
+        assert run_hook(command, "sh", target, env, after).returncode == 0, name
+    bind = {**cursor, "tool_input": {"command": f"{CLI} note --session owner hi"}}
+    assert run_hook(command, "sh", target, env, bind).returncode == 0
+    assert run_hook(command, "sh", target, env, cursor_write).returncode == 0  # now owner's
