@@ -638,7 +638,7 @@ class Store:
             backup = read_regular(self.backup_path)
         except OSError:
             backup = None
-        if backup and len(raw) < len(backup) and backup.startswith(raw):
+        if backup and raw.strip() and len(raw) < len(backup) and backup.startswith(raw):
             import shlex
             raise OrchestratorError(
                 f"{self.path} is cut short: it is the start of the tool's last copy. Restore it "
@@ -1844,6 +1844,8 @@ def parse_hook_event(text):
         phase = TOOL_EVENT_PHASES.get(str(raw.get("hook_event_name")))
         kind = ("write" if tool in CLAUDE_WRITE_TOOLS else
                 "run_command" if tool in SHELL_TOOLS else None)
+        if str(raw.get("hook_event_name")) in ("SessionStart", "sessionStart"):
+            phase, kind, tool_input = "start", "session_start", {"source": raw.get("source")}
         file_path = tool_input.get("file_path") or tool_input.get("notebook_path")
         command_line, cwd = tool_input.get("command"), raw.get("cwd")
         conversation = raw.get("session_id") or raw.get("conversation_id")
@@ -1861,6 +1863,7 @@ def parse_hook_event(text):
                                      or has_control_characters(conversation)):
         conversation = UNUSABLE_CONVERSATION  # never stored: a 5 MB id is no id
     return {"phase": phase, "kind": kind, "conversation": conversation,
+            "source": str(tool_input.get("source")) if kind == "session_start" else None,
             "file_path": file_path if isinstance(file_path, str) and "\0" not in file_path else None,
             "command_line": command_line if isinstance(command_line, str) else None,
             "cwd": cwd if isinstance(cwd, str) else None}
@@ -2325,7 +2328,8 @@ WINDSURF_HOOKS = {"pre_write_code": True, "post_write_code": False, "pre_run_com
                   "post_run_command": False}  # event: show_output
 CLAUDE_HOOK_COMMAND = hook_command("CLAUDE_PROJECT_DIR")
 CLAUDE_HOOKS = {"PreToolUse": ("Edit|Write|MultiEdit|NotebookEdit", "Bash"),
-                "PostToolUse": ("Edit|Write|MultiEdit|NotebookEdit", "Bash")}
+                "PostToolUse": ("Edit|Write|MultiEdit|NotebookEdit", "Bash"),
+                "SessionStart": ("startup|resume|clear|compact",)}
 
 
 def is_our_hook_command(command):
@@ -2579,6 +2583,9 @@ def install_pack(ctx, target, agents, force):
     if "agents-md" in agents:
         section = render("agents_md_section.md.j2", **pack_context())
         merged.append(("AGENTS.md", lambda text: planned_agents_md(text, section)))
+    if "claude" in agents:  # Claude Code reads CLAUDE.md, not AGENTS.md, on every message
+        claude_section = render("claude_md_section.md.j2", **pack_context())
+        merged.append(("CLAUDE.md", lambda text: planned_agents_md(text, claude_section)))
     for relative, plan in merged:
         try:
             destination = install_destination(target, relative)
@@ -3270,6 +3277,9 @@ def store_and_path(ctx, event, target):
 
 def handle_hook_event(ctx, event):
     """Act on one hook event; True when the action must be blocked."""
+    if event["kind"] == "session_start":
+        session_start_check(ctx, event)
+        return False
     if event["kind"] == "run_command":
         session_id = session_named_in_command(event["command_line"])
         if session_id and event["conversation"] == UNUSABLE_CONVERSATION:
@@ -3307,6 +3317,27 @@ def handle_hook_event(ctx, event):
             if session is not None and path not in session.get("touched_files", []):
                 session["touched_files"] = session.get("touched_files", []) + [path]
     return False
+
+
+def session_start_check(ctx, event):
+    """The silent session-start check, run by the agent itself (Claude Code's SessionStart):
+    what it prints becomes part of the conversation, so it prints only a conflict of the
+    bound session's areas, or after /clear, how an unbound conversation binds again."""
+    store, _ = store_and_path(ctx, event, event_folder(ctx, event))
+    if store is None:
+        return
+    state, now = store.load(), utc_now()
+    acting = session_of_conversation(state, event["conversation"])
+    if acting is None:
+        if event["source"] == "clear" and state["active_sessions"]:
+            print(message("session_start_unbound", cli=cli_name()))
+        return
+    found = [conflict_view(c, now) for c in intent_conflicts(
+        state, acting["id"], acting["touched_areas"], [], now)]
+    if found:
+        print(render("check_warning.txt.j2", session=acting["id"], drift=[], cli=cli_name(),
+                     conflicts=[c for c in found if not c["lock"]["allow_external_fixes"]],
+                     shared=[c for c in found if c["lock"]["allow_external_fixes"]]), end="")
 
 
 def write_is_blocked(ctx, event, file_path):

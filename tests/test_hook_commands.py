@@ -397,3 +397,43 @@ def test_claude_bash_and_cursors_renamed_events_are_judged_alike(target, tmp_pat
     bind = {**cursor, "tool_input": {"command": f"{CLI} note --session owner hi"}}
     assert run_hook(command, "sh", target, env, bind).returncode == 0
     assert run_hook(command, "sh", target, env, cursor_write).returncode == 0  # now owner's
+
+
+# ---------------------------------------------------------------------------- Claude Code's session start
+
+def test_claude_code_gets_the_always_on_rule_in_claude_md_beside_the_users_text(tmp_path):
+    repo = tmp_path / "r"
+    git(tmp_path, "init", "-q", str(repo))
+    (repo / "CLAUDE.md").write_text("# Our project\n\nRun make test.\n")
+    for _ in range(2):
+        assert orchestrator.main(["install", "--target", str(repo), "--agent", "claude"]) == 0
+    text = (repo / "CLAUDE.md").read_text()
+    assert text.startswith("# Our project\n\nRun make test.\n")
+    assert text.count(orchestrator.AGENTS_MD_BEGIN) == 1
+    assert "build-failure" in text and "Claude Code" in text
+
+
+def test_session_start_runs_the_check_and_says_nothing_without_a_conflict(target, tmp_path):
+    """SessionStart (code.claude.com/docs/en/hooks: `source` is startup, resume, clear or
+    compact; a command hook's stdout becomes context)."""
+    env = env_for(tmp_path, "sh", {"CLAUDE_PROJECT_DIR": str(target)})
+    setup_lock(target, env)
+    sh(f"{CLI} update --session other --add-area src/api.py", target, env)
+    command = json.loads((target / ".claude/settings.json").read_text())["hooks"][
+        "SessionStart"][-1]["hooks"][0]["command"]
+    bind = {"session_id": "c1", "transcript_path": "/dev/null", "cwd": str(target),
+            "hook_event_name": "PreToolUse", "tool_name": "Bash",
+            "tool_input": {"command": f"{CLI} note --session other hello"}}
+    assert run_hook(installed(target, "claude"), "sh", target, env, bind).returncode == 0
+
+    def start(conversation, source):
+        return run_hook(command, "sh", target, env, {
+            "session_id": conversation, "transcript_path": "/dev/null", "cwd": str(target),
+            "hook_event_name": "SessionStart", "source": source})
+    conflict = start("c1", "resume")
+    assert conflict.returncode == 0 and conflict.stdout.startswith("Conflict: other's")
+    assert (start("fresh", "startup").returncode, start("fresh", "startup").stdout) == (0, "")
+    cleared = start("after-clear", "clear")
+    assert cleared.returncode == 0 and "starts with no session" in cleared.stdout
+    sh(f"{CLI} unlock --session owner --all", target, env)
+    assert start("c1", "resume").stdout == ""

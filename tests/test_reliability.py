@@ -614,9 +614,11 @@ def test_any_state_file_content_ends_cleanly_and_a_broken_file_is_never_touched(
         # An emptied file where the tool has written before (a .bak exists) is damage (exit 3),
         # not an empty state; earlier commands of this loop may have written one.
         # So is a file left with no entry at all while the tool's last copy holds some.
-        lost = backup.exists() and b"\n  - " in backup.read_bytes() and (
-            not raw.strip() or (is_valid(raw) and not any(
-                o.parse_state_text(raw.decode("utf-8"), "t")[0].values())))
+        # And so is a file that is the start of that copy: cut short.
+        saved = backup.read_bytes() if backup.exists() else b""
+        lost = (b"\n  - " in saved and (not raw.strip() or (is_valid(raw) and not any(
+            o.parse_state_text(raw.decode("utf-8"), "t")[0].values())))) or (
+            raw.strip() and len(raw) < len(saved) and saved.startswith(raw))
         valid = is_valid(raw) and not lost
         write_raw(fuzz_state, raw)
         monkeypatch.setattr(sys, "stdin", io.StringIO(HOOK_WRITE))
