@@ -2556,6 +2556,36 @@ def planned_agents_md(existing, section):
     return merge_agents_md(text, section)
 
 
+GIT_HOOK_MARK = "Session Orchestrator: refuse a commit"
+
+
+def install_git_hook(target):
+    """The pre-commit hook, in the hooks folder git uses for this repository (the common one,
+    so every worktree has it, or core.hooksPath). A pre-commit hook already there is kept
+    and run first (renamed to pre-commit.before-orchestrator)."""
+    folder = run_git(target, "rev-parse", "--path-format=absolute", "--git-path", "hooks").strip()
+    if not folder:
+        return {"path": ".git/hooks/pre-commit", "action": "kept", "note": "not a git repository"}
+    path = os.path.join(folder, "pre-commit")
+    chained = os.path.join(folder, "pre-commit.before-orchestrator")
+    try:
+        existing = read_regular(path)
+    except OSError:
+        return {"path": path, "action": "kept", "note": "not a regular file"}
+    if existing is not None and GIT_HOOK_MARK.encode() not in existing:
+        if os.path.exists(chained):
+            return {"path": path, "action": "kept", "note": "a hook is there and "
+                    "pre-commit.before-orchestrator too: add `sh .windsurf/bin/orchestrator "
+                    "commit-check` to it by hand"}
+        os.replace(path, chained)
+    text = render("pre_commit.sh.j2", shim=SHIM[0])
+    atomic_write(path, text.encode("utf-8"), mode=0o755)
+    os.chmod(path, 0o755)
+    note = "this machine only; runs the hook that was there first" if existing is not None \
+        and GIT_HOOK_MARK.encode() not in existing else "this machine only"
+    return {"path": path, "action": "written", "note": note}
+
+
 def install_pack(ctx, target, agents, force):
     """Plan every change first, then write: a file that cannot be changed safely is left as
     it is and listed under KEPT with the reason, and nothing is written before all the rest
@@ -2613,6 +2643,7 @@ def install_pack(ctx, target, agents, force):
     if launcher is not None:
         files.append({"path": write_launcher(launcher), "action": "written",
                       "note": "this machine only, git-ignored"})
+    files.append(install_git_hook(str(target)))
     try:  # only a fallback for hooks started outside the repository: its failure is no failure
         files.append({"path": write_launcher(user_launcher_path()), "action": "written",
                       "note": "this machine only, for hooks started outside the repository"})
@@ -3370,6 +3401,36 @@ def write_is_blocked(ctx, event, file_path):
     return False
 
 
+def cmd_commit_check(ctx, args):
+    """The git pre-commit hook: refuse (exit 1, or --block-exit) a commit whose staged files
+    lie inside another session's live lock that allows no outside fixes. The committing
+    session is the one registered from this checkout, when exactly one is; a person outside
+    any session owns nothing. Anything this check cannot do lets the commit through."""
+    try:
+        block_exit = int(args.block_exit) if args.block_exit else EXIT_REFUSED
+        staged = [name for name in run_git(ctx.checkout_root, "diff", "--cached", "--name-only",
+                                           "-z", "--no-renames").split("\0") if name]
+        state, now = ctx.store.load(), utc_now()
+        here = [s for s in state["active_sessions"]
+                if s.get("worktree") and os.path.realpath(s["worktree"]) == ctx.checkout_root]
+        committer = here[0]["id"] if len(here) == 1 else None
+        refused = []
+        for name in staged:
+            verdict, lock, _ = build_failure_verdict(state, committer, now, path=name)
+            if verdict == "report_only":
+                refused.append((name, lock))
+    except (OrchestratorError, Exception) as error:  # a broken check never blocks a commit
+        reason = one_line(error.message if isinstance(error, OrchestratorError) else error)
+        print(f"orchestrator pre-commit: {reason}; the commit was allowed", file=sys.stderr)
+        return EXIT_OK
+    for name, lock in refused:
+        print(message("commit_refused", path=name, owner=lock["owner"], area=lock["area"],
+                      reason=lock["reason"], until=lock["expires_at"]), file=sys.stderr)
+    if refused:
+        print(message("commit_what_to_do", cli=cli_name()), file=sys.stderr)
+    return block_exit if refused else EXIT_OK
+
+
 def cmd_validate(ctx, args):
     raw = ctx.store.read_bytes()
     if raw is None:
@@ -3549,6 +3610,12 @@ def build_parser(only=None):
 
     command("validate", "check the state file against the schema")
 
+    sub = command("commit-check", "git pre-commit: refuse staged files inside another "
+                                  "session's lock")
+    sub.add_argument("--block-exit", metavar="CODE",
+                     help="exit with CODE instead of 1 to refuse (the installed git hook maps "
+                          "it back, so that no other failure can refuse a commit)")
+
     sub = command("hook", "read one Cascade or Claude Code hook event (JSON) on stdin; exit 2 "
                           "blocks a write into another session's lock")
     sub.add_argument("--block-exit", metavar="CODE",
@@ -3567,7 +3634,7 @@ COMMANDS = {"sync": cmd_sync, "lock": cmd_lock, "renew": cmd_renew, "unlock": cm
             "status": cmd_status, "update": cmd_update, "complete": cmd_complete,
             "note": cmd_note, "check": cmd_check, "validate": cmd_validate,
             "build-failure": cmd_build_failure, "directive": cmd_directive, "audit": cmd_audit,
-            "install": cmd_install, "hook": cmd_hook}
+            "install": cmd_install, "hook": cmd_hook, "commit-check": cmd_commit_check}
 
 
 def named_command(argv):
@@ -3597,6 +3664,7 @@ LOCK_FLAGS = ({"--reason", "--duration"}, {"--unstable", "--allow-external-fixes
 FAST_PATH_FLAGS = {
     "check": ({"--session"}, {"--area", "--path"}, set(), None),
     "hook": ({"--block-exit"}, set(), set(), None),
+    "commit-check": ({"--block-exit"}, set(), set(), None),
     "sync": ({"--session", "--focus", "--status", "--lock-area"} | LOCK_FLAGS[0],
              {"--area", "--lock-scope"}, LOCK_FLAGS[1], None),
     "lock": ({"--session", "--area"} | LOCK_FLAGS[0], {"--scope"}, LOCK_FLAGS[1], None),

@@ -437,3 +437,61 @@ def test_session_start_runs_the_check_and_says_nothing_without_a_conflict(target
     assert cleared.returncode == 0 and "starts with no session" in cleared.stdout
     sh(f"{CLI} unlock --session owner --all", target, env)
     assert start("c1", "resume").stdout == ""
+
+
+# ---------------------------------------------------------------------------- commits
+
+def commit(cwd, env, *extra):
+    full = {**env, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@t"}
+    return subprocess.run(["git", "commit", "-qm", "change", *extra], cwd=cwd, env=full,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_a_commit_into_a_foreign_lock_is_refused_and_the_owners_goes_through(target, tmp_path):
+    """A real `git commit` runs the pre-commit hook install wrote into the common hooks
+    folder: refused from the main checkout (a person outside any session owns nothing),
+    allowed from the owner's worktree, and --no-verify still commits."""
+    env = env_for(tmp_path, "sh")
+    own = tmp_path / "wt-owner"
+    git(target, "worktree", "add", "-q", str(own), "-b", "owner-work")
+    sh(f"{CLI} sync --session owner --focus api --area backend", own, env)
+    sh(f"{CLI} lock --session owner --area backend --scope src --reason 'moving the api'",
+       own, env)
+    (target / "src/api.py").write_text("x = 2\n")
+    (target / "README").write_text("free\n")
+    git(target, "add", "-A")
+    refused = commit(target, env)
+    assert refused.returncode == 1, refused
+    assert "src/api.py" in refused.stderr and "owner's lock on backend" in refused.stderr
+    assert "--no-verify" in refused.stderr
+    git(target, "restore", "--staged", "src/api.py")
+    assert commit(target, env).returncode == 0  # the rest commits
+    git(target, "add", "-A")
+    assert commit(target, env, "--no-verify").returncode == 0
+    (own / "src/api.py").write_text("x = 3\n")
+    git(own, "add", "-A")
+    assert commit(own, env).returncode == 0, "the owner commits its own files"
+
+
+def test_the_git_hook_chains_to_the_one_that_was_there(tmp_path):
+    repo = tmp_path / "r"
+    git(tmp_path, "init", "-q", str(repo))
+    hooks = repo / ".git/hooks"
+    (hooks / "pre-commit").write_text("#!/bin/sh\necho theirs > \"$(git rev-parse --show-toplevel)/ran\"\n")
+    (hooks / "pre-commit").chmod(0o755)
+    for _ in range(2):
+        assert orchestrator.main(["install", "--target", str(repo)]) == 0
+    assert (hooks / "pre-commit.before-orchestrator").read_text().startswith("#!/bin/sh\necho")
+    (repo / "x").write_text("1\n")
+    git(repo, "add", "x")
+    assert commit(repo, env_for(tmp_path, "sh")).returncode == 0
+    assert (repo / "ran").read_text() == "theirs\n"
+
+
+def test_a_broken_tool_never_refuses_a_commit(target, tmp_path):
+    env = env_for(tmp_path, "sh")
+    (target / orchestrator.LAUNCHER_PATH).unlink()
+    (target / "src/api.py").write_text("x = 5\n")
+    git(target, "add", "-A")
+    assert commit(target, env).returncode == 0
