@@ -1857,6 +1857,10 @@ def parse_hook_event(text):
         info = info if isinstance(info, dict) else {}
         file_path, command_line, cwd = info.get("file_path"), info.get("command_line"), info.get("cwd")
         conversation = raw.get("trajectory_id")
+        if action == "post_setup_worktree":
+            kind, file_path = "setup_worktree", info.get("worktree_path")
+            cwd = info.get("root_workspace_path") if isinstance(
+                info.get("root_workspace_path"), str) else cwd
     if not isinstance(conversation, (str, type(None))):
         conversation = str(conversation)
     if conversation is not None and (len(conversation) > MAX_CONVERSATION_CHARS
@@ -2325,7 +2329,7 @@ def hook_command(project_dir_variable=None):
 
 HOOK_COMMAND = hook_command()
 WINDSURF_HOOKS = {"pre_write_code": True, "post_write_code": False, "pre_run_command": False,
-                  "post_run_command": False}  # event: show_output
+                  "post_run_command": False, "post_setup_worktree": True}  # event: show_output
 CLAUDE_HOOK_COMMAND = hook_command("CLAUDE_PROJECT_DIR")
 CLAUDE_HOOKS = {"PreToolUse": ("Edit|Write|MultiEdit|NotebookEdit", "Bash"),
                 "PostToolUse": ("Edit|Write|MultiEdit|NotebookEdit", "Bash"),
@@ -3311,6 +3315,9 @@ def handle_hook_event(ctx, event):
     if event["kind"] == "session_start":
         session_start_check(ctx, event)
         return False
+    if event["kind"] == "setup_worktree":
+        worktree_check(ctx, event)
+        return False
     if event["kind"] == "run_command":
         session_id = session_named_in_command(event["command_line"])
         if session_id and event["conversation"] == UNUSABLE_CONVERSATION:
@@ -3348,6 +3355,21 @@ def handle_hook_event(ctx, event):
             if session is not None and path not in session.get("touched_files", []):
                 session["touched_files"] = session.get("touched_files", []) + [path]
     return False
+
+
+def worktree_check(ctx, event):
+    """Windsurf's post_setup_worktree: does the new worktree see the pack and the shared state
+    of the repository it was made from? One line when it does not, saying what to run."""
+    worktree = event["file_path"]
+    if not worktree:
+        return
+    found = enclosing_checkout(worktree)
+    root = enclosing_checkout(event["cwd"] or os.getcwd())
+    if found is None or root is None or found[1] != root[1]:
+        print(message("worktree_elsewhere", worktree=worktree))
+    elif not os.path.isfile(os.path.join(worktree, SHIM[0])):
+        print(message("worktree_without_pack", worktree=worktree,
+                      shim=os.path.join(found[1], SHIM[0])))
 
 
 def session_start_check(ctx, event):

@@ -495,3 +495,25 @@ def test_a_broken_tool_never_refuses_a_commit(target, tmp_path):
     (target / "src/api.py").write_text("x = 5\n")
     git(target, "add", "-A")
     assert commit(target, env).returncode == 0
+
+
+def test_a_new_windsurf_worktree_is_checked_for_the_pack(target, tmp_path):
+    """post_setup_worktree (tool_info.worktree_path, root_workspace_path): silent when the
+    worktree has the pack; says what to run when it was made from before the pack."""
+    env = env_for(tmp_path, "sh")
+    command = json.loads((target / ".windsurf/hooks.json").read_text())["hooks"][
+        "post_setup_worktree"][-1]["command"]
+    newer, older = tmp_path / "wt-new", tmp_path / "wt-old"
+    git(target, "worktree", "add", "-q", str(newer), "-b", "new")
+    git(target, "worktree", "add", "-q", str(older), "-b", "old", "HEAD~1")
+
+    def setup(worktree):
+        return run_hook(command, "sh", target, env, {
+            "agent_action_name": "post_setup_worktree", "trajectory_id": "t",
+            "tool_info": {"worktree_path": str(worktree), "root_workspace_path": str(target)}})
+    assert (setup(newer).returncode, setup(newer).stdout) == (0, "")
+    told = setup(older)
+    assert told.returncode == 0 and "older than the pack" in told.stdout
+    elsewhere = tmp_path / "elsewhere"
+    git(tmp_path, "init", "-q", str(elsewhere))
+    assert "not a worktree of this repository" in setup(elsewhere).stdout
