@@ -434,17 +434,7 @@ def find_checkout(start):
 
 def enclosing_checkout(start):
     """(checkout root, main checkout root) of the git checkout that holds `start`, or None."""
-    folder = os.path.realpath(start)
-    while True:
-        dot_git = os.path.join(folder, ".git")
-        if os.path.isdir(dot_git):
-            return folder, folder
-        if os.path.isfile(dot_git):
-            return folder, main_checkout_of(folder)
-        parent = os.path.dirname(folder)
-        if parent == folder:
-            return None
-        folder = parent
+    return next(checkouts_holding(os.path.realpath(start)), None)
 
 
 def checkouts_holding(path):
@@ -533,6 +523,14 @@ def open_regular(path, flags, mode=0o666):
     return fd
 
 
+def not_regular(path):
+    return NotRegularFile(f"{path} is "
+                          f"{'a symbolic link' if os.path.islink(path) else 'not a regular file'}")
+
+
+PLAIN_FILES_HINT = "the state, its .bak and .lock must be plain files: check what put it there"
+
+
 def stat_is_regular(info):
     import stat
     return stat.S_ISREG(info.st_mode)
@@ -592,8 +590,7 @@ class Store:
         try:
             return read_regular(self.path)
         except NotRegularFile as error:
-            raise OrchestratorError(f"{error}; the state, its .bak and .lock must be plain files: "
-                                    "check what put it there", EXIT_STATE) from None
+            raise OrchestratorError(f"{error}; {PLAIN_FILES_HINT}", EXIT_STATE) from None
         except OSError as error:
             raise OrchestratorError(f"cannot read {self.path}: {error.strerror}", EXIT_STATE)
 
@@ -695,16 +692,13 @@ class Store:
         validate_changes(before, after)
         data = emit_state(after).encode("utf-8")
         try:
-            for path in (self.path, self.backup_path):
-                if os.path.lexists(path) and (os.path.islink(path) or
-                                              not stat_is_regular(os.lstat(path))):
-                    raise NotRegularFile(f"{path} is "
-                                         f"{'a symbolic link' if os.path.islink(path) else 'not a regular file'}")
+            for path in (self.path, self.backup_path):  # both, before either is written
+                if os.path.lexists(path) and not stat_is_regular(os.lstat(path)):
+                    raise not_regular(path)
             atomic_write(self.path, data, keep_mode=True,
                          before_replace=lambda: self.still_ours(lock))
         except NotRegularFile as error:
-            raise OrchestratorError(f"{error}; the state, its .bak and .lock must be plain files: "
-                                    "check what put it there; nothing was changed",
+            raise OrchestratorError(f"{error}; {PLAIN_FILES_HINT}; nothing was changed",
                                     EXIT_STATE) from None
         except OSError as error:
             raise OrchestratorError(f"cannot write {self.path}: {error.strerror}; nothing was "
@@ -758,7 +752,7 @@ def atomic_write(path, data, durable=True, keep_mode=False, mode=0o666, before_r
     except FileNotFoundError:
         info = None
     if info is not None and not stat_is_regular(info):
-        raise NotRegularFile(f"{path} is {'a symbolic link' if os.path.islink(path) else 'not a regular file'}")
+        raise not_regular(path)
     if keep_mode and info is not None:
         mode = info.st_mode & 0o7777
     temp = os.path.join(folder, f".{name}.{os.urandom(6).hex()}.tmp")
@@ -829,8 +823,7 @@ class InterProcessLock:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
             self.handle = os.fdopen(open_regular(self.path, os.O_RDWR | os.O_CREAT), "r+b")
         except NotRegularFile as error:
-            raise OrchestratorError(f"{error}; the state, its .bak and .lock must be plain files: "
-                                    "check what put it there", EXIT_STATE) from None
+            raise OrchestratorError(f"{error}; {PLAIN_FILES_HINT}", EXIT_STATE) from None
         except OSError as error:
             raise OrchestratorError(f"cannot open the lock file {self.path}: {error.strerror}; "
                                     "check the folder's permissions", EXIT_STATE) from None
@@ -1960,18 +1953,26 @@ def session_named_in_command(command_line, nesting=0):
         tokens = shell_tokens(command_line or "")
     except ValueError:  # not a command line the shell would run
         return None
-    named, command, redirect_target = None, [], False
-    for is_operator, text in tokens + [(True, ";")]:
-        if redirect_target:
-            redirect_target = False
-        elif is_operator and text in REDIRECTIONS:
-            redirect_target = True  # `> file`: the file is no argument
-        elif is_operator:
-            named = session_of_invocation(command, nesting) or named
-            command = []
-        else:
-            command.append(text)
+    named = None
+    for command, _ in simple_commands(tokens):
+        named = session_of_invocation(command, nesting) or named
     return named
+
+
+def simple_commands(tokens):
+    """shell_tokens grouped into simple commands: (words, [(redirection, target)])."""
+    words, redirects, redirection = [], [], None
+    for is_operator, text in tokens + [(True, ";")]:
+        if redirection is not None:
+            redirects.append((redirection, text))  # `> file`: the file is no argument
+            redirection = None
+        elif is_operator and text in REDIRECTIONS:
+            redirection = text
+        elif is_operator:
+            yield words, redirects
+            words, redirects = [], []
+        else:
+            words.append(text)
 
 
 def skip_options(words, valued=()):
@@ -2046,19 +2047,11 @@ def paths_written_by(command_line):
         tokens = shell_tokens(command_line or "")
     except ValueError:
         return []
-    written, words, redirect = [], [], None
-    for is_operator, text in tokens + [(True, ";")]:
-        if redirect is not None:
-            if redirect in (">", ">>", ">|", "<>"):
-                written.append(text)
-            redirect = None
-        elif is_operator and text in REDIRECTIONS:
-            redirect = text
-        elif is_operator:
-            written += operands_written(words)
-            words = []
-        else:
-            words.append(text)
+    written = []
+    for words, redirects in simple_commands(tokens):
+        written += [target for redirection, target in redirects
+                    if redirection in (">", ">>", ">|", "<>")]
+        written += operands_written(words)
     return [path for path in written if path and not path.startswith("&") and path != "/dev/null"]
 
 
@@ -2260,6 +2253,13 @@ def report_context(state, now, viewer=None, conflicts=(), swept=()):
         "shared_worktrees": shared_worktrees(state),
         "notes": state["global_notes"], "cli": cli_name(),
     }
+
+
+def split_by_outside_fixes(conflicts):
+    """(conflicts, notices): as build-failure and the write hook decide, a lock that allows
+    outside fixes may be edited in (tell its owner), so it is a notice, not a conflict."""
+    return ([c for c in conflicts if not c["lock"]["allow_external_fixes"]],
+            [c for c in conflicts if c["lock"]["allow_external_fixes"]])
 
 
 def conflict_view(conflict, now):
@@ -3161,10 +3161,7 @@ def cmd_check(ctx, args):
         areas = session["touched_areas"]
     found = [conflict_view(c, now) for c in intent_conflicts(state, session_id, areas, paths, now,
                                                              is_folder=ctx.is_folder)]
-    # As build-failure and the write hook decide: a lock that allows outside fixes may be
-    # edited in (tell its owner), so it is a notice, not a conflict.
-    conflicts = [c for c in found if not c["lock"]["allow_external_fixes"]]
-    shared = [c for c in found if c["lock"]["allow_external_fixes"]]
+    conflicts, shared = split_by_outside_fixes(found)
     drift = drift_paths(session_claims(session, state, ctx.is_repo_path), paths) if session else []
     payload = {"conflicts": conflicts, "fix_and_notify": shared, "drift": drift}
     if not found and not drift:
@@ -3388,9 +3385,9 @@ def session_start_check(ctx, event):
     found = [conflict_view(c, now) for c in intent_conflicts(
         state, acting["id"], acting["touched_areas"], [], now)]
     if found:
+        conflicts, shared = split_by_outside_fixes(found)
         print(render("check_warning.txt.j2", session=acting["id"], drift=[], cli=cli_name(),
-                     conflicts=[c for c in found if not c["lock"]["allow_external_fixes"]],
-                     shared=[c for c in found if c["lock"]["allow_external_fixes"]]), end="")
+                     conflicts=conflicts, shared=shared), end="")
 
 
 def write_is_blocked(ctx, event, file_path):

@@ -194,3 +194,15 @@ def test_paths_thousands_of_folders_deep_are_matched_without_recursion():
     assert not o.path_in_scope(deep, "**/*.py")
     assert o.scopes_overlap(deep, "src/**/*.sql") is False
     assert o.scopes_overlap(deep, "d/*/d/**/*.sql")
+
+
+def test_a_scope_with_more_than_eight_double_stars_is_refused(run, session):
+    session("api", "backend")
+    scope = "/".join(["**", "a"] * 9)
+    result = run("lock", "--session", "api", "--area", "x", "--scope", scope, "--reason", "r")
+    assert result.code == 2 and "more than 8 `**` segments" in result.err
+
+
+@pytest.mark.parametrize("path", ["a/b", "a/x/y/b", "a/b/c", "b", "a/bb"])
+def test_repeated_double_stars_mean_one(path):
+    assert o.path_in_scope(path, "a/**/**/**/b") == o.path_in_scope(path, "a/**/b")
