@@ -687,6 +687,34 @@ class Store:
         except (OSError, ValueError):
             pass  # a cache that cannot be written only costs speed
 
+    # -- when a conversation's shell command started, for the report after it: a marker
+    # beside the state, so that its time comes from the same file system's clock as the
+    # times of the files the command writes
+    def command_start_marker(self, conversation):
+        import binascii
+        key = binascii.crc32(conversation.encode("utf-8", "surrogatepass"))
+        return os.path.join(os.path.dirname(self.path),
+                            f"command-started-{key:08x}-{len(conversation)}")
+
+    def mark_command_start(self, conversation):
+        try:
+            self.check_folders()
+            atomic_write(self.command_start_marker(conversation), b"", durable=False, mode=0o600)
+        except (OSError, ValueError, OrchestratorError):
+            pass  # without a marker the report after the command is skipped, nothing worse
+
+    def take_command_start(self, conversation, now_ns):
+        """When the marker was written (the file system's clock, the one that stamps the
+        files a command writes), or None; the marker is removed. One older than a day is
+        a leftover of a command whose after-event never came."""
+        marker = self.command_start_marker(conversation)
+        try:
+            started = os.lstat(marker).st_mtime_ns
+            os.unlink(marker)
+        except OSError:
+            return None
+        return started if now_ns - started < 86400 * 10**9 else None
+
     # -- writing
     def save(self, before, after, lock=None):
         validate_changes(before, after)
@@ -984,6 +1012,23 @@ def run_git(checkout, *args):
     except (OSError, subprocess.SubprocessError):
         return ""
     return proc.stdout if proc.returncode == 0 else ""
+
+
+def files_written_in_scopes_after(checkout, scopes, since_ns):
+    """Files under `scopes` (git pathspecs, each also as a folder) that git sees as modified
+    or new in `checkout` and whose modification time is at or after `since_ns`. A file the
+    command deleted has no time to compare and is not seen."""
+    specs = [f":(glob){scope}{suffix}" for scope in scopes for suffix in ("", "/**")]
+    listed = run_git(checkout, "ls-files", "-z", "--modified", "--others", "--exclude-standard",
+                     "--", *specs)
+    changed = []
+    for name in unique_in_order(listed.split("\0")):
+        try:
+            if name and os.lstat(os.path.join(checkout, name)).st_mtime_ns >= since_ns:
+                changed.append(name)
+        except OSError:
+            continue
+    return changed
 
 
 # ---------------------------------------------------------------------------- policy: time
@@ -1578,6 +1623,17 @@ def build_failure_verdict(state, session_id, now, area=None, path=None):
     return "report_only", deciding, others
 
 
+def changes_in_foreign_locks(state, session_id, paths, now):
+    """[(lock, paths)] for the paths whose deciding lock (deciding_lock) is another
+    session's: what a session changed in someone else's claim, lock by lock."""
+    locks, found = live_locks(state, now), {}
+    for path in paths:
+        lock, _ = deciding_lock(locks, path, session_id)
+        if lock is not None and lock["owner"] != session_id:
+            found.setdefault(id(lock), (lock, []))[1].append(path)
+    return list(found.values())
+
+
 def normalise_rule(name):
     """`Intent Scope`, `intent-scope` and `intent_scope` are one rule."""
     return pattern(r"[\s_-]+").sub("_", name.strip().lower()).strip("_")
@@ -1790,13 +1846,19 @@ def check_status(value):
     return value
 
 
-# What the agents' hooks send: a Windsurf or Claude Code event, read into one shape.
+# What the agents' hooks send: a Windsurf, Claude Code or Cursor event, read into one shape.
 
-CLAUDE_WRITE_TOOLS = {"Edit", "Write", "MultiEdit", "NotebookEdit"}
-SHELL_TOOLS = {"Bash", "Shell"}  # Claude Code's, and Cursor's name when it runs Claude's hooks
-# Claude Code's events, and the names Cursor gives them when it runs Claude Code's hooks.
+# Edit tools: Claude Code's, and Cursor's (its own hooks, or Claude Code's hooks run by it).
+WRITE_TOOLS = {"Edit", "Write", "MultiEdit", "NotebookEdit", "Delete"}
+SHELL_TOOLS = {"Bash", "Shell"}  # Claude Code's name, and Cursor's
+# Events that carry a tool: Claude Code's names, and Cursor's for the same events.
 TOOL_EVENT_PHASES = {"PreToolUse": "pre", "preToolUse": "pre", "PostToolUse": "post",
                      "postToolUse": "post"}
+# Cursor's own events for one kind of action: (phase, kind).
+CURSOR_EVENTS = {"beforeShellExecution": ("pre", "run_command"),
+                 "afterShellExecution": ("post", "run_command"),
+                 "afterFileEdit": ("post", "write")}
+SESSION_START_EVENTS = {"SessionStart", "sessionStart"}
 
 
 def load_json(text):
@@ -1824,33 +1886,44 @@ def load_json(text):
 
 
 def parse_hook_event(text):
-    """Windsurf's or Claude Code's hook JSON -> {kind, conversation, file_path, command_line}."""
+    """Windsurf's, Claude Code's or Cursor's hook JSON -> {dialect, event_name, phase, kind,
+    conversation, file_path, command_line, cwd}. The dialect says how to answer (hook_reply):
+    Claude Code names its events in PascalCase, Cursor in camelCase (also when it runs Claude
+    Code's hooks), Windsurf sends `agent_action_name`."""
     try:
         raw = load_json(text)
     except ValueError:
         raise ValueError("the hook event on stdin is not JSON") from None
     if not isinstance(raw, dict):
         raise ValueError("the hook event on stdin is not a JSON object")
-    if "hook_event_name" in raw:  # Claude Code, or Cursor running Claude Code's hooks
+    source = None
+    if "hook_event_name" in raw:  # Claude Code, or Cursor
+        name = str(raw.get("hook_event_name"))
+        dialect = "claude" if name[:1].isupper() else "cursor"
         tool, tool_input = str(raw.get("tool_name")), raw.get("tool_input")
         tool_input = tool_input if isinstance(tool_input, dict) else {}
-        phase = TOOL_EVENT_PHASES.get(str(raw.get("hook_event_name")))
-        kind = ("write" if tool in CLAUDE_WRITE_TOOLS else
-                "run_command" if tool in SHELL_TOOLS else None)
-        if str(raw.get("hook_event_name")) in ("SessionStart", "sessionStart"):
-            phase, kind, tool_input = "start", "session_start", {"source": raw.get("source")}
-        file_path = tool_input.get("file_path") or tool_input.get("notebook_path")
-        command_line, cwd = tool_input.get("command"), raw.get("cwd")
-        conversation = raw.get("session_id") or raw.get("conversation_id")
+        phase, kind = CURSOR_EVENTS.get(name) or (
+            TOOL_EVENT_PHASES.get(name),
+            "write" if tool in WRITE_TOOLS else "run_command" if tool in SHELL_TOOLS else None)
+        if name in SESSION_START_EVENTS:
+            phase, kind, source = "start", "session_start", str(raw.get("source"))
+        fields = raw if name in CURSOR_EVENTS else tool_input
+        file_path = next((fields[key] for key in ("file_path", "notebook_path", "path")
+                          if isinstance(fields.get(key), str)), None)
+        command_line = fields.get("command")
+        roots = raw.get("workspace_roots")
+        cwd = raw.get("cwd") or (roots[0] if isinstance(roots, list) and roots else None)
+        # Cursor's conversation_id is stable over a conversation; Claude Code's is session_id.
+        conversation = raw.get("conversation_id") or raw.get("session_id")
     else:  # Windsurf Cascade
-        action = str(raw.get("agent_action_name", ""))
-        phase, _, what = action.partition("_")
+        dialect, name = "windsurf", str(raw.get("agent_action_name", ""))
+        phase, _, what = name.partition("_")
         kind = {"write_code": "write", "run_command": "run_command"}.get(what)
         info = raw.get("tool_info")
         info = info if isinstance(info, dict) else {}
         file_path, command_line, cwd = info.get("file_path"), info.get("command_line"), info.get("cwd")
         conversation = raw.get("trajectory_id")
-        if action == "post_setup_worktree":
+        if name == "post_setup_worktree":
             kind, file_path = "setup_worktree", info.get("worktree_path")
             cwd = info.get("root_workspace_path") if isinstance(
                 info.get("root_workspace_path"), str) else cwd
@@ -1859,11 +1932,55 @@ def parse_hook_event(text):
     if conversation is not None and (len(conversation) > MAX_CONVERSATION_CHARS
                                      or has_control_characters(conversation)):
         conversation = UNUSABLE_CONVERSATION  # never stored: a 5 MB id is no id
-    return {"phase": phase, "kind": kind, "conversation": conversation,
-            "source": str(tool_input.get("source")) if kind == "session_start" else None,
+    return {"dialect": dialect, "event_name": name, "phase": phase, "kind": kind,
+            "conversation": conversation, "source": source,
             "file_path": file_path if isinstance(file_path, str) and "\0" not in file_path else None,
             "command_line": command_line if isinstance(command_line, str) else None,
             "cwd": cwd if isinstance(cwd, str) else None}
+
+
+def json_text(value):
+    """JSON for a hook's answer (a dict of strings and dicts) through json's C encoder,
+    without `import json` (which imports `re`: see load_json). Non-ASCII is escaped."""
+    try:
+        from _json import encode_basestring_ascii as quote
+    except ImportError:
+        import json
+        quote = json.dumps
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{quote(str(k))}: {json_text(v)}" for k, v in value.items()) + "}"
+    return quote(str(value))
+
+
+def hook_reply(event, blocked, text):
+    """(stdout, stderr, blocks by exit code) for the agent that sent `event`, in its own
+    contract. Claude Code: PreToolUse's `permissionDecision: deny` with the reason, and
+    `additionalContext` for what Claude should read (code.claude.com/docs/en/hooks). Cursor:
+    a JSON object on every path, `permission: deny` with `user_message`/`agent_message`,
+    `additional_context` at session start (cursor.com/docs/agent/hooks). Windsurf: the reason
+    on stderr with exit 2, a note on stdout (docs.windsurf.com/windsurf/cascade/hooks)."""
+    dialect = event["dialect"]
+    if dialect == "claude":
+        if blocked:
+            return json_text({"hookSpecificOutput": {
+                "hookEventName": event["event_name"], "permissionDecision": "deny",
+                "permissionDecisionReason": text}}), "", False
+        if text:
+            return json_text({"hookSpecificOutput": {
+                "hookEventName": event["event_name"], "additionalContext": text}}), "", False
+        return "", "", False
+    if dialect == "cursor":
+        if blocked:
+            return json_text({"permission": "deny", "user_message": text,
+                              "agent_message": text}), "", True
+        if text and event["kind"] == "session_start":
+            return json_text({"additional_context": text}), "", False
+        if text and event["phase"] == "pre":
+            return json_text({"agent_message": text}), "", False
+        if text and event["event_name"] == "postToolUse":
+            return json_text({"additional_context": text}), "", False
+        return "{}", text, False  # an after-event answers nothing: the note goes to its log
+    return ("", text, True) if blocked else (text, "", False)
 
 
 # The tool's writing commands: running one with --session binds a conversation to it.
@@ -2286,6 +2403,7 @@ AGENT_FILES = {  # committed files per agent: (path in the target repository, te
     "agents-md": (),  # a marked section of AGENTS.md, merged by merge_agents_md
 }
 GITIGNORE_LINES = (".windsurf/orchestrator/",)
+CHANGED_FILES_SHOWN = 10  # files named per lock after a command; the rest are counted
 HOOK_BLOCK_EXIT = 42  # what the shim's hook exits with to block; the hook command maps it to 2
 
 
@@ -2301,17 +2419,20 @@ def user_launcher_path():
     return os.path.join(base, "session-orchestrator", "launcher")
 
 
-def hook_command(project_dir_variable=None):
+def hook_command(project_dir_variable=None, json_answer=False):
     """The command line an agent's hook configuration runs: one POSIX `sh -c` script, so that
     it means the same under dash, bash, zsh or fish. It finds the shim (in the agent's
     project folder or the current folder, at the top of that checkout, in its main checkout
     for a worktree made from a commit older than the pack) or else the user's launcher, and
     maps only a deliberate block (exit 42) to 2: a missing or unreadable shim, a broken
-    launcher or a crash can never block the agent."""
+    launcher or a crash can never block the agent. With `json_answer` (Cursor, which takes
+    anything but a JSON object from a permission hook as a failure) every path prints one:
+    `{}` when the tool itself said nothing."""
     shim = SHIM[0]
     steps = [f"s={shim}", "d=."]
     if project_dir_variable:
         steps.append(f'[ -n "${{{project_dir_variable}:-}}" ] && d="${project_dir_variable}"')
+    allowed = "; echo {}" if json_answer else ""
     steps += [
         'f="$d/$s"',
         '[ -r "$f" ] || f="$s"',
@@ -2320,20 +2441,29 @@ def hook_command(project_dir_variable=None):
         ' 2>/dev/null)/../$s"',
         f'[ -r "$f" ] || f="{USER_LAUNCHER_SHELL}"',
         'if [ ! -f "$f" ] || [ ! -r "$f" ]; then echo "orchestrator hook: no readable ' + shim +
-        ' here or in this repository; the action was allowed" >&2; exit 0; fi',
-        f'sh "$f" hook --block-exit {HOOK_BLOCK_EXIT}',
-        f'[ $? -eq {HOOK_BLOCK_EXIT} ] && exit 2',
-        'exit 0']
+        ' here or in this repository; the action was allowed" >&2' + allowed + '; exit 0; fi']
+    if json_answer:
+        steps += [f'o="$(sh "$f" hook --block-exit {HOOK_BLOCK_EXIT})"', 'r=$?',
+                  'if [ -n "$o" ]; then printf "%s\\n" "$o"; else echo {}; fi']
+    else:
+        steps += [f'sh "$f" hook --block-exit {HOOK_BLOCK_EXIT}', 'r=$?']
+    steps += [f'[ $r -eq {HOOK_BLOCK_EXIT} ] && exit 2', 'exit 0']
     return "sh -c '" + "; ".join(steps) + "'"
 
 
 HOOK_COMMAND = hook_command()
 WINDSURF_HOOKS = {"pre_write_code": True, "post_write_code": False, "pre_run_command": False,
-                  "post_run_command": False, "post_setup_worktree": True}  # event: show_output
+                  "post_run_command": True, "post_setup_worktree": True}  # event: show_output
 CLAUDE_HOOK_COMMAND = hook_command("CLAUDE_PROJECT_DIR")
 CLAUDE_HOOKS = {"PreToolUse": ("Edit|Write|MultiEdit|NotebookEdit", "Bash"),
                 "PostToolUse": ("Edit|Write|MultiEdit|NotebookEdit", "Bash"),
                 "SessionStart": ("startup|resume|clear|compact",)}
+CURSOR_HOOK_COMMAND = hook_command("CURSOR_PROJECT_DIR", json_answer=True)
+CURSOR_HOOKS_VERSION = 1
+# Cursor's own events (cursor.com/docs/agent/hooks): event -> matcher (None: every one).
+CURSOR_HOOKS = {"sessionStart": None, "preToolUse": "Write|Edit|Delete",
+                "beforeShellExecution": None, "afterShellExecution": None,
+                "afterFileEdit": None}
 
 
 def is_our_hook_command(command):
@@ -2389,6 +2519,24 @@ def merge_claude_hooks(settings):
                            "hooks": [{"type": "command", "command": CLAUDE_HOOK_COMMAND}]})
         hooks[event] = blocks
     return settings
+
+
+def merge_cursor_hooks(config):
+    """Add our hooks to Cursor's .cursor/hooks.json, keeping every hook already there and
+    replacing the ones an earlier install wrote. The file is `version` 1 of the contract."""
+    version = config.setdefault("version", CURSOR_HOOKS_VERSION)
+    if version != CURSOR_HOOKS_VERSION:
+        raise Kept(f"it is version {version!r} of Cursor's hooks file; this pack writes version "
+                   f"{CURSOR_HOOKS_VERSION}: add ours by hand (see the README)")
+    hooks = config.setdefault("hooks", {})
+    for event, matcher in CURSOR_HOOKS.items():
+        theirs = [e for e in hooks.get(event, [])
+                  if not (isinstance(e, dict) and is_our_hook_command(e.get("command")))]
+        ours = {"command": CURSOR_HOOK_COMMAND}
+        if matcher:
+            ours["matcher"] = matcher
+        hooks[event] = theirs + [ours]
+    return config
 
 
 def merge_agents_md(text, section):
@@ -2614,6 +2762,9 @@ def install_pack(ctx, target, agents, force):
     if "claude" in agents:
         merged.append((".claude/settings.json",
                        lambda text: planned_json(text, merge_claude_hooks, claude=True)))
+    if "cursor" in agents:
+        merged.append((".cursor/hooks.json",
+                       lambda text: planned_json(text, merge_cursor_hooks, claude=False)))
     if "agents-md" in agents:
         section = render("agents_md_section.md.j2", **pack_context())
         merged.append(("AGENTS.md", lambda text: planned_agents_md(text, section)))
@@ -3251,10 +3402,10 @@ def cmd_install(ctx, args):
 
 
 def cmd_hook(ctx, args):
-    """One agent hook event on stdin (Windsurf Cascade or Claude Code). Only a write into
-    another session's lock that forbids outside fixes is blocked (exit 2, or --block-exit);
-    anything this hook cannot understand lets the action proceed, so a broken state never
-    stops all work."""
+    """One agent hook event on stdin (Windsurf Cascade, Claude Code or Cursor), answered in
+    that agent's contract (hook_reply). Only a write into another session's lock that
+    forbids outside fixes is blocked; anything this hook cannot understand lets the action
+    proceed, so a broken state never stops all work."""
     try:
         event = parse_hook_event(sys.stdin.read())
     except Exception as error:  # fail open: an event we cannot read must not stop work
@@ -3263,13 +3414,20 @@ def cmd_hook(ctx, args):
         return EXIT_OK
     try:
         block_exit = int(args.block_exit) if args.block_exit else EXIT_BLOCKED
-        blocked = handle_hook_event(ctx, event)
+        blocked, text = handle_hook_event(ctx, event)
+        out, err, exit_blocks = hook_reply(event, blocked, text)
     except (OrchestratorError, Exception) as error:  # fail open: a broken hook must not stop work
         reason = one_line(error.message if isinstance(error, OrchestratorError) else
                           f"{type(error).__name__}: {error}")
         print(f"orchestrator hook: {reason}; the action was allowed", file=sys.stderr)
+        if event["dialect"] == "cursor":
+            print("{}")  # Cursor wants a JSON answer on every path
         return EXIT_OK
-    return block_exit if blocked else EXIT_OK
+    if out:
+        print(out)
+    if err:
+        print(err, file=sys.stderr)
+    return block_exit if exit_blocks else EXIT_OK
 
 
 def event_folder(ctx, event):
@@ -3289,12 +3447,12 @@ def store_for_repository(ctx, main_root, pinned):
     return Store(own) if os.path.isfile(own) else None
 
 
-def store_and_path(ctx, event, target):
-    """(store, path relative to its repository) that decide about `target` (a file or a
-    folder), or (None, None) when no coordinated repository holds it. The innermost checkout
-    with a state decides, so a submodule or a nested repository inside a locked folder is
-    still that folder's. A state kept elsewhere (--state) serves the repository the agent
-    works in."""
+def coordinating_checkout(ctx, event, target):
+    """(store, checkout folder, path relative to it) that decide about `target` (a file or a
+    folder), or (None, None, None) when no coordinated repository holds it. The innermost
+    checkout with a state decides, so a submodule or a nested repository inside a locked
+    folder is still that folder's. A state kept elsewhere (--state) serves the repository the
+    agent works in."""
     pinned = repository_of_state(ctx.store.path)
     if pinned is None:
         around = enclosing_checkout(event_folder(ctx, event))
@@ -3303,55 +3461,73 @@ def store_and_path(ctx, event, target):
         store = store_for_repository(ctx, main_root, pinned)
         if store is not None:
             relative = os.path.relpath(os.path.abspath(target), checkout).replace(os.sep, "/")
-            return store, ("" if relative == "." else relative)
-    return None, None
+            return store, checkout, ("" if relative == "." else relative)
+    return None, None, None
+
+
+def store_and_path(ctx, event, target):
+    store, _, path = coordinating_checkout(ctx, event, target)
+    return store, path
 
 
 def handle_hook_event(ctx, event):
-    """Act on one hook event; True when the action must be blocked."""
+    """Act on one hook event: (block it?, what the agent should read, or "")."""
     if event["kind"] == "session_start":
-        session_start_check(ctx, event)
-        return False
+        return False, session_start_check(ctx, event)
     if event["kind"] == "setup_worktree":
-        worktree_check(ctx, event)
-        return False
+        return False, worktree_check(ctx, event)
     if event["kind"] == "run_command":
-        session_id = session_named_in_command(event["command_line"])
-        if session_id and event["conversation"] == UNUSABLE_CONVERSATION:
-            print("orchestrator hook: the conversation id is too long or holds control "
-                  "characters; nothing was bound", file=sys.stderr)
-        elif session_id and event["conversation"]:
-            store, _ = store_and_path(ctx, event, event_folder(ctx, event))
-            state = store.load() if store else None
-            bound = state and session_of_conversation(state, event["conversation"])
-            if state and find_session(state, session_id) and (bound or {}).get("id") != session_id:
-                with Transaction(store) as state:
-                    bind_conversation(state, event["conversation"], session_id)
-        if event["phase"] != "pre":
-            return False
-        folder = event_folder(ctx, event)
-        return any(write_is_blocked(ctx, event, os.path.join(folder, target))
-                   for target in paths_written_by(event["command_line"]))
+        bind_from_command(ctx, event)
+        if event["phase"] == "pre":
+            return shell_write_verdict(ctx, event)
+        if event["phase"] == "post":
+            return False, report_command_changes(ctx, event)
+        return False, ""
     if event["kind"] != "write" or not event["file_path"] or event["phase"] not in ("pre", "post"):
-        return False  # an event we do not know is never answered as a pre-event
+        return False, ""  # an event we do not know is never answered as a pre-event
     file_path = os.path.join(event_folder(ctx, event), event["file_path"])
     if event["phase"] == "pre":
-        return write_is_blocked(ctx, event, file_path)
+        return write_verdict(ctx, event, file_path)
     store, path = store_and_path(ctx, event, file_path)
-    if store is None:
-        return False  # not a file of a repository whose sessions we coordinate
-    state = store.load()
-    acting = session_of_conversation(state, event["conversation"])  # after the write: record it
-    if acting and (len(path) > MAX_PATH_CHARS or has_control_characters(path)
-                   or "\n" in path or "\t" in path):
+    if store is not None:  # else not a file of a repository whose sessions we coordinate
+        record_touched(store, event["conversation"], [path])
+    return False, ""
+
+
+def bind_from_command(ctx, event):
+    """A command line that runs one of the tool's writing commands with --session S binds
+    this conversation to S (before the command and after it: a `sync` registers S)."""
+    session_id = session_named_in_command(event["command_line"])
+    if session_id and event["conversation"] == UNUSABLE_CONVERSATION:
+        print("orchestrator hook: the conversation id is too long or holds control "
+              "characters; nothing was bound", file=sys.stderr)
+    elif session_id and event["conversation"]:
+        store, _ = store_and_path(ctx, event, event_folder(ctx, event))
+        state = store.load() if store else None
+        bound = state and session_of_conversation(state, event["conversation"])
+        if state and find_session(state, session_id) and (bound or {}).get("id") != session_id:
+            with Transaction(store) as state:
+                bind_conversation(state, event["conversation"], session_id)
+
+
+def record_touched(store, conversation, paths):
+    """Add `paths` to the touched files of the session bound to `conversation`, if any."""
+    acting = session_of_conversation(store.load(), conversation)
+    if acting is None:
+        return
+    fit = [p for p in paths if len(p) <= MAX_PATH_CHARS and not has_control_characters(p)
+           and "\n" not in p and "\t" not in p]
+    if len(fit) < len(paths):
         print("orchestrator hook: a file name with control characters or over "
               f"{MAX_PATH_CHARS} characters is not recorded", file=sys.stderr)
-    elif acting and path not in acting.get("touched_files", []):
-        with Transaction(store) as state:
-            session = find_session(state, acting["id"])
-            if session is not None and path not in session.get("touched_files", []):
-                session["touched_files"] = session.get("touched_files", []) + [path]
-    return False
+    if not [p for p in fit if p not in acting.get("touched_files", [])]:
+        return
+    with Transaction(store) as state:
+        session = find_session(state, acting["id"])
+        if session is not None:
+            touched = session.get("touched_files", [])
+            session["touched_files"] = touched + [p for p in unique_in_order(fit)
+                                                  if p not in touched]
 
 
 def worktree_check(ctx, event):
@@ -3359,65 +3535,115 @@ def worktree_check(ctx, event):
     of the repository it was made from? One line when it does not, saying what to run."""
     worktree = event["file_path"]
     if not worktree:
-        return
+        return ""
     found = enclosing_checkout(worktree)
     root = enclosing_checkout(event["cwd"] or os.getcwd())
     if found is None or root is None or found[1] != root[1]:
-        print(message("worktree_elsewhere", worktree=worktree))
-    elif not os.path.isfile(os.path.join(worktree, SHIM[0])):
-        print(message("worktree_without_pack", worktree=worktree,
-                      shim=os.path.join(found[1], SHIM[0])))
+        return message("worktree_elsewhere", worktree=worktree)
+    if not os.path.isfile(os.path.join(worktree, SHIM[0])):
+        return message("worktree_without_pack", worktree=worktree,
+                       shim=os.path.join(found[1], SHIM[0]))
+    return ""
 
 
 def session_start_check(ctx, event):
-    """The silent session-start check, run by the agent itself (Claude Code's SessionStart):
-    what it prints becomes part of the conversation, so it prints only a conflict of the
-    bound session's areas, or after /clear, how an unbound conversation binds again."""
+    """The silent session-start check, run by the agent itself (Claude Code's and Cursor's
+    session-start events): what it says becomes part of the conversation, so it says only a
+    conflict of the bound session's areas, or after /clear, how an unbound conversation
+    binds again."""
     store, _ = store_and_path(ctx, event, event_folder(ctx, event))
     if store is None:
-        return
+        return ""
     state, now = store.load(), utc_now()
     acting = session_of_conversation(state, event["conversation"])
     if acting is None:
         if event["source"] == "clear" and state["active_sessions"]:
-            print(message("session_start_unbound", cli=cli_name()))
-        return
+            return message("session_start_unbound", cli=cli_name())
+        return ""
     found = [conflict_view(c, now) for c in intent_conflicts(
         state, acting["id"], acting["touched_areas"], [], now)]
-    if found:
-        conflicts, shared = split_by_outside_fixes(found)
-        print(render("check_warning.txt.j2", session=acting["id"], drift=[], cli=cli_name(),
-                     conflicts=conflicts, shared=shared), end="")
+    if not found:
+        return ""
+    conflicts, shared = split_by_outside_fixes(found)
+    return render("check_warning.txt.j2", session=acting["id"], drift=[], cli=cli_name(),
+                  conflicts=conflicts, shared=shared).rstrip("\n")
 
 
-def write_is_blocked(ctx, event, file_path):
-    """Before a write to `file_path` (by an edit tool or a shell command): print why and
-    return True when it goes into another session's lock that allows no outside fixes, or
-    into the shared state itself."""
+def write_verdict(ctx, event, file_path):
+    """Before a write to `file_path` (by an edit tool or a shell command): (True, why) when it
+    goes into another session's lock that allows no outside fixes, or into the shared state
+    itself; (False, a note naming the owner) inside a lock that allows outside fixes."""
     store, path = store_and_path(ctx, event, file_path)
     if store is None:
-        return False  # not a file of a repository whose sessions we coordinate
+        return False, ""  # not a file of a repository whose sessions we coordinate
     state = store.load()
     acting = session_of_conversation(state, event["conversation"])
     if (path + "/").startswith(STATE_FOLDER + "/"):
-        print(message("hook_state_file", path=path, cli=cli_name()), file=sys.stderr)
-        return True  # the shared state changes only through the tool
-    now = utc_now()
+        return True, message("hook_state_file", path=path, cli=cli_name())
     verdict, lock, _ = build_failure_verdict(state, acting["id"] if acting else None, path=path,
-                                             now=now)
-    fields = {"path": path, "owner": lock["owner"] if lock else "", "cli": cli_name(),
-              "area": lock["area"] if lock else "",
-              "until": lock["expires_at"] if lock else "",
-              "reason": lock["reason"] if lock else "",
+                                             now=utc_now())
+    if verdict == "fix":
+        return False, ""
+    fields = {"path": path, "owner": lock["owner"], "cli": cli_name(), "area": lock["area"],
+              "until": lock["expires_at"], "reason": lock["reason"],
               "you": acting["id"] if acting else "<your-session>"}
-    if verdict == "report_only":
-        lines = [message("hook_blocked", **fields),
-                 message("hook_what_to_do" if acting else "hook_unbound", **fields)]
-        print("\n".join(lines), file=sys.stderr)
-        return True
     if verdict == "fix_and_notify":
-        print(message("hook_allowed_in_lock", **fields))
-    return False
+        return False, message("hook_allowed_in_lock", **fields)
+    return True, "\n".join([message("hook_blocked", **fields),
+                            message("hook_what_to_do" if acting else "hook_unbound", **fields)])
+
+
+def shell_write_verdict(ctx, event):
+    """Before a shell command: blocked like an edit when it plainly writes into another
+    session's lock (paths_written_by); otherwise, when other sessions hold live locks here,
+    note when it started, so that what it changes there is reported after it."""
+    folder = event_folder(ctx, event)
+    notes = []
+    for target in paths_written_by(event["command_line"]):
+        blocked, text = write_verdict(ctx, event, os.path.join(folder, target))
+        if blocked:
+            return True, text
+        if text and text not in notes:
+            notes.append(text)
+    store, _ = store_and_path(ctx, event, folder)
+    if store is not None and event["conversation"]:
+        state = store.load()
+        acting = session_of_conversation(state, event["conversation"])
+        if any(lock["owner"] != (acting or {}).get("id") for lock in live_locks(state, utc_now())):
+            store.mark_command_start(event["conversation"])
+    return False, "\n".join(notes)
+
+
+def report_command_changes(ctx, event):
+    """After a shell command: the files it changed inside other sessions' live locks (what
+    git sees as modified or new there, stamped after the command started), recorded as the
+    session's touched files and reported, one line per lock."""
+    if not event["conversation"]:
+        return ""
+    store, checkout, _ = coordinating_checkout(ctx, event, event_folder(ctx, event))
+    if store is None:
+        return ""
+    started = store.take_command_start(event["conversation"], time.time_ns())
+    if started is None:
+        return ""
+    state, now = store.load(), utc_now()
+    acting = session_of_conversation(state, event["conversation"])
+    you = (acting or {}).get("id")
+    foreign = [lock for lock in live_locks(state, now) if lock["owner"] != you]
+    scopes = unique_in_order(scope for lock in foreign for scope in lock["scope"])
+    changed = files_written_in_scopes_after(checkout, scopes, started) if scopes else []
+    by_lock = changes_in_foreign_locks(state, you, changed, now)
+    if not by_lock:
+        return ""
+    record_touched(store, event["conversation"], [p for _, paths in by_lock for p in paths])
+    lines = []
+    for lock, paths in by_lock:
+        shown = paths[:CHANGED_FILES_SHOWN]
+        more = f" and {len(paths) - len(shown)} more" if len(paths) > len(shown) else ""
+        key = "hook_changed_in_shared_lock" if lock["allow_external_fixes"] else "hook_changed_in_lock"
+        lines.append(message(key, files=shown, more=more, owner=lock["owner"],
+                             area=lock["area"], cli=cli_name(), you=you or "<your-session>"))
+    return "\n".join(lines)
 
 
 def cmd_commit_check(ctx, args):

@@ -16,8 +16,9 @@ timed command reads its cache, as it does on an unchanged file):
   realistic   10 active sessions, 20 locks, 10 completed, 50 notes, 50 directives
   10 / 100 / 1000   that many entries in each of the five lists
 Commands: check, status, hook (a Windsurf pre_write_code event: allowed, and blocked by another
-session's lock), note, lock, unlock, lock+unlock, sync (registering a new session). A write runs
-on a fresh copy of the prepared state and its cache files; the copy is not timed.
+session's lock; pre_run_command and post_run_command around a shell command, and a command line
+that writes into a lock), note, lock, unlock, lock+unlock, sync (registering a new session). A
+write runs on a fresh copy of the prepared state and its cache files; the copy is not timed.
 
 The first read after a hand edit pays strictyaml's full validation: the bench times it once per
 state (the process that fills the cache), not as a median. Then `make stress`'s load with 8
@@ -195,6 +196,15 @@ def hook_event(file_path):
     }).encode("utf-8")
 
 
+def run_event(action, command_line, cwd):
+    """A Windsurf pre_run_command or post_run_command event for `command_line`."""
+    return json.dumps({
+        "agent_action_name": action, "trajectory_id": TRAJECTORY, "execution_id": "e",
+        "timestamp": iso(datetime.now(timezone.utc)),
+        "tool_info": {"command_line": command_line, "cwd": str(cwd)},
+    }).encode("utf-8")
+
+
 def make_repo(folder):
     """A git checkout the hook's file paths live in (a bare `.git` folder if git is missing)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -237,6 +247,14 @@ def bench_state(name, counts, work, repo, warmup, runs, now):
             "hook (allowed write)": run_once(LAUNCH + ["hook"], env, repo, stdin=allowed_event),
             "hook (blocked write)": run_once(LAUNCH + ["hook"], env, repo, stdin=blocked_event,
                                              expect=(2,)),
+            # A shell command, before it runs (other sessions hold locks: its start is
+            # marked) and after it (git lists what changed in their scopes).
+            "hook (shell, before)": run_once(LAUNCH + ["hook"], env, repo, stdin=run_event(
+                "pre_run_command", "make test", repo)),
+            "hook (shell, after)": run_once(LAUNCH + ["hook"], env, repo, stdin=run_event(
+                "post_run_command", "make test", repo)),
+            "hook (shell, blocked)": run_once(LAUNCH + ["hook"], env, repo, stdin=run_event(
+                "pre_run_command", "echo x > src/area-1/main.py", repo), expect=(2,)),
         }
 
     copies = [0]
@@ -318,7 +336,8 @@ def targets(results, baselines, stress):
 
     real = results.get("realistic")
     if real:
-        for command in ("check", "hook (allowed write)", "hook (blocked write)"):
+        for command in ("check", "hook (allowed write)", "hook (blocked write)",
+                        "hook (shell, before)", "hook (shell, after)", "hook (shell, blocked)"):
             x = real["commands"][command]["x_pass"]
             target(f"{command}, realistic state, cached: <= {CHECK_TARGET}x python -c pass",
                    x, CHECK_TARGET, x <= CHECK_TARGET, "x")

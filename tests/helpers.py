@@ -62,3 +62,26 @@ def git(cwd, *args):
     subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
                    env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
                         "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"})
+
+
+def claude_answer(result):
+    """The `hookSpecificOutput` a Claude Code hook printed on stdout, {} when it printed
+    nothing (code.claude.com/docs/en/hooks: JSON output, read on exit 0)."""
+    assert result.returncode == 0, result
+    return json.loads(result.stdout)["hookSpecificOutput"] if result.stdout.strip() else {}
+
+
+def claude_denial(result):
+    """The reason a Claude Code PreToolUse hook denied the tool call with, or "" when it did
+    not deny (`permissionDecision: deny`, `permissionDecisionReason`)."""
+    answer = claude_answer(result)
+    if answer.get("permissionDecision") != "deny":
+        return ""
+    assert answer["hookEventName"] == "PreToolUse"
+    return answer["permissionDecisionReason"]
+
+
+def cursor_answer(result):
+    """The JSON object a Cursor hook printed (cursor.com/docs/agent/hooks: every path of a
+    permission hook answers one)."""
+    return json.loads(result.stdout)

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 import orchestrator
-from helpers import git
+from helpers import claude_answer, claude_denial, git
 
 CLI = "sh .windsurf/bin/orchestrator"
 
@@ -190,9 +190,9 @@ def test_claude_code_pre_tool_use_blocks_edits_in_a_lock(sh, target):
     edit = claude_event("PreToolUse", "Edit", "claude-1", file_path=str(target / "src/api.py"),
                         old_string="x", new_string="y")
     blocked = sh(command, target, stdin=edit, env=env)
-    assert blocked.returncode == 2 and "owner's lock on backend" in blocked.stderr
+    assert "owner's lock on backend" in claude_denial(blocked)
     docs = claude_event("PreToolUse", "Write", "claude-1", file_path=str(target / "docs/a.md"))
-    assert sh(command, target, stdin=docs, env=env).returncode == 0
+    assert claude_answer(sh(command, target, stdin=docs, env=env)) == {}
 
 
 # ---------------------------------------------------------------------------- worktrees
