@@ -1015,10 +1015,15 @@ def run_git(checkout, *args):
 
 
 def files_written_in_scopes_after(checkout, scopes, since_ns):
-    """Files under `scopes` (git pathspecs, each also as a folder) that git sees as modified
-    or new in `checkout` and whose modification time is at or after `since_ns`. A file the
-    command deleted has no time to compare and is not seen."""
-    specs = [f":(glob){scope}{suffix}" for scope in scopes for suffix in ("", "/**")]
+    """Files under `scopes` in `checkout` that were written at or after `since_ns` and that git
+    sees as modified or new (not ignored). The scopes' folders are walked first, which costs
+    no process; git is asked only about what the walk found, or about the whole scopes when
+    the walk would be too long. A file the command deleted has no time and is not seen."""
+    found = recently_written(checkout, scopes, since_ns)
+    if found == []:
+        return []
+    specs = ([f":(literal){name}" for name in found] if found is not None else
+             [f":(glob){scope}{suffix}" for scope in scopes for suffix in ("", "/**")])
     listed = run_git(checkout, "ls-files", "-z", "--modified", "--others", "--exclude-standard",
                      "--", *specs)
     changed = []
@@ -1029,6 +1034,52 @@ def files_written_in_scopes_after(checkout, scopes, since_ns):
         except OSError:
             continue
     return changed
+
+
+WALK_LIMIT = 20000  # entries the after-command walk looks at before it leaves the rest to git
+
+
+def recently_written(checkout, scopes, since_ns):
+    """Files in `scopes` whose modification time is at or after `since_ns`, walking their
+    literal folders (not through symlinks, not into .git); None past WALK_LIMIT entries.
+    One lstat a file is the whole cost (about 3 ms a thousand files), so it stays lean."""
+    from stat import S_ISDIR, S_ISREG
+    roots = sorted(set("/".join(literal_prefix(scope)) for scope in scopes))
+    pending = [r for i, r in enumerate(roots)
+               if not any(r == p or r.startswith(p + "/") or not p for p in roots[:i])]
+    base = os.path.join(checkout, "")
+    found, seen = [], 0
+    while pending:
+        relative = pending.pop()
+        try:
+            info = os.lstat(base + relative)
+        except OSError:
+            continue
+        if S_ISREG(info.st_mode):  # a scope that names one file
+            if info.st_mtime_ns >= since_ns:
+                found.append(relative)
+            continue
+        if not S_ISDIR(info.st_mode):
+            continue
+        try:
+            names = os.listdir(base + relative)
+        except OSError:
+            continue
+        seen += len(names)
+        if seen > WALK_LIMIT:
+            return None
+        prefix = relative + "/" if relative else ""
+        for name in names:
+            try:
+                info = os.lstat(base + prefix + name)
+            except OSError:
+                continue
+            if S_ISDIR(info.st_mode):
+                if name != ".git":
+                    pending.append(prefix + name)
+            elif info.st_mtime_ns >= since_ns and S_ISREG(info.st_mode):
+                found.append(prefix + name)
+    return [path for path in found if any(path_in_scope(path, scope) for scope in scopes)]
 
 
 # ---------------------------------------------------------------------------- policy: time

@@ -214,6 +214,13 @@ def make_repo(folder):
         (folder / ".git").mkdir(exist_ok=True)
     for sub in ("src/area-1", "docs"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
+    # Files in the locked areas, for the walk after a shell command: 20 areas of 50 files.
+    for area in range(1, 21):
+        for kind in ("src", "tests"):
+            (folder / kind / f"area-{area}").mkdir(parents=True, exist_ok=True)
+        for number in range(25):
+            (folder / "src" / f"area-{area}" / f"module_{number}.py").write_text("x = 1\n")
+            (folder / "tests" / f"area-{area}" / f"test_{number}.py").write_text("x = 1\n")
     return folder
 
 

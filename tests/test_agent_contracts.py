@@ -327,3 +327,32 @@ def test_the_owner_is_told_nothing_about_its_own_lock(target, tmp_path):
     run(SCRIPTED_WRITE, target, env)
     post = claude_event("PostToolUse", target, "Bash", {"command": SCRIPTED_WRITE})
     assert claude_answer(hook(post_bash, post, target, env)) == {}
+
+
+@pytest.mark.parametrize("walk_limit", [orchestrator.WALK_LIMIT, 1])
+def test_only_files_git_tracks_or_would_add_and_written_after_the_start_count(
+        tmp_path, monkeypatch, walk_limit):
+    """Judged by real git: ignored build output is not a change, nor is a file written before
+    the command started; past the walk's limit git lists the scopes itself, same answer."""
+    monkeypatch.setattr(orchestrator, "WALK_LIMIT", walk_limit)
+    repo = tmp_path / "r"
+    (repo / "src" / "build").mkdir(parents=True)
+    (repo / "src" / "old.py").write_text("x\n")
+    (repo / "one.txt").write_text("x\n")
+    (repo / ".gitignore").write_text("build/\n")
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "start")
+    (repo / "src" / "untracked_before.py").write_text("x\n")
+    marker = tmp_path / "marker"
+    time.sleep(0.02)
+    marker.write_text("")
+    started = marker.stat().st_mtime_ns
+    (repo / "src" / "old.py").write_text("changed\n")
+    (repo / "src" / "new.py").write_text("new\n")
+    (repo / "src" / "build" / "out.o").write_text("binary\n")
+    (repo / "one.txt").write_text("changed\n")
+    found = orchestrator.files_written_in_scopes_after(str(repo), ["src", "one.txt", "docs/**"],
+                                                       started)
+    assert sorted(found) == ["one.txt", "src/new.py", "src/old.py"]
+    assert orchestrator.files_written_in_scopes_after(str(repo), ["elsewhere"], started) == []
