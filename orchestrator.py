@@ -2856,10 +2856,13 @@ def install_pack(ctx, target, agents, force):
     except OSError:
         pass
     kept = [f["path"] for f in files if f["action"] == "kept"]
+    # The pre-commit framework rewrites git's hook on `pre-commit install`: say the entry.
+    framework = os.path.isfile(os.path.join(str(target), ".pre-commit-config.yaml"))
     ctx.out.emit(render("install_report.txt.j2", target=str(target), files=files, diffs=diffs,
-                        kept=kept, cli=PACK_CLI, agents=agents),
+                        kept=kept, cli=PACK_CLI, agents=agents, pre_commit_framework=framework),
                  {"target": str(target), "files": files, "allow_list": PACK_CLI, "kept": kept,
-                  "agents": list(agents)})
+                  "agents": list(agents),
+                  "pre_commit_entry": f"{PACK_CLI} commit-check" if framework else None})
     return EXIT_OK  # files it kept are listed, with the differences; the rest is in place
 
 

@@ -371,20 +371,58 @@ def test_an_agent_cannot_edit_the_shared_state_by_hand(target, tmp_path):
     ("echo x > docs/notes.md", False),
     ("git checkout main", False),
 ])
-def test_a_shell_command_writing_into_a_foreign_lock_is_blocked(target, tmp_path, line, blocked):
-    """Windsurf pre_run_command (tool_info.command_line, cwd), as the hooks page documents."""
-    env = env_for(tmp_path, "sh")
+@pytest.mark.parametrize("agent", ["windsurf", "claude", "cursor"])
+def test_a_shell_command_writing_into_a_foreign_lock_is_blocked(target, tmp_path, line, blocked,
+                                                                agent):
+    """Windsurf pre_run_command (tool_info.command_line, cwd), Claude Code PreToolUse on Bash
+    (tool_input.command) and Cursor beforeShellExecution (command, cwd), as their pages
+    document; each answer read as that agent reads it."""
+    env = env_for(tmp_path, "sh", {"CLAUDE_PROJECT_DIR": str(target),
+                                   "CURSOR_PROJECT_DIR": str(target)})
     setup_lock(target, env)
-    bind_windsurf(target, env, "t-other", "other")
-    bind_windsurf(target, env, "t-owner", "owner")
-    event = {"agent_action_name": "pre_run_command", "trajectory_id": "t-other",
-             "tool_info": {"command_line": line, "cwd": str(target)}}
-    result = run_hook(installed(target, "windsurf"), "sh", target, env, event)
-    assert result.returncode == (2 if blocked else 0), result
+
+    def event(conversation, command_line):
+        if agent == "windsurf":
+            return {"agent_action_name": "pre_run_command", "trajectory_id": conversation,
+                    "tool_info": {"command_line": command_line, "cwd": str(target)}}
+        if agent == "claude":
+            return {"session_id": conversation, "transcript_path": "/dev/null",
+                    "cwd": str(target), "permission_mode": "default",
+                    "hook_event_name": "PreToolUse", "tool_name": "Bash",
+                    "tool_use_id": "t1", "tool_input": {"command": command_line}}
+        return {"conversation_id": conversation, "generation_id": "g1",
+                "hook_event_name": "beforeShellExecution", "workspace_roots": [str(target)],
+                "command": command_line, "cwd": str(target)}
+
+    if agent == "windsurf":
+        command = installed(target, "windsurf")
+    elif agent == "claude":
+        command = installed(target, "claude")
+    else:
+        command = json.loads((target / ".cursor/hooks.json").read_text())["hooks"][
+            "beforeShellExecution"][-1]["command"]
+
+    def denial(result):
+        if agent == "windsurf":
+            return result.stderr if result.returncode == 2 else ""
+        if agent == "claude":
+            return claude_denial(result)
+        answer = json.loads(result.stdout)
+        assert (result.returncode == 2) == (answer.get("permission") == "deny"), result
+        return answer.get("agent_message", "") if answer.get("permission") == "deny" else ""
+
+    for conversation, session_id in (("c-other", "other"), ("c-owner", "owner")):
+        bound = run_hook(command, "sh", target, env,
+                         event(conversation, f"{CLI} update --session {session_id} --status "
+                                             "in_progress"))
+        assert denial(bound) == "", bound
+    result = run_hook(command, "sh", target, env, event("c-other", line))
     if blocked:
-        assert "owner's lock on backend" in result.stderr
-    event["trajectory_id"] = "t-owner"  # the owner's own shell writes pass
-    assert run_hook(installed(target, "windsurf"), "sh", target, env, event).returncode == 0
+        assert "owner's lock on backend" in denial(result), result
+    else:
+        assert denial(result) == "", result
+    # the owner's own shell writes pass
+    assert denial(run_hook(command, "sh", target, env, event("c-owner", line))) == ""
 
 
 def test_claude_bash_and_cursors_renamed_events_are_judged_alike(target, tmp_path):
@@ -502,6 +540,28 @@ def test_the_git_hook_chains_to_the_one_that_was_there(tmp_path):
     git(repo, "add", "x")
     assert commit(repo, env_for(tmp_path, "sh")).returncode == 0
     assert (repo / "ran").read_text() == "theirs\n"
+
+
+def test_users_of_the_pre_commit_framework_get_an_entry_that_refuses_the_commit(
+        target, tmp_path, capsys):
+    """The framework (pre-commit.com: a `repo: local` hook runs `entry` with `language:
+    system` from the repository root) replaces git's hook on `pre-commit install`; install
+    prints the local hook to add, and that entry refuses a commit into a foreign lock."""
+    import strictyaml
+    env = env_for(tmp_path, "sh")
+    setup_lock(target, env)
+    (target / ".pre-commit-config.yaml").write_text("repos: []\n")
+    capsys.readouterr()
+    assert orchestrator.main(["install", "--target", str(target)]) == 0
+    printed = capsys.readouterr().out
+    snippet = printed.split("as a local hook:\n", 1)[1]
+    hook = strictyaml.load(snippet).data[0]["hooks"][0]
+    assert hook["language"] == "system" and hook["pass_filenames"] == "false"
+    (target / "src/api.py").write_text("x = 9\n")
+    git(target, "add", "-A")
+    entry = subprocess.run(["sh", "-c", hook["entry"]], cwd=target, env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert entry.returncode == 1 and "owner's lock on backend" in entry.stderr, entry
 
 
 def test_a_broken_tool_never_refuses_a_commit(target, tmp_path):
