@@ -68,6 +68,11 @@ CHECK_TARGET = 1.5           # x `python -c pass`: check and the hook path
 WRITE_TARGET = 1.2           # x `python -c "import strictyaml"`: note, lock
 SCALE_TARGET = 10.0          # 1,000 entries against 100 entries
 STRESS_WORKERS, STRESS_OPS_TARGET = 8, 20.0
+FIRST_READ_SCALE = 10.0      # first read of a hand-written state: 1,000 against 100 per list
+NOTES_SCALE = 5.5            # first read: 5,000 notes against 1,000
+EDIT_TARGET = 3.0            # check after a one-entry hand edit, against check on the cache
+SYNC_OUTPUT_TARGET = 2.0     # sync's output at 1,000 notes against 10 notes
+SHIM_TARGET = 1.25           # x `python -c pass`: check and the hook through the shim
 
 
 class BenchBroke(Exception):
@@ -305,6 +310,126 @@ def bench_state(name, counts, work, repo, warmup, runs, now):
             "baselines": baselines, "first_read_after_hand_edit": cold, "commands": commands}
 
 
+# ---------------------------------------------------------------------------- scale
+
+def hand_written(state):
+    """The state as a person lays it out, not as the tool writes it: entries at column 0,
+    quoted timestamps, a comment every ten entries. Every entry's text is new to the tool."""
+    import re
+    lines, count = [], 0
+    for line in orchestrator.emit_state(state, header=False).splitlines():
+        if line.startswith("  - "):
+            count += 1
+            if count % 10 == 0:
+                lines.append(f"# entry {count}")
+        line = line[2:] if line.startswith("  ") else line
+        lines.append(re.sub(r": (\d{4}-\d\d-\d\dT\S+)$", r': "\1"', line))
+    return "\n".join(lines) + "\n"
+
+
+def fresh_cache_env(work, state_path, label):
+    """The timed environment with a cache folder of its own: nothing validated yet."""
+    env = timed_env(state_path)
+    env["XDG_CACHE_HOME"] = str(work / f"cache-{label}")
+    return env
+
+
+def bench_scale(work, repo, now, runs):
+    """Issue 16's figures: first reads of hand-written states, a one-entry hand edit, writers
+    beside a validation, what `sync` prints as notes grow, and the installed shim."""
+    figures = {"first_read_ms": {}, "sync_bytes": {}}
+    states = {"100 per list": {key: 100 for key in orchestrator.TOP_LEVEL_KEYS},
+              "1,000 per list": {key: 1000 for key in orchestrator.TOP_LEVEL_KEYS},
+              "1,000 notes": {**{key: 0 for key in orchestrator.TOP_LEVEL_KEYS},
+                              "active_sessions": 1, "global_notes": 1000},
+              "5,000 notes": {**{key: 0 for key in orchestrator.TOP_LEVEL_KEYS},
+                              "active_sessions": 1, "global_notes": 5000}}
+    paths = {}
+    for label, counts in states.items():
+        folder = work / f"scale-{label.replace(',', '').replace(' ', '-')}"
+        folder.mkdir()
+        path = paths[label] = folder / STATE_NAME
+        path.write_text(hand_written(build_state(counts, now)), encoding="utf-8")
+        env = fresh_cache_env(work, path, folder.name)
+        print(f"    first read, hand-written, {label} ...", flush=True)
+        figures["first_read_ms"][label] = round(
+            run_once(LAUNCH + ["status", "--json"], env, repo) * 1000, 1)
+
+    # One entry edited by hand in the 1,000-entry state its cache already holds.
+    path = paths["1,000 per list"]
+    env = fresh_cache_env(work, path, "scale-1000-per-list")
+    cached = series(lambda: {"check": run_once(LAUNCH + ["check", "--session", ME], env, repo)},
+                    1, runs)["check"]
+    text = path.read_text(encoding="utf-8")
+    edits = []
+    for number in range(runs):
+        edited = text.replace("heads-up 500:", f"heads-up 500 (edit {number}):", 1)
+        path.write_text(edited, encoding="utf-8")
+        edits.append(run_once(LAUNCH + ["check", "--session", ME], env, repo))
+        path.write_text(text, encoding="utf-8")
+        run_once(LAUNCH + ["check", "--session", ME], env, repo)  # back to the cached text
+    figures["check_cached_ms"] = cached["median_ms"]
+    figures["check_after_one_edit_ms"] = summary(edits)["median_ms"]
+
+    # Writers while another process validates a large hand edit (nothing cached).
+    folder = work / "scale-writers"
+    folder.mkdir()
+    path = folder / STATE_NAME
+    path.write_text(hand_written(build_state({key: 1000 for key in orchestrator.TOP_LEVEL_KEYS},
+                                             now)), encoding="utf-8")
+    env = fresh_cache_env(work, path, "scale-writers")
+    env["ORCHESTRATOR_LOCK_TIMEOUT"] = "10"  # the default a user has
+    validator = subprocess.Popen(LAUNCH + ["status"], env=env, cwd=repo,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.2)
+    writers = [subprocess.Popen(LAUNCH + ["note", "--session", ME, f"writer {n}"], env=env,
+                                cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+               for n in range(3)]
+    codes = [w.wait() for w in writers]
+    validator.wait()
+    figures["writers_beside_validation"] = {"writers": len(codes),
+                                            "exit_4": codes.count(4), "codes": codes}
+
+    # What an agent reads from `sync` as the notes grow.
+    for count in (10, 100, 1000):
+        folder = work / f"scale-sync-{count}"
+        folder.mkdir()
+        path = folder / STATE_NAME
+        counts = {**REALISTIC, "global_notes": count}
+        path.write_text(orchestrator.emit_state(build_state(counts, now)), encoding="utf-8")
+        proc = subprocess.run(LAUNCH + ["sync"], env=timed_env(path), cwd=repo,
+                              capture_output=True)
+        figures["sync_bytes"][str(count)] = len(proc.stdout)
+    return figures
+
+
+def bench_shim(work, now, runs):
+    """check, the hook and a write through the installed pack, as the agents run them."""
+    repo = make_repo(work / "installed")
+    env = timed_env()
+    env["XDG_DATA_HOME"] = str(work / "data")
+    env["XDG_CACHE_HOME"] = str(work / "cache-installed")
+    code = subprocess.run(LAUNCH + ["install", "--target", str(repo)], env=env, cwd=repo,
+                          capture_output=True).returncode
+    if code != 0:
+        raise BenchBroke(f"install into the bench repository exited {code}")
+    state_path = repo / orchestrator.STATE_RELATIVE_PATH
+    state_path.write_text(orchestrator.emit_state(build_state(REALISTIC, now)), encoding="utf-8")
+    shim = ["sh", ".windsurf/bin/orchestrator"]
+    hook_line = ["sh", "-c", orchestrator.HOOK_COMMAND]
+    allowed = hook_event(repo / "docs" / "guide.md")
+    run_once(shim + ["check", "--session", ME], env, repo)  # fills the cache
+
+    def one_run():
+        return {"baseline pass": run_once(BASELINES["pass"], env, repo),
+                "baseline strictyaml": run_once(BASELINES["strictyaml"], env, repo),
+                "check (shim)": run_once(shim + ["check", "--session", ME], env, repo),
+                "hook (shim)": run_once(shim + ["hook"], env, repo, stdin=allowed),
+                "hook (hooks.json line)": run_once(hook_line, env, repo, stdin=allowed),
+                "note (shim)": run_once(shim + ["note", "--session", ME, "bench"], env, repo)}
+    return series(one_run, 1, runs)
+
+
 # ---------------------------------------------------------------------------- report
 
 def ratio(value, base):
@@ -334,7 +459,23 @@ def describe_counts(counts):
     return f"{sizes.pop():,} entries per list" if len(sizes) == 1 else json.dumps(counts)
 
 
-def targets(results, baselines, stress):
+def print_scale(scale):
+    print("\nscale (hand-written states: entries at column 0, quoted timestamps, comments)")
+    for label, ms in scale["first_read_ms"].items():
+        print(f"  first read, {label:<28}{ms:>10.1f} ms")
+    print(f"  check, 1,000 per list, cached          {scale['check_cached_ms']:>10.1f} ms")
+    print(f"  check after a one-entry hand edit      {scale['check_after_one_edit_ms']:>10.1f} ms")
+    writers = scale["writers_beside_validation"]
+    print(f"  {writers['writers']} writers while another process validates: exit codes "
+          f"{writers['codes']}")
+    for count, size in scale["sync_bytes"].items():
+        print(f"  sync prints at {count:>5} notes           {size:>10,} bytes")
+    shim = scale["shim"]
+    for name, figures in shim.items():
+        print(f"  {name:<38}{figures['median_ms']:>10.1f} ms")
+
+
+def targets(results, baselines, stress, scale=None):
     found = []
 
     def target(name, measured, limit, passed, unit=""):
@@ -385,6 +526,33 @@ def targets(results, baselines, stress):
                       "measured": cold["first_read_ms"],
                       "limit": None, "verdict": "REPORT", "unit": "ms",
                       "x_pass": cold["x_pass"], "x_strictyaml": cold["x_strictyaml"]})
+    if scale:
+        first = scale["first_read_ms"]
+        grow = round(first["1,000 per list"] / first["100 per list"], 2)
+        target(f"first read of a hand-written state: 1,000 per list <= {FIRST_READ_SCALE:g}x "
+               "100 per list", grow, FIRST_READ_SCALE, grow <= FIRST_READ_SCALE, "x")
+        grow = round(first["5,000 notes"] / first["1,000 notes"], 2)
+        target(f"first read: 5,000 notes <= {NOTES_SCALE:g}x 1,000 notes", grow, NOTES_SCALE,
+               grow <= NOTES_SCALE, "x")
+        edit = round(scale["check_after_one_edit_ms"] / scale["check_cached_ms"], 2)
+        target(f"check after a one-entry hand edit (1,000 per list) <= {EDIT_TARGET:g}x check "
+               "on the cached state", edit, EDIT_TARGET, edit <= EDIT_TARGET, "x")
+        writers = scale["writers_beside_validation"]
+        target("no writer gets exit 4 while another process validates a large state",
+               writers["exit_4"], 0, writers["exit_4"] == 0, " with exit 4")
+        sizes = scale["sync_bytes"]
+        grow = round(sizes["1000"] / sizes["10"], 2)
+        target(f"sync's output at 1,000 notes <= {SYNC_OUTPUT_TARGET:g}x at 10 notes", grow,
+               SYNC_OUTPUT_TARGET, grow <= SYNC_OUTPUT_TARGET, "x")
+        shim = scale["shim"]
+        base, strict = shim["baseline pass"]["median_ms"], shim["baseline strictyaml"]["median_ms"]
+        for name in ("check (shim)", "hook (shim)", "hook (hooks.json line)"):
+            x = round(shim[name]["median_ms"] / base, 2)
+            target(f"{name} <= {SHIM_TARGET:g}x python -c pass", x, SHIM_TARGET,
+                   x <= SHIM_TARGET, "x")
+        x = round(shim["note (shim)"]["median_ms"] / strict, 2)
+        target(f"note (shim) <= {WRITE_TARGET:g}x import strictyaml", x, WRITE_TARGET,
+               x <= WRITE_TARGET, "x")
     return found
 
 
@@ -430,6 +598,8 @@ def main(argv=None):
                         help="entries per list, comma-separated (default 10,100,1000)")
     parser.add_argument("--stress-rounds", type=int, help="rounds per stress worker (default 5; "
                                                           "0 skips the stress figure)")
+    parser.add_argument("--no-scale", action="store_true",
+                        help="skip the hand-written large states, sync's output and the shim")
     parser.add_argument("--json", metavar="FILE", default=str(RESULTS_PATH),
                         help="where to write the figures (default bench-results.json)")
     args = parser.parse_args(argv)
@@ -456,7 +626,7 @@ def main(argv=None):
           f"{warmup} warm-up + {runs} timed runs ({large_warmup} + {large_runs} at 1,000+ entries)")
 
     work = Path(tempfile.mkdtemp(prefix="orchestrator-bench-"))
-    results, stress, broke = {}, None, None
+    results, stress, broke, scale = {}, None, None, None
     try:
         repo = make_repo(work / "repo")
         env = timed_env()
@@ -478,6 +648,12 @@ def main(argv=None):
                                         large_warmup if big else warmup,
                                         large_runs if big else runs, now)
         after = series(baseline_pass, 0, runs)
+        if not args.no_scale:
+            print("  scale: hand-written states, a one-entry edit, writers, sync's output ...",
+                  flush=True)
+            scale = bench_scale(work, repo, now, runs)
+            print("  the installed shim ...", flush=True)
+            scale["shim"] = bench_shim(work, now, runs)
         baselines = {}
         for key in BASELINES:
             samples = before[key]["samples_ms"] + after[key]["samples_ms"]
@@ -526,7 +702,9 @@ def main(argv=None):
               f"p99 {stress['p99_ms']} ms")
         for problem in stress["failures"] + stress["invalid"]:
             print(f"  ! {problem}")
-    verdicts = targets(results, baselines, stress)
+    if scale:
+        print_scale(scale)
+    verdicts = targets(results, baselines, stress, scale)
     print("\ntargets (reported, not asserted)")
     for t in verdicts:
         measured = t["measured"]
@@ -546,7 +724,7 @@ def main(argv=None):
                "settings": {"runs": runs, "warmup": warmup, "large_runs": large_runs,
                             "large_warmup": large_warmup, "sizes": sizes, "quick": args.quick,
                             "stress_rounds": stress_rounds},
-               "baselines": baselines, "states": results, "stress": stress,
+               "baselines": baselines, "states": results, "stress": stress, "scale": scale,
                "targets": verdicts, "elapsed_seconds": elapsed, "broke": broke}
     Path(args.json).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     print(f"figures written to {args.json}")

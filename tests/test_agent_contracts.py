@@ -24,6 +24,7 @@ Contracts followed:
   shown to the person when `show_output` is true.
 """
 
+import itertools
 import json
 import shutil
 import subprocess
@@ -118,7 +119,7 @@ def test_install_writes_cursors_native_hooks_and_merges_with_the_users(tmp_path)
     assert merged["hooks"]["stop"] == [{"command": "./audit.sh"}]
     assert merged["hooks"]["afterFileEdit"][0] == {"command": "./format.sh"}
     assert set(merged["hooks"]) >= {"sessionStart", "preToolUse", "beforeShellExecution",
-                                    "afterShellExecution", "afterFileEdit"}
+                                    "postToolUse", "postToolUseFailure", "afterFileEdit"}
     for event, entries in merged["hooks"].items():
         ours = [e for e in entries if e["command"] == orchestrator.CURSOR_HOOK_COMMAND]
         assert len(ours) == (0 if event == "stop" else 1), event
@@ -227,10 +228,15 @@ def claude_commands(target):
             for event, blocks in settings["hooks"].items() for block in blocks}
 
 
-def claude_event(name, target, tool, tool_input, conversation="c1", **extra):
+TOOL_USES = itertools.count(1)
+
+
+def claude_event(name, target, tool, tool_input, conversation="c1", tool_use=None, **extra):
+    """A tool event; each tool call has its own tool_use_id, shared by its Pre and Post."""
     return {"session_id": conversation, "transcript_path": "/tmp/t.jsonl", "cwd": str(target),
             "permission_mode": "default", "hook_event_name": name, "tool_name": tool,
-            "tool_use_id": "toolu_1", "tool_input": tool_input, **extra}
+            "tool_use_id": tool_use or f"toolu_{next(TOOL_USES)}", "tool_input": tool_input,
+            **extra}
 
 
 def test_claude_reads_whose_lock_an_allowed_edit_is_in(target, tmp_path):
@@ -268,14 +274,17 @@ def test_what_a_command_changed_inside_a_foreign_lock_is_reported_and_recorded(t
                             {"command": f"{CLI} note --session other hi"}), target, env)
     (target / "src/before.py").write_text("changed before the command\n")
     time.sleep(0.05)
-    pre = claude_event("PreToolUse", target, "Bash", {"command": SCRIPTED_WRITE})
+    pre = claude_event("PreToolUse", target, "Bash", {"command": SCRIPTED_WRITE},
+                       tool_use="toolu_script")
     assert claude_answer(hook(bash, pre, target, env)) == {}  # not seen in the line: allowed
     run(SCRIPTED_WRITE, target, env)
     post = claude_event("PostToolUse", target, "Bash", {"command": SCRIPTED_WRITE},
+                        tool_use="toolu_script",
                         tool_response={"stdout": "", "stderr": "", "interrupted": False})
     said = claude_answer(hook(post_bash, post, target, env))
     assert said["hookEventName"] == "PostToolUse"
-    assert "changed src/a.py inside owner's lock on backend" in said["additionalContext"]
+    assert "src/a.py changed inside owner's lock on backend" in said["additionalContext"]
+    assert "added to other's touched files" in said["additionalContext"]
     assert "before.py" not in said["additionalContext"]
     assert session(target, env, "other")["touched_files"] == ["src/a.py"]
     again = claude_answer(hook(post_bash, post, target, env))  # the start mark was used up
@@ -285,7 +294,8 @@ def test_what_a_command_changed_inside_a_foreign_lock_is_reported_and_recorded(t
 def test_cursor_and_windsurf_report_after_a_command_too(target, tmp_path):
     env = agent_env(tmp_path, target)
     shell, _ = cursor_commands(target)["beforeShellExecution"]
-    after, _ = cursor_commands(target)["afterShellExecution"]
+    after, matcher = cursor_commands(target)["postToolUse"]
+    assert matcher == "Shell"
     hook(shell, cursor_event("beforeShellExecution", target, cwd=str(target),
                              command=f"{CLI} note --session other hi"), target, env)
     script = "python3 -c \"open('shared/a.py', 'w').write('changed')\""
@@ -293,10 +303,13 @@ def test_cursor_and_windsurf_report_after_a_command_too(target, tmp_path):
                                       cwd=str(target)), target, env)
     assert json.loads(before.stdout) == {}
     run(script, target, env)
-    reported = hook(after, cursor_event("afterShellExecution", target, command=script,
-                                        output="", duration=12), target, env)
-    assert (reported.returncode, json.loads(reported.stdout)) == (0, {})
-    assert "changed shared/a.py inside owner's lock on shared" in reported.stderr
+    reported = hook(after, cursor_event("postToolUse", target, tool_name="Shell",
+                                        tool_use_id="t9", cwd=str(target),
+                                        tool_input={"command": script},
+                                        tool_output="", duration=12), target, env)
+    assert reported.returncode == 0
+    context = json.loads(reported.stdout)["additional_context"]
+    assert "shared/a.py changed inside owner's lock on shared" in context
     assert "shared/a.py" in session(target, env, "other")["touched_files"]
 
     windsurf = json.loads((target / ".windsurf/hooks.json").read_text())["hooks"]
@@ -312,8 +325,8 @@ def test_cursor_and_windsurf_report_after_a_command_too(target, tmp_path):
     run(SCRIPTED_WRITE, target, env)
     event["agent_action_name"] = "post_run_command"
     said = hook(post_run["command"], event, target, env)
-    assert said.returncode == 0 and "changed src/a.py inside owner's lock" in said.stdout
-    assert "Tell the user now" in said.stdout
+    assert said.returncode == 0 and "src/a.py changed inside owner's lock" in said.stdout
+    assert "tell the user now" in said.stdout
 
 
 def test_the_owner_is_told_nothing_about_its_own_lock(target, tmp_path):
@@ -322,10 +335,11 @@ def test_the_owner_is_told_nothing_about_its_own_lock(target, tmp_path):
     post_bash = claude_commands(target)[("PostToolUse", "Bash")]
     hook(bash, claude_event("PreToolUse", target, "Bash",
                             {"command": f"{CLI} note --session owner hi"}), target, env)
-    hook(bash, claude_event("PreToolUse", target, "Bash", {"command": SCRIPTED_WRITE}), target,
-         env)
+    hook(bash, claude_event("PreToolUse", target, "Bash", {"command": SCRIPTED_WRITE},
+                            tool_use="toolu_own"), target, env)
     run(SCRIPTED_WRITE, target, env)
-    post = claude_event("PostToolUse", target, "Bash", {"command": SCRIPTED_WRITE})
+    post = claude_event("PostToolUse", target, "Bash", {"command": SCRIPTED_WRITE},
+                        tool_use="toolu_own")
     assert claude_answer(hook(post_bash, post, target, env)) == {}
 
 
@@ -356,3 +370,138 @@ def test_only_files_git_tracks_or_would_add_and_written_after_the_start_count(
                                                        started)
     assert sorted(found) == ["one.txt", "src/new.py", "src/old.py"]
     assert orchestrator.files_written_in_scopes_after(str(repo), ["elsewhere"], started) == []
+
+
+# ---------------------------------------------------------------------------- review findings
+
+def bind_claude(target, env, conversation, session_id):
+    bash = claude_commands(target)[("PreToolUse", "Bash")]
+    hook(bash, claude_event("PreToolUse", target, "Bash",
+                            {"command": f"{CLI} note --session {session_id} hi"},
+                            conversation=conversation), target, env)
+
+
+@pytest.mark.parametrize("line", ["cd src && echo y > a.py", "(cd src; sed -i s/x/y/ a.py)",
+                                  "cd {target}/src && touch new.py", "echo y > docs/link.py",
+                                  "echo y > docs/srcdir/a.py"])
+def test_a_write_after_cd_or_through_a_symlink_is_blocked(target, tmp_path, line):
+    env = agent_env(tmp_path, target)
+    (target / "docs/link.py").symlink_to("../src/a.py")
+    (target / "docs/srcdir").symlink_to("../src")
+    bind_claude(target, env, "c1", "other")
+    bash = claude_commands(target)[("PreToolUse", "Bash")]
+    event = claude_event("PreToolUse", target, "Bash",
+                         {"command": line.format(target=target)})
+    assert "owner's lock on backend" in claude_denial(hook(bash, event, target, env))
+    edit = claude_commands(target)[("PreToolUse", "Edit|Write|MultiEdit|NotebookEdit")]
+    through_link = claude_event("PreToolUse", target, "Write",
+                                {"file_path": str(target / "docs/link.py"), "content": "y"})
+    assert "owner's lock on backend" in claude_denial(hook(edit, through_link, target, env))
+
+
+def test_cursors_delete_and_claudes_notebook_edit_are_judged_as_writes(target, tmp_path):
+    env = agent_env(tmp_path, target)
+    edit = claude_commands(target)[("PreToolUse", "Edit|Write|MultiEdit|NotebookEdit")]
+    notebook = claude_event("PreToolUse", target, "NotebookEdit",
+                            {"notebook_path": str(target / "src/a.ipynb"), "new_source": "x"})
+    assert "owner's lock on backend" in claude_denial(hook(edit, notebook, target, env))
+    write, _ = cursor_commands(target)["preToolUse"]
+    delete = cursor_event("preToolUse", target, tool_name="Delete", tool_use_id="d1",
+                          tool_input={"path": str(target / "src/a.py")})
+    result = hook(write, delete, target, env)
+    assert result.returncode == 2 and json.loads(result.stdout)["permission"] == "deny"
+
+
+def test_a_failed_command_is_reported_too(target, tmp_path):
+    """PostToolUseFailure (code.claude.com/docs/en/hooks: fired when a tool call fails)."""
+    env = agent_env(tmp_path, target)
+    bind_claude(target, env, "c1", "other")
+    bash = claude_commands(target)[("PreToolUse", "Bash")]
+    failed = claude_commands(target)[("PostToolUseFailure", "Bash")]
+    line = SCRIPTED_WRITE + " && false"
+    hook(bash, claude_event("PreToolUse", target, "Bash", {"command": line}, tool_use="tf"),
+         target, env)
+    subprocess.run(["sh", "-c", line], cwd=target, env=env, timeout=60)
+    event = claude_event("PostToolUseFailure", target, "Bash", {"command": line},
+                         tool_use="tf", error="Command failed with exit code 1")
+    said = claude_answer(hook(failed, event, target, env))
+    assert said["hookEventName"] == "PostToolUseFailure"
+    assert "src/a.py changed inside owner's lock" in said["additionalContext"]
+
+
+def test_overlapping_commands_of_one_conversation_each_get_their_report(target, tmp_path):
+    env = agent_env(tmp_path, target)
+    bind_claude(target, env, "c1", "other")
+    bash = claude_commands(target)[("PreToolUse", "Bash")]
+    post = claude_commands(target)[("PostToolUse", "Bash")]
+    for tool_use in ("first", "second"):
+        hook(bash, claude_event("PreToolUse", target, "Bash", {"command": "make"},
+                                tool_use=tool_use), target, env)
+    run(SCRIPTED_WRITE, target, env)
+    for tool_use in ("second", "first"):
+        said = claude_answer(hook(post, claude_event("PostToolUse", target, "Bash",
+                                                     {"command": "make"}, tool_use=tool_use),
+                                  target, env))
+        assert "src/a.py changed inside owner's lock" in said["additionalContext"], tool_use
+
+
+def test_the_owners_own_recorded_work_is_reported_but_not_recorded_as_ours(target, tmp_path):
+    env = agent_env(tmp_path, target)
+    bind_claude(target, env, "c-other", "other")
+    bind_claude(target, env, "c-owner", "owner")
+    bash = claude_commands(target)[("PreToolUse", "Bash")]
+    post = claude_commands(target)[("PostToolUse", "Bash")]
+    post_edit = claude_commands(target)[("PostToolUse", "Edit|Write|MultiEdit|NotebookEdit")]
+    hook(bash, claude_event("PreToolUse", target, "Bash", {"command": "make test"},
+                            conversation="c-other", tool_use="m"), target, env)
+    (target / "src/a.py").write_text("the owner's edit\n")  # the owner edits meanwhile
+    hook(post_edit, claude_event("PostToolUse", target, "Edit",
+                                 {"file_path": str(target / "src/a.py")},
+                                 conversation="c-owner"), target, env)
+    said = claude_answer(hook(post, claude_event("PostToolUse", target, "Bash",
+                                                 {"command": "make test"},
+                                                 conversation="c-other", tool_use="m"),
+                              target, env))
+    assert "if not, it was owner's own work" in said["additionalContext"]
+    assert "src/a.py" not in session(target, env, "other").get("touched_files", [])
+
+
+def test_an_unbound_conversation_is_told_but_nothing_is_recorded(target, tmp_path):
+    env = agent_env(tmp_path, target)
+    bash = claude_commands(target)[("PreToolUse", "Bash")]
+    post = claude_commands(target)[("PostToolUse", "Bash")]
+    hook(bash, claude_event("PreToolUse", target, "Bash", {"command": "make"},
+                            conversation="nobody", tool_use="n"), target, env)
+    run(SCRIPTED_WRITE, target, env)
+    said = claude_answer(hook(post, claude_event("PostToolUse", target, "Bash",
+                                                 {"command": "make"}, conversation="nobody",
+                                                 tool_use="n"), target, env))
+    assert "src/a.py changed inside owner's lock" in said["additionalContext"]
+    assert "touched files" not in said["additionalContext"]
+
+
+def test_staged_copied_and_linked_changes_are_seen(tmp_path):
+    """Judged by real git: a change already staged (a script that runs `git add`, a merge),
+    a copy that keeps the old modification time (`cp -p`), a new symlink; and many files at
+    once go to git by the scopes' globs, not one pathspec a file."""
+    repo = tmp_path / "r"
+    (repo / "src").mkdir(parents=True)
+    (repo / "src" / "staged.py").write_text("x\n")
+    (repo / "src" / "old.py").write_text("old\n")
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "start")
+    marker = tmp_path / "marker"
+    time.sleep(0.02)
+    marker.write_text("")
+    started = marker.stat().st_mtime_ns
+    (repo / "src" / "staged.py").write_text("y\n")
+    git(repo, "add", "src/staged.py")
+    shutil.copy2(repo / "src" / "old.py", repo / "src" / "copied.py")
+    (repo / "src" / "link.py").symlink_to("old.py")
+    found = orchestrator.files_written_in_scopes_after(str(repo), ["src"], started)
+    assert sorted(found) == ["src/copied.py", "src/link.py", "src/staged.py"]
+    for number in range(orchestrator.LITERAL_PATHSPECS + 5):
+        (repo / "src" / f"gen_{number}.py").write_text("g\n")
+    many = orchestrator.files_written_in_scopes_after(str(repo), ["src"], started)
+    assert len(many) == orchestrator.LITERAL_PATHSPECS + 5 + 3

@@ -292,9 +292,11 @@ def test_a_nested_repository_inside_a_locked_folder_is_still_that_folders(target
     assert result.returncode == 2 and "owner's lock on backend" in result.stderr
 
 
-def test_paths_are_judged_as_written_not_through_symlinks(target, tmp_path):
-    """`current -> lib`: owner holds `current`, other holds `lib`; owner's write to
-    current/x.go is its own, as build-failure and check say too."""
+def test_a_write_through_a_symlink_is_judged_where_it_lands(target, tmp_path):
+    """`current -> lib`: owner holds `current`, other holds `lib`. owner's write to
+    current/x.go lands in lib/x.go, inside other's lock: the hook blocks it and build-failure
+    says report_only; other writes lib/x.go freely. (Git tracks `current` as a link, so the
+    change git sees is lib/x.go's.)"""
     env = env_for(tmp_path, "sh")
     (target / "lib").mkdir()
     (target / "current").symlink_to("lib")
@@ -303,11 +305,17 @@ def test_paths_are_judged_as_written_not_through_symlinks(target, tmp_path):
     sh(f"{CLI} lock --session owner --area backend --scope current --reason r", target, env)
     sh(f"{CLI} lock --session other --area docs --scope lib --reason r", target, env)
     bind_windsurf(target, env, "t-owner", "owner")
+    bind_windsurf(target, env, "t-other", "other")
     result = run_hook(installed(target, "windsurf"), "sh", target, env,
                       windsurf_write("t-owner", target / "current/x.go"))
-    assert result.returncode == 0, result.stderr
-    verdict = sh(f"{CLI} --json build-failure --session owner --path current/x.go", target, env)
-    assert json.loads(verdict.stdout)["verdict"] == "fix"
+    assert result.returncode == 2 and "other's lock on docs" in result.stderr, result
+    verdict = subprocess.run(["sh", "-c", f"{CLI} --json build-failure --session owner --path "
+                              "current/x.go"], cwd=target, env=env, capture_output=True,
+                             text=True, timeout=60)
+    assert verdict.returncode == 1 and json.loads(verdict.stdout)["verdict"] == "report_only"
+    theirs = run_hook(installed(target, "windsurf"), "sh", target, env,
+                      windsurf_write("t-other", target / "lib/x.go"))
+    assert theirs.returncode == 0, theirs
 
 
 @pytest.mark.parametrize("shell", SHELLS)

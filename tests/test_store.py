@@ -521,7 +521,7 @@ def test_load_of_unchanged_state_does_not_call_strictyaml(run, session, state_pa
     def refuse(*args, **kwargs):
         raise AssertionError("strictyaml parse on an unchanged, validated state")
 
-    monkeypatch.setattr(orchestrator, "parse_state_text", refuse)
+    monkeypatch.setattr(orchestrator, "validate_state_text", refuse)
     assert orchestrator.Store(state_path).load() == expected
     result = run("status", "--json")
     assert result.code == 0, result
@@ -534,7 +534,7 @@ def test_load_of_unchanged_state_does_not_call_strictyaml(run, session, state_pa
 def test_a_write_refreshes_the_cache(run, session, state_path, monkeypatch):
     session("api")
     assert run("note", "fresh").code == 0
-    monkeypatch.setattr(orchestrator, "parse_state_text",
+    monkeypatch.setattr(orchestrator, "validate_state_text",
                         lambda *a, **k: (_ for _ in ()).throw(AssertionError("parsed again")))
     assert orchestrator.Store(state_path).load()["global_notes"] == ["fresh"]
 
