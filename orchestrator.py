@@ -42,7 +42,7 @@ STATE_FOLDER = ".windsurf/orchestrator"  # the state, its lock and backup, the l
 STATE_ENV = "ORCHESTRATOR_STATE"
 LOCK_TIMEOUT_ENV = "ORCHESTRATOR_LOCK_TIMEOUT"
 DEFAULT_LOCK_TIMEOUT_SECONDS = 10.0
-CACHE_FORMAT = 1  # bump when the cached shape of the state changes
+CACHE_FORMAT = 2  # bump when the cached shape of the state changes
 
 TOP_LEVEL_KEYS = ("active_sessions", "locks", "completed_sessions", "global_notes", "directive_log")
 SESSION_STATUSES = ("discovery", "in_progress", "blocked", "completed")
@@ -773,9 +773,9 @@ class Store:
         if self.validated and self.validated[0] == raw:
             state, self.warnings = self.validated[1], self.validated[2]
         else:
-            cached = self.read_cache()
-            if cached and cached["raw"] == raw:
-                self.warnings, state = cached["warnings"], cached["state"]
+            cached = self.read_cache(raw)
+            if cached:
+                state, self.warnings = cached
             else:
                 state = self.validate_bytes(raw)
                 self.write_cache(raw, state)
@@ -842,24 +842,30 @@ class Store:
                     f"cp {shlex.quote(self.backup_path)} {shlex.quote(self.path)}")
         return f"fix it by hand (`{cli_name()} validate` shows what is wrong)"
 
-    def read_cache(self):
-        """The cached validated state, if it is for exactly these bytes. marshal, not json:
-        it loads several times faster and needs no import."""
+    def read_cache(self, raw):
+        """(state, warnings) cached for exactly the bytes `raw`, or None. marshal, not json:
+        it loads several times faster and needs no import. The state is marshalled on its
+        own inside the cache, so a cache for other bytes costs no unmarshalling of it."""
         try:
             cached = marshal.loads(read_regular(self.cache_path) or b"")
         except (OSError, ValueError, EOFError, TypeError):
             return None
-        valid = (isinstance(cached, dict) and cached.get("format") == code_version()
-                 and cached.get("path") == self.path
-                 and isinstance(cached.get("raw"), bytes) and isinstance(cached.get("state"), dict)
-                 and isinstance(cached.get("warnings"), list))
-        return cached if valid else None
+        if not (isinstance(cached, dict) and cached.get("format") == code_version()
+                and cached.get("path") == self.path and cached.get("raw") == raw
+                and isinstance(cached.get("state"), bytes)
+                and isinstance(cached.get("warnings"), list)):
+            return None
+        try:
+            state = marshal.loads(cached["state"])
+        except (ValueError, EOFError, TypeError):
+            return None
+        return (state, cached["warnings"]) if isinstance(state, dict) else None
 
     def write_cache(self, raw, state):
         # Keyed by the file's whole content, not its size or mtime: a hand edit of the same
         # size within the same second is still seen, and validated (the entries it changed).
         payload = {"format": code_version(), "path": self.path, "raw": raw,
-                   "warnings": self.warnings, "state": state}
+                   "warnings": self.warnings, "state": marshal.dumps(state)}
         try:
             os.makedirs(os.path.dirname(self.cache_path), mode=0o700, exist_ok=True)
             atomic_write(self.cache_path, marshal.dumps(payload), durable=False, mode=0o600)
