@@ -124,9 +124,29 @@ class OrchestratorError(Exception):
 
 # ---------------------------------------------------------------------------- schema
 
+def import_strictyaml():
+    """strictyaml, imported with dateutil.parser (two fifths of its import time) left to load
+    when a timestamp is first parsed: importlib's LazyLoader stands in for it until then, so
+    validating a note or a flag never pays for it."""
+    if "strictyaml" not in sys.modules and "dateutil.parser" not in sys.modules:
+        import importlib.util
+        try:
+            spec = importlib.util.find_spec("dateutil.parser")  # imports the small package
+        except (ImportError, ValueError):
+            spec = None
+        if spec is not None and spec.loader is not None:
+            spec.loader = importlib.util.LazyLoader(spec.loader)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules["dateutil.parser"] = module
+            setattr(sys.modules["dateutil"], "parser", module)
+            spec.loader.exec_module(module)
+    import strictyaml
+    return strictyaml
+
+
 def validator_for(holds):
     """The strictyaml validator of a field that holds `holds` (see ENTRY_FIELDS)."""
-    import strictyaml as sy
+    sy = import_strictyaml()
     if holds == "id":
         return sy.Regex(SESSION_ID_PATTERN)
     if holds == "status":
@@ -138,7 +158,8 @@ def validator_for(holds):
 
 def entry_schema(key, any_field_may_be_missing=False):
     """The schema of one entry of the list `key`: the authority on what a valid entry is."""
-    from strictyaml import Map, Optional, Str
+    sy = import_strictyaml()
+    Map, Optional, Str = sy.Map, sy.Optional, sy.Str
     if key == "global_notes":
         return Str()
     return Map({name if presence == REQUIRED and not any_field_may_be_missing else
@@ -147,26 +168,26 @@ def entry_schema(key, any_field_may_be_missing=False):
 
 
 def list_schema(entry):
-    from strictyaml import EmptyList, Seq
-    return EmptyList() | Seq(entry)
+    sy = import_strictyaml()
+    return sy.EmptyList() | sy.Seq(entry)
 
 
 def state_schema():
     """The schema of a whole state file: every list may be missing or empty."""
-    from strictyaml import Map, Optional
-    return Map({Optional(key): list_schema(entry_schema(key)) for key in TOP_LEVEL_KEYS})
+    sy = import_strictyaml()
+    return sy.Map({sy.Optional(key): list_schema(entry_schema(key)) for key in TOP_LEVEL_KEYS})
 
 
 def changes_schema(new_keys, edited_keys):
     """The schema of what one write adds (see `write_changes`): whole new entries under their
     list's name, checked like any entry; the changed fields of an edited entry under
     EDITED_PREFIX + the list's name, each checked by its own field's validator."""
-    from strictyaml import Map, Optional
-    schema = {Optional(key): list_schema(entry_schema(key)) for key in new_keys}
+    sy = import_strictyaml()
+    schema = {sy.Optional(key): list_schema(entry_schema(key)) for key in new_keys}
     for key in edited_keys:
         entry = entry_schema(key, any_field_may_be_missing=True)
-        schema[Optional(EDITED_PREFIX + key)] = list_schema(entry)
-    return Map(schema)
+        schema[sy.Optional(EDITED_PREFIX + key)] = list_schema(entry)
+    return sy.Map(schema)
 
 
 def empty_state():
@@ -182,6 +203,7 @@ YAML_FORBIDDEN = "[^\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010
 ASCII_FORBIDDEN = "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"  # the same, for text that is all ASCII
 
 
+NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 ASCII_ALLOWED = bytes(b for b in range(128) if not 0 <= b <= 8 and b not in (11, 12)
                       and not 14 <= b <= 31 and b != 127)
 
@@ -200,8 +222,8 @@ def check_yaml_text(text, label):
                                     EXIT_STATE)
     if text.count("[") + text.count("{") > MAX_FLOW_NESTING:
         depth = deepest = 0
-        for bracket in pattern(r"[^\[\]{}]+").sub("", text):
-            depth = max(depth + (1 if bracket in "[{" else -1), 0)
+        for bracket in text.encode("utf-8", "surrogatepass").translate(None, NOT_BRACKETS):
+            depth = max(depth + (1 if bracket in b"[{" else -1), 0)
             deepest = max(deepest, depth)
         if deepest > MAX_FLOW_NESTING:  # strictyaml would spend seconds before giving up
             raise OrchestratorError(f"{label} is not a valid state: it nests too deeply (the "
@@ -211,7 +233,7 @@ def check_yaml_text(text, label):
 def load_yaml(text, schema, label):
     """Parse and validate YAML text with strictyaml; its plain data, or a one-line error."""
     check_yaml_text(text, label)
-    import strictyaml
+    strictyaml = import_strictyaml()
     try:
         return strictyaml.dirty_load(text, schema, label=label, allow_flow_style=True).data
     except strictyaml.YAMLError as error:
@@ -310,8 +332,7 @@ def parse_by_entries(pieces, label, known, deadline):
 
 def state_schema_of(key):
     """The whole-state schema narrowed to one list: what each batch of its entries meets."""
-    from strictyaml import Map
-    return Map({key: list_schema(entry_schema(key))})
+    return import_strictyaml().Map({key: list_schema(entry_schema(key))})
 
 
 # What the splitter leaves to the whole-document parse (see split_state_text). Each pattern
@@ -358,10 +379,10 @@ def split_state_text(text):
         indent = len(first.group(1))
         if not block.startswith("- ", first.end(1)):
             return None
-        if indent and pattern(r"\n[ ]{0,%d}[^ #\r\n]" % (indent - 1)).search(block):
-            return None  # a line less indented than the entries
-        if pattern(r"\n[ ]{%d}(?:[^ #\r\n-]|-[^ ])" % indent).search(block):
-            return None  # a line at the entries' indentation that starts no entry
+        # A line less indented than the entries, or at their indentation but no entry:
+        shallow = r"[ ]{0,%d}[^ #\r\n]|" % (indent - 1) if indent else ""
+        if pattern(r"\n(?:%s[ ]{%d}(?:[^ #\r\n-]|-[^ ]))" % (shallow, indent)).search(block):
+            return None
         starts = [m.start() + 1 for m in pattern(r"\n[ ]{%d}- " % indent).finditer(block)]
         ends = [start - 1 for start in starts[1:]] + [len(block)]
         pieces[name] = [block[start:end].removesuffix("\n") for start, end in zip(starts, ends)]
@@ -739,6 +760,7 @@ class Store:
         self.warnings = []
         self.loaded_raw = None
         self.validated = None  # (bytes, state, warnings) this process validated last
+        self.entries_read = {}  # the entries cache as read_entries found it
         self.deadline = None  # a time.monotonic() moment validation must not outlast
         # Where install puts the state, the folders on its way inside the repository must be
         # real folders: a symlinked `.windsurf` would carry every write outside.
@@ -783,6 +805,20 @@ class Store:
         if not any(state[key] for key in TOP_LEVEL_KEYS):
             self.refuse_lost_data("holds no entry at all")
         return state
+
+    def is_validated(self):
+        """Are the file's bytes ones this process, or the cache, holds validated? (Cheap: no
+        parse.) A cache hit is kept for the load that follows."""
+        try:
+            raw = self.read_bytes()
+        except OrchestratorError:
+            return True  # load() reports it
+        if raw is None or (self.validated and self.validated[0] == raw):
+            return True
+        cached = self.read_cache(raw)
+        if cached:
+            self.validated = (raw, cached[0], cached[1])
+        return bool(cached)
 
     def backup_holds_entries(self):
         """Does the last copy the tool wrote hold any entry? (Its fixed layout writes each
@@ -864,6 +900,12 @@ class Store:
     def write_cache(self, raw, state):
         # Keyed by the file's whole content, not its size or mtime: a hand edit of the same
         # size within the same second is still seen, and validated (the entries it changed).
+        # A reader that validated an older version must not replace a writer's newer cache.
+        try:
+            if read_regular(self.path) != raw:
+                return
+        except OSError:
+            return
         payload = {"format": code_version(), "path": self.path, "raw": raw,
                    "warnings": self.warnings, "state": marshal.dumps(state)}
         try:
@@ -912,27 +954,54 @@ class Store:
             return None
         return started if now_ns - started < self.MARKER_LIFETIME_NS else None
 
+    # Entries validated one by one, keyed by (list, exact text), valid for as long as the
+    # schema's version holds, whatever the module's. A few new ones (a hand edit) go to a
+    # small `.entries-new` file beside the full one, so that an edit costs a write of its
+    # size; a larger change rewrites the full file and empties the small one.
     def read_entries(self):
-        """Entries validated one by one before, keyed by (list, exact text): valid for as long
-        as the schema's version holds, whatever the module's."""
-        try:
-            cached = marshal.loads(read_regular(self.entries_path) or b"")
-        except (OSError, ValueError, EOFError, TypeError):
-            return {}
-        if (isinstance(cached, dict) and cached.get("schema") == SCHEMA_VERSION
-                and cached.get("path") == self.path and isinstance(cached.get("entries"), dict)):
-            return cached["entries"]
-        return {}
+        entries = {}
+        for path in (self.entries_path, self.entries_path + "-new"):
+            try:
+                cached = marshal.loads(read_regular(path) or b"")
+            except (OSError, ValueError, EOFError, TypeError):
+                continue
+            if (isinstance(cached, dict) and cached.get("schema") == SCHEMA_VERSION
+                    and cached.get("path") == self.path
+                    and isinstance(cached.get("entries"), dict)):
+                entries.update(cached["entries"])
+        self.entries_read = entries
+        return entries
 
     def write_entries(self, entries):
         if not entries:
             return
-        payload = {"schema": SCHEMA_VERSION, "path": self.path, "entries": entries}
+        known = self.entries_read
+        new = {key: value for key, value in entries.items() if key not in known}
+        if not new:
+            return
         try:
             os.makedirs(os.path.dirname(self.entries_path), mode=0o700, exist_ok=True)
-            atomic_write(self.entries_path, marshal.dumps(payload), durable=False, mode=0o600)
+            recent = self.read_recent_entries() if len(new) <= VALIDATION_BATCH else {}
+            recent.update(new)
+            if len(new) <= VALIDATION_BATCH and len(recent) <= 4 * VALIDATION_BATCH \
+                    and len(known) > 2 * VALIDATION_BATCH:
+                self.write_entries_file(self.entries_path + "-new", recent)
+            else:
+                self.write_entries_file(self.entries_path, entries)
+                self.write_entries_file(self.entries_path + "-new", {})
         except (OSError, ValueError):
             pass  # a cache that cannot be written only costs speed
+
+    def read_recent_entries(self):
+        try:
+            cached = marshal.loads(read_regular(self.entries_path + "-new") or b"")
+            return dict(cached["entries"]) if cached.get("schema") == SCHEMA_VERSION else {}
+        except (OSError, ValueError, EOFError, TypeError, KeyError, AttributeError):
+            return {}
+
+    def write_entries_file(self, path, entries):
+        payload = {"schema": SCHEMA_VERSION, "path": self.path, "entries": entries}
+        atomic_write(path, marshal.dumps(payload), durable=False, mode=0o600)
 
     # -- writing
     def save(self, before, after, lock=None):
@@ -1175,14 +1244,22 @@ class Transaction:
         self.store = store
         self.lock = InterProcessLock(store.lock_path, lock_timeout())
 
+    VALIDATION_ROUNDS = 3  # validate outside the lock, lock, find the file changed: again
+
     def __enter__(self):
-        import strictyaml  # noqa: F401  (imported before the lock: a write validates with it)
+        import_strictyaml()  # before the lock: a write validates with it
         self.store.check_folders()
-        try:  # validate before the lock: under it, the same bytes are only compared
-            self.store.load()
-        except OrchestratorError:
-            pass  # reported under the lock, where it counts
-        self.lock.__enter__()
+        for round_left in reversed(range(self.VALIDATION_ROUNDS)):
+            try:  # validate before the lock: under it, the same bytes are only compared
+                self.store.load()
+            except OrchestratorError:
+                pass  # reported under the lock, where it counts
+            self.lock.__enter__()
+            if not round_left or self.store.is_validated():
+                break
+            # Another writer changed the file meanwhile, and what it left is not validated
+            # yet: let go, so that nobody waits on this validation, and validate again.
+            self.lock.__exit__(None, None, None)
         try:
             self.store.remove_stale_temp_files()
             self.before = self.store.load()
@@ -1277,9 +1354,13 @@ def recently_written(checkout, scopes, since_ns):
     None past WALK_LIMIT entries. One lstat a file is the whole cost (about 3 ms a thousand
     files), so it stays lean."""
     from stat import S_ISDIR
-    roots = sorted(set("/".join(literal_prefix(scope)) for scope in scopes))
-    pending = [r for i, r in enumerate(roots)
-               if not any(r == p or r.startswith(p + "/") or not p for p in roots[:i])]
+    roots = set("/".join(literal_prefix(scope)) for scope in scopes)
+    # A root inside another root is walked with it (looked up folder by folder: thousands of
+    # locks must not cost thousands squared comparisons).
+    pending = [root for root in roots if "" not in roots and not any(
+        "/".join(root.split("/")[:depth]) in roots for depth in range(1, root.count("/") + 1))]
+    if "" in roots:
+        pending = [""]
     base = os.path.join(checkout, "")
     found, seen = [], 0
     while pending:
@@ -2917,8 +2998,15 @@ def untouched_generated(text):
     return hashlib.sha256("".join(lines[:-1]).encode("utf-8")).hexdigest()[:16] == digest
 
 
+def launcher_paths():
+    """What the launcher puts on sys.path for a Python started with -S: the tool's folder,
+    then the folders this interpreter finds its installed packages in."""
+    return [str(HERE)] + unique_in_order(
+        p for p in sys.path if p.endswith(("site-packages", "dist-packages")) and os.path.isdir(p))
+
+
 def write_launcher(path):
-    text = render("launcher.sh.j2", python=sys.executable, tool_dir=str(HERE))
+    text = render("launcher.sh.j2", python=sys.executable, paths=launcher_paths())
     atomic_write(path, text.encode("utf-8"))
     os.chmod(path, 0o755)
     return path
