@@ -1426,6 +1426,9 @@ def parse_duration(text):
     """`45m`, `2h`, `1h30m`, `1d`, `90s` -> seconds; anything else is bad input."""
     match = pattern(DURATION_PATTERN).fullmatch(text.strip().lower()) if text else None
     if not match or not any(match.groups()):
+        if text and text.strip().isdigit():
+            raise OrchestratorError(f"--duration {text!r} has no unit: did you mean "
+                                    f"{text.strip()}m (minutes) or {text.strip()}h (hours)?")
         raise OrchestratorError(f"--duration {text!r} is not a duration: use forms like 45m, 2h, "
                                 "1h30m or 1d")
     days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
@@ -1746,12 +1749,12 @@ def require_session(state, session_id):
     if session is not None:
         return session
     if any(done["id"] == session_id for done in state["completed_sessions"]):
-        raise OrchestratorError(f"session {session_id!r} is already completed; start new work with "
+        raise OrchestratorError(f"Session {session_id!r} is already completed; start new work with "
                                 f"`{cli_name()} sync --session NEW-ID --focus ... --area ...`")
     import difflib
     close = difflib.get_close_matches(session_id, [s["id"] for s in state["active_sessions"]], 1)
-    hint = f"did you mean {close[0]!r}? Otherwise r" if close else "R"
-    raise OrchestratorError(f"no active session {session_id!r}. {hint}egister it first with "
+    hint = f"Did you mean {close[0]!r}? Otherwise r" if close else "R"
+    raise OrchestratorError(f"No active session {session_id!r}. {hint}egister it first with "
                             f"`{cli_name()} sync --session {session_id} --focus ... --area ...`")
 
 
@@ -2214,6 +2217,33 @@ def check_area_list(text, required=True):
     return areas
 
 
+def scope_from_here(value, flag, ctx):
+    """A scope as typed: relative to the folder the command runs in, like --path (Cascade runs
+    commands at the repository root), stored relative to the repository root."""
+    text = value.replace("\\", "/") if isinstance(value, str) else value
+    if isinstance(text, str) and text and not os.path.isabs(text):
+        here = relative_to_checkout(os.getcwd(), ctx.checkout_root)
+        if here and here != ".":
+            import posixpath
+            text = posixpath.normpath(posixpath.join(here, text))
+            if text == ".." or text.startswith("../"):
+                raise OrchestratorError(f"{flag} {value!r} leaves the repository from {here}; give "
+                                        "a path inside it")
+    elif isinstance(text, str) and os.path.isabs(text):
+        inside = relative_to_checkout(text, ctx.checkout_root)
+        if inside is None:
+            raise OrchestratorError(f"{flag} {value!r} is outside the repository "
+                                    f"{ctx.checkout_root}; give a path inside it")
+        text = inside
+    return check_scope(text, flag)
+
+
+def scopes_matching_nothing(scopes, root):
+    """The scopes under which nothing exists yet (their literal start is not on disk)."""
+    return [scope for scope in scopes
+            if not os.path.lexists(os.path.join(root, *literal_prefix(scope)) or root)]
+
+
 def check_scope_list(text):
     scopes = [check_scope(p, "scope") for p in split_list(text)]
     if not scopes:
@@ -2221,9 +2251,12 @@ def check_scope_list(text):
     return scopes
 
 
-def check_status(value):
-    if value not in SESSION_STATUSES:
-        raise OrchestratorError(f"--status {value!r} is not one of {', '.join(SESSION_STATUSES)}")
+UPDATE_STATUSES = tuple(s for s in SESSION_STATUSES if s != "completed")  # `complete` ends one
+
+
+def check_status(value, allowed=SESSION_STATUSES):
+    if value not in allowed:
+        raise OrchestratorError(f"--status {value!r} is not one of {', '.join(allowed)}")
     return value
 
 
@@ -2677,6 +2710,81 @@ def humanize_seconds(seconds):
     return " ".join(p for p in parts if p)
 
 
+WATCH_NOTES = 3  # the newest notes the live board shows
+
+
+def watch_frame(state, now, width, height, viewer=None, color=True, error=None):
+    """The live board (`watch`) as lines of at most `width` characters, at most `height` of
+    them: conflicts first, then sessions, locks with a bar of the time left, the newest notes.
+    Pure, so a test can compare a frame to the letter."""
+    def paint(text, code):
+        return f"\x1b[{code}m{text}\x1b[0m" if color else text
+
+    def fit(text):
+        return text if len(text) <= width else text[:max(width - 1, 0)] + "…"
+
+    lines = [(f"Session Orchestrator · watch · {now.replace('T', ' ')[:19]} UTC"
+              + (f" · as {viewer}" if viewer else "") + " · q quits", "1")]
+    if error:
+        lines.append((f"! {one_line(error)}", "31"))
+    conflicts = [c for c in session_conflicts(state, now, viewer)]
+    pairs = overlapping_lock_pairs(state, now)
+    lines.append(("CONFLICTS" + ("" if conflicts or pairs else ": none"), "1"))
+    for conflict in conflicts:
+        lock = conflict["lock"]
+        mark, tone = ("~", "33") if lock["allow_external_fixes"] else ("!", "31")
+        lines.append((f"  {mark} {conflict['session']} on {', '.join(map(as_label, conflict['items']))}"
+                      f" inside {lock['owner']}'s lock on {as_label(lock['area'])}", tone))
+    for first, second in pairs:
+        lines.append((f"  ! {first['owner']} and {second['owner']} lock the same paths: "
+                      f"{as_label(first['area'])} / {as_label(second['area'])}", "31"))
+    lines.append((f"SESSIONS ({len(state['active_sessions'])})", "1"))
+    for session in state["active_sessions"]:
+        idle = seconds_between(session["last_updated"], now)
+        place = session.get("branch") or session.get("worktree") or ""
+        lines.append((f"  {session['id']:<12} {session['status']:<11} "
+                      f"{as_label(place) if place else '':<15} "
+                      f"idle {humanize_short(idle):<5} {clean_text(one_line(session['focus']))}",
+                      ""))
+    lines.append((f"LOCKS ({len(state['locks'])})", "1"))
+    for lock in state["locks"]:
+        left = remaining_seconds(lock, now)
+        span = seconds_between(lock.get("acquired_at") or now, lock["expires_at"]) or 1
+        filled = max(0, min(10, round(10 * left / span))) if left > 0 else 0
+        bar = "[" + "#" * filled + "-" * (10 - filled) + "]"
+        when = f"{humanize_short(left)} left" if left > 0 else "expired"
+        flags = ("unstable" if lock["expected_instability"] else "stable") + \
+            (", fixes ok" if lock["allow_external_fixes"] else ", no fixes")
+        lines.append((f"  {as_label(lock['area']):<10} {lock['owner']:<12} {bar} {when:<9} "
+                      f"{flags} {', '.join(map(as_label, lock['scope']))}",
+                      "2" if left <= 0 else ""))
+    notes = state["global_notes"]
+    shown = notes[-WATCH_NOTES:]
+    lines.append((f"NOTES ({len(notes)}" + (f", newest {len(shown)})" if len(notes) > len(shown)
+                                            else ")"), "1"))
+    lines += [(f"  - {clean_text(one_line(note))}", "") for note in shown]
+    if len(lines) > height:  # keep the head of each part over a tail nobody can see
+        hidden = len(lines) - height + 1
+        lines = lines[:height - 1] + [(f"  … {hidden} more lines: make the terminal taller, "
+                                       "or run status", "2")]
+    return [paint(fit(text), tone) if tone else fit(text) for text, tone in lines]
+
+
+def humanize_short(seconds):
+    """12s, 4m, 1h20m, 2d3h: a column's worth of humanize_seconds."""
+    seconds = max(int(seconds), 0)
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"{minutes}m"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h{minutes:02d}m" if minutes else f"{hours}h"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours}h" if hours else f"{days}d"
+
+
 _messages = None
 
 
@@ -2785,6 +2893,7 @@ def report_context(state, now, viewer=None, conflicts=(), swept=(), all_notes=Fa
         "overlaps": overlapping_lock_pairs(state, now),
         "shared_worktrees": shared_worktrees(state),
         "notes": notes, "older_notes": older_notes, "cli": cli_name(),
+        "viewer_unknown": bool(viewer) and find_session(state, viewer) is None,
     }
 
 
@@ -3288,8 +3397,8 @@ class Asker:
                 return True
             try:
                 check and check(value)
-            except OrchestratorError as error:
-                return error.message
+            except OrchestratorError as error:  # about the answer, not a flag nobody typed
+                return pattern(r"^(?:[a-z-]+: )?--[a-z-]+ ").sub("", error.message)
             return True
         return self.ask(self.questionary.text(message, default=default, validate=validate,
                                               **QUESTION_IO)).strip()
@@ -3311,15 +3420,28 @@ def known_areas(state):
     return unique_in_order(areas + [lock["area"] for lock in state["locks"]])
 
 
-def ask_session(asker, state, args, message="Which session?"):
+def ask_session(asker, state, args, message="Which session?", ctx=None):
+    """The session first, chosen from the active ones; with none, register one right here
+    (the answers of `sync`) or stop before any other question."""
     if args.session:
         return
     ids = [s["id"] for s in state["active_sessions"]]
     if ids:
         args.session = asker.select(message, ids)
-    else:
-        args.session = asker.text(f"{message} (no active session yet: register one with sync)",
+        return
+    if ctx is None or not asker.confirm("No session is registered yet. Register one now?",
+                                        default=True):
+        raise OrchestratorError(f"no active session: register one first with "
+                                f"`{cli_name()} sync`", EXIT_USAGE)
+    register = Arguments(command="sync", session=None, focus=None, area=None, status=None,
+                         lock_area=None, lock_scope=None, reason=None, unstable=False,
+                         allow_external_fixes=False, duration=None, force=False,
+                         all_notes=False, state=None, json=False)
+    register.session = asker.text("Session id (kebab-case)", default=suggest_session_id(ctx),
                                   check=check_session_id)
+    ask_sync(ctx, register, state)
+    cmd_sync(ctx, register)
+    args.session = register.session
 
 
 def ask_sync(ctx, args, state):
@@ -3351,7 +3473,7 @@ def suggest_session_id(ctx):
 
 def ask_lock(ctx, args, state):
     asker = asker_for(ctx)
-    ask_session(asker, state, args, "Which session takes the lock?")
+    ask_session(asker, state, args, "Which session takes the lock?", ctx)
     if not args.area:
         other = "another area..."
         choices = known_areas(state)
@@ -3359,9 +3481,9 @@ def ask_lock(ctx, args, state):
         args.area = picked if picked != other else asker.text("Area (e.g. backend)",
                                                                check=check_area)
     if not args.scope:
-        typed = asker.text("Paths or globs to lock, relative to the repository root "
-                           "(comma-separated)",
-                           check=check_scope_list)
+        typed = asker.text("Paths or globs to lock, relative to this folder (comma-separated)",
+                           check=lambda v: [scope_from_here(s, "the paths", ctx)
+                                            for s in split_list(v)] or check_scope_list(v))
         args.scope = split_list(typed)
     if not args.reason:
         args.reason = asker.text("Why? (other sessions see this)",
@@ -3370,8 +3492,9 @@ def ask_lock(ctx, args, state):
         args.allow_external_fixes = asker.confirm("May other sessions fix build failures there?",
                                                   default=False)
     if not args.duration:
-        args.duration = asker.text("For how long?", default=DEFAULT_LOCK_DURATION,
-                                   check=parse_duration)
+        args.duration = asker.text(f"For how long? (Enter for {DEFAULT_LOCK_DURATION}; 45m, "
+                                   "1h30m, 1d)", check=parse_duration,
+                                   optional=True) or DEFAULT_LOCK_DURATION
 
 
 def ask_unlock(ctx, args, state):
@@ -3394,10 +3517,11 @@ def ask_unlock(ctx, args, state):
 
 def ask_renew(ctx, args, state):
     asker = asker_for(ctx)
-    ask_session(asker, state, args, "Whose locks?")
+    ask_session(asker, state, args, "Whose locks?", ctx)
     if not args.duration:
-        args.duration = asker.text("Renew for how long from now?", default=DEFAULT_LOCK_DURATION,
-                                   check=parse_duration)
+        args.duration = asker.text(f"Renew for how long from now? (Enter for "
+                                   f"{DEFAULT_LOCK_DURATION})", check=parse_duration,
+                                   optional=True) or DEFAULT_LOCK_DURATION
 
 
 def ask_update(ctx, args, state):
@@ -3460,9 +3584,29 @@ def asker_for(ctx):
     return ctx.asker
 
 
+def ask_build_failure(ctx, args, state):
+    asker = asker_for(ctx)
+    if not args.session and state["active_sessions"]:
+        nobody = "(no session: I own nothing)"
+        picked = asker.select("Which session asks?",
+                              [s["id"] for s in state["active_sessions"]] + [nobody])
+        args.session = None if picked == nobody else picked
+    if not args.area and not args.path:
+        args.path = asker.text("Where does the build fail? (a file or folder, relative to this "
+                               "folder)", check=lambda v: repo_path_from_here(v, "the path", ctx))
+
+
+def ask_check(ctx, args, state):
+    if args.session or args.area or args.path or not state["active_sessions"]:
+        return
+    args.session = asker_for(ctx).select("Check which session's areas?",
+                                         [s["id"] for s in state["active_sessions"]])
+
+
 QUESTIONS = {"sync": ask_sync, "lock": ask_lock, "unlock": ask_unlock, "renew": ask_renew,
              "update": ask_update, "complete": ask_complete, "note": ask_note,
-             "directive": ask_directive}
+             "directive": ask_directive, "build-failure": ask_build_failure,
+             "check": ask_check}
 
 
 def ask_for_missing(ctx, args):
@@ -3541,13 +3685,14 @@ def cmd_sync(ctx, args):
         lock_area = args.lock_area or (args.area[0] if args.area else None)
         if not lock_area:
             raise OrchestratorError("sync: --lock-scope needs --lock-area or an --area to lock")
-        scopes = [check_scope(s, "--lock-scope") for s in args.lock_scope]
+        scopes = [scope_from_here(s, "--lock-scope", ctx) for s in args.lock_scope]
         request = lock_request(args, session_id, check_area(lock_area, "--lock-area"), scopes)
     areas = [check_area(a) for a in args.area or []]
     status = check_status(args.status) if args.status else DEFAULT_STATUS
     with Transaction(ctx.store) as state:
         swept = sweep_expired(state, now)
         created = lock = None
+        forced_over = []
         if registering:
             if find_session(state, session_id) is None:
                 require_flags(args, "sync", [("--focus", "focus"), ("--area", "area")])
@@ -3555,16 +3700,20 @@ def cmd_sync(ctx, args):
             session, created = register_session(state, session_id, focus, areas, status, now,
                                                 ctx.checkout_info())
             if request:
-                lock, _, _ = place_lock(state, request, now, force=args.force)
+                lock, forced_over, _ = place_lock(state, request, now, force=args.force)
         viewer = args.session
         conflicts = session_conflicts(state, now, viewer, ctx.is_folder)
         context = report_context(state, now, viewer, conflicts, swept, args.all_notes)
     kept_focus = (None if created is not False or not args.focus or
                   one_line(args.focus) == one_line(session["focus"]) else session["focus"])
     context.update(registered=created, lock=lock_view(lock, now) if lock else None,
-                   kept_focus=kept_focus)
+                   kept_focus=kept_focus,
+                   forced=message("lock_forced", owner=viewer, cli=cli_name(),
+                                  owners=", ".join(sorted({c["owner"] for c in forced_over})))
+                   if forced_over else None)
     payload = {"swept": swept, "registered": created, "session": viewer,
-               "lock": context["lock"], "conflicts": [conflict_view(c, now) for c in conflicts],
+               "lock": context["lock"], "forced_over": [lock_view(c, now) for c in forced_over],
+               "conflicts": [conflict_view(c, now) for c in conflicts],
                **status_payload(state, now)}
     ctx.out.report("report.txt.j2", payload, command="sync", **context)
     return EXIT_OK
@@ -3576,7 +3725,7 @@ def cmd_lock(ctx, args):
     now = utc_now()
     owner = check_session_id(args.session)
     area = check_area(args.area)
-    scopes = [check_scope(s, "--scope") for s in args.scope]
+    scopes = [scope_from_here(s, "--scope", ctx) for s in args.scope]
     request = lock_request(args, owner, area, scopes)
     try:
         with Transaction(ctx.store) as state:
@@ -3597,7 +3746,10 @@ def cmd_lock(ctx, args):
     if overridden:
         text += "\n" + message("lock_forced", owner=owner, cli=cli_name(),
                                owners=", ".join(sorted({c["owner"] for c in overridden})))
-    ctx.out.emit(text, {"lock": view, "replaced": replaced,
+    empty = scopes_matching_nothing(scopes, ctx.checkout_root)
+    if empty:
+        text += "\n" + message("lock_on_nothing_yet", scopes=empty)
+    ctx.out.emit(text, {"lock": view, "replaced": replaced, "matches_nothing_yet": empty,
                         "forced_over": [lock_view(c, now) for c in overridden]})
     return EXIT_OK
 
@@ -3617,13 +3769,23 @@ def cmd_renew(ctx, args):
             raise OrchestratorError(f"{owner} holds no live lock{where} to renew (an expired lock "
                                     f"cannot be renewed); take one with `{cli_name()} lock`",
                                     EXIT_REFUSED)
+        extended = []
         for lock in mine:  # never shorter than it was: a clock running behind must not cut it
-            lock["expires_at"] = max(lock["expires_at"], moment_after(now, duration))
+            wanted = moment_after(now, duration)
+            if wanted > lock["expires_at"]:
+                lock["expires_at"] = wanted
+                extended.append(lock)
         require_session(state, owner)["last_updated"] = now
     views = [lock_view(l, now) for l in mine]
-    text = "\n".join(message("lock_renewed", area=l["area"], until=l["expires_at"],
-                             duration=humanize_seconds(l["remaining_seconds"])) for l in views)
-    ctx.out.emit(text, {"renewed": views})
+    text = "\n".join(message("lock_renewed" if any(l is e for e in extended) else "lock_not_renewed",
+                             area=v["area"], until=v["expires_at"],
+                             duration=humanize_seconds(v["remaining_seconds"]),
+                             asked=args.duration or DEFAULT_LOCK_DURATION)
+                     for l, v in zip(mine, views))
+    ctx.out.emit(text, {"renewed": [v for l, v in zip(mine, views)
+                                    if any(l is e for e in extended)],
+                        "unchanged": [v for l, v in zip(mine, views)
+                                      if not any(l is e for e in extended)]})
     return EXIT_OK
 
 
@@ -3662,7 +3824,7 @@ def cmd_status(ctx, args):
     context = report_context(state, now, viewer, session_conflicts(state, now, viewer,
                                                                    ctx.is_folder),
                              all_notes=args.all_notes)
-    context.update(registered=None, lock=None, kept_focus=None)
+    context.update(registered=None, lock=None, kept_focus=None, forced=None)
     payload = status_payload(state, now)
     if ctx.store.warnings:
         payload["warnings"] = ctx.store.warnings
@@ -3671,13 +3833,66 @@ def cmd_status(ctx, args):
     return EXIT_OK
 
 
+WATCH_TICK = 0.5  # seconds between looks at the state file and the keyboard
+
+
+def cmd_watch(ctx, args):
+    """A live board of who holds what, in the terminal: redrawn when the state file changes
+    and every second for the countdowns; `q` or Ctrl-C quits. It reads, never writes, the
+    state. Without a terminal it prints one status report and exits."""
+    viewer = check_session_id(args.session) if args.session else None
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        args.all_notes = False
+        return cmd_status(ctx, args)
+    import select
+    import termios
+    import tty
+    color = not os.environ.get("NO_COLOR")
+    keyboard = sys.stdin.fileno()
+    saved = termios.tcgetattr(keyboard)
+    out = sys.stdout
+    seen, drawn, state, error = None, None, empty_state(), None
+    try:
+        tty.setcbreak(keyboard)
+        out.write("\x1b[?1049h\x1b[?25l")  # the alternate screen, no cursor
+        while True:
+            try:
+                info = os.stat(ctx.store.path)
+                signature = (info.st_mtime_ns, info.st_size, info.st_ino)
+            except OSError:
+                signature = None
+            now = utc_now()
+            if signature != seen:
+                try:
+                    state, error = ctx.store.load(), None
+                except OrchestratorError as problem:
+                    error = problem.message  # keep showing the last good state
+                seen = signature
+            if (signature, now) != drawn:  # a change, or a second of countdown
+                columns, rows = os.get_terminal_size(out.fileno())
+                frame = watch_frame(state, now, columns, rows, viewer, color, error)
+                out.write("\x1b[H" + "\x1b[K\r\n".join(frame) + "\x1b[K\x1b[J")
+                out.flush()
+                drawn = (signature, now)
+            ready, _, _ = select.select([keyboard], [], [], WATCH_TICK)
+            if ready and os.read(keyboard, 1) in (b"q", b"Q", b"\x03", b"\x1b"):
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        termios.tcsetattr(keyboard, termios.TCSADRAIN, saved)
+        out.write("\x1b[?25h\x1b[?1049l")
+        out.flush()
+    return EXIT_OK
+
+
 def cmd_update(ctx, args):
     require_flags(args, "update", [("--session", "session")])
     owner = check_session_id(args.session)
-    status = check_status(args.status) if args.status else None
-    if status == "completed":
+    if args.status in ("completed", "done", "finished"):
         raise OrchestratorError(f"update cannot complete a session; run `{cli_name()} complete "
                                 f"--session {owner} --outcome ...`, which also releases its locks")
+    status = check_status(args.status, UPDATE_STATUSES) if args.status else None
     notes = [check_text("--add-note", n) for n in args.add_note or []]
     areas = [check_area(a, "--add-area") for a in args.add_area or []]
     risks = [check_text("--add-risk", r) for r in args.add_risk or []]
@@ -3847,6 +4062,10 @@ def cmd_install(ctx, args):
     if not target.is_dir():
         raise OrchestratorError(f"install: --target {args.target!r} is not a folder; give the "
                                 "root of the repository to install into")
+    if enclosing_checkout(str(target)) is None:
+        raise OrchestratorError(f"install: {target} is not a git repository; the pack and the "
+                                "shared state live in one: `git init` it first, or give "
+                                "--target the root of a repository")
     checkout, _ = find_checkout(str(target))
     if Path(checkout) != target:
         raise OrchestratorError(f"install: {target} is inside the repository {checkout}; give "
@@ -4189,11 +4408,20 @@ def cmd_validate(ctx, args):
 
 # ---------------------------------------------------------------------------- command line
 
+OUTSIDE_A_REPOSITORY = {"install", "hook", "commit-check"}  # commands that need no state here
+
+
 class Context:
     """What every command needs: where the state is, which checkout we are in, the output."""
 
     def __init__(self, args):
         self.checkout_root, self.main_root = find_checkout(os.getcwd())
+        if (enclosing_checkout(os.getcwd()) is None and args.command not in OUTSIDE_A_REPOSITORY
+                and not (args.state or os.environ.get(STATE_ENV))):
+            raise OrchestratorError(
+                f"{os.getcwd()} is not inside a git repository, and the shared state lives in "
+                "one: run the command inside the repository whose sessions you coordinate, or "
+                "pass --state PATH")
         global fold_path_case
         fold_path_case = file_system_ignores_case(self.checkout_root)
         path = (args.state or os.environ.get(STATE_ENV)
@@ -4233,6 +4461,7 @@ class NotBuilt:
 
 def build_parser(only=None):
     import argparse
+    known_flags = []  # every flag of the commands built, for suggestions on a misspelled one
 
     class ArgumentParser(argparse.ArgumentParser):
         """argparse, but a usage error becomes one line and exit 2 through main()."""
@@ -4242,7 +4471,8 @@ def build_parser(only=None):
 
         def error(self, message):
             about = f"{cli_name()} {only}" if only else self.prog  # the command's own help
-            raise OrchestratorError(f"{message} (see `{about} --help`)")
+            raise OrchestratorError(f"{message}{flag_suggestions(message, known_flags)} "
+                                    f"(see `{about} --help`)")
 
     class HelpFormatter(argparse.HelpFormatter):
         """The terminal width from os, so that building the parser never imports shutil."""
@@ -4271,7 +4501,8 @@ def build_parser(only=None):
 
     def lock_flags(sub, scope_flag):
         sub.add_argument(scope_flag, action="append", metavar="PATH",
-                         help="path or glob relative to the repository root (repeatable)")
+                         help="path or glob, relative to the current folder like --path "
+                              "(repeatable); stored relative to the repository root")
         sub.add_argument("--reason", help="why the lock exists, shown to other sessions")
         sub.add_argument("--unstable", action="store_true",
                          help="builds in this area are expected to break for a while")
@@ -4293,17 +4524,17 @@ def build_parser(only=None):
     lock_flags(sub, "--lock-scope")
 
     sub = command("lock", "claim an advisory lock on an area")
-    sub.add_argument("--session")
+    sub.add_argument("--session", help="your session's kebab-case id")
     sub.add_argument("--area", help="high-level area, e.g. backend")
     lock_flags(sub, "--scope")
 
     sub = command("renew", "extend this session's live locks from now")
-    sub.add_argument("--session")
+    sub.add_argument("--session", help="your session's kebab-case id")
     sub.add_argument("--area", help="renew only the lock on this area")
     sub.add_argument("--duration", help=f"new length from now (default {DEFAULT_LOCK_DURATION})")
 
     sub = command("unlock", "release this session's own locks")
-    sub.add_argument("--session")
+    sub.add_argument("--session", help="your session's kebab-case id")
     sub.add_argument("--area")
     sub.add_argument("--all", action="store_true", help="release every lock this session holds")
 
@@ -4312,15 +4543,18 @@ def build_parser(only=None):
     sub.add_argument("--all-notes", action="store_true",
                      help=f"show every note, not only the newest {NOTES_SHOWN}")
 
+    sub = command("watch", "a live board of sessions and locks in the terminal; q quits")
+    sub.add_argument("--session", help="show conflicts from this session's point of view")
+
     sub = command("update", "edit this session's own entry")
-    sub.add_argument("--session")
+    sub.add_argument("--session", help="your session's kebab-case id")
     sub.add_argument("--status")
     sub.add_argument("--add-note", action="append")
     sub.add_argument("--add-area", action="append")
     sub.add_argument("--add-risk", action="append")
 
     sub = command("complete", "end a session: record the outcome, release its locks")
-    sub.add_argument("--session")
+    sub.add_argument("--session", help="your session's kebab-case id")
     sub.add_argument("--outcome", help="brief summary of what was done")
     sub.add_argument("--file", action="append", help="key file changed (repeatable)")
 
@@ -4329,7 +4563,7 @@ def build_parser(only=None):
     sub.add_argument("--session", help="the session writing the note")
 
     sub = command("check", "silent session-start check: exit 1 with a warning on conflict")
-    sub.add_argument("--session")
+    sub.add_argument("--session", help="your session's kebab-case id")
     sub.add_argument("--area", action="append")
     sub.add_argument("--path", action="append")
 
@@ -4340,7 +4574,7 @@ def build_parser(only=None):
     sub.add_argument("--path", help="a file or folder where the build failed")
 
     sub = command("directive", "log a @directive override of a default rule")
-    sub.add_argument("--session")
+    sub.add_argument("--session", help="your session's kebab-case id")
     sub.add_argument("--rule", help="the rule overridden, e.g. intent_scope, escalation")
     sub.add_argument("--directive", help="the override as the user gave it")
     sub.add_argument("--reason", help="why the override was needed")
@@ -4368,14 +4602,34 @@ def build_parser(only=None):
     sub.add_argument("--force", action="store_true", help="overwrite pack files you changed")
     sub.add_argument("--agent", action="append", choices=sorted(AGENT_FILES),
                      help="which agent to install for (repeatable; default windsurf)")
+    known_flags.extend(f for p in [parser, *commands.choices.values()]
+                       for action in p._actions for f in action.option_strings)
     return parser
+
+
+def flag_suggestions(message, known):
+    """For argparse's "unrecognized arguments: --areas x": "; did you mean --area?"."""
+    if not message.startswith("unrecognized arguments:"):
+        return ""
+    import difflib
+    hints = []
+    for word in message.split(":", 1)[1].split():
+        flag = word.partition("=")[0]
+        close = difflib.get_close_matches(flag, known, 1, 0.7) if flag.startswith("--") else []
+        if close:
+            hints.append((flag, close[0]))
+    if len(hints) == 1:
+        return f"; did you mean {hints[0][1]}?"
+    return ("; did you mean " + ", ".join(f"{right} for {wrong}" for wrong, right in hints) + "?"
+            if hints else "")
 
 
 COMMANDS = {"sync": cmd_sync, "lock": cmd_lock, "renew": cmd_renew, "unlock": cmd_unlock,
             "status": cmd_status, "update": cmd_update, "complete": cmd_complete,
             "note": cmd_note, "check": cmd_check, "validate": cmd_validate,
             "build-failure": cmd_build_failure, "directive": cmd_directive, "audit": cmd_audit,
-            "install": cmd_install, "hook": cmd_hook, "commit-check": cmd_commit_check}
+            "install": cmd_install, "hook": cmd_hook, "commit-check": cmd_commit_check,
+            "watch": cmd_watch}
 
 
 def named_command(argv):
