@@ -3875,7 +3875,7 @@ def cmd_watch(ctx, args):
                 out.flush()
                 drawn = (signature, now)
             ready, _, _ = select.select([keyboard], [], [], WATCH_TICK)
-            if ready and os.read(keyboard, 1) in (b"q", b"Q", b"\x03", b"\x1b"):
+            if ready and os.read(keyboard, 1) in (b"q", b"Q", b"\x03"):
                 break
     except KeyboardInterrupt:
         pass
@@ -3890,7 +3890,8 @@ def cmd_update(ctx, args):
     require_flags(args, "update", [("--session", "session")])
     owner = check_session_id(args.session)
     if args.status in ("completed", "done", "finished"):
-        raise OrchestratorError(f"update cannot complete a session; run `{cli_name()} complete "
+        raise OrchestratorError(f"--status {args.status}: update cannot complete a session; run "
+                                f"`{cli_name()} complete "
                                 f"--session {owner} --outcome ...`, which also releases its locks")
     status = check_status(args.status, UPDATE_STATUSES) if args.status else None
     notes = [check_text("--add-note", n) for n in args.add_note or []]

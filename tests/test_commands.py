@@ -161,8 +161,9 @@ def test_sync_new_session_with_missing_flags(clock, run, state_path):
 
 # ============================================================================ lock
 
-def test_lock_default_duration_is_two_hours(clock, run, session, state_path):
+def test_lock_default_duration_is_two_hours(clock, run, session, state_path, repo):
     session("api")
+    (repo / "src" / "api").mkdir(parents=True)  # something to lock: no "nothing exists yet"
     result = lock(run, "api", "backend", "src/api")
     assert result.code == 0, result
     assert result.out == (f"Locked backend for api until {at(hours=2)} (2 h): src/api\n")

@@ -259,6 +259,7 @@ def test_only_a_real_invocation_binds(target, tmp_path, line, binds):
 
 def test_reinstall_replaces_the_old_hook_command_instead_of_adding_one(tmp_path):
     repo = tmp_path / "r"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)  # install wants a repository
     (repo / ".windsurf").mkdir(parents=True)
     (repo / ".claude").mkdir()
     old = {"hooks": {"pre_write_code": [{"command": "./lint.sh"},

@@ -229,6 +229,7 @@ def test_two_sessions_in_one_worktree_are_warned_about(sh, target):
 
 def test_install_merges_hooks_json_and_keeps_the_users_hooks(tmp_path):
     repo = tmp_path / "r"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)  # install wants a repository
     (repo / ".windsurf").mkdir(parents=True)
     theirs = {"hooks": {"pre_write_code": [{"command": "./lint.sh", "show_output": True}],
                         "post_cascade_response": [{"command": "./log.sh"}]}, "extra": 1}
@@ -245,6 +246,7 @@ def test_install_merges_hooks_json_and_keeps_the_users_hooks(tmp_path):
 
 
 def test_install_keeps_a_hooks_json_it_cannot_read(tmp_path, capsys):
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)  # install wants a repository
     (tmp_path / ".windsurf").mkdir()
     (tmp_path / ".windsurf/hooks.json").write_text("{ not json")
     assert orchestrator.main(["install", "--target", str(tmp_path)]) == 0
@@ -253,6 +255,7 @@ def test_install_keeps_a_hooks_json_it_cannot_read(tmp_path, capsys):
 
 
 def test_install_merges_claude_settings(tmp_path):
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)  # install wants a repository
     (tmp_path / ".claude").mkdir()
     theirs = {"permissions": {"allow": ["Bash(make:*)"]},
               "hooks": {"PreToolUse": [{"matcher": "Bash", "hooks": [{"type": "command",
@@ -272,6 +275,7 @@ def test_install_merges_claude_settings(tmp_path):
 
 
 def test_install_cursor_rule(tmp_path):
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)  # install wants a repository
     assert orchestrator.main(["install", "--target", str(tmp_path), "--agent", "cursor"]) == 0
     rule = (tmp_path / ".cursor/rules/orchestrator.mdc").read_text()
     assert rule.startswith("---\ndescription:") and "alwaysApply: true" in rule
@@ -281,6 +285,7 @@ def test_install_cursor_rule(tmp_path):
 
 
 def test_install_agents_md_section_keeps_the_rest_and_is_replaced_not_repeated(tmp_path):
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)  # install wants a repository
     (tmp_path / "AGENTS.md").write_text("# Project\n\nBuild with make.\n")
     assert orchestrator.main(["install", "--target", str(tmp_path), "--agent", "agents-md"]) == 0
     first = (tmp_path / "AGENTS.md").read_text()

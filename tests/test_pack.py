@@ -247,6 +247,7 @@ def test_install_upgrades_its_own_untouched_older_output(target):
 
 
 def test_install_appends_to_an_existing_gitignore(tmp_path):
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)  # install wants a repository
     (tmp_path / ".gitignore").write_text("node_modules/")
     assert orchestrator.main(["install", "--target", str(tmp_path)]) == 0
     assert (tmp_path / ".gitignore").read_text().splitlines()[0] == "node_modules/"

@@ -224,7 +224,7 @@ def test_a_write_whose_change_breaks_the_schema_writes_nothing(run, session, sta
                                                                monkeypatch):
     session("api")
     before = state_path.read_bytes()
-    monkeypatch.setattr(orchestrator, "check_status", lambda value: value)  # a bug lets it by
+    monkeypatch.setattr(orchestrator, "check_status", lambda value, *allowed: value)  # a bug
     result = run("update", "--session", "api", "--status", "napping")
     assert result.code == orchestrator.EXIT_INTERNAL, result
     assert "breaks the schema" in one_line(result.err) and "nothing was written" in result.err
