@@ -406,9 +406,21 @@ def top_level_key(line):
     return None, False
 
 
+def shorter_path(path):
+    """`path` relative to the current folder when that is shorter, as a person would type it."""
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:  # another drive
+        return path
+    return relative if len(relative) < len(path) else path
+
+
 def schema_error(label, error):
     mark = getattr(error, "problem_mark", None)
     where = f" at line {mark.line + 1}" if mark is not None else ""
+    start = getattr(error, "context_mark", None)
+    if mark is not None and start is not None and start.line != mark.line:
+        where += f", in what begins at line {start.line + 1}"  # e.g. a `[` never closed
     problem = getattr(error, "problem", None) or str(error).splitlines()[0]
     context = getattr(error, "context", None)
     what = f"{problem} ({context})" if context else problem
@@ -874,8 +886,9 @@ class Store:
     def restore_hint(self):
         if os.path.exists(self.backup_path):
             import shlex
+            path = shorter_path(self.path)  # the message names the state once already
             return (f"fix it by hand, or restore the last good copy: "
-                    f"cp {shlex.quote(self.backup_path)} {shlex.quote(self.path)}")
+                    f"cp {shlex.quote(path + '.bak')} {shlex.quote(path)}")
         return f"fix it by hand (`{cli_name()} validate` shows what is wrong)"
 
     def read_cache(self, raw):
