@@ -2154,9 +2154,17 @@ def check_session_id(value, flag="--session"):
     return value
 
 
+SHELL_OPERATOR_CHARACTERS = ";|&$`<>"  # in an area: a pasted command line, not a label
+
+
 def check_area(value, flag="--area"):
     """An area name (`backend`) or a path (`internal/billing`), checked like a scope."""
     area = check_text(flag, value, MAX_AREA_CHARS, allow_newlines=False)
+    pasted = [ch for ch in SHELL_OPERATOR_CHARACTERS if ch in area]
+    if pasted:
+        raise OrchestratorError(f"{flag} {area!r} holds {pasted[0]!r}, which belongs to a shell "
+                                "command line: an area is a short label such as backend, or a "
+                                "path such as src/api")
     if looks_like_path(area) or area.startswith(".") or os.path.isabs(area):
         return normalise_repo_path(area, flag)
     return area

@@ -232,3 +232,10 @@ def test_build_failure_asks_where_in_a_terminal(ask, run, session):
                "--reason", "r").code == 0
     code, out, _ = ask(ENTER + "src/x.py" + ENTER, "build-failure")  # session: api (first)
     assert code == 0 and "Verdict: fix" in out
+
+
+@pytest.mark.parametrize("area", ["my area; rm -rf", "a | b", "x && y", "$(id)", "`id`", "a > b"])
+def test_an_area_that_is_a_pasted_command_line_is_refused(run, session, area):
+    session("api")
+    result = run("lock", "--session", "api", "--area", area, "--scope", "src", "--reason", "r")
+    assert result.code == 2 and "belongs to a shell command line" in result.err

@@ -153,8 +153,11 @@ def test_fix_and_notify_note_command_uses_the_installed_launcher_name(team, run,
     ("backend$(echo INJECTED)", "src/api/x.py"),
     ("backend", 'src/api/x".py'),
 ])
-def test_fix_and_notify_note_command_is_shell_safe(team, run, area, path):
-    lock_ok(run, "api", area, "src/api", reason="r", extra=["--allow-external-fixes"])
+def test_fix_and_notify_note_command_is_shell_safe(team, run, area, path, state_path):
+    lock_ok(run, "api", "backend", "src/api", reason="r", extra=["--allow-external-fixes"])
+    text = state_path.read_text(encoding="utf-8")  # an area the CLI refuses, planted by hand
+    state_path.write_text(text.replace("area: backend", f"area: {o.yaml_string(area)}"),
+                          encoding="utf-8")
     out = run("build-failure", "--session", "web", "--path", path).out
     (line,) = [l for l in out.splitlines() if " note --session " in l]
     rest = line.strip()[len("orchestrator.py "):]
