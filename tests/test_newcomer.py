@@ -239,3 +239,24 @@ def test_an_area_that_is_a_pasted_command_line_is_refused(run, session, area):
     session("api")
     result = run("lock", "--session", "api", "--area", area, "--scope", "src", "--reason", "r")
     assert result.code == 2 and "belongs to a shell command line" in result.err
+
+
+def test_check_in_a_terminal_asks_whose_areas(ask, run, session):
+    session("api", "backend")
+    session("ui", "src/api/x.py")
+    assert run("lock", "--session", "api", "--area", "backend", "--scope", "src/api",
+               "--reason", "r").code == 0
+    code, out, _ = ask("\x1b[B" + ENTER, "check")  # the second session: ui
+    assert code == 1 and "api" in out
+
+
+def test_a_yaml_error_names_the_line_where_the_broken_part_begins(run, session, state_path):
+    session("api")
+    lines = state_path.read_text(encoding="utf-8").splitlines()
+    number = next(i for i, line in enumerate(lines) if line.strip().startswith("focus:"))
+    lines[number] = "    focus: [never closed"
+    state_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = run("status")
+    assert result.code == 3
+    assert f"in what begins at line {number + 1}" in result.err
+    assert result.err.count(str(state_path)) <= 1  # the path once; the hint names it shorter
