@@ -327,7 +327,9 @@ def parse_by_entries(pieces, label, known, deadline):
             entry, found = used[(key, text)] = entries[(key, text)]
             state[key].append(entry)
             warnings.update(found)
-    return state, sorted(warnings), used
+    # A copy that shares nothing (marshal version 2 writes no references): two entries of the
+    # same text, and the cache's entries, must never be one object a write changes twice.
+    return marshal.loads(marshal.dumps(state, 2)), sorted(warnings), used
 
 
 def state_schema_of(key):
@@ -355,6 +357,8 @@ def split_state_text(text):
     breaks other than LF and CRLF, and no byte order mark past the start. An entry's text
     runs up to the next entry or key, with the blank and comment lines on the way."""
     text = "\n" + (text[1:] if text.startswith("\ufeff") else text)  # every line after a \n
+    if not text.endswith("\n") and ("|" in text or ">" in text):
+        return None  # a block scalar at the very end reads differently once a \n follows it
     if ("\ufeff" in text or "\x85" in text or "\u2028" in text or "\u2029" in text
             or ("\r" in text and "\r" in text.replace("\r\n", ""))
             or pattern(UNCLEAN_LINE).search(text)
@@ -773,6 +777,7 @@ class Store:
         self.loaded_raw = None
         self.validated = None  # (bytes, state, warnings) this process validated last
         self.entries_read = {}  # the entries cache as read_entries found it
+        self.refused = None  # (bytes, error) this process found invalid: not parsed twice
         self.deadline = None  # a time.monotonic() moment validation must not outlast
         # Where install puts the state, the folders on its way inside the repository must be
         # real folders: a symlinked `.windsurf` would carry every write outside.
@@ -804,6 +809,8 @@ class Store:
         if raw is None:
             self.refuse_lost_data("does not exist")
             return empty_state()
+        if self.refused and self.refused[0] == raw:
+            raise OrchestratorError(self.refused[1].message, self.refused[1].exit_code)
         if self.validated and self.validated[0] == raw:
             state, self.warnings = self.validated[1], self.validated[2]
         else:
@@ -825,7 +832,8 @@ class Store:
             raw = self.read_bytes()
         except OrchestratorError:
             return True  # load() reports it
-        if raw is None or (self.validated and self.validated[0] == raw):
+        if raw is None or (self.validated and self.validated[0] == raw) or (
+                self.refused and self.refused[0] == raw):
             return True
         cached = self.read_cache(raw)
         if cached:
@@ -877,6 +885,7 @@ class Store:
             raise
         except OrchestratorError as error:
             error.message = f"{error.message}; {self.restore_hint()}"
+            self.refused = (raw, error)
             raise
         self.write_entries(entries)
         if not any(state[key] for key in TOP_LEVEL_KEYS):
@@ -1279,7 +1288,7 @@ class Transaction:
         except BaseException:
             self.lock.__exit__(None, None, None)
             raise
-        self.state = marshal.loads(marshal.dumps(self.before))  # a deep copy, fast
+        self.state = marshal.loads(marshal.dumps(self.before, 2))  # a deep copy sharing nothing
         return self.state
 
     def __exit__(self, exc_type, exc, tb):
@@ -2157,10 +2166,12 @@ def check_session_id(value, flag="--session"):
 SHELL_OPERATOR_CHARACTERS = ";|&$`<>"  # in an area: a pasted command line, not a label
 
 
-def check_area(value, flag="--area"):
-    """An area name (`backend`) or a path (`internal/billing`), checked like a scope."""
+def check_area(value, flag="--area", creating=False):
+    """An area name (`backend`) or a path (`internal/billing`), checked like a scope. A new
+    area (`creating`) must not hold shell operators: that is a pasted command line; an area
+    already in the state is found whatever it holds."""
     area = check_text(flag, value, MAX_AREA_CHARS, allow_newlines=False)
-    pasted = [ch for ch in SHELL_OPERATOR_CHARACTERS if ch in area]
+    pasted = [ch for ch in SHELL_OPERATOR_CHARACTERS if ch in area] if creating else []
     if pasted:
         raise OrchestratorError(f"{flag} {area!r} holds {pasted[0]!r}, which belongs to a shell "
                                 "command line: an area is a short label such as backend, or a "
@@ -2232,7 +2243,7 @@ def split_list(text):
 
 
 def check_area_list(text, required=True):
-    areas = [check_area(a) for a in split_list(text)]
+    areas = [check_area(a, creating=True) for a in split_list(text)]
     if required and not areas:
         raise OrchestratorError("give at least one area, e.g. backend")
     return areas
@@ -2734,7 +2745,8 @@ def humanize_seconds(seconds):
 WATCH_NOTES = 3  # the newest notes the live board shows
 
 
-def watch_frame(state, now, width, height, viewer=None, color=True, error=None):
+def watch_frame(state, now, width, height, viewer=None, color=True, error=None,
+                is_folder=is_glob):
     """The live board (`watch`) as lines of at most `width` characters, at most `height` of
     them: conflicts first, then sessions, locks with a bar of the time left, the newest notes.
     Pure, so a test can compare a frame to the letter."""
@@ -2748,7 +2760,7 @@ def watch_frame(state, now, width, height, viewer=None, color=True, error=None):
               + (f" · as {viewer}" if viewer else "") + " · q quits", "1")]
     if error:
         lines.append((f"! {one_line(error)}", "31"))
-    conflicts = [c for c in session_conflicts(state, now, viewer)]
+    conflicts = session_conflicts(state, now, viewer, is_folder)
     pairs = overlapping_lock_pairs(state, now)
     lines.append(("CONFLICTS" + ("" if conflicts or pairs else ": none"), "1"))
     for conflict in conflicts:
@@ -3458,8 +3470,7 @@ def ask_session(asker, state, args, message="Which session?", ctx=None):
                          lock_area=None, lock_scope=None, reason=None, unstable=False,
                          allow_external_fixes=False, duration=None, force=False,
                          all_notes=False, state=None, json=False)
-    register.session = asker.text("Session id (kebab-case)", default=suggest_session_id(ctx),
-                                  check=check_session_id)
+    register.session = ask_new_session_id(ctx)
     ask_sync(ctx, register, state)
     cmd_sync(ctx, register)
     args.session = register.session
@@ -3470,8 +3481,7 @@ def ask_sync(ctx, args, state):
         if not asker_for(ctx).confirm("Register a session for your work now? (No: only show the "
                                       "report)", default=True):
             return
-        args.session = ctx.asker.text("Session id (kebab-case)", default=suggest_session_id(ctx),
-                                      check=check_session_id)
+        args.session = ask_new_session_id(ctx)
     if find_session(state, args.session) is not None:
         return
     if not args.focus:
@@ -3484,6 +3494,15 @@ def ask_sync(ctx, args, state):
                                "Which areas or paths will you touch? (comma-separated)",
                                check=lambda v: check_area_list(v, required=not chosen))
         args.area = chosen + split_list(typed)
+
+
+def ask_new_session_id(ctx):
+    """A new session's id, with the branch's name offered as the default (Enter takes it)."""
+    suggested = suggest_session_id(ctx)
+    hint = f" (Enter for {suggested})" if suggested else ""
+    typed = asker_for(ctx).text(f"Session id (kebab-case){hint}", check=check_session_id,
+                                optional=bool(suggested))
+    return typed or suggested
 
 
 def suggest_session_id(ctx):
@@ -3552,7 +3571,8 @@ def ask_update(ctx, args, state):
         return
     session = find_session(state, args.session)
     current = session["status"] if session else DEFAULT_STATUS
-    status = asker.select("Status", list(SESSION_STATUSES), default=current)
+    status = asker.select("Status", list(UPDATE_STATUSES),
+                          default=current if current in UPDATE_STATUSES else None)
     args.status = status if status != current else None
     note = asker.text("A note on your session (optional)", optional=True,
                       check=lambda v: check_text("--add-note", v))
@@ -3707,8 +3727,9 @@ def cmd_sync(ctx, args):
         if not lock_area:
             raise OrchestratorError("sync: --lock-scope needs --lock-area or an --area to lock")
         scopes = [scope_from_here(s, "--lock-scope", ctx) for s in args.lock_scope]
-        request = lock_request(args, session_id, check_area(lock_area, "--lock-area"), scopes)
-    areas = [check_area(a) for a in args.area or []]
+        request = lock_request(args, session_id, check_area(lock_area, "--lock-area", True),
+                               scopes)
+    areas = [check_area(a, creating=True) for a in args.area or []]
     status = check_status(args.status) if args.status else DEFAULT_STATUS
     with Transaction(ctx.store) as state:
         swept = sweep_expired(state, now)
@@ -3745,7 +3766,7 @@ def cmd_lock(ctx, args):
                                  ("--scope", "scope"), ("--reason", "reason")])
     now = utc_now()
     owner = check_session_id(args.session)
-    area = check_area(args.area)
+    area = check_area(args.area, creating=True)
     scopes = [scope_from_here(s, "--scope", ctx) for s in args.scope]
     request = lock_request(args, owner, area, scopes)
     try:
@@ -3865,9 +3886,20 @@ def cmd_watch(ctx, args):
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         args.all_notes = False
         return cmd_status(ctx, args)
-    import select
-    import termios
-    import tty
+    try:
+        import select
+        import termios
+        import tty
+    except ImportError:  # no POSIX terminal (Windows): one report
+        args.all_notes = False
+        return cmd_status(ctx, args)
+    import signal
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt  # the terminal is restored on the way out
+
+    for ending in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(ending, stop)
     color = not os.environ.get("NO_COLOR")
     keyboard = sys.stdin.fileno()
     saved = termios.tcgetattr(keyboard)
@@ -3891,7 +3923,8 @@ def cmd_watch(ctx, args):
                 seen = signature
             if (signature, now) != drawn:  # a change, or a second of countdown
                 columns, rows = os.get_terminal_size(out.fileno())
-                frame = watch_frame(state, now, columns, rows, viewer, color, error)
+                frame = watch_frame(state, now, columns, rows, viewer, color, error,
+                                    ctx.is_folder)
                 out.write("\x1b[H" + "\x1b[K\r\n".join(frame) + "\x1b[K\x1b[J")
                 out.flush()
                 drawn = (signature, now)
@@ -3916,7 +3949,7 @@ def cmd_update(ctx, args):
                                 f"--session {owner} --outcome ...`, which also releases its locks")
     status = check_status(args.status, UPDATE_STATUSES) if args.status else None
     notes = [check_text("--add-note", n) for n in args.add_note or []]
-    areas = [check_area(a, "--add-area") for a in args.add_area or []]
+    areas = [check_area(a, "--add-area", creating=True) for a in args.add_area or []]
     risks = [check_text("--add-risk", r) for r in args.add_risk or []]
     if not (status or notes or areas or risks):
         raise OrchestratorError("update: nothing to change; pass --status, --add-note, "
@@ -3988,7 +4021,9 @@ def validation_deadline():
         budget = float(os.environ.get(VALIDATION_BUDGET_ENV, DEFAULT_VALIDATION_BUDGET))
     except ValueError:
         budget = DEFAULT_VALIDATION_BUDGET
-    return time.monotonic() + max(budget, 0.0)
+    if not 0 <= budget <= 86400:  # nan, inf or negative: the default, never "no limit"
+        budget = DEFAULT_VALIDATION_BUDGET
+    return time.monotonic() + budget
 
 
 def cmd_check(ctx, args):

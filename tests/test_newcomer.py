@@ -260,3 +260,31 @@ def test_a_yaml_error_names_the_line_where_the_broken_part_begins(run, session, 
     assert result.code == 3
     assert f"in what begins at line {number + 1}" in result.err
     assert result.err.count(str(state_path)) <= 1  # the path once; the hint names it shorter
+
+
+def test_an_existing_area_with_a_shell_character_can_still_be_released(run, session, state_path):
+    session("api")
+    assert run("lock", "--session", "api", "--area", "rnd", "--scope", "lab", "--reason",
+               "r").code == 0
+    text = state_path.read_text(encoding="utf-8")
+    state_path.write_text(text.replace("area: rnd", 'area: "R&D"'), encoding="utf-8")
+    assert run("unlock", "--session", "api", "--area", "R&D").code == 0
+
+
+def test_build_failure_without_a_session_prints_a_placeholder_not_none(run, session):
+    session("api")
+    assert run("lock", "--session", "api", "--area", "b", "--scope", "src", "--reason", "r",
+               "--allow-external-fixes").code == 0
+    out = run("build-failure", "--path", "src/x.py").out
+    assert "--session <your-session>" in out and "None" not in out
+
+
+def test_the_launcher_puts_no_current_folder_before_the_standard_library(tmp_path):
+    """A `re.py` in the repository must not shadow the standard library's `re`."""
+    repo = tmp_path / "r"
+    git(tmp_path, "init", "-q", str(repo))
+    assert orchestrator.main(["install", "--target", str(repo)]) == 0
+    (repo / "re.py").write_text("raise SystemExit('shadowed')\n")
+    result = subprocess.run(["sh", ".windsurf/bin/orchestrator", "status"], cwd=repo,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "shadowed" not in result.stderr + result.stdout

@@ -257,6 +257,12 @@ HAND_WRITTEN = [
     "global_notes:\n  - a\u2028b\n",
     "global_notes:\n  - a\x85b\n",
     "global_notes:\n  -\tb\n",
+    "global_notes:\n  - first\n  - |\n    second",  # a block scalar at the very end, no \n
+    "global_notes:\n  - >\n    folded\r\n    text",
+    TOOL_LAYOUT.rstrip("\n").replace("directive_log: []", "directive_log:\n  - session: a\n"
+                                      "    directive: d\n    reason: |\n      why\n"
+                                      "    timestamp: 2026-11-01T10:00:00+00:00\n"
+                                      "    rule_overridden: r"),
 ]
 
 
@@ -360,3 +366,24 @@ def test_an_upgrade_that_keeps_the_schema_validates_nothing_again(run, session, 
     monkeypatch.setattr(o, "code_version", lambda: "newer still")
     monkeypatch.setattr(o, "SCHEMA_VERSION", "a newer schema")  # entries validated again
     assert run("status").code == 0 and validated
+
+
+def test_entries_of_the_same_text_are_never_one_object():
+    text = o.emit_state({**o.empty_state(), "active_sessions": [
+        {"id": "aa", "focus": "f", "status": "in_progress", "touched_areas": [], "risks": [],
+         "notes": [], "started_at": "2026-11-01T10:00:00+00:00",
+         "last_updated": "2026-11-01T10:00:00+00:00"}] * 2})
+    state, _, _ = o.validate_state_text(text, LABEL)
+    first, second = state["active_sessions"]
+    first["notes"].append("only the first")
+    assert second["notes"] == []
+
+
+def test_an_invalid_state_is_parsed_once_per_command(run, session, state_path, monkeypatch):
+    session("api")
+    hand_edit(state_path, "status: in_progress", "status: napping")
+    parsed = []
+    real = o.validate_state_text
+    monkeypatch.setattr(o, "validate_state_text", lambda *a, **k: parsed.append(1) or real(*a, **k))
+    result = run("note", "--session", "api", "hello")
+    assert result.code == 3 and len(parsed) == 1

@@ -116,3 +116,17 @@ def test_watch_in_a_terminal_shows_a_new_lock_counts_down_and_quits_on_q(repo, r
         assert state.read_bytes() == before  # watch never writes the state
     finally:
         subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)
+
+
+def test_the_frame_shows_what_status_shows_for_a_folder(run, session, repo):
+    """An area that is a folder of the checkout covers the locks inside it, as in status."""
+    (repo / "src" / "api").mkdir(parents=True)
+    session("api", "backend")
+    session("ui", "src/api")
+    assert run("lock", "--session", "api", "--area", "backend", "--scope", "src/api/x.py",
+               "--reason", "r").code == 0
+    assert "! ui works on" in run("status").out
+    state = o.Store(repo / ".windsurf/orchestrator/session_state.yaml").load()
+    ctx_is_folder = lambda path: o.is_glob(path) or (repo / path).is_dir()
+    frame = o.watch_frame(state, o.utc_now(), 100, 24, color=False, is_folder=ctx_is_folder)
+    assert any(line.startswith("  ! ui on src/api") for line in frame), frame
