@@ -260,6 +260,26 @@ class ValidationDeferred(OrchestratorError):
 # the module: change it whenever ENTRY_FIELDS, a validator or normalise_entry means
 # something new, so that no entry validated under the old meaning is trusted.
 SCHEMA_VERSION = "1"
+_entries_key = []
+
+
+def entries_key():
+    """What an entry validated one by one is cached under: SCHEMA_VERSION, and the installed
+    strictyaml and dateutil (found, not imported): an upgrade of either may change what an
+    entry means, an upgrade of this module alone does not."""
+    if not _entries_key:
+        import importlib.util
+        parts = [SCHEMA_VERSION]
+        for name in ("strictyaml", "dateutil"):
+            try:
+                info = os.stat(importlib.util.find_spec(name).origin)
+                parts.append(f"{name}:{info.st_size}:{info.st_mtime_ns}")
+            except (ImportError, ValueError, TypeError, AttributeError, OSError):
+                parts.append(f"{name}:unknown")
+        _entries_key.append(" ".join(parts))
+    return _entries_key[0]
+
+
 VALIDATION_BATCH = 40  # entries strictyaml reads per document: its cost grows faster past ~100
 WHOLE_PARSE_SECONDS_PER_LINE = 0.0003  # strictyaml on a whole document, measured (a deadline)
 
@@ -987,7 +1007,7 @@ class Store:
                 cached = marshal.loads(read_regular(path) or b"")
             except (OSError, ValueError, EOFError, TypeError):
                 continue
-            if (isinstance(cached, dict) and cached.get("schema") == SCHEMA_VERSION
+            if (isinstance(cached, dict) and cached.get("schema") == entries_key()
                     and cached.get("path") == self.path
                     and isinstance(cached.get("entries"), dict)):
                 entries.update(cached["entries"])
@@ -1017,12 +1037,12 @@ class Store:
     def read_recent_entries(self):
         try:
             cached = marshal.loads(read_regular(self.entries_path + "-new") or b"")
-            return dict(cached["entries"]) if cached.get("schema") == SCHEMA_VERSION else {}
+            return dict(cached["entries"]) if cached.get("schema") == entries_key() else {}
         except (OSError, ValueError, EOFError, TypeError, KeyError, AttributeError):
             return {}
 
     def write_entries_file(self, path, entries):
-        payload = {"schema": SCHEMA_VERSION, "path": self.path, "entries": entries}
+        payload = {"schema": entries_key(), "path": self.path, "entries": entries}
         atomic_write(path, marshal.dumps(payload), durable=False, mode=0o600)
 
     # -- writing
@@ -2753,8 +2773,22 @@ def watch_frame(state, now, width, height, viewer=None, color=True, error=None,
     def paint(text, code):
         return f"\x1b[{code}m{text}\x1b[0m" if color else text
 
-    def fit(text):
-        return text if len(text) <= width else text[:max(width - 1, 0)] + "…"
+    def fit(text):  # by screen columns: a wide character (CJK) takes two
+        try:
+            from wcwidth import wcwidth  # comes with prompt_toolkit, which questionary brings
+        except ImportError:
+            def wcwidth(ch):
+                return 1
+        widths = [max(wcwidth(ch), 0) for ch in text]
+        if sum(widths) <= width:
+            return text
+        used, kept = 0, []
+        for ch, columns in zip(text, widths):
+            if used + columns > width - 1:  # room for the ellipsis
+                break
+            kept.append(ch)
+            used += columns
+        return "".join(kept) + "…"
 
     lines = [(f"Session Orchestrator · watch · {now.replace('T', ' ')[:19]} UTC"
               + (f" · as {viewer}" if viewer else "") + " · q quits", "1")]

@@ -364,7 +364,7 @@ def test_an_upgrade_that_keeps_the_schema_validates_nothing_again(run, session, 
     monkeypatch.setattr(o, "code_version", lambda: "a newer module")  # every whole cache stale
     assert run("status").code == 0 and validated == []
     monkeypatch.setattr(o, "code_version", lambda: "newer still")
-    monkeypatch.setattr(o, "SCHEMA_VERSION", "a newer schema")  # entries validated again
+    monkeypatch.setattr(o, "_entries_key", ["a newer schema"])  # entries validated again
     assert run("status").code == 0 and validated
 
 

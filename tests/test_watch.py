@@ -130,3 +130,11 @@ def test_the_frame_shows_what_status_shows_for_a_folder(run, session, repo):
     ctx_is_folder = lambda path: o.is_glob(path) or (repo / path).is_dir()
     frame = o.watch_frame(state, o.utc_now(), 100, 24, color=False, is_folder=ctx_is_folder)
     assert any(line.startswith("  ! ui on src/api") for line in frame), frame
+
+
+def test_wide_characters_count_as_two_columns():
+    from wcwidth import wcswidth
+    state = board_state()
+    state["active_sessions"][0]["focus"] = "料金サービスを分割する作業を続けています" * 2
+    frame = o.watch_frame(state, NOW, 80, 24, color=False)
+    assert all(wcswidth(line) <= 80 for line in frame), frame
