@@ -49,7 +49,11 @@ def main():
         repo.mkdir()
         git(repo, "init", "-q", "-b", "main")
         (repo / "README.md").write_text("shop\n")
-        git(repo, "add", "README.md")
+        for path in ("internal/domain/energy/tariff.go", "migrations/0001_init.sql",
+                     "apps/customer/checkout.tsx"):  # what the sessions below lock and edit
+            (repo / path).parent.mkdir(parents=True, exist_ok=True)
+            (repo / path).write_text("\n")
+        git(repo, "add", "-A")
         git(repo, "commit", "-qm", "start")
         # Each session works in its own git worktree, as Windsurf's worktree mode gives it.
         trees = {}
