@@ -305,13 +305,52 @@ def validate_state_text(text, label, known=None, deadline=None):
             raise
         except OrchestratorError:
             pass  # strictyaml says why, and where, from the whole document below
+    deferred = ValidationDeferred("the state needs a full validation, longer than the time this "
+                                  "command has; the next command validates it", EXIT_STATE,
+                                  {"entries": {}})
     if deadline is not None and (text.count("\n") * WHOLE_PARSE_SECONDS_PER_LINE
                                  > deadline - time.monotonic()):
-        raise ValidationDeferred("the state needs a full validation, longer than the time "
-                                 "this command has; the next command validates it",
-                                 EXIT_STATE, {"entries": {}})
-    state, warnings = normalise_state(load_yaml(text, state_schema(), label), label)
+        raise deferred  # judged by its length: not worth starting
+    try:
+        with interrupted_at(deadline):  # and a hard limit, for when the estimate is wrong
+            state, warnings = normalise_state(load_yaml(text, state_schema(), label), label)
+    except DeadlineReached:
+        raise deferred from None
     return state, warnings, {}
+
+
+class DeadlineReached(BaseException):
+    """Raised by the timer of interrupted_at; a BaseException, so that no `except Exception`
+    on the way (strictyaml's crashes are caught as invalid files) can take it for a verdict."""
+
+
+class interrupted_at:
+    """Raise DeadlineReached in the main thread at `deadline` (time.monotonic()), where the
+    platform has interval timers; otherwise, and without a deadline, nothing happens."""
+
+    def __init__(self, deadline):
+        self.deadline = deadline
+        self.previous = None
+
+    def __enter__(self):
+        import threading
+        if (self.deadline is None or os.name == "nt"
+                or threading.current_thread() is not threading.main_thread()):
+            return self
+        import signal
+
+        def reached(signum, frame):
+            raise DeadlineReached
+        self.previous = signal.signal(signal.SIGALRM, reached)
+        signal.setitimer(signal.ITIMER_REAL, max(self.deadline - time.monotonic(), 0.001))
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            import signal
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self.previous)
+        return False
 
 
 def parse_state_text(text, label):

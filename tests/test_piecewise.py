@@ -387,3 +387,22 @@ def test_an_invalid_state_is_parsed_once_per_command(run, session, state_path, m
     monkeypatch.setattr(o, "validate_state_text", lambda *a, **k: parsed.append(1) or real(*a, **k))
     result = run("note", "--session", "api", "hello")
     assert result.code == 3 and len(parsed) == 1
+
+
+def test_a_whole_document_parse_stops_at_the_deadline_even_when_misjudged(run, session,
+                                                                          state_path,
+                                                                          monkeypatch):
+    """A state that cannot be cut (a document marker) and an estimate that says "quick": the
+    timer still ends the parse at the budget, and check lets work go on."""
+    session("api")
+    notes = "".join(f"  - note {n} with some words in it\n" for n in range(3000))
+    state_path.write_text("---\n" + state_path.read_text(encoding="utf-8").replace(
+        "global_notes: []\n", "global_notes:\n" + notes), encoding="utf-8")
+    monkeypatch.setattr(o, "WHOLE_PARSE_SECONDS_PER_LINE", 0.0)
+    monkeypatch.setenv(o.VALIDATION_BUDGET_ENV, "0.05")
+    checked = run("check", "--session", "api")
+    assert checked.code == 0 and checked.out.startswith("Not checked:"), checked
+    import signal
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)  # the timer is off again
+    monkeypatch.delenv(o.VALIDATION_BUDGET_ENV)
+    assert run("status").code == 0  # no budget: the whole document is validated
