@@ -230,9 +230,11 @@ def check_yaml_text(text, label):
                                     "state holds lists of entries, nothing deeper)", EXIT_STATE)
 
 
-def load_yaml(text, schema, label):
-    """Parse and validate YAML text with strictyaml; its plain data, or a one-line error."""
-    check_yaml_text(text, label)
+def load_yaml(text, schema, label, checked=False):
+    """Parse and validate YAML text with strictyaml; its plain data, or a one-line error.
+    `checked`: check_yaml_text has passed this text, or the text it was cut from, already."""
+    if not checked:
+        check_yaml_text(text, label)
     strictyaml = import_strictyaml()
     try:
         return strictyaml.dirty_load(text, schema, label=label, allow_flow_style=True).data
@@ -313,7 +315,8 @@ def validate_state_text(text, label, known=None, deadline=None):
         raise deferred  # judged by its length: not worth starting
     try:
         with interrupted_at(deadline):  # and a hard limit, for when the estimate is wrong
-            state, warnings = normalise_state(load_yaml(text, state_schema(), label), label)
+            state, warnings = normalise_state(
+                load_yaml(text, state_schema(), label, checked=True), label)
     except DeadlineReached:
         raise deferred from None
     return state, warnings, {}
@@ -374,7 +377,8 @@ def parse_by_entries(pieces, label, known, deadline):
                     {"entries": entries})
             batch = todo[start:start + VALIDATION_BATCH]
             schema = state_schema_of(key)
-            data = load_yaml(f"{key}:\n" + "\n".join(batch) + "\n", schema, label).get(key)
+            data = load_yaml(f"{key}:\n" + "\n".join(batch) + "\n", schema, label,
+                             checked=True).get(key)
             if not isinstance(data, list) or len(data) != len(batch):
                 raise OrchestratorError("an entry did not read as one entry")
             for text, item in zip(batch, data):
@@ -1438,10 +1442,9 @@ def recently_written(checkout, scopes, since_ns):
     roots = set("/".join(literal_prefix(scope)) for scope in scopes)
     # A root inside another root is walked with it (looked up folder by folder: thousands of
     # locks must not cost thousands squared comparisons).
-    pending = [root for root in roots if "" not in roots and not any(
-        "/".join(root.split("/")[:depth]) in roots for depth in range(1, root.count("/") + 1))]
-    if "" in roots:
-        pending = [""]
+    pending = [""] if "" in roots else [
+        root for root in roots if not any("/".join(root.split("/")[:depth]) in roots
+                                          for depth in range(1, root.count("/") + 1))]
     base = os.path.join(checkout, "")
     found, seen = [], 0
     while pending:
@@ -4192,11 +4195,12 @@ def cmd_install(ctx, args):
     if not target.is_dir():
         raise OrchestratorError(f"install: --target {args.target!r} is not a folder; give the "
                                 "root of the repository to install into")
-    if enclosing_checkout(str(target)) is None:
+    found = enclosing_checkout(str(target))
+    if found is None:
         raise OrchestratorError(f"install: {target} is not a git repository; the pack and the "
                                 "shared state live in one: `git init` it first, or give "
                                 "--target the root of a repository")
-    checkout, _ = find_checkout(str(target))
+    checkout, _ = found
     if Path(checkout) != target:
         raise OrchestratorError(f"install: {target} is inside the repository {checkout}; give "
                                 f"its root: --target {checkout}")
@@ -4545,8 +4549,9 @@ class Context:
     """What every command needs: where the state is, which checkout we are in, the output."""
 
     def __init__(self, args):
-        self.checkout_root, self.main_root = find_checkout(os.getcwd())
-        if (enclosing_checkout(os.getcwd()) is None and args.command not in OUTSIDE_A_REPOSITORY
+        found = enclosing_checkout(os.getcwd())
+        self.checkout_root, self.main_root = found or find_checkout(os.getcwd())
+        if (found is None and args.command not in OUTSIDE_A_REPOSITORY
                 and not (args.state or os.environ.get(STATE_ENV))):
             raise OrchestratorError(
                 f"{os.getcwd()} is not inside a git repository, and the shared state lives in "

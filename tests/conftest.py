@@ -106,3 +106,21 @@ def private_user_folders(tmp_path_factory):
             os.environ.pop(name, None)
         else:
             os.environ[name] = previous
+
+
+@pytest.fixture
+def ask(repo, capsys, monkeypatch):
+    """ask(keys, *argv): run main(argv) as if in a terminal, typing `keys` (real questionary
+    prompts on prompt_toolkit's pipe input and a dummy output)."""
+    from prompt_toolkit.input import create_pipe_input
+    from prompt_toolkit.output import DummyOutput
+
+    def call(keys, *argv):
+        with create_pipe_input() as pipe, monkeypatch.context() as patch:
+            patch.setattr(orchestrator, "terminal_is_interactive", lambda: True)
+            patch.setattr(orchestrator, "QUESTION_IO", {"input": pipe, "output": DummyOutput()})
+            pipe.send_text(keys)
+            code = orchestrator.main(list(argv))
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+    return call

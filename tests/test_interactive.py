@@ -7,26 +7,10 @@ import subprocess
 import sys
 
 import pytest
-from prompt_toolkit.input import create_pipe_input
-from prompt_toolkit.output import DummyOutput
 
 import orchestrator
 
 DOWN, ENTER, SPACE, ESC, CTRL_C = "\x1b[B", "\r", " ", "\x1b", "\x03"
-
-
-@pytest.fixture
-def ask(repo, capsys, monkeypatch):
-    """ask(keys, *argv): run main(argv) as if in a terminal, typing `keys`."""
-    def call(keys, *argv):
-        with create_pipe_input() as pipe, monkeypatch.context() as patch:
-            patch.setattr(orchestrator, "terminal_is_interactive", lambda: True)
-            patch.setattr(orchestrator, "QUESTION_IO", {"input": pipe, "output": DummyOutput()})
-            pipe.send_text(keys)
-            code = orchestrator.main(list(argv))
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-    return call
 
 
 def state_of(run):

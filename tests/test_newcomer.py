@@ -168,24 +168,6 @@ def test_build_failure_words_an_own_area_and_keeps_the_fix_note_outside_quotes(r
 ENTER, BACKSPACE = "\r", "\x7f"
 
 
-@pytest.fixture
-def ask(repo, capsys, monkeypatch):
-    """ask(keys, *argv): main(argv) as if in a terminal, typing `keys` (prompt_toolkit's pipe
-    input, as tests/test_interactive.py does)."""
-    from prompt_toolkit.input import create_pipe_input
-    from prompt_toolkit.output import DummyOutput
-
-    def call(keys, *argv):
-        with create_pipe_input() as pipe, monkeypatch.context() as patch:
-            patch.setattr(orchestrator, "terminal_is_interactive", lambda: True)
-            patch.setattr(orchestrator, "QUESTION_IO", {"input": pipe, "output": DummyOutput()})
-            pipe.send_text(keys)
-            code = orchestrator.main(list(argv))
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-    return call
-
-
 def test_lock_with_no_session_offers_to_register_one_first(ask, run):
     keys = ("y" + "api-work" + ENTER + "Split the API" + ENTER + "backend" + ENTER  # sync
             + "backend" + ENTER + "src" + ENTER + "moving things" + ENTER + "n" + "n" + ENTER)

@@ -277,8 +277,8 @@ def test_a_hand_edit_of_one_entry_validates_that_entry_only(monkeypatch):
     edited = text.replace('"note 17"\n', '"note seventeen"\n')
     validated = []
     real = o.load_yaml
-    monkeypatch.setattr(o, "load_yaml", lambda t, schema, label: validated.append(t) or
-                        real(t, schema, label))
+    monkeypatch.setattr(o, "load_yaml", lambda t, schema, label, **k: validated.append(t) or
+                        real(t, schema, label, **k))
     state, _, _ = o.validate_state_text(edited, LABEL, entries)
     assert validated == ['global_notes:\n  - "note seventeen"\n']
     assert state["global_notes"][17] == "note seventeen"
@@ -360,7 +360,7 @@ def test_an_upgrade_that_keeps_the_schema_validates_nothing_again(run, session, 
     assert run("status").code == 0  # validates the edit, caches its entries
     validated = []
     real = o.load_yaml
-    monkeypatch.setattr(o, "load_yaml", lambda *a: validated.append(a[0]) or real(*a))
+    monkeypatch.setattr(o, "load_yaml", lambda *a, **k: validated.append(a[0]) or real(*a, **k))
     monkeypatch.setattr(o, "code_version", lambda: "a newer module")  # every whole cache stale
     assert run("status").code == 0 and validated == []
     monkeypatch.setattr(o, "code_version", lambda: "newer still")
