@@ -2,6 +2,9 @@
 verdict, the judge: for any text, generated or hand-written, valid or not, both give the
 same state, the same warnings, or the same error with the same line number."""
 
+import subprocess
+import sys
+
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -284,6 +287,18 @@ def test_a_hand_edit_of_one_entry_validates_that_entry_only(monkeypatch):
     assert state["global_notes"][17] == "note seventeen"
 
 
+def test_entries_of_the_same_text_share_no_object_a_command_could_change_twice():
+    lock = {"area": "api", "owner": "a", "scope": ["src/api"], "reason": "", "expected_instability":
+            False, "allow_external_fixes": False, "expires_at": "2026-11-01T12:00:00+00:00"}
+    text = o.emit_state({**o.empty_state(), "locks": [lock, dict(lock)]})
+    for known in (None, by_entries(text)[1]):  # validated now, and taken from the cache
+        state, _, _ = o.validate_state_text(text, LABEL, known)
+        first, second = state["locks"]
+        assert first == second and first is not second
+        first["scope"].append("src/other")
+        assert second["scope"] == ["src/api"]
+
+
 # ---------------------------------------------------------------------------- through the commands
 
 def hand_edit(state_path, old, new):
@@ -406,3 +421,21 @@ def test_a_whole_document_parse_stops_at_the_deadline_even_when_misjudged(run, s
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)  # the timer is off again
     monkeypatch.delenv(o.VALIDATION_BUDGET_ENV)
     assert run("status").code == 0  # no budget: the whole document is validated
+
+
+def test_strictyaml_loads_dateutils_parser_only_for_the_first_timestamp():
+    """Validating a note or a flag never pays for dateutil.parser (a third of strictyaml's
+    import); the first timestamp loads the real module, which then reads it as strictyaml
+    would."""
+    code = ("import sys, orchestrator as o; sy = o.import_strictyaml(); "
+            "before = 'dateutil.parser._parser' in sys.modules; "
+            "o.load_yaml('a: x', sy.Map({'a': sy.Str()}), 't'); "
+            "after_text = 'dateutil.parser._parser' in sys.modules; "
+            "moment = o.load_yaml('a: 2026-11-01T10:00:00+02:00', sy.Map({'a': sy.Datetime()}), "
+            "'t')['a']; "
+            "print(before, after_text, 'dateutil.parser._parser' in sys.modules, "
+            "moment.isoformat(), sys.modules['dateutil'].parser is sys.modules['dateutil.parser'])")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=o.HERE, capture_output=True,
+                          text=True)
+    assert proc.stdout.split() == ["False", "False", "True", "2026-11-01T10:00:00+02:00", "True"], \
+        proc.stdout + proc.stderr
