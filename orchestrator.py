@@ -336,7 +336,8 @@ class DeadlineReached(BaseException):
 
 class interrupted_at:
     """Raise DeadlineReached in the main thread at `deadline` (time.monotonic()), where the
-    platform has interval timers; otherwise, and without a deadline, nothing happens."""
+    platform has interval timers; otherwise, and without a deadline, nothing happens. A timer
+    armed outside (a test runner's, a caller's) is put back with the time it had left."""
 
     def __init__(self, deadline):
         self.deadline = deadline
@@ -352,7 +353,9 @@ class interrupted_at:
         def reached(signum, frame):
             raise DeadlineReached
         self.previous = signal.signal(signal.SIGALRM, reached)
-        signal.setitimer(signal.ITIMER_REAL, max(self.deadline - time.monotonic(), 0.001))
+        self.started = time.monotonic()
+        self.outer = signal.setitimer(signal.ITIMER_REAL,
+                                      max(self.deadline - self.started, 0.001))
         return self
 
     def __exit__(self, *exc):
@@ -360,6 +363,10 @@ class interrupted_at:
             import signal
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, self.previous)
+            left, interval = self.outer
+            if left > 0:
+                elapsed = time.monotonic() - self.started
+                signal.setitimer(signal.ITIMER_REAL, max(left - elapsed, 0.001), interval)
         return False
 
 

@@ -401,6 +401,7 @@ def test_any_hook_event_ends_in_0_or_2_and_writes_only_the_state(run, session, r
     assert not changed
 
 
+@pytest.mark.slow
 @settings(**PROPERTY)
 @given(value=st.text(max_size=20))
 def test_any_lock_timeout_value_is_used_or_refused_with_exit_2(cli_once, value):

@@ -108,6 +108,7 @@ def states(draw):
     return state
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(states())
 def test_emitter_round_trips_any_valid_state(state):
@@ -715,6 +716,7 @@ def run_validate(state_path):
                           capture_output=True, timeout=60).returncode
 
 
+@pytest.mark.slow
 def test_parallel_writers_lose_no_note(repo, state_path):
     workers, per_worker = 8, 15
     env = {**os.environ, "ORCHESTRATOR_LOCK_TIMEOUT": "60"}
