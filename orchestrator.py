@@ -113,13 +113,66 @@ def pattern(source):
 # ---------------------------------------------------------------------------- errors
 
 class OrchestratorError(Exception):
-    """A failure the user can act on: one line of text and the exit code it maps to."""
+    """A failure the user can act on: one line of text, and `details` for --json. Its kind
+    (a subclass below) says what went wrong; EXIT_CODES maps kinds to exit codes."""
 
-    def __init__(self, message, exit_code=EXIT_USAGE, details=None):
+    def __init__(self, message, details=None):
         super().__init__(message)
         self.message = message
-        self.exit_code = exit_code
         self.details = details or {}
+
+    @property
+    def exit_code(self):
+        return next(code for kind, code in EXIT_CODES if isinstance(self, kind))
+
+
+class UsageError(OrchestratorError):
+    """The command line or a value on it is wrong; or a question was answered wrongly."""
+
+
+class Refused(OrchestratorError):
+    """The policy says no: a conflicting lock, a lock held by another session."""
+
+
+class StateError(OrchestratorError):
+    """The state cannot be read or written safely: invalid, damaged, lost, or a file beside
+    it that is not a plain file."""
+
+
+class Busy(OrchestratorError):
+    """Another process held the state's lock for longer than this one may wait."""
+
+
+class InternalError(OrchestratorError):
+    """A bug: what the tool wrote would break its own schema, or an unexpected exception."""
+
+
+class Cancelled(OrchestratorError):
+    """The person at the terminal pressed Ctrl-C or closed the input."""
+
+
+EXIT_CODES = ((Refused, EXIT_REFUSED), (StateError, EXIT_STATE), (Busy, EXIT_BUSY),
+              (InternalError, EXIT_INTERNAL), (Cancelled, EXIT_CANCELLED),
+              (OrchestratorError, EXIT_USAGE))
+
+
+def as_failure(exception):
+    """What the user is told about `exception`, as an OrchestratorError; None for one that must
+    propagate (a bug when ORCHESTRATOR_DEBUG asks for its traceback). The one place, with
+    EXIT_CODES, where exceptions become exit codes."""
+    if isinstance(exception, OrchestratorError):
+        return exception
+    if isinstance(exception, (KeyboardInterrupt, EOFError)):
+        return Cancelled("cancelled, nothing written")
+    if isinstance(exception, ImportError):
+        return UsageError(f"{exception.name} is not installed for {sys.executable}; run `make "
+                          "install` in the tool's folder and use .venv/bin/python (or the "
+                          "pack's launcher)")
+    if isinstance(exception, Exception) and not os.environ.get("ORCHESTRATOR_DEBUG"):
+        return InternalError(f"internal error ({type(exception).__name__}: {exception}); please "
+                             "report it with the command you ran (ORCHESTRATOR_DEBUG=1 shows "
+                             "the traceback)")
+    return None
 
 
 # ---------------------------------------------------------------------------- schema
@@ -224,17 +277,16 @@ def check_yaml_text(text, label):
         forbidden = pattern(ASCII_FORBIDDEN if ascii_text else YAML_FORBIDDEN).search(text)
         if forbidden:
             line = text.count("\n", 0, forbidden.start()) + 1
-            raise OrchestratorError(f"{label} is not a valid state at line {line}: it holds the "
-                                    f"control character U+{ord(forbidden.group()):04X}",
-                                    EXIT_STATE)
+            raise StateError(f"{label} is not a valid state at line {line}: it holds the "
+                             f"control character U+{ord(forbidden.group()):04X}")
     if text.count("[") + text.count("{") > MAX_FLOW_NESTING:
         depth = deepest = 0
         for bracket in text.encode("utf-8", "surrogatepass").translate(None, NOT_BRACKETS):
             depth = max(depth + (1 if bracket in b"[{" else -1), 0)
             deepest = max(deepest, depth)
         if deepest > MAX_FLOW_NESTING:  # strictyaml would spend seconds before giving up
-            raise OrchestratorError(f"{label} is not a valid state: it nests too deeply (the "
-                                    "state holds lists of entries, nothing deeper)", EXIT_STATE)
+            raise StateError(f"{label} is not a valid state: it nests too deeply (the "
+                             "state holds lists of entries, nothing deeper)")
 
 
 def load_yaml(text, schema, label, checked=False):
@@ -248,20 +300,19 @@ def load_yaml(text, schema, label, checked=False):
     except strictyaml.YAMLError as error:
         raise schema_error(label, error) from None
     except RecursionError:
-        raise OrchestratorError(f"{label} is not a valid state: it nests too deeply (the state "
-                                "holds lists of entries, nothing deeper)", EXIT_STATE) from None
+        raise StateError(f"{label} is not a valid state: it nests too deeply (the state "
+                         "holds lists of entries, nothing deeper)") from None
     except (ValueError, OverflowError) as error:  # e.g. a UTC offset of 24 hours or more
-        raise OrchestratorError(f"{label} is not a valid state: {one_line(error)}",
-                                EXIT_STATE) from None
+        raise StateError(f"{label} is not a valid state: {one_line(error)}") from None
     except Exception as error:  # noqa: BLE001
         # strictyaml's own crash on some malformed input (a repeated key with a comment, a
         # comment between empty entries): still a file to fix, not a bug of this tool
-        raise OrchestratorError(f"{label} is not a valid state: strictyaml cannot read it "
-                                f"({type(error).__name__}); look for a repeated key or a "
-                                "misplaced line", EXIT_STATE) from None
+        raise StateError(f"{label} is not a valid state: strictyaml cannot read it "
+                         f"({type(error).__name__}); look for a repeated key or a "
+                         "misplaced line") from None
 
 
-class ValidationDeferred(OrchestratorError):
+class ValidationDeferred(StateError):
     """Validating the state would outlast the caller's deadline (the hook, `check`)."""
 
 
@@ -315,7 +366,7 @@ def validate_state_text(text, label, known=None, deadline=None):
         except OrchestratorError:
             pass  # strictyaml says why, and where, from the whole document below
     deferred = ValidationDeferred("the state needs a full validation, longer than the time this "
-                                  "command has; the next command validates it", EXIT_STATE,
+                                  "command has; the next command validates it",
                                   {"entries": {}})
     if deadline is not None and (text.count("\n") * WHOLE_PARSE_SECONDS_PER_LINE
                                  > deadline - time.monotonic()):
@@ -387,14 +438,14 @@ def parse_by_entries(pieces, label, known, deadline):
             if deadline is not None and time.monotonic() > deadline:
                 raise ValidationDeferred(
                     "the state holds more new entries than can be validated in the time this "
-                    "command has; the next command validates the rest", EXIT_STATE,
+                    "command has; the next command validates the rest",
                     {"entries": entries})
             batch = todo[start:start + VALIDATION_BATCH]
             schema = state_schema_of(key)
             data = load_yaml(f"{key}:\n" + "\n".join(batch) + "\n", schema, label,
                              checked=True).get(key)
             if not isinstance(data, list) or len(data) != len(batch):
-                raise OrchestratorError("an entry did not read as one entry")
+                raise StateError("an entry did not read as one entry")
             for text, item in zip(batch, data):
                 found = []
                 entries[(key, text)] = (normalise_entry(key, item, label, found), found)
@@ -511,8 +562,7 @@ def schema_error(label, error):
     problem = getattr(error, "problem", None) or str(error).splitlines()[0]
     context = getattr(error, "context", None)
     what = f"{problem} ({context})" if context else problem
-    return OrchestratorError(f"{label} is not a valid state{where}: {' '.join(what.split())}",
-                             EXIT_STATE)
+    return StateError(f"{label} is not a valid state{where}: {' '.join(what.split())}")
 
 
 def normalise_state(data, label):
@@ -551,8 +601,8 @@ def refuse_surrogates(item, key, label):
         if isinstance(v, str)]
     for text in texts:
         if any("\ud800" <= ch <= "\udfff" for ch in text):
-            raise OrchestratorError(f"{label} is not a valid state: {key} holds an escaped lone "
-                                    "surrogate (\\ud800-\\udfff), which is not text", EXIT_STATE)
+            raise StateError(f"{label} is not a valid state: {key} holds an escaped lone "
+                             "surrogate (\\ud800-\\udfff), which is not text")
 
 
 def default_for(holds, entry):
@@ -569,8 +619,8 @@ def timestamp_to_utc(value, label):
     try:
         value = value.replace(tzinfo=timezone.utc) if naive else value.astimezone(timezone.utc)
     except (OverflowError, ValueError):
-        raise OrchestratorError(f"{label} holds a timestamp out of range (a UTC offset must be "
-                                "under 24 hours; years 1 to 9999)", EXIT_STATE) from None
+        raise StateError(f"{label} holds a timestamp out of range (a UTC offset must be "
+                         "under 24 hours; years 1 to 9999)") from None
     return iso(value), naive
 
 
@@ -695,16 +745,15 @@ def validate_changes(before, after):
     try:
         data = load_yaml(text, changes_schema(new, edited), "the new entries")
     except OrchestratorError as error:
-        raise OrchestratorError(f"internal error: what this write adds breaks the schema "
-                                f"({error.message}); nothing was written, please report this",
-                                EXIT_INTERNAL) from None
+        raise InternalError(f"internal error: what this write adds breaks the schema "
+                            f"({error.message}); nothing was written, please report this") from None
     warnings = []
     reloaded = {name: [normalise_entry(key, item, "the new entries", warnings,
                                        complete=name == key) for item in data.get(name) or []]
                 for name, key, _ in sections}
     if reloaded != {name: items for name, _, items in sections}:
-        raise OrchestratorError("internal error: the new entries do not read back unchanged; "
-                                "nothing was written, please report this", EXIT_INTERNAL)
+        raise InternalError("internal error: the new entries do not read back unchanged; "
+                            "nothing was written, please report this")
 
 
 # ---------------------------------------------------------------------------- store
@@ -873,18 +922,18 @@ class Store:
         for folder in self.guarded_folders:
             folder = os.path.normpath(folder)
             if os.path.islink(folder) or (os.path.lexists(folder) and not os.path.isdir(folder)):
-                raise OrchestratorError(f"{folder} is a symbolic link or not a folder; the "
-                                        "state's folders must be plain folders inside the "
-                                        "repository: check what put it there", EXIT_STATE)
+                raise StateError(f"{folder} is a symbolic link or not a folder; the "
+                                 "state's folders must be plain folders inside the "
+                                 "repository: check what put it there")
 
     # -- reading
     def read_bytes(self):
         try:
             return read_regular(self.path)
         except NotRegularFile as error:
-            raise OrchestratorError(f"{error}; {PLAIN_FILES_HINT}", EXIT_STATE) from None
+            raise StateError(f"{error}; {PLAIN_FILES_HINT}") from None
         except OSError as error:
-            raise OrchestratorError(f"cannot read {self.path}: {error.strerror}", EXIT_STATE)
+            raise StateError(f"cannot read {self.path}: {error.strerror}")
 
     def load(self):
         """The validated state. strictyaml runs only when the file's bytes are new to us."""
@@ -893,7 +942,7 @@ class Store:
             self.refuse_lost_data("does not exist")
             return empty_state()
         if self.refused and self.refused[0] == raw:
-            raise OrchestratorError(self.refused[1].message, self.refused[1].exit_code)
+            raise type(self.refused[1])(self.refused[1].message)
         if self.validated and self.validated[0] == raw:
             state, self.warnings = self.validated[1], self.validated[2]
         else:
@@ -935,11 +984,11 @@ class Store:
     def refuse_lost_data(self, what):
         if self.backup_holds_entries():
             import shlex
-            raise OrchestratorError(
+            raise StateError(
                 f"{self.path} {what}, but the tool's last copy holds entries: the shared state "
                 f"was lost. Restore it with `cp {shlex.quote(self.backup_path)} "
                 f"{shlex.quote(self.path)}`, or start afresh on purpose by deleting "
-                f"{shlex.quote(self.backup_path)} too", EXIT_STATE)
+                f"{shlex.quote(self.backup_path)} too")
 
     def validate_bytes(self, raw):
         if not raw.strip():
@@ -950,16 +999,15 @@ class Store:
             backup = None
         if backup and raw.strip() and len(raw) < len(backup) and backup.startswith(raw):
             import shlex
-            raise OrchestratorError(
+            raise StateError(
                 f"{self.path} is cut short: it is the start of the tool's last copy. Restore it "
                 f"with `cp {shlex.quote(self.backup_path)} {shlex.quote(self.path)}`; if you cut "
-                f"it on purpose, delete {shlex.quote(self.backup_path)} and run again",
-                EXIT_STATE)
+                f"it on purpose, delete {shlex.quote(self.backup_path)} and run again")
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as error:
-            raise OrchestratorError(f"{self.path} is not UTF-8 text (byte {error.start}); "
-                                    f"{self.restore_hint()}", EXIT_STATE)
+            raise StateError(f"{self.path} is not UTF-8 text (byte {error.start}); "
+                             f"{self.restore_hint()}")
         try:
             state, self.warnings, entries = validate_state_text(
                 text, self.path, self.read_entries(), self.deadline)
@@ -1119,11 +1167,10 @@ class Store:
             atomic_write(self.path, data, keep_mode=True,
                          before_replace=lambda: self.still_ours(lock))
         except NotRegularFile as error:
-            raise OrchestratorError(f"{error}; {PLAIN_FILES_HINT}; nothing was changed",
-                                    EXIT_STATE) from None
+            raise StateError(f"{error}; {PLAIN_FILES_HINT}; nothing was changed") from None
         except OSError as error:
-            raise OrchestratorError(f"cannot write {self.path}: {error.strerror}; nothing was "
-                                    "changed", EXIT_STATE)
+            raise StateError(f"cannot write {self.path}: {error.strerror}; nothing was "
+                             "changed")
         try:  # the last good copy, offered for restoring when a hand edit breaks the file
             atomic_write(self.backup_path, data, durable=False, keep_mode=True)
         except OSError:
@@ -1139,9 +1186,9 @@ class Store:
         if lock is not None:
             lock.verify()
         if self.read_bytes() != self.loaded_raw:
-            raise OrchestratorError(
+            raise Busy(
                 f"{self.path} changed while this command held the lock (was its lock file "
-                "removed?); nothing was written, run the command again", EXIT_BUSY)
+                "removed?); nothing was written, run the command again")
 
     def remove_stale_temp_files(self):
         """Temp files a killed writer left beside the state (only lock holders make them)."""
@@ -1229,25 +1276,25 @@ class InterProcessLock:
             self.open()
             if not (self.try_lock() or self.wait()):
                 self.handle.close()
-                raise OrchestratorError(
+                raise Busy(
                     f"the state stayed locked by another orchestrator command for "
                     f"{self.timeout:g}s; nothing was written: try again in a moment (if a command "
-                    "is stuck, end that process)", EXIT_BUSY)
+                    "is stuck, end that process)")
             if self.still_at_path():
                 return self
             self.handle.close()
-        raise OrchestratorError(f"the lock file {self.path} keeps being replaced; nothing was "
-                                "written: check what removes it", EXIT_BUSY)
+        raise Busy(f"the lock file {self.path} keeps being replaced; nothing was "
+                   "written: check what removes it")
 
     def open(self):
         try:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
             self.handle = os.fdopen(open_regular(self.path, os.O_RDWR | os.O_CREAT), "r+b")
         except NotRegularFile as error:
-            raise OrchestratorError(f"{error}; {PLAIN_FILES_HINT}", EXIT_STATE) from None
+            raise StateError(f"{error}; {PLAIN_FILES_HINT}") from None
         except OSError as error:
-            raise OrchestratorError(f"cannot open the lock file {self.path}: {error.strerror}; "
-                                    "check the folder's permissions", EXIT_STATE) from None
+            raise StateError(f"cannot open the lock file {self.path}: {error.strerror}; "
+                             "check the folder's permissions") from None
 
     def still_at_path(self):
         try:
@@ -1260,9 +1307,8 @@ class InterProcessLock:
     def verify(self):
         """Before a write: is the lock we hold still the one every command takes?"""
         if not self.still_at_path():
-            raise OrchestratorError(f"the lock file {self.path} was removed or replaced while this "
-                                    "command held it; nothing was written, run it again",
-                                    EXIT_BUSY)
+            raise Busy(f"the lock file {self.path} was removed or replaced while this "
+                       "command held it; nothing was written, run it again")
 
     def wait(self):
         """Wait for the holder to let go, at most `timeout` seconds."""
@@ -1337,8 +1383,8 @@ def lock_timeout():
     except ValueError:
         seconds = float("nan")
     if not 0 < seconds <= 86400:  # also refuses nan and inf
-        raise OrchestratorError(f"{LOCK_TIMEOUT_ENV} must be a number of seconds above 0 and at "
-                                f"most 86400, e.g. 10; got {raw[:40]!r}")
+        raise UsageError(f"{LOCK_TIMEOUT_ENV} must be a number of seconds above 0 and at "
+                         f"most 86400, e.g. 10; got {raw[:40]!r}")
     return max(seconds, 0.001)
 
 
@@ -1531,17 +1577,17 @@ def parse_duration(text):
     match = pattern(DURATION_PATTERN).fullmatch(text.strip().lower()) if text else None
     if not match or not any(match.groups()):
         if text and text.strip().isdigit():
-            raise OrchestratorError(f"--duration {text!r} has no unit: did you mean "
-                                    f"{text.strip()}m (minutes) or {text.strip()}h (hours)?")
-        raise OrchestratorError(f"--duration {text!r} is not a duration: use forms like 45m, 2h, "
-                                "1h30m or 1d")
+            raise UsageError(f"--duration {text!r} has no unit: did you mean "
+                             f"{text.strip()}m (minutes) or {text.strip()}h (hours)?")
+        raise UsageError(f"--duration {text!r} is not a duration: use forms like 45m, 2h, "
+                         "1h30m or 1d")
     days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
     total = ((days * 24 + hours) * 60 + minutes) * 60 + seconds
     if total > MAX_LOCK_SECONDS:
-        raise OrchestratorError(f"--duration {text!r} is longer than 30 days; take a shorter lock "
-                                "and renew it")
+        raise UsageError(f"--duration {text!r} is longer than 30 days; take a shorter lock "
+                         "and renew it")
     if total <= 0:
-        raise OrchestratorError(f"--duration {text!r} must be longer than zero, e.g. 2h")
+        raise UsageError(f"--duration {text!r} must be longer than zero, e.g. 2h")
     return total
 
 
@@ -1853,13 +1899,13 @@ def require_session(state, session_id):
     if session is not None:
         return session
     if any(done["id"] == session_id for done in state["completed_sessions"]):
-        raise OrchestratorError(f"Session {session_id!r} is already completed; start new work with "
-                                f"`{cli_name()} sync --session NEW-ID --focus ... --area ...`")
+        raise UsageError(f"Session {session_id!r} is already completed; start new work with "
+                         f"`{cli_name()} sync --session NEW-ID --focus ... --area ...`")
     import difflib
     close = difflib.get_close_matches(session_id, [s["id"] for s in state["active_sessions"]], 1)
     hint = f"Did you mean {close[0]!r}? Otherwise r" if close else "R"
-    raise OrchestratorError(f"No active session {session_id!r}. {hint}egister it first with "
-                            f"`{cli_name()} sync --session {session_id} --focus ... --area ...`")
+    raise UsageError(f"No active session {session_id!r}. {hint}egister it first with "
+                     f"`{cli_name()} sync --session {session_id} --focus ... --area ...`")
 
 
 def foreign_locks_overlapping(state, owner, scopes, now):
@@ -2033,8 +2079,8 @@ def place_lock(state, request, now, force=False):
     owner, area = request["owner"], request["area"]
     conflicts = foreign_locks_overlapping(state, owner, request["scope"], now)
     if conflicts and not force:
-        raise OrchestratorError(describe_conflicts(conflicts, now), EXIT_REFUSED,
-                                {"conflicts": [lock_view(c, now) for c in conflicts]})
+        raise Refused(describe_conflicts(conflicts, now),
+                      {"conflicts": [lock_view(c, now) for c in conflicts]})
     lock = {"area": area, "owner": owner, "scope": list(request["scope"]),
             "reason": request["reason"], "expected_instability": request["unstable"],
             "allow_external_fixes": request["allow_external_fixes"],
@@ -2220,15 +2266,15 @@ def is_invisible(ch):
 def check_text(flag, value, limit=MAX_TEXT_CHARS, allow_newlines=True):
     value = (value or "").strip()
     if not value:
-        raise OrchestratorError(f"{flag} is empty; give it a short text")
+        raise UsageError(f"{flag} is empty; give it a short text")
     if len(value) > limit:
-        raise OrchestratorError(f"{flag} is {len(value)} characters; keep it to {limit} at most")
+        raise UsageError(f"{flag} is {len(value)} characters; keep it to {limit} at most")
     if has_control_characters(value) or (not allow_newlines and ("\n" in value or "\t" in value)):
-        raise OrchestratorError(f"{flag} holds control characters; use plain text")
+        raise UsageError(f"{flag} holds control characters; use plain text")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise OrchestratorError(f"{flag} is not valid UTF-8 text; use plain text") from None
+        raise UsageError(f"{flag} is not valid UTF-8 text; use plain text") from None
     return value
 
 
@@ -2240,8 +2286,8 @@ def is_kebab_case(value):
 
 def check_session_id(value, flag="--session"):
     if not value or len(value) > MAX_ID_CHARS or not is_kebab_case(value):
-        raise OrchestratorError(f"{flag} {value!r} is not a kebab-case id: use lowercase letters, "
-                                "digits and single dashes, e.g. api-refactor")
+        raise UsageError(f"{flag} {value!r} is not a kebab-case id: use lowercase letters, "
+                         "digits and single dashes, e.g. api-refactor")
     return value
 
 
@@ -2255,9 +2301,9 @@ def check_area(value, flag="--area", creating=False):
     area = check_text(flag, value, MAX_AREA_CHARS, allow_newlines=False)
     pasted = [ch for ch in SHELL_OPERATOR_CHARACTERS if ch in area] if creating else []
     if pasted:
-        raise OrchestratorError(f"{flag} {area!r} holds {pasted[0]!r}, which belongs to a shell "
-                                "command line: an area is a short label such as backend, or a "
-                                "path such as src/api")
+        raise UsageError(f"{flag} {area!r} holds {pasted[0]!r}, which belongs to a shell "
+                         "command line: an area is a short label such as backend, or a "
+                         "path such as src/api")
     if looks_like_path(area) or area.startswith(".") or os.path.isabs(area):
         return normalise_repo_path(area, flag)
     return area
@@ -2296,17 +2342,17 @@ def normalise_repo_path(value, flag, repo_root=None):
     if repo_root is not None and os.path.isabs(raw):
         path = relative_to_checkout(raw, repo_root)
         if path is None:
-            raise OrchestratorError(f"{flag} {raw!r} is outside the repository {repo_root}; give "
-                                    "a path inside it")
+            raise UsageError(f"{flag} {raw!r} is outside the repository {repo_root}; give "
+                             "a path inside it")
     if path.startswith("/") or (len(path) > 1 and path[1] == ":" and path[0].isalpha()):
-        raise OrchestratorError(f"{flag} {raw!r} is absolute; give it relative to the repository "
-                                "root, e.g. src/api")
+        raise UsageError(f"{flag} {raw!r} is absolute; give it relative to the repository "
+                         "root, e.g. src/api")
     segments = [s for s in path.split("/") if s not in ("", ".")]
     if ".." in segments:
-        raise OrchestratorError(f"{flag} {raw!r} leaves the repository with '..'; give a path "
-                                "inside it")
+        raise UsageError(f"{flag} {raw!r} leaves the repository with '..'; give a path "
+                         "inside it")
     if not segments:
-        raise OrchestratorError(f"{flag} {raw!r} names no path; use '**' for the whole repository")
+        raise UsageError(f"{flag} {raw!r} names no path; use '**' for the whole repository")
     return "/".join(segments)
 
 
@@ -2315,8 +2361,8 @@ def check_scope(value, flag):
     segments (each one multiplies the work of matching a deep path against it)."""
     scope = normalise_repo_path(value, flag)
     if sum(set(s) == {"*"} and len(s) > 1 for s in scope.split("/")) > MAX_GLOBSTARS:
-        raise OrchestratorError(f"{flag} {scope!r} has more than {MAX_GLOBSTARS} `**` segments; "
-                                "one `**` already matches any number of folders")
+        raise UsageError(f"{flag} {scope!r} has more than {MAX_GLOBSTARS} `**` segments; "
+                         "one `**` already matches any number of folders")
     return scope
 
 
@@ -2327,7 +2373,7 @@ def split_list(text):
 def check_area_list(text, required=True):
     areas = [check_area(a, creating=True) for a in split_list(text)]
     if required and not areas:
-        raise OrchestratorError("give at least one area, e.g. backend")
+        raise UsageError("give at least one area, e.g. backend")
     return areas
 
 
@@ -2341,13 +2387,13 @@ def scope_from_here(value, flag, ctx):
             import posixpath
             text = posixpath.normpath(posixpath.join(here, text))
             if text == ".." or text.startswith("../"):
-                raise OrchestratorError(f"{flag} {value!r} leaves the repository from {here}; give "
-                                        "a path inside it")
+                raise UsageError(f"{flag} {value!r} leaves the repository from {here}; give "
+                                 "a path inside it")
     elif isinstance(text, str) and os.path.isabs(text):
         inside = relative_to_checkout(text, ctx.checkout_root)
         if inside is None:
-            raise OrchestratorError(f"{flag} {value!r} is outside the repository "
-                                    f"{ctx.checkout_root}; give a path inside it")
+            raise UsageError(f"{flag} {value!r} is outside the repository "
+                             f"{ctx.checkout_root}; give a path inside it")
         text = inside
     return check_scope(text, flag)
 
@@ -2361,7 +2407,7 @@ def scopes_matching_nothing(scopes, root):
 def check_scope_list(text):
     scopes = [check_scope(p, "scope") for p in split_list(text)]
     if not scopes:
-        raise OrchestratorError("give at least one path or glob, e.g. src/api")
+        raise UsageError("give at least one path or glob, e.g. src/api")
     return scopes
 
 
@@ -2370,7 +2416,7 @@ UPDATE_STATUSES = tuple(s for s in SESSION_STATUSES if s != "completed")  # `com
 
 def check_status(value, allowed=SESSION_STATUSES):
     if value not in allowed:
-        raise OrchestratorError(f"--status {value!r} is not one of {', '.join(allowed)}")
+        raise UsageError(f"--status {value!r} is not one of {', '.join(allowed)}")
     return value
 
 
@@ -3560,8 +3606,8 @@ def ask_session(asker, state, args, message="Which session?", ctx=None):
         return
     if ctx is None or not asker.confirm("No session is registered yet. Register one now?",
                                         default=True):
-        raise OrchestratorError(f"no active session: register one first with "
-                                f"`{cli_name()} sync`", EXIT_USAGE)
+        raise UsageError(f"no active session: register one first with "
+                         f"`{cli_name()} sync`")
     register = Arguments(command="sync", session=None, focus=None, area=None, status=None,
                          lock_area=None, lock_scope=None, reason=None, unstable=False,
                          allow_external_fixes=False, duration=None, force=False,
@@ -3795,9 +3841,9 @@ def require_flags(args, command, required):
     asked for them already; without one we never prompt and never hang."""
     missing = [flag for flag, attr in required if not getattr(args, attr, None)]
     if missing:
-        raise OrchestratorError(f"{command}: missing {', '.join(missing)}; pass "
-                                f"{'it' if len(missing) == 1 else 'them'} as flags "
-                                f"(see `{cli_name()} {command} --help`)")
+        raise UsageError(f"{command}: missing {', '.join(missing)}; pass "
+                         f"{'it' if len(missing) == 1 else 'them'} as flags "
+                         f"(see `{cli_name()} {command} --help`)")
 
 
 def lock_request(args, owner, area, scopes):
@@ -3816,12 +3862,12 @@ def cmd_sync(ctx, args):
         require_flags(args, "sync", [("--session", "session")])
         session_id = check_session_id(args.session)
     if args.lock_area and not args.lock_scope:
-        raise OrchestratorError("sync: --lock-area needs --lock-scope PATH (what to lock in it)")
+        raise UsageError("sync: --lock-area needs --lock-scope PATH (what to lock in it)")
     if args.lock_scope:
         require_flags(args, "sync", [("--reason", "reason")])
         lock_area = args.lock_area or (args.area[0] if args.area else None)
         if not lock_area:
-            raise OrchestratorError("sync: --lock-scope needs --lock-area or an --area to lock")
+            raise UsageError("sync: --lock-scope needs --lock-area or an --area to lock")
         scopes = [scope_from_here(s, "--lock-scope", ctx) for s in args.lock_scope]
         request = lock_request(args, session_id, check_area(lock_area, "--lock-area", True),
                                scopes)
@@ -3874,7 +3920,7 @@ def cmd_lock(ctx, args):
             raise
         print(clean_text(error.message))
         if not asker_for(ctx).confirm("Take the lock anyway (--force)?", default=False):
-            raise OrchestratorError("lock not taken, nothing written", EXIT_REFUSED) from None
+            raise Refused("lock not taken, nothing written") from None
         args.force = True
         return cmd_lock(ctx, args)
     view = lock_view(lock, now)
@@ -3904,9 +3950,8 @@ def cmd_renew(ctx, args):
                 if l["owner"] == owner and (area is None or l["area"] == area)]
         if not mine:
             where = f" on {area}" if area else ""
-            raise OrchestratorError(f"{owner} holds no live lock{where} to renew (an expired lock "
-                                    f"cannot be renewed); take one with `{cli_name()} lock`",
-                                    EXIT_REFUSED)
+            raise Refused(f"{owner} holds no live lock{where} to renew (an expired lock "
+                          f"cannot be renewed); take one with `{cli_name()} lock`")
         extended = []
         for lock in mine:  # never shorter than it was: a clock running behind must not cut it
             wanted = moment_after(now, duration)
@@ -3930,7 +3975,7 @@ def cmd_renew(ctx, args):
 def cmd_unlock(ctx, args):
     require_flags(args, "unlock", [("--session", "session")])
     if not args.area and not args.all:
-        raise OrchestratorError("unlock: give --area AREA or --all")
+        raise UsageError("unlock: give --area AREA or --all")
     owner = check_session_id(args.session)
     area = check_area(args.area) if args.area else None
     now = utc_now()
@@ -3941,9 +3986,8 @@ def cmd_unlock(ctx, args):
             others = [l for l in live_locks(state, now) if l["area"] == area]
             if others:
                 holders = ", ".join(sorted({l["owner"] for l in others}))
-                raise OrchestratorError(f"{area} is locked by {holders}, not by {owner}; only the "
-                                        "owner can release it (leave them a note instead)",
-                                        EXIT_REFUSED)
+                raise Refused(f"{area} is locked by {holders}, not by {owner}; only the "
+                              "owner can release it (leave them a note instead)")
         state["locks"] = [l for l in state["locks"] if l not in mine]
         if mine:
             require_session(state, owner)["last_updated"] = now
@@ -4040,16 +4084,16 @@ def cmd_update(ctx, args):
     require_flags(args, "update", [("--session", "session")])
     owner = check_session_id(args.session)
     if args.status in ("completed", "done", "finished"):
-        raise OrchestratorError(f"--status {args.status}: update cannot complete a session; run "
-                                f"`{cli_name()} complete "
-                                f"--session {owner} --outcome ...`, which also releases its locks")
+        raise UsageError(f"--status {args.status}: update cannot complete a session; run "
+                         f"`{cli_name()} complete "
+                         f"--session {owner} --outcome ...`, which also releases its locks")
     status = check_status(args.status, UPDATE_STATUSES) if args.status else None
     notes = [check_text("--add-note", n) for n in args.add_note or []]
     areas = [check_area(a, "--add-area", creating=True) for a in args.add_area or []]
     risks = [check_text("--add-risk", r) for r in args.add_risk or []]
     if not (status or notes or areas or risks):
-        raise OrchestratorError("update: nothing to change; pass --status, --add-note, "
-                                "--add-area or --add-risk")
+        raise UsageError("update: nothing to change; pass --status, --add-note, "
+                         "--add-area or --add-risk")
     now = utc_now()
     with Transaction(ctx.store) as state:
         session = require_session(state, owner)
@@ -4152,8 +4196,8 @@ def cmd_check(ctx, args):
 
 def cmd_build_failure(ctx, args):
     if bool(args.area) == bool(args.path):
-        raise OrchestratorError("build-failure: give either --area AREA or --path PATH (where the "
-                                "build failed)")
+        raise UsageError("build-failure: give either --area AREA or --path PATH (where the "
+                         "build failed)")
     # Without --session the asker owns nothing (a conversation that has not synced yet).
     session_id = check_session_id(args.session) if args.session else None
     area = check_area(args.area) if args.area else None
@@ -4181,8 +4225,8 @@ def cmd_directive(ctx, args):
     session_id = check_session_id(args.session)
     rule = normalise_rule(check_text("--rule", args.rule, MAX_AREA_CHARS, allow_newlines=False))
     if not pattern(r"[a-z0-9_]+").fullmatch(rule):
-        raise OrchestratorError(f"--rule {args.rule!r} is not a rule name: use words like "
-                                "intent_scope or escalation")
+        raise UsageError(f"--rule {args.rule!r} is not a rule name: use words like "
+                         "intent_scope or escalation")
     entry = {"session": session_id, "directive": check_text("--directive", args.directive),
              "reason": check_text("--reason", args.reason), "timestamp": utc_now(),
              "rule_overridden": rule}
@@ -4197,7 +4241,7 @@ def cmd_directive(ctx, args):
 
 def cmd_audit(ctx, args):
     if args.threshold < 1:
-        raise OrchestratorError(f"--threshold {args.threshold} must be 1 or more (default 3)")
+        raise UsageError(f"--threshold {args.threshold} must be 1 or more (default 3)")
     state = ctx.store.load()
     proposals = audit_proposals(state["directive_log"], args.threshold)
     for proposal in proposals:
@@ -4213,28 +4257,28 @@ def cmd_install(ctx, args):
     from pathlib import Path
     target = Path(args.target or ".").resolve()
     if not target.is_dir():
-        raise OrchestratorError(f"install: --target {args.target!r} is not a folder; give the "
-                                "root of the repository to install into")
+        raise UsageError(f"install: --target {args.target!r} is not a folder; give the "
+                         "root of the repository to install into")
     found = enclosing_checkout(str(target))
     if found is None:
-        raise OrchestratorError(f"install: {target} is not a git repository; the pack and the "
-                                "shared state live in one: `git init` it first, or give "
-                                "--target the root of a repository")
+        raise UsageError(f"install: {target} is not a git repository; the pack and the "
+                         "shared state live in one: `git init` it first, or give "
+                         "--target the root of a repository")
     checkout, _ = found
     if Path(checkout) != target:
-        raise OrchestratorError(f"install: {target} is inside the repository {checkout}; give "
-                                f"its root: --target {checkout}")
+        raise UsageError(f"install: {target} is inside the repository {checkout}; give "
+                         f"its root: --target {checkout}")
     try:
         import jinja2, strictyaml  # noqa: F401  (the launcher reuses this interpreter)
     except ImportError as error:
-        raise OrchestratorError(f"install: {error.name} is missing for {sys.executable}; run "
-                                "`make install` in the tool's folder and use its .venv/bin/python")
+        raise UsageError(f"install: {error.name} is missing for {sys.executable}; run "
+                         "`make install` in the tool's folder and use its .venv/bin/python")
     agents = tuple(unique_in_order(args.agent or ["windsurf"]))
     try:
         return install_pack(ctx, target, agents, args.force)
     except OSError as error:
-        raise OrchestratorError(f"install: cannot write {error.filename or 'a file'}: "
-                                f"{error.strerror or error}", EXIT_STATE) from None
+        raise StateError(f"install: cannot write {error.filename or 'a file'}: "
+                         f"{error.strerror or error}") from None
 
 
 def cmd_hook(ctx, args):
@@ -4573,7 +4617,7 @@ class Context:
         self.checkout_root, self.main_root = found or find_checkout(os.getcwd())
         if (found is None and args.command not in OUTSIDE_A_REPOSITORY
                 and not (args.state or os.environ.get(STATE_ENV))):
-            raise OrchestratorError(
+            raise UsageError(
                 f"{os.getcwd()} is not inside a git repository, and the shared state lives in "
                 "one: run the command inside the repository whose sessions you coordinate, or "
                 "pass --state PATH")
@@ -4626,8 +4670,8 @@ def build_parser(only=None):
 
         def error(self, message):
             about = f"{cli_name()} {only}" if only else self.prog  # the command's own help
-            raise OrchestratorError(f"{message}{flag_suggestions(message, known_flags)} "
-                                    f"(see `{about} --help`)")
+            raise UsageError(f"{message}{flag_suggestions(message, known_flags)} "
+                             f"(see `{about} --help`)")
 
     class HelpFormatter(argparse.HelpFormatter):
         """The terminal width from os, so that building the parser never imports shutil."""
@@ -4866,30 +4910,18 @@ def main(argv=None):
     try:
         args = parse_fast_path(argv) or parse_arguments(argv)
         if not args.command:
-            raise OrchestratorError(f"give a command, e.g. `{cli_name()} status` (see --help)")
+            raise UsageError(f"give a command, e.g. `{cli_name()} status` (see --help)")
         ctx = Context(args)
         ask_for_missing(ctx, args)
         return COMMANDS[args.command](ctx, args)
-    except OrchestratorError as error:
-        report_error(error, as_json)
-        return error.exit_code
-    except (KeyboardInterrupt, EOFError):
-        report_error(OrchestratorError("cancelled, nothing written", EXIT_CANCELLED), as_json)
-        return EXIT_CANCELLED
-    except ImportError as error:
-        report_error(OrchestratorError(
-            f"{error.name} is not installed for {sys.executable}; run `make install` in the tool's "
-            "folder and use .venv/bin/python (or the pack's launcher)"), as_json)
-        return EXIT_USAGE
     except SystemExit as exit_request:  # --help
         return exit_request.code if isinstance(exit_request.code, int) else EXIT_OK
-    except Exception as error:  # a bug: one line for the user, the traceback only on request
-        if os.environ.get("ORCHESTRATOR_DEBUG"):
+    except BaseException as exception:
+        error = as_failure(exception)
+        if error is None:
             raise
-        report_error(OrchestratorError(
-            f"internal error ({type(error).__name__}: {error}); please report it with the command "
-            "you ran (ORCHESTRATOR_DEBUG=1 shows the traceback)", EXIT_INTERNAL), as_json)
-        return EXIT_INTERNAL
+        report_error(error, as_json)
+        return error.exit_code
 
 
 def report_error(error, as_json):

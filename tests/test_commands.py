@@ -875,6 +875,26 @@ def test_bad_input_as_json(settled, run, state_path, argv):
     assert state_path.read_bytes() == settled
 
 
+# ============================================================================ exit codes
+
+@pytest.mark.parametrize("kind, code", [
+    (o.UsageError, 2), (o.Refused, 1), (o.StateError, 3), (o.ValidationDeferred, 3),
+    (o.Busy, 4), (o.InternalError, 70), (o.Cancelled, 130)])
+def test_each_kind_of_failure_has_the_exit_code_the_readme_documents(kind, code, capsys):
+    assert kind("what went wrong").exit_code == code
+    assert o.as_failure(kind("x")).exit_code == code
+
+
+@pytest.mark.parametrize("exception, code", [
+    (KeyboardInterrupt(), 130), (EOFError(), 130), (ImportError("x", name="strictyaml"), 2),
+    (ValueError("a bug"), 70)])
+def test_other_exceptions_become_failures_in_one_place(exception, code, monkeypatch):
+    monkeypatch.delenv("ORCHESTRATOR_DEBUG", raising=False)
+    assert o.as_failure(exception).exit_code == code
+    monkeypatch.setenv("ORCHESTRATOR_DEBUG", "1")
+    assert (o.as_failure(exception) is None) == (code == 70)  # a bug's traceback, on request
+
+
 # ============================================================================ real processes
 
 def test_cli_exit_codes_end_to_end(cli, state_path):
