@@ -1,17 +1,51 @@
-"""Session Orchestrator: parallel Cascade sessions coordinate through one state file.
+"""Session Orchestrator: parallel agent sessions on one repository coordinate through one
+state file.
 
-    argv -> validated request -> (inter-process lock, load) -> pure policy -> (atomic save) -> render
+    argv -> checked input -> (inter-process lock, load) -> pure policy -> (atomic save) -> render
 
 Every session registers itself (`sync`), claims advisory locks on the areas it changes
 (`lock`), asks before touching a broken area (`build-failure`) and leaves a record when it is
 done (`complete`). All of it lives in `.windsurf/orchestrator/session_state.yaml`, shared by
 every checkout and worktree of the repository. This module is the only writer of that file:
-strictyaml's schema is the authority on what a valid state is; a cache keyed by the file's
-hash spares the slow strictyaml parse while the file is unchanged; a small emitter for the
-fixed schema writes it back.
+strictyaml's schema is the authority on what a valid state is; caches keyed by the file's
+bytes (and each entry's) spare strictyaml's parse of what it has seen; a small emitter for
+the fixed schema writes it back.
 
-Commands: sync, lock, renew, unlock, status, update, complete, note, check, build-failure,
-directive, audit, validate, install, hook. Run `orchestrator.py COMMAND --help`.
+The domain:
+- A session is an id (kebab-case), a focus, a status and the areas it touches. Agents'
+  conversations (Windsurf's trajectory_id, Claude Code's session_id, Cursor's
+  conversation_id) are bound to a session when one runs this tool with `--session S`; the
+  hooks then know who is acting.
+- A lock is owner (a session) + area (a label people choose) + scopes (globs in git's
+  language, relative to the repository's root), with a reason and an expiry. Areas decide
+  nothing: two locks conflict when some path matches a scope of each, whatever the areas are
+  called; `lock` refuses a scope that overlaps another session's live lock.
+- A conflict, in reports, is two sessions' live locks that overlap, or a session's touched
+  areas or paths inside another session's lock.
+- The verdict on a path (build-failure, check, the write hook) comes from the one lock that
+  decides it: the asker's own lock wherever it covers the path, else the covering lock with
+  the most specific scope, else the stricter. No lock, or one's own: fix; another's lock that
+  allows outside fixes: fix and notify; another's lock: report only (the hook blocks).
+
+Sections, in the order data flows (none uses a later one; tests/test_module_layout.py):
+  1. constants — exit codes, limits, the one table of each entry's fields
+  2. errors — the kinds of failure and their exit codes, mapped in one place
+  3. text — what may be typed and printed
+  4. schema — strictyaml's schema; validating the state entry by entry
+  5. emitter — writing the state back in the tool's fixed layout
+  6. store — the file, its lock, caches and backup; transactions
+  7. policy: time — moments and durations
+  8. policy: paths — git's glob language, scope matching and overlap
+  9. policy: sessions and locks — conflicts, placing and releasing locks
+  10. policy: build failures, directives, intent — verdicts, the audit, drift
+  11. the clock, git and the files — the reads policy decides on
+  12. input checks — flags and values, and hook events as they come in
+  13. rendering — reports and messages from templates
+  14. the pack — install: the workflows, prompts, hooks and shim
+  15. questions (a person at a terminal) — questionary for what is missing
+  16. output — one JSON line or text
+  17. commands — parse -> load -> policy -> save -> render, one function each
+  18. command line — the context, both parsers, main()
 
 Exit codes: 0 done; 1 refused or conflict found (nothing written); 2 bad input or usage
 (nothing written); 3 the state file cannot be read or breaks the schema (file untouched);
@@ -52,7 +86,6 @@ MAX_LOCK_SECONDS = 30 * 24 * 3600
 COMPLETED_KEPT = 10
 EXPIRING_SOON_SECONDS = 15 * 60
 SESSION_ID_PATTERN = r"[a-z0-9]+(?:-[a-z0-9]+)*"  # kebab-case; the schema's Regex too
-KEBAB_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
 MAX_ID_CHARS = 64
 MAX_AREA_CHARS = 200
 MAX_GLOBSTARS = 8  # `**` segments in one scope
@@ -108,6 +141,10 @@ def pattern(source):
         import re
         compiled = _patterns[source] = re.compile(source)
     return compiled
+
+
+def unique_in_order(values):
+    return list(dict.fromkeys(values))
 
 
 # ---------------------------------------------------------------------------- errors
@@ -173,6 +210,87 @@ def as_failure(exception):
                              "report it with the command you ran (ORCHESTRATOR_DEBUG=1 shows "
                              "the traceback)")
     return None
+
+
+# ---------------------------------------------------------------------------- text
+
+# What may be typed and printed. Every text from the state, a hook event or git is printed
+# through quote_data or as_label, and every text typed in is checked for the same
+# characters (has_control_characters).
+
+KEBAB_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")  # a session id's
+LABEL_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                             "_.-/*?[]!^@+=")  # an area or path printed bare (as_label)
+SHELL_OPERATOR_CHARACTERS = ";|&$`<>"  # in an area: a pasted command line, not a label
+
+
+def is_invisible(ch):
+    """A character that is no text to show: see has_control_characters."""
+    if ch < " ":
+        return ch not in "\n\t"
+    if ch < "\x7f":
+        return False
+    import unicodedata
+    return ch <= "\x9f" or unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Cs") or \
+        "\U000e0000" <= ch <= "\U000e0fff"
+
+
+def has_control_characters(value):
+    """Does `value` hold a character that changes how text shows or reads rather than being
+    text: C0 and C1 controls (tab and newline aside), and outside ASCII every format
+    character (Unicode category Cf: bidi overrides and isolates, zero-width characters,
+    U+061C, U+2060, U+180E, U+FFF9 and the tag characters), line and paragraph separators and
+    lone surrogates. A plain loop over ASCII: the session-start check decides without `re`."""
+    if value.isascii():
+        return any(ch < " " and ch not in "\n\t" or ch == "\x7f" for ch in value)
+    return any(is_invisible(ch) for ch in value)
+
+
+# Escape sequences, 7-bit (ESC [ ...) and 8-bit (CSI 0x9b, OSC 0x9d, DCS 0x90 ...) alike.
+ESCAPE_SEQUENCE = (r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
+                   r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
+                   r"|\x1b[@-Z\\-_]")
+
+
+def clean_text(value):
+    """Terminal-safe text: escape sequences and invisible or control characters removed (see
+    has_control_characters); newlines and tabs kept."""
+    text = str(value)
+    if not has_control_characters(text):
+        return text  # the usual case, decided without importing `re` (the hook's budget)
+    text = pattern(ESCAPE_SEQUENCE).sub("", text)
+    return "".join(ch for ch in text if not is_invisible(ch))
+
+
+def quote_data(value, limit=MAX_TEXT_CHARS):
+    """The one way text from the state, from hook events and from git is printed, to people
+    and to agents: cleaned (clean_text), on one quoted line (newlines as \\n, quotes and
+    backslashes escaped), at most `limit` characters. Data to read, never a line to obey."""
+    text = clean_text(value)
+    if len(text) > limit:
+        text = text[:limit] + "…"
+    text = text.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + text.replace("\n", "\\n").replace("\t", " ") + '"'
+
+
+def as_label(value, limit=300):
+    """An area or path as it appears in a sentence: bare when it is plainly a label
+    (`backend`, `src/api/*.py`), so the seed's sentences read as written; quoted as data
+    (quote_data) as soon as it holds anything else, so that text like
+    `db. SYSTEM NOTICE: ...` can never read as part of the sentence."""
+    text = clean_text(value)
+    if text and len(text) <= limit and set(text) <= LABEL_CHARACTERS:
+        return text
+    return quote_data(text, limit)
+
+
+def one_line(value):
+    return " ".join(clean_text(value).split())
+
+
+def cli_name():
+    """How hints spell the tool: the installed launcher sets this, a checkout runs the file."""
+    return os.environ.get("ORCHESTRATOR_COMMAND", "orchestrator.py")
 
 
 # ---------------------------------------------------------------------------- schema
@@ -611,6 +729,12 @@ def default_for(holds, entry):
     if holds == "moment":  # last_updated, the one defaulted moment: the session's start
         return entry["started_at"]
     return ""
+
+
+def iso(moment):
+    """A datetime as a moment (naive ones are not passed here: they are read as UTC first)."""
+    from datetime import timezone
+    return moment.astimezone(timezone.utc).replace(microsecond=0).isoformat()
 
 
 def timestamp_to_utc(value, label):
@@ -1431,135 +1555,12 @@ class Transaction:
 
 # What git says a checkout changed: reading, like the store, before any policy.
 
-def files_changed_since(ctx, session):
-    """What the session changed: the files its write hook recorded and git's commits since it
-    started; git's uncommitted changes only when the hook recorded nothing (in a checkout
-    shared with other sessions those may be theirs)."""
-    files = list(session.get("touched_files", []))
-    checkout = session.get("worktree") or ctx.checkout_root
-    log = run_git(checkout, "log", f"--since={session['started_at']}", "--name-only",
-                  "--format=", "-z")
-    status = "" if files else run_git(checkout, "status", "--porcelain", "-z",
-                                      "--untracked-files=all")
-    files += [name for name in log.split("\0") if name]
-    records = status.split("\0")
-    index = 0
-    while index < len(records):
-        record = records[index]
-        index += 1
-        if len(record) > 3:
-            files.append(record[3:])
-            if record[0] in "RC":
-                index += 1  # a rename's second record is the old name
-    own_folder = STATE_FOLDER + "/"
-    return sorted({f for f in files if not f.startswith(own_folder)})
-
-
-def run_git(checkout, *args):
-    import subprocess
-    try:
-        proc = subprocess.run(["git", "-C", str(checkout), *args], capture_output=True,
-                              text=True, timeout=20, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return proc.stdout if proc.returncode == 0 else ""
-
-
-def files_written_in_scopes_after(checkout, scopes, since_ns):
-    """Files under `scopes` in `checkout` changed at or after `since_ns` (their modification
-    or status-change time: a copy that keeps the old modification time, a move or a
-    checkout still changes the latter) that git tracks or would add (not ignored). The
-    scopes' folders are walked first, which costs no process; git is asked about what the
-    walk found, or about the whole scopes when the walk would be too long. A file that was
-    deleted has no time and is not seen."""
-    found = recently_written(checkout, scopes, since_ns)
-    if found == []:
-        return []
-    if found is not None and len(found) <= LITERAL_PATHSPECS:
-        specs = [f":(literal){name}" for name in found]
-    else:  # a pathspec a file makes git's matching quadratic: let it match the scopes
-        specs = [f":(glob){scope}{suffix}" for scope in scopes for suffix in ("", "/**")]
-    listed = run_git(checkout, "ls-files", "-z", "--cached", "--others", "--exclude-standard",
-                     "--", *specs)
-    wanted = None if found is None else set(found)
-    changed = []
-    for name in unique_in_order(listed.split("\0")):
-        if not name or (wanted is not None and name not in wanted):
-            continue
-        try:
-            info = os.lstat(os.path.join(checkout, name))
-        except OSError:
-            continue
-        if max(info.st_mtime_ns, info.st_ctime_ns) >= since_ns:
-            changed.append(name)
-    return changed
-
-
-LITERAL_PATHSPECS = 200  # files named to git one by one; past this, the scopes' globs
-WALK_LIMIT = 20000  # entries the after-command walk looks at before it leaves the rest to git
-
-
-def recently_written(checkout, scopes, since_ns):
-    """Files and symlinks in `scopes` changed at or after `since_ns` (modification or status
-    change), walking the scopes' literal folders (not through symlinks, not into .git);
-    None past WALK_LIMIT entries. One lstat a file is the whole cost (about 3 ms a thousand
-    files), so it stays lean."""
-    from stat import S_ISDIR
-    roots = set("/".join(literal_prefix(scope)) for scope in scopes)
-    # A root inside another root is walked with it (looked up folder by folder: thousands of
-    # locks must not cost thousands squared comparisons).
-    pending = [""] if "" in roots else [
-        root for root in roots if not any("/".join(root.split("/")[:depth]) in roots
-                                          for depth in range(1, root.count("/") + 1))]
-    base = os.path.join(checkout, "")
-    found, seen = [], 0
-    while pending:
-        relative = pending.pop()
-        try:
-            info = os.lstat(base + relative)
-        except OSError:
-            continue
-        if not S_ISDIR(info.st_mode):  # a scope that names one file
-            if max(info.st_mtime_ns, info.st_ctime_ns) >= since_ns:
-                found.append(relative)
-            continue
-        try:
-            names = os.listdir(base + relative)
-        except OSError:
-            continue
-        seen += len(names)
-        if seen > WALK_LIMIT:
-            return None
-        prefix = relative + "/" if relative else ""
-        for name in names:
-            try:
-                info = os.lstat(base + prefix + name)
-            except OSError:
-                continue
-            if S_ISDIR(info.st_mode):
-                if name != ".git":
-                    pending.append(prefix + name)
-            elif max(info.st_mtime_ns, info.st_ctime_ns) >= since_ns:
-                found.append(prefix + name)
-    return [path for path in found if any(path_in_scope(path, scope) for scope in scopes)]
-
 
 # ---------------------------------------------------------------------------- policy: time
 
 # A moment is held as the state writes it: UTC ISO 8601 to the second ("...T12:00:00+00:00").
 # Every timestamp in a loaded state has that one form, so two compare as strings in time order,
 # and the session-start check and the hook import datetime only to word a conflict they found.
-
-def utc_now():
-    now = time.gmtime()
-    return (f"{now.tm_year:04d}-{now.tm_mon:02d}-{now.tm_mday:02d}T"
-            f"{now.tm_hour:02d}:{now.tm_min:02d}:{now.tm_sec:02d}+00:00")
-
-
-def iso(moment):
-    """A datetime as a moment (naive ones are not passed here: they are read as UTC first)."""
-    from datetime import timezone
-    return moment.astimezone(timezone.utc).replace(microsecond=0).isoformat()
 
 
 def seconds_between(earlier, later):
@@ -1658,14 +1659,6 @@ def path_segments(path):
     if fold_path_case:
         path = path.casefold()
     return [segment for segment in path.split("/") if segment]
-
-
-def file_system_ignores_case(folder):
-    """Does `folder`'s file system treat `.GIT` and `.git` as one name?"""
-    if os.name == "nt":
-        return True
-    probe = os.path.join(folder, ".git")
-    return os.path.exists(probe) and os.path.exists(os.path.join(folder, ".GIT"))
 
 
 def is_glob(segment):
@@ -1894,20 +1887,6 @@ def find_session(state, session_id):
     return next((s for s in state["active_sessions"] if s["id"] == session_id), None)
 
 
-def require_session(state, session_id):
-    session = find_session(state, session_id)
-    if session is not None:
-        return session
-    if any(done["id"] == session_id for done in state["completed_sessions"]):
-        raise UsageError(f"Session {session_id!r} is already completed; start new work with "
-                         f"`{cli_name()} sync --session NEW-ID --focus ... --area ...`")
-    import difflib
-    close = difflib.get_close_matches(session_id, [s["id"] for s in state["active_sessions"]], 1)
-    hint = f"Did you mean {close[0]!r}? Otherwise r" if close else "R"
-    raise UsageError(f"No active session {session_id!r}. {hint}egister it first with "
-                     f"`{cli_name()} sync --session {session_id} --focus ... --area ...`")
-
-
 def foreign_locks_overlapping(state, owner, scopes, now):
     """Other sessions' live locks whose scope overlaps any of `scopes`, whatever either area
     is called: areas are labels people choose; the files are what a lock claims. This is what
@@ -2075,12 +2054,13 @@ def register_session(state, session_id, focus, areas, status, now, extra=None):
 
 
 def place_lock(state, request, now, force=False):
-    """Add or replace the owner's lock on an area. Returns (lock, conflicts, replaced)."""
+    """Add or replace the owner's lock on an area: (lock, conflicts, replaced). Another
+    session's live lock overlapping the scopes is a conflict; with one and no `force`, the
+    lock is None and the state is unchanged."""
     owner, area = request["owner"], request["area"]
     conflicts = foreign_locks_overlapping(state, owner, request["scope"], now)
     if conflicts and not force:
-        raise Refused(describe_conflicts(conflicts, now),
-                      {"conflicts": [lock_view(c, now) for c in conflicts]})
+        return None, conflicts, False
     lock = {"area": area, "owner": owner, "scope": list(request["scope"]),
             "reason": request["reason"], "expected_instability": request["unstable"],
             "allow_external_fixes": request["allow_external_fixes"],
@@ -2095,16 +2075,10 @@ def place_lock(state, request, now, force=False):
     return lock, conflicts, bool(replaced)
 
 
-def describe_conflicts(conflicts, now):
-    parts = [f"{quote_data(c['area'])} ({', '.join(map(quote_data, c['scope']))}) is locked by {c['owner']} for "
-             f"{humanize_seconds(remaining_seconds(c, now))} more: {quote_data(c['reason'])}"
-             for c in conflicts]
-    return ("refused, nothing written: " + "; ".join(parts) +
-            ". Ask the user, pick another scope, or pass --force to take it anyway")
-
-
-def complete_session(state, session_id, outcome, files, now):
-    session = require_session(state, session_id)
+def complete_session(state, session, outcome, files, now):
+    """Move the active `session` to the completed ones (the newest COMPLETED_KEPT are kept)
+    and release its locks: (its record, the locks released)."""
+    session_id = session["id"]
     state["active_sessions"].remove(session)
     released = [lock for lock in state["locks"] if lock["owner"] == session_id]
     state["locks"] = [lock for lock in state["locks"] if lock["owner"] != session_id]
@@ -2213,10 +2187,6 @@ def bind_conversation(state, conversation, session_id):
             session["trajectories"] = [t for t in bound if t != conversation]
 
 
-def unique_in_order(values):
-    return list(dict.fromkeys(values))
-
-
 def session_claims(session, state, is_path):
     """The paths a session said it works on: touched areas that are paths (`is_path` tells a
     path like `src/api` from an area name like `backend`) and its own lock scopes."""
@@ -2232,6 +2202,142 @@ def drift_paths(claims, paths):
     return [path for path in paths if not any(path_in_scope(path, c) for c in claims)]
 
 
+# ---------------------------------------------------------------------------- the clock, git and the files
+
+# The reads of the world outside the state that policy decides on: the time, how the file
+# system compares names, what git and a walk of the tree say changed. Policy gets their
+# answers as arguments.
+
+
+def utc_now():
+    now = time.gmtime()
+    return (f"{now.tm_year:04d}-{now.tm_mon:02d}-{now.tm_mday:02d}T"
+            f"{now.tm_hour:02d}:{now.tm_min:02d}:{now.tm_sec:02d}+00:00")
+
+
+def file_system_ignores_case(folder):
+    """Does `folder`'s file system treat `.GIT` and `.git` as one name?"""
+    if os.name == "nt":
+        return True
+    probe = os.path.join(folder, ".git")
+    return os.path.exists(probe) and os.path.exists(os.path.join(folder, ".GIT"))
+
+
+def run_git(checkout, *args):
+    import subprocess
+    try:
+        proc = subprocess.run(["git", "-C", str(checkout), *args], capture_output=True,
+                              text=True, timeout=20, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return proc.stdout if proc.returncode == 0 else ""
+
+
+def files_changed_since(ctx, session):
+    """What the session changed: the files its write hook recorded and git's commits since it
+    started; git's uncommitted changes only when the hook recorded nothing (in a checkout
+    shared with other sessions those may be theirs)."""
+    files = list(session.get("touched_files", []))
+    checkout = session.get("worktree") or ctx.checkout_root
+    log = run_git(checkout, "log", f"--since={session['started_at']}", "--name-only",
+                  "--format=", "-z")
+    status = "" if files else run_git(checkout, "status", "--porcelain", "-z",
+                                      "--untracked-files=all")
+    files += [name for name in log.split("\0") if name]
+    records = status.split("\0")
+    index = 0
+    while index < len(records):
+        record = records[index]
+        index += 1
+        if len(record) > 3:
+            files.append(record[3:])
+            if record[0] in "RC":
+                index += 1  # a rename's second record is the old name
+    own_folder = STATE_FOLDER + "/"
+    return sorted({f for f in files if not f.startswith(own_folder)})
+
+
+LITERAL_PATHSPECS = 200  # files named to git one by one; past this, the scopes' globs
+
+
+WALK_LIMIT = 20000  # entries the after-command walk looks at before it leaves the rest to git
+
+
+def files_written_in_scopes_after(checkout, scopes, since_ns):
+    """Files under `scopes` in `checkout` changed at or after `since_ns` (their modification
+    or status-change time: a copy that keeps the old modification time, a move or a
+    checkout still changes the latter) that git tracks or would add (not ignored). The
+    scopes' folders are walked first, which costs no process; git is asked about what the
+    walk found, or about the whole scopes when the walk would be too long. A file that was
+    deleted has no time and is not seen."""
+    found = recently_written(checkout, scopes, since_ns)
+    if found == []:
+        return []
+    if found is not None and len(found) <= LITERAL_PATHSPECS:
+        specs = [f":(literal){name}" for name in found]
+    else:  # a pathspec a file makes git's matching quadratic: let it match the scopes
+        specs = [f":(glob){scope}{suffix}" for scope in scopes for suffix in ("", "/**")]
+    listed = run_git(checkout, "ls-files", "-z", "--cached", "--others", "--exclude-standard",
+                     "--", *specs)
+    wanted = None if found is None else set(found)
+    changed = []
+    for name in unique_in_order(listed.split("\0")):
+        if not name or (wanted is not None and name not in wanted):
+            continue
+        try:
+            info = os.lstat(os.path.join(checkout, name))
+        except OSError:
+            continue
+        if max(info.st_mtime_ns, info.st_ctime_ns) >= since_ns:
+            changed.append(name)
+    return changed
+
+
+def recently_written(checkout, scopes, since_ns):
+    """Files and symlinks in `scopes` changed at or after `since_ns` (modification or status
+    change), walking the scopes' literal folders (not through symlinks, not into .git);
+    None past WALK_LIMIT entries. One lstat a file is the whole cost (about 3 ms a thousand
+    files), so it stays lean."""
+    from stat import S_ISDIR
+    roots = set("/".join(literal_prefix(scope)) for scope in scopes)
+    # A root inside another root is walked with it (looked up folder by folder: thousands of
+    # locks must not cost thousands squared comparisons).
+    pending = [""] if "" in roots else [
+        root for root in roots if not any("/".join(root.split("/")[:depth]) in roots
+                                          for depth in range(1, root.count("/") + 1))]
+    base = os.path.join(checkout, "")
+    found, seen = [], 0
+    while pending:
+        relative = pending.pop()
+        try:
+            info = os.lstat(base + relative)
+        except OSError:
+            continue
+        if not S_ISDIR(info.st_mode):  # a scope that names one file
+            if max(info.st_mtime_ns, info.st_ctime_ns) >= since_ns:
+                found.append(relative)
+            continue
+        try:
+            names = os.listdir(base + relative)
+        except OSError:
+            continue
+        seen += len(names)
+        if seen > WALK_LIMIT:
+            return None
+        prefix = relative + "/" if relative else ""
+        for name in names:
+            try:
+                info = os.lstat(base + prefix + name)
+            except OSError:
+                continue
+            if S_ISDIR(info.st_mode):
+                if name != ".git":
+                    pending.append(prefix + name)
+            elif max(info.st_mtime_ns, info.st_ctime_ns) >= since_ns:
+                found.append(prefix + name)
+    return [path for path in found if any(path_in_scope(path, scope) for scope in scopes)]
+
+
 # ---------------------------------------------------------------------------- input checks
 
 class Arguments:
@@ -2240,27 +2346,6 @@ class Arguments:
 
     def __init__(self, **values):
         self.__dict__.update(values)
-
-
-def has_control_characters(value):
-    """Does `value` hold a character that changes how text shows or reads rather than being
-    text: C0 and C1 controls (tab and newline aside), and outside ASCII every format
-    character (Unicode category Cf: bidi overrides and isolates, zero-width characters,
-    U+061C, U+2060, U+180E, U+FFF9 and the tag characters), line and paragraph separators and
-    lone surrogates. A plain loop over ASCII: the session-start check decides without `re`."""
-    if value.isascii():
-        return any(ch < " " and ch not in "\n\t" or ch == "\x7f" for ch in value)
-    return any(is_invisible(ch) for ch in value)
-
-
-def is_invisible(ch):
-    if ch < " ":
-        return ch not in "\n\t"
-    if ch < "\x7f":
-        return False
-    import unicodedata
-    return ch <= "\x9f" or unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Cs") or \
-        "\U000e0000" <= ch <= "\U000e0fff"
 
 
 def check_text(flag, value, limit=MAX_TEXT_CHARS, allow_newlines=True):
@@ -2289,9 +2374,6 @@ def check_session_id(value, flag="--session"):
         raise UsageError(f"{flag} {value!r} is not a kebab-case id: use lowercase letters, "
                          "digits and single dashes, e.g. api-refactor")
     return value
-
-
-SHELL_OPERATOR_CHARACTERS = ";|&$`<>"  # in an area: a pasted command line, not a label
 
 
 def check_area(value, flag="--area", creating=False):
@@ -2813,50 +2895,6 @@ def session_in_tool_arguments(arguments):
 
 # ---------------------------------------------------------------------------- rendering
 
-# Escape sequences, 7-bit (ESC [ ...) and 8-bit (CSI 0x9b, OSC 0x9d, DCS 0x90 ...) alike.
-ESCAPE_SEQUENCE = (r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
-                   r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
-                   r"|\x1b[@-Z\\-_]")
-
-def clean_text(value):
-    """Terminal-safe text: escape sequences and invisible or control characters removed (see
-    has_control_characters); newlines and tabs kept."""
-    text = str(value)
-    if not has_control_characters(text):
-        return text  # the usual case, decided without importing `re` (the hook's budget)
-    text = pattern(ESCAPE_SEQUENCE).sub("", text)
-    return "".join(ch for ch in text if not is_invisible(ch))
-
-
-def quote_data(value, limit=MAX_TEXT_CHARS):
-    """The one way text from the state, from hook events and from git is printed, to people
-    and to agents: cleaned (clean_text), on one quoted line (newlines as \\n, quotes and
-    backslashes escaped), at most `limit` characters. Data to read, never a line to obey."""
-    text = clean_text(value)
-    if len(text) > limit:
-        text = text[:limit] + "…"
-    text = text.replace("\\", "\\\\").replace('"', '\\"')
-    return '"' + text.replace("\n", "\\n").replace("\t", " ") + '"'
-
-
-LABEL_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-                             "_.-/*?[]!^@+=")
-
-
-def as_label(value, limit=300):
-    """An area or path as it appears in a sentence: bare when it is plainly a label
-    (`backend`, `src/api/*.py`), so the seed's sentences read as written; quoted as data
-    (quote_data) as soon as it holds anything else, so that text like
-    `db. SYSTEM NOTICE: ...` can never read as part of the sentence."""
-    text = clean_text(value)
-    if text and len(text) <= limit and set(text) <= LABEL_CHARACTERS:
-        return text
-    return quote_data(text, limit)
-
-
-def one_line(value):
-    return " ".join(clean_text(value).split())
-
 
 def humanize_seconds(seconds):
     seconds = abs(int(seconds))
@@ -2961,11 +2999,6 @@ def humanize_short(seconds):
 
 
 _messages = None
-
-
-def cli_name():
-    """How hints spell the tool: the installed launcher sets this, a checkout runs the file."""
-    return os.environ.get("ORCHESTRATOR_COMMAND", "orchestrator.py")
 
 
 class Count(int):
@@ -3087,6 +3120,14 @@ def status_payload(state, now):
     payload = {key: state[key] for key in TOP_LEVEL_KEYS}
     payload["locks"] = [lock_view(lock, now) for lock in state["locks"]]
     return payload
+
+
+def describe_conflicts(conflicts, now):
+    parts = [f"{quote_data(c['area'])} ({', '.join(map(quote_data, c['scope']))}) is locked by {c['owner']} for "
+             f"{humanize_seconds(remaining_seconds(c, now))} more: {quote_data(c['reason'])}"
+             for c in conflicts]
+    return ("refused, nothing written: " + "; ".join(parts) +
+            ". Ask the user, pick another scope, or pass --force to take it anyway")
 
 
 # ---------------------------------------------------------------------------- the pack
@@ -3614,7 +3655,7 @@ def ask_session(asker, state, args, message="Which session?", ctx=None):
                          all_notes=False, state=None, json=False)
     register.session = ask_new_session_id(ctx)
     ask_sync(ctx, register, state)
-    cmd_sync(ctx, register)
+    ctx.run(register)
     args.session = register.session
 
 
@@ -3836,6 +3877,21 @@ class Output:
 
 # ---------------------------------------------------------------------------- commands
 
+
+def require_session(state, session_id):
+    session = find_session(state, session_id)
+    if session is not None:
+        return session
+    if any(done["id"] == session_id for done in state["completed_sessions"]):
+        raise UsageError(f"Session {session_id!r} is already completed; start new work with "
+                         f"`{cli_name()} sync --session NEW-ID --focus ... --area ...`")
+    import difflib
+    close = difflib.get_close_matches(session_id, [s["id"] for s in state["active_sessions"]], 1)
+    hint = f"Did you mean {close[0]!r}? Otherwise r" if close else "R"
+    raise UsageError(f"No active session {session_id!r}. {hint}egister it first with "
+                     f"`{cli_name()} sync --session {session_id} --focus ... --area ...`")
+
+
 def require_flags(args, command, required):
     """Flags a command needs but did not get are bad input. In a terminal ask_for_missing has
     asked for them already; without one we never prompt and never hang."""
@@ -3844,6 +3900,11 @@ def require_flags(args, command, required):
         raise UsageError(f"{command}: missing {', '.join(missing)}; pass "
                          f"{'it' if len(missing) == 1 else 'them'} as flags "
                          f"(see `{cli_name()} {command} --help`)")
+
+
+def conflict_refusal(conflicts, now):
+    return Refused(describe_conflicts(conflicts, now),
+                   {"conflicts": [lock_view(c, now) for c in conflicts]})
 
 
 def lock_request(args, owner, area, scopes):
@@ -3885,6 +3946,8 @@ def cmd_sync(ctx, args):
                                                 ctx.checkout_info())
             if request:
                 lock, forced_over, _ = place_lock(state, request, now, force=args.force)
+                if lock is None:
+                    raise conflict_refusal(forced_over, now)
         viewer = args.session
         conflicts = session_conflicts(state, now, viewer, ctx.is_folder)
         context = report_context(state, now, viewer, conflicts, swept, args.all_notes)
@@ -3915,6 +3978,8 @@ def cmd_lock(ctx, args):
         with Transaction(ctx.store) as state:
             require_session(state, owner)
             lock, overridden, replaced = place_lock(state, request, now, force=args.force)
+            if lock is None:
+                raise conflict_refusal(overridden, now)
     except OrchestratorError as error:
         if not (ctx.interactive and error.details.get("conflicts")):
             raise
@@ -4123,7 +4188,7 @@ def cmd_complete(ctx, args):
     with Transaction(ctx.store) as state:
         session = require_session(state, owner)
         drift = drift_paths(session_claims(session, state, ctx.is_repo_path), files)
-        record, released = complete_session(state, owner, outcome, files, now)
+        record, released = complete_session(state, session, outcome, files, now)
     text = message("session_completed", session=owner, locks=len(released),
                    files=len(record["files_changed"]))
     if source == "git" and files:
@@ -4649,6 +4714,10 @@ class Context:
             pass
         return {"worktree": self.checkout_root, "branch": branch}
 
+    def run(self, args):
+        """Run the command `args` names (a question may run `sync` before the one asked)."""
+        return COMMANDS[args.command](self, args)
+
 
 class NotBuilt:
     """Stands in for the parser of a subcommand this run does not use: argparse pays a gettext
@@ -4913,7 +4982,7 @@ def main(argv=None):
             raise UsageError(f"give a command, e.g. `{cli_name()} status` (see --help)")
         ctx = Context(args)
         ask_for_missing(ctx, args)
-        return COMMANDS[args.command](ctx, args)
+        return ctx.run(args)
     except SystemExit as exit_request:  # --help
         return exit_request.code if isinstance(exit_request.code, int) else EXIT_OK
     except BaseException as exception:
