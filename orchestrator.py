@@ -1647,16 +1647,13 @@ POSIX_CLASSES = {
     b"xdigit": _bytes_where(lambda c: c in "0123456789abcdefABCDEF"),
 }
 
-# Paths are compared as the repository's file system sees them: on a case-insensitive one
-# (Windows, macOS by default) `Src/API` and `src/api` are one path. Context sets this once.
-fold_path_case = False
-
-
-def path_segments(path):
-    """A path or glob as its segments; `/` and `\\` alike, case folded where the file system
-    ignores case."""
+def path_segments(path, fold_case=False):
+    """A path or glob as its segments; `/` and `\\` alike. Paths are compared as the
+    repository's file system sees them: where it ignores case (Windows, macOS by default),
+    `Src/API` and `src/api` are one path, and every function that compares paths takes
+    `fold_case`, which the Context decides once from the checkout's file system."""
     path = path.replace("\\", "/")
-    if fold_path_case:
+    if fold_case:
         path = path.casefold()
     return [segment for segment in path.split("/") if segment]
 
@@ -1779,13 +1776,13 @@ def add_wildmatch(automaton, start, pattern):
 _automata = {}
 
 
-def scope_automaton(scope):
+def scope_automaton(scope, fold_case=False):
     """The automaton of everything `scope` matches: the scope as literal text, or its glob."""
-    key = (scope, fold_path_case)
+    key = (scope, fold_case)
     automaton = _automata.get(key)
     if automaton is not None:
         return automaton
-    segments = path_segments(scope)
+    segments = path_segments(scope, fold_case=fold_case)
     text = "/".join(segments).encode("utf-8", "surrogatepass")
     # `**/**` means what `**` means: one of them keeps the automaton small.
     collapsed = [s for i, s in enumerate(segments)
@@ -1809,20 +1806,20 @@ def scope_automaton(scope):
     return automaton
 
 
-def path_bytes(path):
-    return "/".join(path_segments(path)).encode("utf-8", "surrogatepass")
+def path_bytes(path, fold_case=False):
+    return "/".join(path_segments(path, fold_case=fold_case)).encode("utf-8", "surrogatepass")
 
 
-def path_in_scope(path, scope):
+def path_in_scope(path, scope, fold_case=False):
     """Does the concrete `path` fall under `scope`: does the scope match it, or a folder that
     holds it?"""
     if not is_glob(scope):  # most scopes are literal: a comparison of segments
-        wanted = path_segments(scope)
-        return path_segments(path)[:len(wanted)] == wanted
-    automaton = scope_automaton(scope)
+        wanted = path_segments(scope, fold_case=fold_case)
+        return path_segments(path, fold_case=fold_case)[:len(wanted)] == wanted
+    automaton = scope_automaton(scope, fold_case=fold_case)
     edges, accepting = automaton.edges, automaton.accepting
     states = {0}
-    for byte in path_bytes(path):
+    for byte in path_bytes(path, fold_case=fold_case):
         if byte == ord("/") and any(accepting[s] for s in states):
             return True  # the scope matches a folder that holds the path
         bit = 1 << byte
@@ -1844,14 +1841,15 @@ def covering_moves(automaton, state):
     return moves + [(SLASH_BIT, TAIL)] if automaton.accepting[state] else moves
 
 
-def scopes_overlap(a, b):
+def scopes_overlap(a, b, fold_case=False):
     """Is there a path that both scopes cover? Exact: a search of both automata at once for a
     path (no empty folder names) that ends where both are satisfied."""
     if not is_glob(a) and not is_glob(b):
-        left, right = path_segments(a), path_segments(b)
+        left, right = path_segments(a, fold_case=fold_case), path_segments(b, fold_case=fold_case)
         shorter = min(len(left), len(right))
         return left[:shorter] == right[:shorter]
-    first, second = scope_automaton(a), scope_automaton(b)
+    first = scope_automaton(a, fold_case=fold_case)
+    second = scope_automaton(b, fold_case=fold_case)
     # A product state: (state in first, state in second, inside a name so far).
     start = (0, 0, False)
     seen, frontier = {start}, [start]
@@ -1874,9 +1872,9 @@ def scopes_overlap(a, b):
     return False
 
 
-def scope_specificity(scope):
+def scope_specificity(scope, fold_case=False):
     """More literal segments and characters: the narrower claim wins."""
-    segments = path_segments(scope)
+    segments = path_segments(scope, fold_case=fold_case)
     literal = [s for s in segments if not is_glob(s)]
     return (len(literal), len([s for s in segments if s != "**"]), sum(map(len, literal)))
 
@@ -1887,13 +1885,14 @@ def find_session(state, session_id):
     return next((s for s in state["active_sessions"] if s["id"] == session_id), None)
 
 
-def foreign_locks_overlapping(state, owner, scopes, now):
+def foreign_locks_overlapping(state, owner, scopes, now, fold_case=False):
     """Other sessions' live locks whose scope overlaps any of `scopes`, whatever either area
     is called: areas are labels people choose; the files are what a lock claims. This is what
     `lock` refuses."""
     return [lock for lock in live_locks(state, now)
             if lock["owner"] != owner
-            and any(scopes_overlap(mine, theirs) for mine in scopes for theirs in lock["scope"])]
+            and any(scopes_overlap(mine, theirs, fold_case=fold_case)
+                    for mine in scopes for theirs in lock["scope"])]
 
 
 def looks_like_path(area):
@@ -1905,15 +1904,15 @@ class LockIndex:
     can only overlap when one's literal start (the segments before the first glob) is a
     prefix of the other's, so status and sync on a large state compare few pairs, not all."""
 
-    def __init__(self, locks):
-        self.locks = locks
+    def __init__(self, locks, fold_case=False):
+        self.locks, self.fold_case = locks, fold_case
         self.position = {id(lock): i for i, lock in enumerate(locks)}
         self.by_area, self.at_prefix, self.under_prefix = {}, {}, {}
         self.longest_prefix = 0
         for lock in locks:
             self.by_area.setdefault(lock["area"], []).append(lock)
             for scope in lock["scope"]:
-                prefix = literal_prefix(scope)
+                prefix = literal_prefix(scope, fold_case=fold_case)
                 self.longest_prefix = max(self.longest_prefix, len(prefix))
                 self.at_prefix.setdefault(prefix, []).append(lock)
                 for depth in range(len(prefix) + 1):
@@ -1921,42 +1920,46 @@ class LockIndex:
 
     def overlapping(self, path):
         """Locks with a scope that overlaps `path`, in the order of the state file."""
-        prefix = literal_prefix(path)
+        prefix = literal_prefix(path, fold_case=self.fold_case)
         candidates = list(self.under_prefix.get(prefix, []))
         # Only prefixes as long as the longest a lock has can match: a path thousands of
         # folders deep costs no more than a short one.
         for depth in range(min(len(prefix), self.longest_prefix + 1)):
             candidates += self.at_prefix.get(prefix[:depth], [])
         unique = {id(lock): lock for lock in candidates}.values()
-        found = [lock for lock in unique if any(scopes_overlap(path, s) for s in lock["scope"])]
+        found = [lock for lock in unique if any(scopes_overlap(path, s, fold_case=self.fold_case)
+                                                for s in lock["scope"])]
         return sorted(found, key=lambda lock: self.position[id(lock)])
 
 
-def literal_prefix(scope):
-    segments = path_segments(scope)
+def literal_prefix(scope, fold_case=False):
+    segments = path_segments(scope, fold_case=fold_case)
     literal = next((i for i, segment in enumerate(segments) if is_glob(segment)), len(segments))
     return tuple(segments[:literal])
 
 
-def scope_within(item, scopes):
+def scope_within(item, scopes, fold_case=False):
     """Is everything `item` (a path or glob) covers inside one of `scopes`? Exact for a path;
     for a glob, it is when the glob is one of them or its literal start is inside one."""
     if item in scopes:
         return True
-    inner = item if not is_glob(item) else "/".join(literal_prefix(item))
-    return bool(inner) and any(path_in_scope(inner, scope) for scope in scopes)
+    inner = item if not is_glob(item) else "/".join(literal_prefix(item, fold_case=fold_case))
+    return bool(inner) and any(path_in_scope(inner, scope, fold_case=fold_case)
+                               for scope in scopes)
 
 
-def deciding_lock(locks, path, session_id):
+def deciding_lock(locks, path, session_id, fold_case=False):
     """Of the live locks whose scope covers `path`, the one that decides what `session_id` may
     do there: its own wherever one covers the path (after --force both sessions may write),
     otherwise the most specific scope, and on a tie the stricter lock (one that allows no
     outside fixes), so that a tie never loosens a claim. (lock, the other covering locks)."""
     covering = []
     for lock in locks:
-        matching = [scope for scope in lock["scope"] if path_in_scope(path, scope)]
+        matching = [scope for scope in lock["scope"]
+                    if path_in_scope(path, scope, fold_case=fold_case)]
         if matching:
-            covering.append((max(map(scope_specificity, matching)), lock))
+            covering.append((max(scope_specificity(scope, fold_case=fold_case)
+                                 for scope in matching), lock))
     if not covering:
         return None, []
     own = [item for item in covering if item[1]["owner"] == session_id]
@@ -1968,7 +1971,8 @@ def deciding_lock(locks, path, session_id):
     return deciding, others
 
 
-def intent_conflicts(state, session_id, areas, paths, now, index=None, is_folder=is_glob):
+def intent_conflicts(state, session_id, areas, paths, now, index=None, is_folder=is_glob,
+                     fold_case=False):
     """Other sessions' live locks that the work a session plans runs into, each with the
     areas or paths that run into it. A path (or an area written as one) runs into the lock
     that decides it (see deciding_lock) and, when it is a folder (`is_folder`: a glob, or a
@@ -1977,7 +1981,7 @@ def intent_conflicts(state, session_id, areas, paths, now, index=None, is_folder
     the write hook give. A bare area name runs into the locks on that area, unless the session
     holds its own lock there (its scopes say which part). A lock that allows outside fixes is
     listed too: whether it blocks is the lock's own flag."""
-    index = index or LockIndex(live_locks(state, now))
+    index = index or LockIndex(live_locks(state, now), fold_case=fold_case)
     own_locks = [lock for lock in index.locks if lock["owner"] == session_id]
     own_scopes = [scope for lock in own_locks for scope in lock["scope"]]
     own_areas = {lock["area"] for lock in own_locks}
@@ -1987,13 +1991,14 @@ def intent_conflicts(state, session_id, areas, paths, now, index=None, is_folder
         if as_area and not looks_like_path(item):
             if item not in own_areas:
                 found = [l for l in index.by_area.get(item, []) if l["owner"] != session_id]
-        elif not scope_within(item, own_scopes):
+        elif not scope_within(item, own_scopes, fold_case=fold_case):
             foreign = [l for l in index.overlapping(item) if l["owner"] != session_id]
-            deciding, covering = deciding_lock(foreign, item, session_id)
+            deciding, covering = deciding_lock(foreign, item, session_id, fold_case=fold_case)
             found = [deciding] if deciding else []
             if is_folder(item):
                 found += [l for l in foreign if l is not deciding and l not in covering
-                          and not all(scope_within(s, own_scopes) for s in l["scope"])]
+                          and not all(scope_within(s, own_scopes, fold_case=fold_case)
+                                      for s in l["scope"])]
         for lock in found:
             items = hits.setdefault(id(lock), [])
             if item not in items:
@@ -2001,21 +2006,22 @@ def intent_conflicts(state, session_id, areas, paths, now, index=None, is_folder
     return [{"lock": lock, "items": hits[id(lock)]} for lock in index.locks if hits.get(id(lock))]
 
 
-def session_conflicts(state, now, viewer=None, is_folder=is_glob):
+def session_conflicts(state, now, viewer=None, is_folder=is_glob, fold_case=False):
     """Each active session's touched areas that run into other sessions' live locks; only the
     viewer's when one is given."""
-    index = LockIndex(live_locks(state, now))
+    index = LockIndex(live_locks(state, now), fold_case=fold_case)
     sessions = [s for s in state["active_sessions"] if viewer is None or s["id"] == viewer]
     return [{**conflict, "session": s["id"]} for s in sessions
             for conflict in intent_conflicts(state, s["id"], s["touched_areas"], [], now, index,
-                                             is_folder)]
+                                             is_folder, fold_case=fold_case)]
 
 
-def overlapping_lock_pairs(state, now):
+def overlapping_lock_pairs(state, now, fold_case=False):
     """Pairs of live locks of different sessions that claim the same paths: a lock taken with
     --force (or written by hand) beside the one it overrode, the older first."""
     index = LockIndex(sorted(live_locks(state, now),
-                             key=lambda lock: lock.get("acquired_at") or lock["expires_at"]))
+                             key=lambda lock: lock.get("acquired_at") or lock["expires_at"]),
+                      fold_case=fold_case)
     pairs = []
     for i, first in enumerate(index.locks):
         seen = set()
@@ -2053,12 +2059,12 @@ def register_session(state, session_id, focus, areas, status, now, extra=None):
     return session, True
 
 
-def place_lock(state, request, now, force=False):
+def place_lock(state, request, now, force=False, fold_case=False):
     """Add or replace the owner's lock on an area: (lock, conflicts, replaced). Another
     session's live lock overlapping the scopes is a conflict; with one and no `force`, the
     lock is None and the state is unchanged."""
     owner, area = request["owner"], request["area"]
-    conflicts = foreign_locks_overlapping(state, owner, request["scope"], now)
+    conflicts = foreign_locks_overlapping(state, owner, request["scope"], now, fold_case=fold_case)
     if conflicts and not force:
         return None, conflicts, False
     lock = {"area": area, "owner": owner, "scope": list(request["scope"]),
@@ -2090,7 +2096,7 @@ def complete_session(state, session, outcome, files, now):
 
 # ---------------------------------------------------------------------------- policy: build failures, directives, intent
 
-def build_failure_verdict(state, session_id, now, area=None, path=None):
+def build_failure_verdict(state, session_id, now, area=None, path=None, fold_case=False):
     """The seed's decision tree. Returns (verdict, deciding lock or None, other covering locks).
 
     For a path the lock that decides is deciding_lock's (the asker's own wherever it covers
@@ -2099,7 +2105,7 @@ def build_failure_verdict(state, session_id, now, area=None, path=None):
     """
     locks = live_locks(state, now)
     if path is not None:
-        deciding, others = deciding_lock(locks, path, session_id)
+        deciding, others = deciding_lock(locks, path, session_id, fold_case=fold_case)
     else:
         named = sorted((lock for lock in locks if lock["area"] == area), reverse=True,
                        key=lambda l: (l["owner"] == session_id, not l["allow_external_fixes"]))
@@ -2113,12 +2119,12 @@ def build_failure_verdict(state, session_id, now, area=None, path=None):
     return "report_only", deciding, others
 
 
-def changes_in_foreign_locks(state, session_id, paths, now):
+def changes_in_foreign_locks(state, session_id, paths, now, fold_case=False):
     """[(lock, paths)] for the paths whose deciding lock (deciding_lock) is another
     session's: what a session changed in someone else's claim, lock by lock."""
     locks, found = live_locks(state, now), {}
     for path in paths:
-        lock, _ = deciding_lock(locks, path, session_id)
+        lock, _ = deciding_lock(locks, path, session_id, fold_case=fold_case)
         if lock is not None and lock["owner"] != session_id:
             found.setdefault(id(lock), (lock, []))[1].append(path)
     return list(found.values())
@@ -2127,10 +2133,11 @@ def changes_in_foreign_locks(state, session_id, paths, now):
 VERDICT_STRICTNESS = ("fix", "fix_and_notify", "report_only")
 
 
-def strictest_verdict(state, session_id, paths, now):
+def strictest_verdict(state, session_id, paths, now, fold_case=False):
     """build_failure_verdict for a file reached by several paths (as written, and through a
     symlink on the way): the strictest, since a write lands in every lock that holds one."""
-    verdicts = [build_failure_verdict(state, session_id, now, path=path) for path in paths]
+    verdicts = [build_failure_verdict(state, session_id, now, path=path, fold_case=fold_case)
+                for path in paths]
     return max(verdicts, key=lambda v: VERDICT_STRICTNESS.index(v[0]))
 
 
@@ -2195,11 +2202,12 @@ def session_claims(session, state, is_path):
                     for scope in lock["scope"]]
 
 
-def drift_paths(claims, paths):
+def drift_paths(claims, paths, fold_case=False):
     """Paths outside every claim: scope drift. With no path claimed, drift cannot be judged."""
     if not claims:
         return []
-    return [path for path in paths if not any(path_in_scope(path, c) for c in claims)]
+    return [path for path in paths
+            if not any(path_in_scope(path, c, fold_case=fold_case) for c in claims)]
 
 
 # ---------------------------------------------------------------------------- the clock, git and the files
@@ -2263,14 +2271,14 @@ LITERAL_PATHSPECS = 200  # files named to git one by one; past this, the scopes'
 WALK_LIMIT = 20000  # entries the after-command walk looks at before it leaves the rest to git
 
 
-def files_written_in_scopes_after(checkout, scopes, since_ns):
+def files_written_in_scopes_after(checkout, scopes, since_ns, fold_case=False):
     """Files under `scopes` in `checkout` changed at or after `since_ns` (their modification
     or status-change time: a copy that keeps the old modification time, a move or a
     checkout still changes the latter) that git tracks or would add (not ignored). The
     scopes' folders are walked first, which costs no process; git is asked about what the
     walk found, or about the whole scopes when the walk would be too long. A file that was
     deleted has no time and is not seen."""
-    found = recently_written(checkout, scopes, since_ns)
+    found = recently_written(checkout, scopes, since_ns, fold_case=fold_case)
     if found == []:
         return []
     if found is not None and len(found) <= LITERAL_PATHSPECS:
@@ -2293,13 +2301,13 @@ def files_written_in_scopes_after(checkout, scopes, since_ns):
     return changed
 
 
-def recently_written(checkout, scopes, since_ns):
+def recently_written(checkout, scopes, since_ns, fold_case=False):
     """Files and symlinks in `scopes` changed at or after `since_ns` (modification or status
     change), walking the scopes' literal folders (not through symlinks, not into .git);
     None past WALK_LIMIT entries. One lstat a file is the whole cost (about 3 ms a thousand
     files), so it stays lean."""
     from stat import S_ISDIR
-    roots = set("/".join(literal_prefix(scope)) for scope in scopes)
+    roots = set("/".join(literal_prefix(scope, fold_case=fold_case)) for scope in scopes)
     # A root inside another root is walked with it (looked up folder by folder: thousands of
     # locks must not cost thousands squared comparisons).
     pending = [""] if "" in roots else [
@@ -2335,7 +2343,8 @@ def recently_written(checkout, scopes, since_ns):
                     pending.append(prefix + name)
             elif max(info.st_mtime_ns, info.st_ctime_ns) >= since_ns:
                 found.append(prefix + name)
-    return [path for path in found if any(path_in_scope(path, scope) for scope in scopes)]
+    return [path for path in found
+            if any(path_in_scope(path, scope, fold_case=fold_case) for scope in scopes)]
 
 
 # ---------------------------------------------------------------------------- input checks
@@ -2912,7 +2921,7 @@ WATCH_NOTES = 3  # the newest notes the live board shows
 
 
 def watch_frame(state, now, width, height, viewer=None, color=True, error=None,
-                is_folder=is_glob):
+                is_folder=is_glob, fold_case=False):
     """The live board (`watch`) as lines of at most `width` characters, at most `height` of
     them: conflicts first, then sessions, locks with a bar of the time left, the newest notes.
     Pure, so a test can compare a frame to the letter."""
@@ -2940,8 +2949,8 @@ def watch_frame(state, now, width, height, viewer=None, color=True, error=None,
               + (f" · as {viewer}" if viewer else "") + " · q quits", "1")]
     if error:
         lines.append((f"! {one_line(error)}", "31"))
-    conflicts = session_conflicts(state, now, viewer, is_folder)
-    pairs = overlapping_lock_pairs(state, now)
+    conflicts = session_conflicts(state, now, viewer, is_folder, fold_case=fold_case)
+    pairs = overlapping_lock_pairs(state, now, fold_case=fold_case)
     lines.append(("CONFLICTS" + ("" if conflicts or pairs else ": none"), "1"))
     for conflict in conflicts:
         lock = conflict["lock"]
@@ -3085,7 +3094,8 @@ def newest(items, all_items):
     return list(items[-NOTES_SHOWN:]), len(items) - NOTES_SHOWN
 
 
-def report_context(state, now, viewer=None, conflicts=(), swept=(), all_notes=False):
+def report_context(state, now, viewer=None, conflicts=(), swept=(), all_notes=False,
+                   fold_case=False):
     """What the report shows: every session and lock; of the notes, which only ever grow,
     the newest (NOTES_SHOWN) unless `all_notes`, so what an agent reads on every sync stays
     small. --json output holds everything."""
@@ -3098,7 +3108,7 @@ def report_context(state, now, viewer=None, conflicts=(), swept=(), all_notes=Fa
         "sessions": [session_view(s, now, all_notes) for s in state["active_sessions"]],
         "locks": locks, "expiring": expiring, "swept": list(swept),
         "conflicts": list(conflicts),
-        "overlaps": overlapping_lock_pairs(state, now),
+        "overlaps": overlapping_lock_pairs(state, now, fold_case=fold_case),
         "shared_worktrees": shared_worktrees(state),
         "notes": notes, "older_notes": older_notes, "cli": cli_name(),
         "viewer_unknown": bool(viewer) and find_session(state, viewer) is None,
@@ -3775,7 +3785,8 @@ def ask_complete(ctx, args, state):
         return
     changed = files_changed_since(ctx, session)
     if changed:
-        drift = set(drift_paths(session_claims(session, state, ctx.is_repo_path), changed))
+        drift = set(drift_paths(session_claims(session, state, ctx.is_repo_path), changed,
+                                fold_case=ctx.fold_case))
         labels = {f"{f}  (outside the session's areas)" if f in drift else f: f for f in changed}
         picked = asker.checkbox("Files changed (from git since the session started)",
                                 list(labels), checked=list(labels))
@@ -3945,12 +3956,14 @@ def cmd_sync(ctx, args):
             session, created = register_session(state, session_id, focus, areas, status, now,
                                                 ctx.checkout_info())
             if request:
-                lock, forced_over, _ = place_lock(state, request, now, force=args.force)
+                lock, forced_over, _ = place_lock(state, request, now, force=args.force,
+                                                  fold_case=ctx.fold_case)
                 if lock is None:
                     raise conflict_refusal(forced_over, now)
         viewer = args.session
-        conflicts = session_conflicts(state, now, viewer, ctx.is_folder)
-        context = report_context(state, now, viewer, conflicts, swept, args.all_notes)
+        conflicts = session_conflicts(state, now, viewer, ctx.is_folder, fold_case=ctx.fold_case)
+        context = report_context(state, now, viewer, conflicts, swept, args.all_notes,
+                                 fold_case=ctx.fold_case)
     kept_focus = (None if created is not False or not args.focus or
                   one_line(args.focus) == one_line(session["focus"]) else session["focus"])
     context.update(registered=created, lock=lock_view(lock, now) if lock else None,
@@ -3977,7 +3990,8 @@ def cmd_lock(ctx, args):
     try:
         with Transaction(ctx.store) as state:
             require_session(state, owner)
-            lock, overridden, replaced = place_lock(state, request, now, force=args.force)
+            lock, overridden, replaced = place_lock(state, request, now, force=args.force,
+                                                    fold_case=ctx.fold_case)
             if lock is None:
                 raise conflict_refusal(overridden, now)
     except OrchestratorError as error:
@@ -4068,9 +4082,9 @@ def cmd_status(ctx, args):
     now = utc_now()
     viewer = check_session_id(args.session) if args.session else None
     state = ctx.store.load()
-    context = report_context(state, now, viewer, session_conflicts(state, now, viewer,
-                                                                   ctx.is_folder),
-                             all_notes=args.all_notes)
+    conflicts = session_conflicts(state, now, viewer, ctx.is_folder, fold_case=ctx.fold_case)
+    context = report_context(state, now, viewer, conflicts,
+                             all_notes=args.all_notes, fold_case=ctx.fold_case)
     context.update(registered=None, lock=None, kept_focus=None, forced=None)
     payload = status_payload(state, now)
     if ctx.store.warnings:
@@ -4129,7 +4143,7 @@ def cmd_watch(ctx, args):
             if (signature, now) != drawn:  # a change, or a second of countdown
                 columns, rows = os.get_terminal_size(out.fileno())
                 frame = watch_frame(state, now, columns, rows, viewer, color, error,
-                                    ctx.is_folder)
+                                    ctx.is_folder, fold_case=ctx.fold_case)
                 out.write("\x1b[H" + "\x1b[K\r\n".join(frame) + "\x1b[K\x1b[J")
                 out.flush()
                 drawn = (signature, now)
@@ -4187,7 +4201,8 @@ def cmd_complete(ctx, args):
     now = utc_now()
     with Transaction(ctx.store) as state:
         session = require_session(state, owner)
-        drift = drift_paths(session_claims(session, state, ctx.is_repo_path), files)
+        drift = drift_paths(session_claims(session, state, ctx.is_repo_path), files,
+                            fold_case=ctx.fold_case)
         record, released = complete_session(state, session, outcome, files, now)
     text = message("session_completed", session=owner, locks=len(released),
                    files=len(record["files_changed"]))
@@ -4246,10 +4261,12 @@ def cmd_check(ctx, args):
     session = find_session(state, session_id) if session_id else None
     if session and not areas and not paths:
         areas = session["touched_areas"]
-    found = [conflict_view(c, now) for c in intent_conflicts(state, session_id, areas, paths, now,
-                                                             is_folder=ctx.is_folder)]
+    running_into = intent_conflicts(state, session_id, areas, paths, now,
+                                    is_folder=ctx.is_folder, fold_case=ctx.fold_case)
+    found = [conflict_view(c, now) for c in running_into]
     conflicts, shared = split_by_outside_fixes(found)
-    drift = drift_paths(session_claims(session, state, ctx.is_repo_path), paths) if session else []
+    drift = drift_paths(session_claims(session, state, ctx.is_repo_path), paths,
+                        fold_case=ctx.fold_case) if session else []
     payload = {"conflicts": conflicts, "fix_and_notify": shared, "drift": drift}
     if not found and not drift:
         ctx.out.emit("", payload)
@@ -4270,10 +4287,12 @@ def cmd_build_failure(ctx, args):
     state = ctx.store.load()
     now = utc_now()
     if path is None:
-        verdict, lock, others = build_failure_verdict(state, session_id, now, area=area)
+        verdict, lock, others = build_failure_verdict(state, session_id, now, area=area,
+                                                      fold_case=ctx.fold_case)
     else:
         verdict, lock, others = strictest_verdict(state, session_id,
-                                                  paths_reaching(ctx.checkout_root, path), now)
+                                                  paths_reaching(ctx.checkout_root, path), now,
+                                                  fold_case=ctx.fold_case)
     context = {"verdict": verdict, "session": session_id, "target": path or area,
                "lock": lock_view(lock, now) if lock else None,
                "others": [lock_view(o, now) for o in others], "cli": cli_name()}
@@ -4511,7 +4530,7 @@ def session_start_check(ctx, event):
             return message("session_start_unbound", cli=cli_name())
         return ""
     found = [conflict_view(c, now) for c in intent_conflicts(
-        state, acting["id"], acting["touched_areas"], [], now)]
+        state, acting["id"], acting["touched_areas"], [], now, fold_case=ctx.fold_case)]
     if not found:
         return ""
     conflicts, shared = split_by_outside_fixes(found)
@@ -4543,7 +4562,7 @@ def write_verdict_of_path(ctx, event, file_path):
     if (path + "/").startswith(STATE_FOLDER + "/"):
         return True, message("hook_state_file", path=path, cli=cli_name())
     verdict, lock, _ = build_failure_verdict(state, acting["id"] if acting else None, path=path,
-                                             now=utc_now())
+                                             now=utc_now(), fold_case=ctx.fold_case)
     if verdict == "fix":
         return False, ""
     fields = {"path": path, "owner": lock["owner"], "cli": cli_name(), "area": lock["area"],
@@ -4601,8 +4620,9 @@ def report_command_changes(ctx, event):
     you = (acting or {}).get("id")
     scopes = unique_in_order(scope for lock in live_locks(state, now) if lock["owner"] != you
                              for scope in lock["scope"])
-    changed = files_written_in_scopes_after(checkout, scopes, started) if scopes else []
-    by_lock = changes_in_foreign_locks(state, you, changed, now)
+    changed = files_written_in_scopes_after(checkout, scopes, started,
+                                            fold_case=ctx.fold_case) if scopes else []
+    by_lock = changes_in_foreign_locks(state, you, changed, now, fold_case=ctx.fold_case)
     if not by_lock:
         return ""
     lines, recorded = [], []
@@ -4635,7 +4655,8 @@ def cmd_commit_check(ctx, args):
         committer = here[0]["id"] if len(here) == 1 else None
         refused = []
         for name in staged:
-            verdict, lock, _ = build_failure_verdict(state, committer, now, path=name)
+            verdict, lock, _ = build_failure_verdict(state, committer, now, path=name,
+                                                     fold_case=ctx.fold_case)
             if verdict == "report_only":
                 refused.append((name, lock))
     except (OrchestratorError, Exception) as error:  # a broken check never blocks a commit
@@ -4686,8 +4707,7 @@ class Context:
                 f"{os.getcwd()} is not inside a git repository, and the shared state lives in "
                 "one: run the command inside the repository whose sessions you coordinate, or "
                 "pass --state PATH")
-        global fold_path_case
-        fold_path_case = file_system_ignores_case(self.checkout_root)
+        self.fold_case = file_system_ignores_case(self.checkout_root)  # for every comparison
         path = (args.state or os.environ.get(STATE_ENV)
                 or os.path.join(self.main_root, STATE_RELATIVE_PATH))
         self.store = Store(path)

@@ -340,11 +340,33 @@ def test_backslashes_and_slashes_are_one_separator():
     assert o.path_in_scope("src/api/x.py", "src\\api")
 
 
-def test_case_is_folded_only_where_the_file_system_ignores_it(monkeypatch):
+def test_case_is_folded_only_where_the_file_system_ignores_it():
     assert not o.path_in_scope("Src/API/x.py", "src/api")
-    monkeypatch.setattr(o, "fold_path_case", True)
-    assert o.path_in_scope("Src/API/x.py", "src/api")
-    assert o.scopes_overlap("SRC/*.PY", "src/a.py")
+    assert not o.scopes_overlap("SRC/*.PY", "src/a.py")
+    assert o.path_in_scope("Src/API/x.py", "src/api", fold_case=True)
+    assert o.scopes_overlap("SRC/*.PY", "src/a.py", fold_case=True)
+    lock = {"area": "api", "owner": "a", "scope": ["Src/API"], "reason": "", "expires_at":
+            "2099-01-01T00:00:00+00:00", "allow_external_fixes": False,
+            "expected_instability": False}
+    state = {**o.empty_state(), "locks": [lock]}
+    now = "2026-01-01T00:00:00+00:00"
+    assert o.build_failure_verdict(state, "b", now, path="src/api/x.py")[0] == "fix"
+    assert o.build_failure_verdict(state, "b", now, path="src/api/x.py",
+                                   fold_case=True)[0] == "report_only"
+
+
+def test_the_context_decides_case_folding_from_the_checkouts_file_system(repo, monkeypatch,
+                                                                       run, session):
+    """On a case-insensitive file system (as Windows reports itself) a path spelled in
+    another case is inside a foreign lock; on a case-sensitive one it is another path."""
+    session("owner")
+    session("other")
+    assert run("lock", "--session", "owner", "--area", "api", "--scope", "src/api",
+               "--reason", "r").code == 0
+    verdict = ["build-failure", "--session", "other", "--path", "SRC/Api/x.py"]
+    assert run(*verdict).code == 0  # another path where case counts
+    monkeypatch.setattr(o, "file_system_ignores_case", lambda folder: True)
+    assert run(*verdict).code == 1  # report only: the same path where it does not
 
 
 def test_case_insensitive_file_system_is_detected(tmp_path, monkeypatch):
