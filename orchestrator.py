@@ -84,6 +84,7 @@ DEFAULT_STATUS = "in_progress"
 DEFAULT_LOCK_DURATION = "2h"
 MAX_LOCK_SECONDS = 30 * 24 * 3600
 COMPLETED_KEPT = 10
+AUDIT_THRESHOLD = 3  # overrides of one rule after which `audit` proposes a new default
 EXPIRING_SOON_SECONDS = 15 * 60
 SESSION_ID_PATTERN = r"[a-z0-9]+(?:-[a-z0-9]+)*"  # kebab-case; the schema's Regex too
 MAX_ID_CHARS = 64
@@ -3232,7 +3233,8 @@ AGENTS_MD_END = "<!-- session-orchestrator:end -->"
 def pack_context():
     """What every pack template may use; each agent's own wording (its name, how the user
     invokes the command) is set by that agent's template in workflows/."""
-    return {"cli": PACK_CLI, "state_path": STATE_RELATIVE_PATH, "launcher_path": LAUNCHER_PATH}
+    return {"cli": PACK_CLI, "state_path": STATE_RELATIVE_PATH, "launcher_path": LAUNCHER_PATH,
+            "audit_threshold": AUDIT_THRESHOLD}
 
 
 def render_pack(agents=("windsurf",)):
@@ -4325,7 +4327,8 @@ def cmd_directive(ctx, args):
 
 def cmd_audit(ctx, args):
     if args.threshold < 1:
-        raise UsageError(f"--threshold {args.threshold} must be 1 or more (default 3)")
+        raise UsageError(f"--threshold {args.threshold} must be 1 or more (default "
+                         f"{AUDIT_THRESHOLD})")
     state = ctx.store.load()
     proposals = audit_proposals(state["directive_log"], args.threshold)
     for proposal in proposals:
@@ -4739,12 +4742,96 @@ class Context:
         return COMMANDS[args.command](self, args)
 
 
-class NotBuilt:
-    """Stands in for the parser of a subcommand this run does not use: argparse pays a gettext
-    lookup per parser and per flag, so a command builds only its own (about 5 ms saved)."""
-
-    def add_argument(self, *args, **kwargs):
-        pass
+# Every command's flags, declared once: (flag, kind, help, argparse's other options). argparse's
+# parser (help, errors, anything unusual) and the fast parser (plain command lines, without
+# importing argparse) are both built from this table.
+VALUE, VALUES, SWITCH, TEXT = "value", "values", "switch", "text"  # VALUES: repeatable
+LOCK_FLAGS = (
+    ("--reason", VALUE, "why the lock exists, shown to other sessions", {}),
+    ("--unstable", SWITCH, "builds in this area are expected to break for a while", {}),
+    ("--allow-external-fixes", SWITCH, "other sessions may fix build failures in this area", {}),
+    ("--duration", VALUE, f"how long the lock lasts (default {DEFAULT_LOCK_DURATION}; 45m, 2h, "
+                          "1h30m, 1d)", {}),
+    ("--force", SWITCH, "take the lock even where another session's lock overlaps", {}))
+SCOPE_HELP = ("path or glob, relative to the current folder like --path (repeatable); stored "
+              "relative to the repository root")
+ALL_NOTES = ("--all-notes", SWITCH, f"show every note, not only the newest {NOTES_SHOWN}", {})
+YOUR_SESSION = ("--session", VALUE, "your session's kebab-case id", {})
+COMMAND_FLAGS = {
+    "sync": ("sweep expired locks, report the state; register a session and lock", (
+        ("--session", VALUE, "this session's kebab-case id", {}),
+        ("--focus", VALUE, "what this session works on", {}),
+        ("--area", VALUES, "area or path this session touches (repeatable)", {}),
+        ("--status", VALUE, f"one of {', '.join(SESSION_STATUSES)} (new sessions: "
+                            f"{DEFAULT_STATUS})", {}),
+        ("--lock-area", VALUE, "area to lock (default: the first --area)", {}),
+        ALL_NOTES,
+        ("--lock-scope", VALUES, SCOPE_HELP, {"metavar": "PATH"}), *LOCK_FLAGS)),
+    "lock": ("claim an advisory lock on an area", (
+        YOUR_SESSION,
+        ("--area", VALUE, "high-level area, e.g. backend", {}),
+        ("--scope", VALUES, SCOPE_HELP, {"metavar": "PATH"}), *LOCK_FLAGS)),
+    "renew": ("extend this session's live locks from now", (
+        YOUR_SESSION,
+        ("--area", VALUE, "renew only the lock on this area", {}),
+        ("--duration", VALUE, f"new length from now (default {DEFAULT_LOCK_DURATION})", {}))),
+    "unlock": ("release this session's own locks", (
+        YOUR_SESSION,
+        ("--area", VALUE, None, {}),
+        ("--all", SWITCH, "release every lock this session holds", {}))),
+    "status": ("show the state; changes nothing", (
+        ("--session", VALUE, "show it from this session's point of view", {}), ALL_NOTES)),
+    "watch": ("a live board of sessions and locks in the terminal; q quits", (
+        ("--session", VALUE, "show conflicts from this session's point of view", {}),)),
+    "update": ("edit this session's own entry", (
+        YOUR_SESSION,
+        ("--status", VALUE, None, {}),
+        ("--add-note", VALUES, None, {}),
+        ("--add-area", VALUES, None, {}),
+        ("--add-risk", VALUES, None, {}))),
+    "complete": ("end a session: record the outcome, release its locks", (
+        YOUR_SESSION,
+        ("--outcome", VALUE, "brief summary of what was done", {}),
+        ("--file", VALUES, "key file changed (repeatable)", {}))),
+    "note": ("add a note every session sees", (
+        ("text", TEXT, None, {}),
+        ("--session", VALUE, "the session writing the note", {}))),
+    "check": ("silent session-start check: exit 1 with a warning on conflict", (
+        YOUR_SESSION,
+        ("--area", VALUES, None, {}),
+        ("--path", VALUES, None, {}))),
+    "build-failure": ("may this session fix a failing build here? fix, fix_and_notify or "
+                      "report_only", (
+        ("--session", VALUE, "the session asking", {}),
+        ("--area", VALUE, "the area whose build failed", {}),
+        ("--path", VALUE, "a file or folder where the build failed", {}))),
+    "directive": ("log a @directive override of a default rule", (
+        YOUR_SESSION,
+        ("--rule", VALUE, "the rule overridden, e.g. intent_scope, escalation", {}),
+        ("--directive", VALUE, "the override as the user gave it", {}),
+        ("--reason", VALUE, "why the override was needed", {}))),
+    "audit": ("propose new defaults for rules overridden again and again; writes nothing", (
+        ("--threshold", VALUE, f"overrides of one rule that call for a proposal (default "
+                               f"{AUDIT_THRESHOLD})", {"type": int, "default": AUDIT_THRESHOLD}),)),
+    "validate": ("check the state file against the schema", ()),
+    "commit-check": ("git pre-commit: refuse staged files inside another session's lock", (
+        ("--block-exit", VALUE, "exit with CODE instead of 1 to refuse (the installed git hook "
+                                "maps it back, so that no other failure can refuse a commit)",
+         {"metavar": "CODE"}),)),
+    "hook": ("read one Cascade or Claude Code hook event (JSON) on stdin; exit 2 blocks a write "
+             "into another session's lock", (
+        ("--block-exit", VALUE, "exit with CODE instead of 2 to block (the installed hook "
+                                "command maps it back to 2, so that no other failure can block)",
+         {"metavar": "CODE"}),)),
+    "install": ("install the Windsurf pack into a repository", (
+        ("--target", VALUE, "root of the repository (default: here)", {"default": "."}),
+        ("--force", SWITCH, "overwrite pack files you changed", {}),
+        ("--agent", VALUES, "which agent to install for (repeatable; default windsurf)",
+         {"choices": sorted(AGENT_FILES)}))),
+}
+# Commands whose plain command lines skip argparse: those that run all the time or write.
+FAST_PATH_COMMANDS = ("check", "hook", "commit-check", "sync", "lock", "renew", "unlock",
+                      "update", "complete", "note", "directive")
 
 
 def build_parser(only=None):
@@ -4782,114 +4869,20 @@ def build_parser(only=None):
                             description="Coordinate parallel Cascade sessions through one state file.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    def command(name, help_text):
+    for name, (help_text, flags) in COMMAND_FLAGS.items():
         if only is not None and name != only:
-            return NotBuilt()
-        return commands.add_parser(name, parents=[common], help=help_text, description=help_text)
-
-    def lock_flags(sub, scope_flag):
-        sub.add_argument(scope_flag, action="append", metavar="PATH",
-                         help="path or glob, relative to the current folder like --path "
-                              "(repeatable); stored relative to the repository root")
-        sub.add_argument("--reason", help="why the lock exists, shown to other sessions")
-        sub.add_argument("--unstable", action="store_true",
-                         help="builds in this area are expected to break for a while")
-        sub.add_argument("--allow-external-fixes", action="store_true",
-                         help="other sessions may fix build failures in this area")
-        sub.add_argument("--duration", help=f"how long the lock lasts (default {DEFAULT_LOCK_DURATION}; "
-                                            "45m, 2h, 1h30m, 1d)")
-        sub.add_argument("--force", action="store_true",
-                         help="take the lock even where another session's lock overlaps")
-
-    sub = command("sync", "sweep expired locks, report the state; register a session and lock")
-    sub.add_argument("--session", help="this session's kebab-case id")
-    sub.add_argument("--focus", help="what this session works on")
-    sub.add_argument("--area", action="append", help="area or path this session touches (repeatable)")
-    sub.add_argument("--status", help=f"one of {', '.join(SESSION_STATUSES)} (new sessions: {DEFAULT_STATUS})")
-    sub.add_argument("--lock-area", help="area to lock (default: the first --area)")
-    sub.add_argument("--all-notes", action="store_true",
-                     help=f"show every note, not only the newest {NOTES_SHOWN}")
-    lock_flags(sub, "--lock-scope")
-
-    sub = command("lock", "claim an advisory lock on an area")
-    sub.add_argument("--session", help="your session's kebab-case id")
-    sub.add_argument("--area", help="high-level area, e.g. backend")
-    lock_flags(sub, "--scope")
-
-    sub = command("renew", "extend this session's live locks from now")
-    sub.add_argument("--session", help="your session's kebab-case id")
-    sub.add_argument("--area", help="renew only the lock on this area")
-    sub.add_argument("--duration", help=f"new length from now (default {DEFAULT_LOCK_DURATION})")
-
-    sub = command("unlock", "release this session's own locks")
-    sub.add_argument("--session", help="your session's kebab-case id")
-    sub.add_argument("--area")
-    sub.add_argument("--all", action="store_true", help="release every lock this session holds")
-
-    sub = command("status", "show the state; changes nothing")
-    sub.add_argument("--session", help="show it from this session's point of view")
-    sub.add_argument("--all-notes", action="store_true",
-                     help=f"show every note, not only the newest {NOTES_SHOWN}")
-
-    sub = command("watch", "a live board of sessions and locks in the terminal; q quits")
-    sub.add_argument("--session", help="show conflicts from this session's point of view")
-
-    sub = command("update", "edit this session's own entry")
-    sub.add_argument("--session", help="your session's kebab-case id")
-    sub.add_argument("--status")
-    sub.add_argument("--add-note", action="append")
-    sub.add_argument("--add-area", action="append")
-    sub.add_argument("--add-risk", action="append")
-
-    sub = command("complete", "end a session: record the outcome, release its locks")
-    sub.add_argument("--session", help="your session's kebab-case id")
-    sub.add_argument("--outcome", help="brief summary of what was done")
-    sub.add_argument("--file", action="append", help="key file changed (repeatable)")
-
-    sub = command("note", "add a note every session sees")
-    sub.add_argument("text", nargs="*", metavar="TEXT")
-    sub.add_argument("--session", help="the session writing the note")
-
-    sub = command("check", "silent session-start check: exit 1 with a warning on conflict")
-    sub.add_argument("--session", help="your session's kebab-case id")
-    sub.add_argument("--area", action="append")
-    sub.add_argument("--path", action="append")
-
-    sub = command("build-failure", "may this session fix a failing build here? fix, fix_and_notify "
-                                   "or report_only")
-    sub.add_argument("--session", help="the session asking")
-    sub.add_argument("--area", help="the area whose build failed")
-    sub.add_argument("--path", help="a file or folder where the build failed")
-
-    sub = command("directive", "log a @directive override of a default rule")
-    sub.add_argument("--session", help="your session's kebab-case id")
-    sub.add_argument("--rule", help="the rule overridden, e.g. intent_scope, escalation")
-    sub.add_argument("--directive", help="the override as the user gave it")
-    sub.add_argument("--reason", help="why the override was needed")
-
-    sub = command("audit", "propose new defaults for rules overridden again and again; writes nothing")
-    sub.add_argument("--threshold", type=int, default=3,
-                     help="overrides of one rule that call for a proposal (default 3)")
-
-    command("validate", "check the state file against the schema")
-
-    sub = command("commit-check", "git pre-commit: refuse staged files inside another "
-                                  "session's lock")
-    sub.add_argument("--block-exit", metavar="CODE",
-                     help="exit with CODE instead of 1 to refuse (the installed git hook maps "
-                          "it back, so that no other failure can refuse a commit)")
-
-    sub = command("hook", "read one Cascade or Claude Code hook event (JSON) on stdin; exit 2 "
-                          "blocks a write into another session's lock")
-    sub.add_argument("--block-exit", metavar="CODE",
-                     help="exit with CODE instead of 2 to block (the installed hook command "
-                          "maps it back to 2, so that no other failure can block)")
-
-    sub = command("install", "install the Windsurf pack into a repository")
-    sub.add_argument("--target", default=".", help="root of the repository (default: here)")
-    sub.add_argument("--force", action="store_true", help="overwrite pack files you changed")
-    sub.add_argument("--agent", action="append", choices=sorted(AGENT_FILES),
-                     help="which agent to install for (repeatable; default windsurf)")
+            continue  # argparse pays a gettext lookup per parser and flag: build only this one
+        sub = commands.add_parser(name, parents=[common], help=help_text, description=help_text)
+        for flag, kind, help_of_flag, extra in flags:
+            options = dict(extra)
+            if kind == TEXT:
+                sub.add_argument(flag, nargs="*", metavar="TEXT", **options)
+                continue
+            if kind == SWITCH:
+                options["action"] = "store_true"
+            elif kind == VALUES:
+                options["action"] = "append"
+            sub.add_argument(flag, help=help_of_flag, **options)
     known_flags.extend(f for p in [parser, *commands.choices.values()]
                        for action in p._actions for f in action.option_strings)
     return parser
@@ -4941,34 +4934,18 @@ def parse_arguments(argv):
     return args
 
 
-LOCK_FLAGS = ({"--reason", "--duration"}, {"--unstable", "--allow-external-fixes", "--force"})
-# Every command's flags, for parsing without argparse: (single-value flags, repeatable flags,
-# switches, the positional list or None). A test checks this table against build_parser().
-FAST_PATH_FLAGS = {
-    "check": ({"--session"}, {"--area", "--path"}, set(), None),
-    "hook": ({"--block-exit"}, set(), set(), None),
-    "commit-check": ({"--block-exit"}, set(), set(), None),
-    "sync": ({"--session", "--focus", "--status", "--lock-area"} | LOCK_FLAGS[0],
-             {"--area", "--lock-scope"}, LOCK_FLAGS[1] | {"--all-notes"}, None),
-    "lock": ({"--session", "--area"} | LOCK_FLAGS[0], {"--scope"}, LOCK_FLAGS[1], None),
-    "renew": ({"--session", "--area", "--duration"}, set(), set(), None),
-    "unlock": ({"--session", "--area"}, set(), {"--all"}, None),
-    "update": ({"--session", "--status"}, {"--add-note", "--add-area", "--add-risk"}, set(), None),
-    "complete": ({"--session", "--outcome"}, {"--file"}, set(), None),
-    "note": ({"--session"}, set(), set(), "text"),
-    "directive": ({"--session", "--rule", "--directive", "--reason"}, set(), set(), None),
-}
-
-
 def parse_fast_path(argv):
     """Parse a command's flags without importing argparse: the session-start check and the
     write hook run all the time, and a write's whole budget is 1.2x `import strictyaml`.
     Anything unusual (help, an unknown or abbreviated flag, a value that looks like a flag)
     returns None, and argparse takes over, so its help and error messages stay as they are."""
-    if not argv or argv[0] not in FAST_PATH_FLAGS:
+    if not argv or argv[0] not in FAST_PATH_COMMANDS:
         return None
-    single, repeatable, switches, positional = FAST_PATH_FLAGS[argv[0]]
-    single = single | {"--state"}
+    flags = COMMAND_FLAGS[argv[0]][1]
+    single = {flag for flag, kind, _, _ in flags if kind == VALUE} | {"--state"}
+    repeatable = {flag for flag, kind, _, _ in flags if kind == VALUES}
+    switches = {flag for flag, kind, _, _ in flags if kind == SWITCH}
+    positional = next((flag for flag, kind, _, _ in flags if kind == TEXT), None)
     values = {flag[2:].replace("-", "_"): None for flag in single | repeatable}
     values.update({flag[2:].replace("-", "_"): False for flag in switches | {"--json"}})
     values.update(command=argv[0])

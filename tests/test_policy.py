@@ -406,26 +406,39 @@ def test_named_command_skips_global_flags():
     assert o.named_command(["--help"]) is None and o.named_command(["bogus"]) is None
 
 
-def test_fast_path_flag_table_matches_the_parser():
-    """The hand-kept table must name exactly the flags argparse knows, of the same kind."""
-    import argparse
-    parser = o.build_parser()
-    subparsers = next(a for a in parser._actions if a.dest == "command").choices
-    for command, (single, repeatable, switches, positional) in o.FAST_PATH_FLAGS.items():
-        kinds = {"single": set(), "repeatable": set(), "switches": set(), "positional": None}
-        for action in subparsers[command]._actions:
-            if isinstance(action, argparse._HelpAction):
-                continue
-            if not action.option_strings:
-                kinds["positional"] = action.dest
-            elif isinstance(action, argparse._StoreTrueAction):
-                kinds["switches"].add(action.option_strings[0])
-            elif isinstance(action, argparse._AppendAction):
-                kinds["repeatable"].add(action.option_strings[0])
+@st.composite
+def plain_command_lines(draw):
+    """A command line of a fast-path command, drawn from its flags in COMMAND_FLAGS: any of
+    them, in any order, repeatable ones repeated, values written `--flag v` or `--flag=v`."""
+    command = draw(st.sampled_from(o.FAST_PATH_COMMANDS))
+    words = [command]
+    for flag, kind, _, _ in draw(st.permutations(o.COMMAND_FLAGS[command][1])):
+        times = draw(st.integers(0, 2 if kind in (o.VALUES, o.TEXT) else 1))
+        for _ in range(times):
+            value = draw(st.sampled_from(["a", "b c", "x.py", "="]))
+            if kind == o.SWITCH:
+                words.append(flag)
+            elif kind == o.TEXT:
+                words.append(draw(st.sampled_from(["hello", "two words"])))
+            elif draw(st.booleans()):
+                words.append(f"{flag}={value}")
             else:
-                kinds["single"].add(action.option_strings[0])
-        assert kinds == {"single": single | {"--state"}, "repeatable": repeatable,
-                         "switches": switches | {"--json"}, "positional": positional}, command
+                words += [flag, value]
+    if draw(st.booleans()):
+        words.insert(draw(st.sampled_from([0, len(words)])), "--json")
+    return words
+
+
+@given(plain_command_lines())
+@settings(max_examples=300, deadline=None)
+def test_the_fast_parser_reads_any_plain_command_line_as_argparse_does(argv):
+    """Both parsers are built from one table; argparse is the judge of what a line means."""
+    fast = o.parse_fast_path(argv)
+    if argv[0] == "--json":
+        assert fast is None  # a global flag first: argparse's
+        return
+    assert fast is not None, argv
+    assert vars(fast) == vars(o.parse_arguments(argv)), argv
 
 
 @pytest.mark.parametrize("argv", [
