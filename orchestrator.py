@@ -2046,9 +2046,8 @@ def sweep_expired(state, now):
 
 def register_session(state, session_id, focus, areas, status, now, extra=None):
     """Add a session, or refresh one that exists; return (session, created)."""
-    session = find_session(state, session_id)
+    session = touch_session(state, session_id, now)
     if session is not None:
-        session["last_updated"] = now
         for area in areas:
             if area not in session["touched_areas"]:
                 session["touched_areas"].append(area)
@@ -2058,6 +2057,54 @@ def register_session(state, session_id, focus, areas, status, now, extra=None):
     session.update({k: v for k, v in (extra or {}).items() if v})
     state["active_sessions"].append(session)
     return session, True
+
+
+def touch_session(state, session_id, now):
+    """Mark the session's entry as changed `now` (its last_updated); the session, or None when
+    it is not active."""
+    session = find_session(state, session_id)
+    if session is not None:
+        session["last_updated"] = now
+    return session
+
+
+def kept_focus(session, created, asked_focus):
+    """The focus an existing session kept when `sync` asked for another one (registering
+    never rewrites a session's focus: `update` edits an entry); None otherwise."""
+    if created is not False or not asked_focus or one_line(asked_focus) == one_line(
+            session["focus"]):
+        return None
+    return session["focus"]
+
+
+def update_session(session, now, status=None, notes=(), areas=(), risks=()):
+    """A session's own edit of its entry: notes are added as given; risks and touched areas
+    only when new, so that repeating an update changes nothing."""
+    if status:
+        session["status"] = status
+    session["notes"] += notes
+    session["risks"] += [risk for risk in unique_in_order(risks) if risk not in session["risks"]]
+    session["touched_areas"] += [area for area in unique_in_order(areas)
+                                 if area not in session["touched_areas"]]
+    session["last_updated"] = now
+    return session
+
+
+def add_touched_files(session, paths):
+    """Record files a session's writes reached, each once: the files it adds."""
+    touched = session.get("touched_files", [])
+    new = [path for path in unique_in_order(paths) if path not in touched]
+    if new:
+        session["touched_files"] = touched + new
+    return new
+
+
+def signed_note(text, author=None):
+    """A global note as the state holds it: `[author] text`. An unsigned note that starts
+    with `[` is marked `(unsigned)`, so that it never passes for a session's."""
+    if author:
+        return f"[{author}] {text}"
+    return f"(unsigned) {text}" if text.startswith("[") else text
 
 
 def place_lock(state, request, now, force=False, fold_case=False):
@@ -2074,12 +2121,41 @@ def place_lock(state, request, now, force=False, fold_case=False):
             "acquired_at": now, "expires_at": moment_after(now, request["duration"])}
     replaced = [l for l in state["locks"] if l["owner"] == owner and l["area"] == area]
     state["locks"] = [l for l in state["locks"] if l not in replaced] + [lock]
-    session = find_session(state, owner)
+    session = touch_session(state, owner, now)
     if session is not None:
-        session["last_updated"] = now
         if area not in session["touched_areas"]:
             session["touched_areas"].append(area)
     return lock, conflicts, bool(replaced)
+
+
+def renew_locks(state, owner, area, seconds, now):
+    """Extend the owner's live locks (on `area`, or all of them) to `seconds` from `now`, never
+    shorter than they were: a clock running behind must not cut a lock. (The owner's live
+    locks there, those extended.) An expired lock is not renewed: it is gone."""
+    mine = [lock for lock in live_locks(state, now)
+            if lock["owner"] == owner and (area is None or lock["area"] == area)]
+    wanted = moment_after(now, seconds)
+    extended = [lock for lock in mine if wanted > lock["expires_at"]]
+    for lock in extended:
+        lock["expires_at"] = wanted
+    if mine:
+        touch_session(state, owner, now)
+    return mine, extended
+
+
+def release_locks(state, owner, area, now):
+    """Release the owner's locks (on `area`, or all with None): only the owner may. (The
+    locks released, the other sessions holding a live lock on `area` when the owner holds
+    none there: nothing is released for them.)"""
+    mine = [lock for lock in state["locks"]
+            if lock["owner"] == owner and (area is None or lock["area"] == area)]
+    if not mine:
+        held_by = sorted({lock["owner"] for lock in live_locks(state, now)
+                          if area is not None and lock["area"] == area})
+        return [], held_by
+    state["locks"] = [lock for lock in state["locks"] if lock not in mine]
+    touch_session(state, owner, now)
+    return mine, []
 
 
 def complete_session(state, session, outcome, files, now):
@@ -3966,10 +4042,8 @@ def cmd_sync(ctx, args):
         conflicts = session_conflicts(state, now, viewer, ctx.is_folder, fold_case=ctx.fold_case)
         context = report_context(state, now, viewer, conflicts, swept, args.all_notes,
                                  fold_case=ctx.fold_case)
-    kept_focus = (None if created is not False or not args.focus or
-                  one_line(args.focus) == one_line(session["focus"]) else session["focus"])
     context.update(registered=created, lock=lock_view(lock, now) if lock else None,
-                   kept_focus=kept_focus,
+                   kept_focus=kept_focus(session, created, args.focus) if registering else None,
                    forced=message("lock_forced", owner=viewer, cli=cli_name(),
                                   owners=", ".join(sorted({c["owner"] for c in forced_over})))
                    if forced_over else None)
@@ -4027,19 +4101,11 @@ def cmd_renew(ctx, args):
     duration = parse_duration(args.duration or DEFAULT_LOCK_DURATION)
     with Transaction(ctx.store) as state:
         require_session(state, owner)
-        mine = [l for l in live_locks(state, now)
-                if l["owner"] == owner and (area is None or l["area"] == area)]
+        mine, extended = renew_locks(state, owner, area, duration, now)
         if not mine:
             where = f" on {area}" if area else ""
             raise Refused(f"{owner} holds no live lock{where} to renew (an expired lock "
                           f"cannot be renewed); take one with `{cli_name()} lock`")
-        extended = []
-        for lock in mine:  # never shorter than it was: a clock running behind must not cut it
-            wanted = moment_after(now, duration)
-            if wanted > lock["expires_at"]:
-                lock["expires_at"] = wanted
-                extended.append(lock)
-        require_session(state, owner)["last_updated"] = now
     views = [lock_view(l, now) for l in mine]
     text = "\n".join(message("lock_renewed" if any(l is e for e in extended) else "lock_not_renewed",
                              area=v["area"], until=v["expires_at"],
@@ -4062,16 +4128,10 @@ def cmd_unlock(ctx, args):
     now = utc_now()
     with Transaction(ctx.store) as state:
         require_session(state, owner)
-        mine = [l for l in state["locks"] if l["owner"] == owner and (args.all or l["area"] == area)]
-        if not mine and area:
-            others = [l for l in live_locks(state, now) if l["area"] == area]
-            if others:
-                holders = ", ".join(sorted({l["owner"] for l in others}))
-                raise Refused(f"{area} is locked by {holders}, not by {owner}; only the "
-                              "owner can release it (leave them a note instead)")
-        state["locks"] = [l for l in state["locks"] if l not in mine]
-        if mine:
-            require_session(state, owner)["last_updated"] = now
+        mine, held_by = release_locks(state, owner, None if args.all else area, now)
+        if held_by:
+            raise Refused(f"{area} is locked by {', '.join(held_by)}, not by {owner}; only the "
+                          "owner can release it (leave them a note instead)")
     if mine:
         text = "\n".join(message("lock_released", area=l["area"], owner=owner) for l in mine)
     else:
@@ -4177,14 +4237,8 @@ def cmd_update(ctx, args):
                          "--add-area or --add-risk")
     now = utc_now()
     with Transaction(ctx.store) as state:
-        session = require_session(state, owner)
-        if status:
-            session["status"] = status
-        session["notes"] += notes
-        session["risks"] += [r for r in risks if r not in session["risks"]]
-        session["touched_areas"] += [a for a in areas if a not in session["touched_areas"]]
-        session["last_updated"] = now
-        updated = dict(session)
+        updated = dict(update_session(require_session(state, owner), now, status, notes, areas,
+                                      risks))
     ctx.out.emit(message("session_updated", session=owner, status=updated["status"]),
                  {"session": updated})
     return EXIT_OK
@@ -4221,12 +4275,12 @@ def cmd_note(ctx, args):
     require_flags(args, "note", [("TEXT", "text")])
     text = check_text("note TEXT", " ".join(args.text))
     author = check_session_id(args.session) if args.session else None
+    now = utc_now()
     with Transaction(ctx.store) as state:
         if author:
-            require_session(state, author)["last_updated"] = utc_now()
-        # An unsigned note must not pass for a session's: "[api] ..." is how signed ones look.
-        note = f"[{author}] {text}" if author else (f"(unsigned) {text}" if text.startswith("[")
-                                                     else text)
+            require_session(state, author)
+            touch_session(state, author, now)
+        note = signed_note(text, author)
         state["global_notes"].append(note)
     ctx.out.emit(message("note_added", count=len(state["global_notes"])), {"note": note})
     return EXIT_OK
@@ -4317,7 +4371,8 @@ def cmd_directive(ctx, args):
              "reason": check_text("--reason", args.reason), "timestamp": utc_now(),
              "rule_overridden": rule}
     with Transaction(ctx.store) as state:
-        require_session(state, session_id)["last_updated"] = entry["timestamp"]
+        require_session(state, session_id)
+        touch_session(state, session_id, entry["timestamp"])
         state["directive_log"].append(entry)
         count = sum(normalise_rule(e["rule_overridden"]) == rule for e in state["directive_log"])
     ctx.out.emit(message("directive_logged", rule=rule, count=count, cli=cli_name()),
@@ -4497,9 +4552,7 @@ def record_touched(store, conversation, paths):
     with Transaction(store) as state:
         session = find_session(state, acting["id"])
         if session is not None:
-            touched = session.get("touched_files", [])
-            session["touched_files"] = touched + [p for p in unique_in_order(fit)
-                                                  if p not in touched]
+            add_touched_files(session, fit)
 
 
 def worktree_check(ctx, event):

@@ -875,6 +875,20 @@ def test_bad_input_as_json(settled, run, state_path, argv):
     assert state_path.read_bytes() == settled
 
 
+def test_the_context_decides_case_folding_from_the_checkouts_file_system(monkeypatch, run,
+                                                                       session):
+    """On a case-insensitive file system (as Windows reports itself) a path spelled in
+    another case is inside a foreign lock; on a case-sensitive one it is another path."""
+    session("owner")
+    session("other")
+    assert run("lock", "--session", "owner", "--area", "api", "--scope", "src/api",
+               "--reason", "r").code == 0
+    verdict = ["build-failure", "--session", "other", "--path", "SRC/Api/x.py"]
+    assert run(*verdict).code == 0  # another path where case counts
+    monkeypatch.setattr(o, "file_system_ignores_case", lambda folder: True)
+    assert run(*verdict).code == 1  # report only: the same path where it does not
+
+
 # ============================================================================ exit codes
 
 @pytest.mark.parametrize("kind, code", [

@@ -355,20 +355,6 @@ def test_case_is_folded_only_where_the_file_system_ignores_it():
                                    fold_case=True)[0] == "report_only"
 
 
-def test_the_context_decides_case_folding_from_the_checkouts_file_system(repo, monkeypatch,
-                                                                       run, session):
-    """On a case-insensitive file system (as Windows reports itself) a path spelled in
-    another case is inside a foreign lock; on a case-sensitive one it is another path."""
-    session("owner")
-    session("other")
-    assert run("lock", "--session", "owner", "--area", "api", "--scope", "src/api",
-               "--reason", "r").code == 0
-    verdict = ["build-failure", "--session", "other", "--path", "SRC/Api/x.py"]
-    assert run(*verdict).code == 0  # another path where case counts
-    monkeypatch.setattr(o, "file_system_ignores_case", lambda folder: True)
-    assert run(*verdict).code == 1  # report only: the same path where it does not
-
-
 def test_case_insensitive_file_system_is_detected(tmp_path, monkeypatch):
     (tmp_path / ".git").mkdir()
     sensitive = not (tmp_path / ".GIT").exists()
@@ -471,3 +457,104 @@ def test_a_count_agrees_with_its_noun():
     assert f"{o.Count(3)}" == "3"
     assert o.message("session_completed", session="api", locks=1, files=2) == (
         "Completed api: released 1 lock, recorded 2 changed files")
+
+
+# ---------------------------------------------------------------------------- rules commands enforce
+
+LATER = o.iso(T + timedelta(minutes=30))
+
+
+def a_state(*locks, sessions=("api", "web")):
+    state = o.empty_state()
+    for session_id in sessions:
+        o.register_session(state, session_id, "focus", ["backend"], "in_progress", NOW)
+    state["locks"] = [{"area": area, "owner": owner, "scope": [scope], "reason": "r",
+                       "expected_instability": False, "allow_external_fixes": False,
+                       "acquired_at": NOW, "expires_at": until}
+                      for owner, area, scope, until in locks]
+    return state
+
+
+def test_renew_extends_from_now_and_never_shortens_a_lock():
+    far, near = o.iso(T + timedelta(hours=5)), o.iso(T + timedelta(minutes=40))
+    state = a_state(("api", "backend", "src/api", far), ("api", "docs", "docs", near),
+                    ("web", "web", "src/web", near))
+    mine, extended = o.renew_locks(state, "api", None, 3600, LATER)
+    assert [lock["area"] for lock in mine] == ["backend", "docs"]
+    assert [lock["area"] for lock in extended] == ["docs"]
+    assert state["locks"][0]["expires_at"] == far  # asked for less than it had: kept
+    assert state["locks"][1]["expires_at"] == o.iso(T + timedelta(minutes=90))
+    assert state["locks"][2]["expires_at"] == near  # another session's lock: untouched
+    assert o.find_session(state, "api")["last_updated"] == LATER
+
+
+def test_an_expired_lock_is_not_renewed():
+    state = a_state(("api", "backend", "src/api", NOW))
+    assert o.renew_locks(state, "api", "backend", 3600, LATER) == ([], [])
+    assert o.find_session(state, "api")["last_updated"] == NOW
+
+
+def test_only_the_owner_may_release_a_lock():
+    live = o.iso(T + timedelta(hours=2))
+    state = a_state(("web", "backend", "src/api", live))
+    assert o.release_locks(state, "api", "backend", LATER) == ([], ["web"])
+    assert len(state["locks"]) == 1
+    released, held_by = o.release_locks(state, "web", "backend", LATER)
+    assert [lock["owner"] for lock in released] == ["web"] and held_by == []
+    assert state["locks"] == []
+
+
+def test_releasing_all_takes_only_the_owners_locks():
+    live = o.iso(T + timedelta(hours=2))
+    state = a_state(("api", "a", "a", live), ("api", "b", "b", NOW), ("web", "c", "c", live))
+    released, _ = o.release_locks(state, "api", None, LATER)
+    assert [lock["area"] for lock in released] == ["a", "b"]  # expired ones too
+    assert [lock["owner"] for lock in state["locks"]] == ["web"]
+
+
+def test_update_adds_notes_as_given_and_risks_and_areas_once():
+    session = a_state()["active_sessions"][0]
+    o.update_session(session, LATER, "blocked", ["n", "n"], ["backend", "ui", "ui"], ["r", "r"])
+    o.update_session(session, LATER, None, [], ["ui"], ["r"])
+    assert session["status"] == "blocked"
+    assert session["notes"] == ["n", "n"]
+    assert session["touched_areas"] == ["backend", "ui"]
+    assert session["risks"] == ["r"]
+    assert session["last_updated"] == LATER
+
+
+@pytest.mark.parametrize("text, author, note", [
+    ("build is red", "api", "[api] build is red"),
+    ("build is red", None, "build is red"),
+    ("[api] I am api", None, "(unsigned) [api] I am api"),  # never passes for a signed note
+    ("[x] signed anyway", "web", "[web] [x] signed anyway"),
+])
+def test_a_note_is_signed_by_its_author_and_an_unsigned_one_cannot_pass_for_signed(
+        text, author, note):
+    assert o.signed_note(text, author) == note
+
+
+def test_touched_files_are_recorded_once_each():
+    session = a_state()["active_sessions"][0]
+    assert o.add_touched_files(session, ["a.py", "b.py", "a.py"]) == ["a.py", "b.py"]
+    assert o.add_touched_files(session, ["b.py", "c.py"]) == ["c.py"]
+    assert o.add_touched_files(session, ["c.py"]) == []
+    assert session["touched_files"] == ["a.py", "b.py", "c.py"]
+
+
+def test_an_existing_session_keeps_its_focus_and_says_so():
+    session = a_state()["active_sessions"][0]
+    assert o.kept_focus(session, False, "something else") == "focus"
+    assert o.kept_focus(session, False, "  focus ") is None  # the same, differently spaced
+    assert o.kept_focus(session, False, None) is None
+    assert o.kept_focus(session, True, "something else") is None  # just registered with it
+
+
+def test_registering_an_existing_session_adds_areas_and_keeps_the_rest():
+    state = a_state()
+    session, created = o.register_session(state, "api", "new focus", ["backend", "ui"],
+                                          "blocked", LATER)
+    assert created is False
+    assert (session["focus"], session["status"]) == ("focus", "in_progress")
+    assert session["touched_areas"] == ["backend", "ui"]
+    assert session["last_updated"] == LATER
