@@ -127,20 +127,20 @@ ENTRY_FIELDS = {
         ("reason", "text", REQUIRED), ("timestamp", "moment", REQUIRED),
         ("rule_overridden", "text", REQUIRED)),
 }
-# What names an entry across a write (see write_changes); other lists' entries are only added.
+# What names an entry across a write (see changed_entries); other lists' entries are only added.
 ENTRY_IDENTITY = {"active_sessions": ("id",), "locks": ("owner", "area")}
 EDITED_PREFIX = "edited_"  # the changed fields of edited entries, in the document a write checks
 
 
-_patterns = {}
+_regexes = {}
 
 
-def pattern(source):
+def regex(source):
     """`source` compiled, and `re` imported, on first use only."""
-    compiled = _patterns.get(source)
+    compiled = _regexes.get(source)
     if compiled is None:
         import re
-        compiled = _patterns[source] = re.compile(source)
+        compiled = _regexes[source] = re.compile(source)
     return compiled
 
 
@@ -259,7 +259,7 @@ def clean_text(value):
     text = str(value)
     if not has_control_characters(text):
         return text  # the usual case, decided without importing `re` (the hook's budget)
-    text = pattern(ESCAPE_SEQUENCE).sub("", text)
+    text = regex(ESCAPE_SEQUENCE).sub("", text)
     return "".join(ch for ch in text if not is_invisible(ch))
 
 
@@ -358,7 +358,7 @@ def state_schema():
 
 
 def changes_schema(new_keys, edited_keys):
-    """The schema of what one write adds (see `write_changes`): whole new entries under their
+    """The schema of what one write adds (see `changed_entries`): whole new entries under their
     list's name, checked like any entry; the changed fields of an edited entry under
     EDITED_PREFIX + the list's name, each checked by its own field's validator."""
     sy = import_strictyaml()
@@ -393,7 +393,7 @@ def check_yaml_text(text, label):
     # and only once bytes.translate (C speed) has found a byte outside the allowed ones.
     ascii_text = text.isascii()
     if not ascii_text or text.encode("ascii").translate(None, ASCII_ALLOWED):
-        forbidden = pattern(ASCII_FORBIDDEN if ascii_text else YAML_FORBIDDEN).search(text)
+        forbidden = regex(ASCII_FORBIDDEN if ascii_text else YAML_FORBIDDEN).search(text)
         if forbidden:
             line = text.count("\n", 0, forbidden.start()) + 1
             raise StateError(f"{label} is not a valid state at line {line}: it holds the "
@@ -614,11 +614,11 @@ def split_state_text(text):
         return None  # a block scalar at the very end reads differently once a \n follows it
     if ("\ufeff" in text or "\x85" in text or "\u2028" in text or "\u2029" in text
             or ("\r" in text and "\r" in text.replace("\r\n", ""))
-            or pattern(UNCLEAN_LINE).search(text)
-            or any(pattern(keep).search(text) for keep in KEEP_CHOMPING)):
+            or regex(UNCLEAN_LINE).search(text)
+            or any(regex(keep).search(text) for keep in KEEP_CHOMPING)):
         return None
-    keys = list(pattern(TOP_LEVEL_LINE).finditer(text))
-    if not keys or pattern(r"\n[ ]*[^ #\r\n]").search(text, 0, keys[0].start()):
+    keys = list(regex(TOP_LEVEL_LINE).finditer(text))
+    if not keys or regex(r"\n[ ]*[^ #\r\n]").search(text, 0, keys[0].start()):
         return None  # no key, or content before the first one
     pieces = {}
     for number, key_line in enumerate(keys):
@@ -627,7 +627,7 @@ def split_state_text(text):
             return None
         block_end = keys[number + 1].start() if number + 1 < len(keys) else len(text)
         block = text[key_line.end():block_end]  # starts with the \n that ends the key line
-        first = pattern(r"\n([ ]*)[^ #\r\n]").search(block)
+        first = regex(r"\n([ ]*)[^ #\r\n]").search(block)
         if empty or first is None:
             if first is not None or not empty:
                 return None  # content under `name: []`, or `name:` with no entry
@@ -638,9 +638,9 @@ def split_state_text(text):
             return None
         # A line less indented than the entries, or at their indentation but no entry:
         shallow = r"[ ]{0,%d}[^ #\r\n]|" % (indent - 1) if indent else ""
-        if pattern(r"\n(?:%s[ ]{%d}(?:[^ #\r\n-]|-[^ ]))" % (shallow, indent)).search(block):
+        if regex(r"\n(?:%s[ ]{%d}(?:[^ #\r\n-]|-[^ ]))" % (shallow, indent)).search(block):
             return None
-        starts = [m.start() + 1 for m in pattern(r"\n[ ]{%d}- " % indent).finditer(block)]
+        starts = [m.start() + 1 for m in regex(r"\n[ ]{%d}- " % indent).finditer(block)]
         ends = [start - 1 for start in starts[1:]] + [len(block)]
         pieces[name] = [block[start:end].removesuffix("\n") for start, end in zip(starts, ends)]
     return pieces
@@ -762,9 +762,9 @@ _ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t"}
 
 def yaml_string(text):
     """A scalar strictyaml reads back as exactly `text`."""
-    if pattern(PLAIN_SAFE).fullmatch(text) and not text.endswith(":"):
+    if regex(PLAIN_SAFE).fullmatch(text) and not text.endswith(":"):
         return text
-    needs_escape = pattern(ASCII_NEEDS_ESCAPE if text.isascii() else NEEDS_ESCAPE)
+    needs_escape = regex(ASCII_NEEDS_ESCAPE if text.isascii() else NEEDS_ESCAPE)
     return '"' + needs_escape.sub(lambda m: _ESCAPES.get(m.group()) or
                                            escape_codepoint(m.group()), text) + '"'
 
@@ -817,7 +817,7 @@ def emit_list(name, key, items):
     return lines
 
 
-def write_changes(before, after):
+def changed_entries(before, after):
     """What a write adds, as (new, edited), each {list: [entries]}: whole entries `before` does
     not hold, and of an entry it edits (the one entry of its identity in `before`, no field
     dropped) only the fields whose values changed. The rest was validated when it was read."""
@@ -861,7 +861,7 @@ def validate_changes(before, after):
     """Run strictyaml over what this write adds, and prove the emitter round-trips it. Only
     what changed is parsed: strictyaml takes about 0.2 ms a line, and re-reading a whole
     session for one new timestamp was most of what a write cost beyond the import."""
-    new, edited = write_changes(before, after)
+    new, edited = changed_entries(before, after)
     if not new and not edited:
         return
     sections = ([(key, key, items) for key, items in new.items()] +
@@ -1576,7 +1576,7 @@ def moment_after(moment, seconds):
 
 def parse_duration(text):
     """`45m`, `2h`, `1h30m`, `1d`, `90s` -> seconds; anything else is bad input."""
-    match = pattern(DURATION_PATTERN).fullmatch(text.strip().lower()) if text else None
+    match = regex(DURATION_PATTERN).fullmatch(text.strip().lower()) if text else None
     if not match or not any(match.groups()):
         if text and text.strip().isdigit():
             raise UsageError(f"--duration {text!r} has no unit: did you mean "
@@ -1972,7 +1972,7 @@ def deciding_lock(locks, path, session_id, fold_case=False):
     return deciding, others
 
 
-def intent_conflicts(state, session_id, areas, paths, now, index=None, is_folder=is_glob,
+def foreign_locks_in_the_way(state, session_id, areas, paths, now, index=None, is_folder=is_glob,
                      fold_case=False):
     """Other sessions' live locks that the work a session plans runs into, each with the
     areas or paths that run into it. A path (or an area written as one) runs into the lock
@@ -2004,16 +2004,16 @@ def intent_conflicts(state, session_id, areas, paths, now, index=None, is_folder
             items = hits.setdefault(id(lock), [])
             if item not in items:
                 items.append(item)
-    return [{"lock": lock, "items": hits[id(lock)]} for lock in index.locks if hits.get(id(lock))]
+    return [{"lock": lock, "overlapping": hits[id(lock)]} for lock in index.locks if hits.get(id(lock))]
 
 
-def session_conflicts(state, now, viewer=None, is_folder=is_glob, fold_case=False):
-    """Each active session's touched areas that run into other sessions' live locks; only the
-    viewer's when one is given."""
+def sessions_in_foreign_locks(state, now, session_id=None, is_folder=is_glob, fold_case=False):
+    """Each active session's touched areas that run into other sessions' live locks (what
+    foreign_locks_in_the_way finds for each); only `session_id`'s when one is given."""
     index = LockIndex(live_locks(state, now), fold_case=fold_case)
-    sessions = [s for s in state["active_sessions"] if viewer is None or s["id"] == viewer]
+    sessions = [s for s in state["active_sessions"] if session_id is None or s["id"] == session_id]
     return [{**conflict, "session": s["id"]} for s in sessions
-            for conflict in intent_conflicts(state, s["id"], s["touched_areas"], [], now, index,
+            for conflict in foreign_locks_in_the_way(state, s["id"], s["touched_areas"], [], now, index,
                                              is_folder, fold_case=fold_case)]
 
 
@@ -2220,7 +2220,7 @@ def strictest_verdict(state, session_id, paths, now, fold_case=False):
 
 def normalise_rule(name):
     """`Intent Scope`, `intent-scope` and `intent_scope` are one rule."""
-    return pattern(r"[\s_-]+").sub("_", name.strip().lower()).strip("_")
+    return regex(r"[\s_-]+").sub("_", name.strip().lower()).strip("_")
 
 
 def audit_proposals(directive_log, threshold):
@@ -2535,7 +2535,7 @@ def check_scope(value, flag):
 
 
 def split_list(text):
-    return [part for part in pattern(r"[,\s]+").split(text) if part]
+    return [part for part in regex(r"[,\s]+").split(text) if part]
 
 
 def check_area_list(text, required=True):
@@ -2590,8 +2590,11 @@ def check_status(value, allowed=SESSION_STATUSES):
 
 # What the agents' hooks send: a Windsurf, Claude Code or Cursor event, read into one shape.
 
-# Edit tools: Claude Code's, and Cursor's (its own hooks, or Claude Code's hooks run by it).
-WRITE_TOOLS = {"Edit", "Write", "MultiEdit", "NotebookEdit", "Delete"}
+# Edit tools: Claude Code's, and Cursor's (its own hooks, or Claude Code's hooks run by it);
+# the hooks install writes match exactly these.
+CLAUDE_WRITE_TOOLS = ("Edit", "Write", "MultiEdit", "NotebookEdit")
+CURSOR_WRITE_TOOLS = ("Write", "Edit", "Delete")
+WRITE_TOOLS = {*CLAUDE_WRITE_TOOLS, *CURSOR_WRITE_TOOLS}
 SHELL_TOOLS = {"Bash", "Shell"}  # Claude Code's name, and Cursor's
 # Events that carry a tool: Claude Code's names, and Cursor's for the same events.
 TOOL_EVENT_PHASES = {"PreToolUse": "pre", "preToolUse": "pre", "PostToolUse": "post",
@@ -2997,7 +3000,7 @@ def humanize_seconds(seconds):
 WATCH_NOTES = 3  # the newest notes the live board shows
 
 
-def watch_frame(state, now, width, height, viewer=None, color=True, error=None,
+def watch_frame(state, now, width, height, session_id=None, color=True, error=None,
                 is_folder=is_glob, fold_case=False):
     """The live board (`watch`) as lines of at most `width` characters, at most `height` of
     them: conflicts first, then sessions, locks with a bar of the time left, the newest notes.
@@ -3023,16 +3026,16 @@ def watch_frame(state, now, width, height, viewer=None, color=True, error=None,
         return "".join(kept) + "…"
 
     lines = [(f"Session Orchestrator · watch · {now.replace('T', ' ')[:19]} UTC"
-              + (f" · as {viewer}" if viewer else "") + " · q quits", "1")]
+              + (f" · as {session_id}" if session_id else "") + " · q quits", "1")]
     if error:
         lines.append((f"! {one_line(error)}", "31"))
-    conflicts = session_conflicts(state, now, viewer, is_folder, fold_case=fold_case)
+    conflicts = sessions_in_foreign_locks(state, now, session_id, is_folder, fold_case=fold_case)
     pairs = overlapping_lock_pairs(state, now, fold_case=fold_case)
     lines.append(("CONFLICTS" + ("" if conflicts or pairs else ": none"), "1"))
     for conflict in conflicts:
         lock = conflict["lock"]
         mark, tone = ("~", "33") if lock["allow_external_fixes"] else ("!", "31")
-        lines.append((f"  {mark} {conflict['session']} on {', '.join(map(as_label, conflict['items']))}"
+        lines.append((f"  {mark} {conflict['session']} on {', '.join(map(as_label, conflict['overlapping']))}"
                       f" inside {lock['owner']}'s lock on {as_label(lock['area'])}", tone))
     for first, second in pairs:
         lines.append((f"  ! {first['owner']} and {second['owner']} lock the same paths: "
@@ -3171,24 +3174,24 @@ def newest(items, all_items):
     return list(items[-NOTES_SHOWN:]), len(items) - NOTES_SHOWN
 
 
-def report_context(state, now, viewer=None, conflicts=(), swept=(), all_notes=False,
+def report_context(state, now, session_id=None, conflicts=(), swept=(), all_notes=False,
                    fold_case=False):
     """What the report shows: every session and lock; of the notes, which only ever grow,
     the newest (NOTES_SHOWN) unless `all_notes`, so what an agent reads on every sync stays
     small. --json output holds everything."""
     locks = [lock_view(lock, now) for lock in state["locks"]]
     notes, older_notes = newest(state["global_notes"], all_notes)
-    expiring = [l for l in locks if viewer and l["owner"] == viewer
+    expiring = [l for l in locks if session_id and l["owner"] == session_id
                 and 0 < l["remaining_seconds"] <= EXPIRING_SOON_SECONDS]
     return {
-        "now": now, "viewer": viewer,
+        "now": now, "viewer": session_id,
         "sessions": [session_view(s, now, all_notes) for s in state["active_sessions"]],
         "locks": locks, "expiring": expiring, "swept": list(swept),
         "conflicts": list(conflicts),
         "overlaps": overlapping_lock_pairs(state, now, fold_case=fold_case),
         "shared_worktrees": shared_worktrees(state),
         "notes": notes, "older_notes": older_notes, "cli": cli_name(),
-        "viewer_unknown": bool(viewer) and find_session(state, viewer) is None,
+        "viewer_unknown": bool(session_id) and find_session(state, session_id) is None,
     }
 
 
@@ -3200,7 +3203,7 @@ def split_by_outside_fixes(conflicts):
 
 
 def conflict_view(conflict, now):
-    return {"lock": lock_view(conflict["lock"], now), "items": conflict["items"]}
+    return {"lock": lock_view(conflict["lock"], now), "overlapping": conflict["overlapping"]}
 
 
 def status_payload(state, now):
@@ -3283,14 +3286,14 @@ HOOK_COMMAND = hook_command()
 WINDSURF_HOOKS = {"pre_write_code": True, "post_write_code": False, "pre_run_command": False,
                   "post_run_command": True, "post_setup_worktree": True}  # event: show_output
 CLAUDE_HOOK_COMMAND = hook_command("CLAUDE_PROJECT_DIR")
-CLAUDE_HOOKS = {"PreToolUse": ("Edit|Write|MultiEdit|NotebookEdit", "Bash"),
-                "PostToolUse": ("Edit|Write|MultiEdit|NotebookEdit", "Bash"),
+CLAUDE_HOOKS = {"PreToolUse": ("|".join(CLAUDE_WRITE_TOOLS), "Bash"),
+                "PostToolUse": ("|".join(CLAUDE_WRITE_TOOLS), "Bash"),
                 "PostToolUseFailure": ("Bash",),  # a command that failed may have written too
                 "SessionStart": ("startup|resume|clear|compact",)}
 CURSOR_HOOK_COMMAND = hook_command("CURSOR_PROJECT_DIR", json_answer=True)
 CURSOR_HOOKS_VERSION = 1
 # Cursor's own events (cursor.com/docs/agent/hooks): event -> matcher (None: every one).
-CURSOR_HOOKS = {"sessionStart": None, "preToolUse": "Write|Edit|Delete",
+CURSOR_HOOKS = {"sessionStart": None, "preToolUse": "|".join(CURSOR_WRITE_TOOLS),
                 "beforeShellExecution": None, "postToolUse": "Shell",
                 "postToolUseFailure": "Shell", "afterFileEdit": None}
 # postToolUse answers additional_context, which the agent reads; afterShellExecution has no
@@ -3702,7 +3705,7 @@ class Asker:
             try:
                 check and check(value)
             except OrchestratorError as error:  # about the answer, not a flag nobody typed
-                return pattern(r"^(?:[a-z-]+: )?--[a-z-]+ ").sub("", error.message)
+                return regex(r"^(?:[a-z-]+: )?--[a-z-]+ ").sub("", error.message)
             return True
         return self.ask(self.questionary.text(message, default=default, validate=validate,
                                               **QUESTION_IO)).strip()
@@ -3778,7 +3781,7 @@ def ask_new_session_id(ctx):
 
 def suggest_session_id(ctx):
     branch = ctx.checkout_info().get("branch") or ""
-    slug = pattern(r"[^a-z0-9]+").sub("-", branch.lower()).strip("-")[:MAX_ID_CHARS].strip("-")
+    slug = regex(r"[^a-z0-9]+").sub("-", branch.lower()).strip("-")[:MAX_ID_CHARS].strip("-")
     return "" if slug in ("", "main", "master") else slug
 
 
@@ -4039,7 +4042,7 @@ def cmd_sync(ctx, args):
                 if lock is None:
                     raise conflict_refusal(forced_over, now)
         viewer = args.session
-        conflicts = session_conflicts(state, now, viewer, ctx.is_folder, fold_case=ctx.fold_case)
+        conflicts = sessions_in_foreign_locks(state, now, viewer, ctx.is_folder, fold_case=ctx.fold_case)
         context = report_context(state, now, viewer, conflicts, swept, args.all_notes,
                                  fold_case=ctx.fold_case)
     context.update(registered=created, lock=lock_view(lock, now) if lock else None,
@@ -4059,13 +4062,13 @@ def cmd_lock(ctx, args):
     require_flags(args, "lock", [("--session", "session"), ("--area", "area"),
                                  ("--scope", "scope"), ("--reason", "reason")])
     now = utc_now()
-    owner = check_session_id(args.session)
+    session_id = check_session_id(args.session)
     area = check_area(args.area, creating=True)
     scopes = [scope_from_here(s, "--scope", ctx) for s in args.scope]
-    request = lock_request(args, owner, area, scopes)
+    request = lock_request(args, session_id, area, scopes)
     try:
         with Transaction(ctx.store) as state:
-            require_session(state, owner)
+            require_session(state, session_id)
             lock, overridden, replaced = place_lock(state, request, now, force=args.force,
                                                     fold_case=ctx.fold_case)
             if lock is None:
@@ -4079,11 +4082,11 @@ def cmd_lock(ctx, args):
         args.force = True
         return cmd_lock(ctx, args)
     view = lock_view(lock, now)
-    text = message("lock_updated" if replaced else "lock_taken", area=area, owner=owner,
+    text = message("lock_updated" if replaced else "lock_taken", area=area, owner=session_id,
                    scope=scopes, until=lock["expires_at"],
                    duration=humanize_seconds(view["remaining_seconds"]))
     if overridden:
-        text += "\n" + message("lock_forced", owner=owner, cli=cli_name(),
+        text += "\n" + message("lock_forced", owner=session_id, cli=cli_name(),
                                owners=", ".join(sorted({c["owner"] for c in overridden})))
     empty = scopes_matching_nothing(scopes, ctx.checkout_root)
     if empty:
@@ -4096,15 +4099,15 @@ def cmd_lock(ctx, args):
 def cmd_renew(ctx, args):
     require_flags(args, "renew", [("--session", "session")])
     now = utc_now()
-    owner = check_session_id(args.session)
+    session_id = check_session_id(args.session)
     area = check_area(args.area) if args.area else None
     duration = parse_duration(args.duration or DEFAULT_LOCK_DURATION)
     with Transaction(ctx.store) as state:
-        require_session(state, owner)
-        mine, extended = renew_locks(state, owner, area, duration, now)
+        require_session(state, session_id)
+        mine, extended = renew_locks(state, session_id, area, duration, now)
         if not mine:
             where = f" on {area}" if area else ""
-            raise Refused(f"{owner} holds no live lock{where} to renew (an expired lock "
+            raise Refused(f"{session_id} holds no live lock{where} to renew (an expired lock "
                           f"cannot be renewed); take one with `{cli_name()} lock`")
     views = [lock_view(l, now) for l in mine]
     text = "\n".join(message("lock_renewed" if any(l is e for e in extended) else "lock_not_renewed",
@@ -4123,29 +4126,29 @@ def cmd_unlock(ctx, args):
     require_flags(args, "unlock", [("--session", "session")])
     if not args.area and not args.all:
         raise UsageError("unlock: give --area AREA or --all")
-    owner = check_session_id(args.session)
+    session_id = check_session_id(args.session)
     area = check_area(args.area) if args.area else None
     now = utc_now()
     with Transaction(ctx.store) as state:
-        require_session(state, owner)
-        mine, held_by = release_locks(state, owner, None if args.all else area, now)
+        require_session(state, session_id)
+        mine, held_by = release_locks(state, session_id, None if args.all else area, now)
         if held_by:
-            raise Refused(f"{area} is locked by {', '.join(held_by)}, not by {owner}; only the "
+            raise Refused(f"{area} is locked by {', '.join(held_by)}, not by {session_id}; only the "
                           "owner can release it (leave them a note instead)")
     if mine:
-        text = "\n".join(message("lock_released", area=l["area"], owner=owner) for l in mine)
+        text = "\n".join(message("lock_released", area=l["area"], owner=session_id) for l in mine)
     else:
-        text = message("nothing_to_release", owner=owner)
+        text = message("nothing_to_release", owner=session_id)
     ctx.out.emit(text, {"released": mine})
     return EXIT_OK
 
 
 def cmd_status(ctx, args):
     now = utc_now()
-    viewer = check_session_id(args.session) if args.session else None
+    session_id = check_session_id(args.session) if args.session else None
     state = ctx.store.load()
-    conflicts = session_conflicts(state, now, viewer, ctx.is_folder, fold_case=ctx.fold_case)
-    context = report_context(state, now, viewer, conflicts,
+    conflicts = sessions_in_foreign_locks(state, now, session_id, ctx.is_folder, fold_case=ctx.fold_case)
+    context = report_context(state, now, session_id, conflicts,
                              all_notes=args.all_notes, fold_case=ctx.fold_case)
     context.update(registered=None, lock=None, kept_focus=None, forced=None)
     payload = status_payload(state, now)
@@ -4163,7 +4166,7 @@ def cmd_watch(ctx, args):
     """A live board of who holds what, in the terminal: redrawn when the state file changes
     and every second for the countdowns; `q` or Ctrl-C quits. It reads, never writes, the
     state. Without a terminal it prints one status report and exits."""
-    viewer = check_session_id(args.session) if args.session else None
+    session_id = check_session_id(args.session) if args.session else None
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         args.all_notes = False
         return cmd_status(ctx, args)
@@ -4204,7 +4207,7 @@ def cmd_watch(ctx, args):
                 seen = signature
             if (signature, now) != drawn:  # a change, or a second of countdown
                 columns, rows = os.get_terminal_size(out.fileno())
-                frame = watch_frame(state, now, columns, rows, viewer, color, error,
+                frame = watch_frame(state, now, columns, rows, session_id, color, error,
                                     ctx.is_folder, fold_case=ctx.fold_case)
                 out.write("\x1b[H" + "\x1b[K\r\n".join(frame) + "\x1b[K\x1b[J")
                 out.flush()
@@ -4223,11 +4226,11 @@ def cmd_watch(ctx, args):
 
 def cmd_update(ctx, args):
     require_flags(args, "update", [("--session", "session")])
-    owner = check_session_id(args.session)
+    session_id = check_session_id(args.session)
     if args.status in ("completed", "done", "finished"):
         raise UsageError(f"--status {args.status}: update cannot complete a session; run "
                          f"`{cli_name()} complete "
-                         f"--session {owner} --outcome ...`, which also releases its locks")
+                         f"--session {session_id} --outcome ...`, which also releases its locks")
     status = check_status(args.status, UPDATE_STATUSES) if args.status else None
     notes = [check_text("--add-note", n) for n in args.add_note or []]
     areas = [check_area(a, "--add-area", creating=True) for a in args.add_area or []]
@@ -4237,30 +4240,30 @@ def cmd_update(ctx, args):
                          "--add-area or --add-risk")
     now = utc_now()
     with Transaction(ctx.store) as state:
-        updated = dict(update_session(require_session(state, owner), now, status, notes, areas,
+        updated = dict(update_session(require_session(state, session_id), now, status, notes, areas,
                                       risks))
-    ctx.out.emit(message("session_updated", session=owner, status=updated["status"]),
+    ctx.out.emit(message("session_updated", session=session_id, status=updated["status"]),
                  {"session": updated})
     return EXIT_OK
 
 
 def cmd_complete(ctx, args):
     require_flags(args, "complete", [("--session", "session"), ("--outcome", "outcome")])
-    owner = check_session_id(args.session)
+    session_id = check_session_id(args.session)
     outcome = check_text("--outcome", args.outcome)
     files = [repo_path_from_here(f, "--file", ctx) for f in args.file or []]
     source = "given"
     if not files and not getattr(args, "files_chosen", False):
         # git runs before the state is locked: a slow repository must not stall other sessions
-        session = require_session(ctx.store.load(), owner)
+        session = require_session(ctx.store.load(), session_id)
         files, source = files_changed_since(ctx, session), "git"
     now = utc_now()
     with Transaction(ctx.store) as state:
-        session = require_session(state, owner)
+        session = require_session(state, session_id)
         drift = drift_paths(session_claims(session, state, ctx.is_repo_path), files,
                             fold_case=ctx.fold_case)
         record, released = complete_session(state, session, outcome, files, now)
-    text = message("session_completed", session=owner, locks=len(released),
+    text = message("session_completed", session=session_id, locks=len(released),
                    files=len(record["files_changed"]))
     if source == "git" and files:
         text += "\n" + message("files_from_git", files=files)
@@ -4274,13 +4277,13 @@ def cmd_complete(ctx, args):
 def cmd_note(ctx, args):
     require_flags(args, "note", [("TEXT", "text")])
     text = check_text("note TEXT", " ".join(args.text))
-    author = check_session_id(args.session) if args.session else None
+    session_id = check_session_id(args.session) if args.session else None
     now = utc_now()
     with Transaction(ctx.store) as state:
-        if author:
-            require_session(state, author)
-            touch_session(state, author, now)
-        note = signed_note(text, author)
+        if session_id:
+            require_session(state, session_id)
+            touch_session(state, session_id, now)
+        note = signed_note(text, session_id)
         state["global_notes"].append(note)
     ctx.out.emit(message("note_added", count=len(state["global_notes"])), {"note": note})
     return EXIT_OK
@@ -4317,7 +4320,7 @@ def cmd_check(ctx, args):
     session = find_session(state, session_id) if session_id else None
     if session and not areas and not paths:
         areas = session["touched_areas"]
-    running_into = intent_conflicts(state, session_id, areas, paths, now,
+    running_into = foreign_locks_in_the_way(state, session_id, areas, paths, now,
                                     is_folder=ctx.is_folder, fold_case=ctx.fold_case)
     found = [conflict_view(c, now) for c in running_into]
     conflicts, shared = split_by_outside_fixes(found)
@@ -4364,7 +4367,7 @@ def cmd_directive(ctx, args):
                                       ("--directive", "directive"), ("--reason", "reason")])
     session_id = check_session_id(args.session)
     rule = normalise_rule(check_text("--rule", args.rule, MAX_AREA_CHARS, allow_newlines=False))
-    if not pattern(r"[a-z0-9_]+").fullmatch(rule):
+    if not regex(r"[a-z0-9_]+").fullmatch(rule):
         raise UsageError(f"--rule {args.rule!r} is not a rule name: use words like "
                          "intent_scope or escalation")
     entry = {"session": session_id, "directive": check_text("--directive", args.directive),
@@ -4580,17 +4583,17 @@ def session_start_check(ctx, event):
     if store is None:
         return ""
     state, now = store.load(), utc_now()
-    acting = session_of_conversation(state, event["conversation"])
-    if acting is None:
+    session = session_of_conversation(state, event["conversation"])
+    if session is None:
         if event["source"] == "clear" and state["active_sessions"]:
             return message("session_start_unbound", cli=cli_name())
         return ""
-    found = [conflict_view(c, now) for c in intent_conflicts(
-        state, acting["id"], acting["touched_areas"], [], now, fold_case=ctx.fold_case)]
+    found = [conflict_view(c, now) for c in foreign_locks_in_the_way(
+        state, session["id"], session["touched_areas"], [], now, fold_case=ctx.fold_case)]
     if not found:
         return ""
     conflicts, shared = split_by_outside_fixes(found)
-    return render("check_warning.txt.j2", session=acting["id"], drift=[], cli=cli_name(),
+    return render("check_warning.txt.j2", session=session["id"], drift=[], cli=cli_name(),
                   conflicts=conflicts, shared=shared).rstrip("\n")
 
 
@@ -4614,20 +4617,20 @@ def write_verdict_of_path(ctx, event, file_path):
     if store is None:
         return False, ""  # not a file of a repository whose sessions we coordinate
     state = store.load()
-    acting = session_of_conversation(state, event["conversation"])
+    session = session_of_conversation(state, event["conversation"])
     if (path + "/").startswith(STATE_FOLDER + "/"):
         return True, message("hook_state_file", path=path, cli=cli_name())
-    verdict, lock, _ = build_failure_verdict(state, acting["id"] if acting else None, path=path,
+    verdict, lock, _ = build_failure_verdict(state, session["id"] if session else None, path=path,
                                              now=utc_now(), fold_case=ctx.fold_case)
     if verdict == "fix":
         return False, ""
     fields = {"path": path, "owner": lock["owner"], "cli": cli_name(), "area": lock["area"],
               "until": lock["expires_at"], "reason": lock["reason"],
-              "you": acting["id"] if acting else "<your-session>"}
+              "you": session["id"] if session else "<your-session>"}
     if verdict == "fix_and_notify":
         return False, message("hook_allowed_in_lock", **fields)
     return True, "\n".join([message("hook_blocked", **fields),
-                            message("hook_what_to_do" if acting else "hook_unbound", **fields)])
+                            message("hook_what_to_do" if session else "hook_unbound", **fields)])
 
 
 def command_key(event):
@@ -4651,8 +4654,8 @@ def shell_write_verdict(ctx, event):
     store, _ = store_and_path(ctx, event, folder)
     if store is not None and event["conversation"]:
         state = store.load()
-        acting = session_of_conversation(state, event["conversation"])
-        if any(lock["owner"] != (acting or {}).get("id") for lock in live_locks(state, utc_now())):
+        session = session_of_conversation(state, event["conversation"])
+        if any(lock["owner"] != (session or {}).get("id") for lock in live_locks(state, utc_now())):
             store.mark_command_start(command_key(event), time.time_ns())
     return False, "\n".join(notes)
 
@@ -4672,13 +4675,13 @@ def report_command_changes(ctx, event):
     if started is None:
         return ""
     state, now = store.load(), utc_now()
-    acting = session_of_conversation(state, event["conversation"])
-    you = (acting or {}).get("id")
-    scopes = unique_in_order(scope for lock in live_locks(state, now) if lock["owner"] != you
+    session = session_of_conversation(state, event["conversation"])
+    session_id = (session or {}).get("id")
+    scopes = unique_in_order(scope for lock in live_locks(state, now) if lock["owner"] != session_id
                              for scope in lock["scope"])
     changed = files_written_in_scopes_after(checkout, scopes, started,
                                             fold_case=ctx.fold_case) if scopes else []
-    by_lock = changes_in_foreign_locks(state, you, changed, now, fold_case=ctx.fold_case)
+    by_lock = changes_in_foreign_locks(state, session_id, changed, now, fold_case=ctx.fold_case)
     if not by_lock:
         return ""
     lines, recorded = [], []
@@ -4687,12 +4690,12 @@ def report_command_changes(ctx, event):
         more = f" and {len(paths) - len(shown)} more" if len(paths) > len(shown) else ""
         key = "hook_changed_in_shared_lock" if lock["allow_external_fixes"] else "hook_changed_in_lock"
         lines.append(message(key, files=shown, more=more, owner=lock["owner"],
-                             area=lock["area"], cli=cli_name(), you=you or "<your-session>"))
+                             area=lock["area"], cli=cli_name(), you=session_id or "<your-session>"))
         owners = find_session(state, lock["owner"]) or {}
         recorded += [p for p in paths if p not in owners.get("touched_files", [])]
-    if acting and recorded:
+    if session and recorded:
         record_touched(store, event["conversation"], recorded)
-        lines.append(message("hook_changed_recorded", you=you))
+        lines.append(message("hook_changed_recorded", you=session_id))
     return "\n".join(lines)
 
 
@@ -4708,10 +4711,10 @@ def cmd_commit_check(ctx, args):
         state, now = ctx.store.load(), utc_now()
         here = [s for s in state["active_sessions"]
                 if s.get("worktree") and os.path.realpath(s["worktree"]) == ctx.checkout_root]
-        committer = here[0]["id"] if len(here) == 1 else None
+        session_id = here[0]["id"] if len(here) == 1 else None
         refused = []
         for name in staged:
-            verdict, lock, _ = build_failure_verdict(state, committer, now, path=name,
+            verdict, lock, _ = build_failure_verdict(state, session_id, now, path=name,
                                                      fold_case=ctx.fold_case)
             if verdict == "report_only":
                 refused.append((name, lock))

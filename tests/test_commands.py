@@ -718,7 +718,7 @@ def test_check_json(seeded, run):
     assert conflict["lock"]["owner"] == "api"
     assert conflict["lock"]["expired"] is False
     assert conflict["lock"]["remaining_seconds"] == 7200
-    assert conflict["items"] == ["backend", "src/api/x.py"]
+    assert conflict["overlapping"] == ["backend", "src/api/x.py"]
 
 
 # ============================================================================ validate

@@ -798,7 +798,7 @@ def test_check_drift_and_conflict_are_reported_separately(clock, run, session):
                           "--path", "src/web/app.ts"))
     assert payload["drift"] == ["src/api/x.py"]
     (conflict,) = payload["conflicts"]
-    assert conflict["lock"]["owner"] == "api" and conflict["items"] == ["src/api/x.py"]
+    assert conflict["lock"]["owner"] == "api" and conflict["overlapping"] == ["src/api/x.py"]
 
 
 def test_check_conflict_without_drift(clock, run, session):
