@@ -1,4 +1,4 @@
-"""Issue 7: reliability and safety. Each test here fails if one of the tool's guarantees breaks.
+"""Reliability and safety. Each test here fails if one of the tool's guarantees breaks.
 
 1. load: parallel sessions, each command a real process, lose, duplicate and fail nothing;
 2. crash: a writer killed with SIGKILL, at random moments and at chosen points of the write,
@@ -14,7 +14,7 @@
 
 Other files already cover: parallel notes (test_store), lock timeout and a SIGKILLed lock holder
 (test_store), corrupt files and the .bak hint (test_store, test_commands), bad input never
-writes (test_commands), terminal escape sequences (test_protocol).
+writes (test_commands), terminal escape sequences (test_commands_build_failure).
 """
 
 import io
@@ -1117,7 +1117,7 @@ def test_replace_refused_forever_for_backup_or_cache_still_writes_the_state(
     assert json.loads(run("--json", "status").out)["global_notes"] == ["fresh"]
 
 
-# ============================================================================ found along the way
+# ============================================================================ damaged text in the state, and a reader that goes away
 
 def test_escaped_lone_surrogate_in_a_hand_edit_is_refused(clock, run, state_path):
     """"\\ud800" is valid YAML but no text: every reader refuses it, naming it."""

@@ -1,4 +1,4 @@
-"""Issue 4: the build failure protocol, directive logging and the audit, the intent guardrail.
+"""The build failure protocol, directive logging and the audit, the intent guardrail.
 
 - build-failure: every branch of the seed's decision tree, path resolution (nested scopes,
   globs, ties, expired locks), JSON shape, and that it never writes;

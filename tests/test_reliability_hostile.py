@@ -477,7 +477,7 @@ def test_no_text_from_the_state_escapes_the_frame(run, repo, notes, area, reason
         assert not any(o.is_invisible(ch) for ch in result.out), argv
 
 
-# ---------------------------------------------------------------------------- found by a second attack
+# ---------------------------------------------------------------------------- symlinks, cut-short files, a lock replaced before the rename
 
 @pytest.mark.parametrize("linked", [".windsurf", ".windsurf/orchestrator"])
 def test_a_symlinked_state_folder_carries_no_write_outside(run, repo, tmp_path, linked):
