@@ -1,17 +1,51 @@
-"""Session Orchestrator: parallel Cascade sessions coordinate through one state file.
+"""Session Orchestrator: parallel agent sessions on one repository coordinate through one
+state file.
 
-    argv -> validated request -> (inter-process lock, load) -> pure policy -> (atomic save) -> render
+    argv -> checked input -> (inter-process lock, load) -> pure policy -> (atomic save) -> render
 
 Every session registers itself (`sync`), claims advisory locks on the areas it changes
 (`lock`), asks before touching a broken area (`build-failure`) and leaves a record when it is
 done (`complete`). All of it lives in `.windsurf/orchestrator/session_state.yaml`, shared by
 every checkout and worktree of the repository. This module is the only writer of that file:
-strictyaml's schema is the authority on what a valid state is; a cache keyed by the file's
-hash spares the slow strictyaml parse while the file is unchanged; a small emitter for the
-fixed schema writes it back.
+strictyaml's schema is the authority on what a valid state is; caches keyed by the file's
+bytes (and each entry's) spare strictyaml's parse of what it has seen; a small emitter for
+the fixed schema writes it back.
 
-Commands: sync, lock, renew, unlock, status, update, complete, note, check, build-failure,
-directive, audit, validate, install, hook. Run `orchestrator.py COMMAND --help`.
+The domain:
+- A session is an id (kebab-case), a focus, a status and the areas it touches. Agents'
+  conversations (Windsurf's trajectory_id, Claude Code's session_id, Cursor's
+  conversation_id) are bound to a session when one runs this tool with `--session S`; the
+  hooks then know who is acting.
+- A lock is owner (a session) + area (a label people choose) + scopes (globs in git's
+  language, relative to the repository's root), with a reason and an expiry. Areas decide
+  nothing: two locks conflict when some path matches a scope of each, whatever the areas are
+  called; `lock` refuses a scope that overlaps another session's live lock.
+- A conflict, in reports, is two sessions' live locks that overlap, or a session's touched
+  areas or paths inside another session's lock.
+- The verdict on a path (build-failure, check, the write hook) comes from the one lock that
+  decides it: the asker's own lock wherever it covers the path, else the covering lock with
+  the most specific scope, else the stricter. No lock, or one's own: fix; another's lock that
+  allows outside fixes: fix and notify; another's lock: report only (the hook blocks).
+
+Sections, in the order data flows (none uses a later one; tests/test_module_layout.py):
+  1. constants — exit codes, limits, the one table of each entry's fields
+  2. errors — the kinds of failure and their exit codes, mapped in one place
+  3. text — what may be typed and printed
+  4. schema — strictyaml's schema; validating the state entry by entry
+  5. emitter — writing the state back in the tool's fixed layout
+  6. store — the file, its lock, caches and backup; transactions
+  7. policy: time — moments and durations
+  8. policy: paths — git's glob language, scope matching and overlap
+  9. policy: sessions and locks — conflicts, placing and releasing locks
+  10. policy: build failures, directives, intent — verdicts, the audit, drift
+  11. the clock, git and the files — the reads policy decides on
+  12. input checks — flags and values, and hook events as they come in
+  13. rendering — reports and messages from templates
+  14. the pack — install: the workflows, prompts, hooks and shim
+  15. questions (a person at a terminal) — questionary for what is missing
+  16. output — one JSON line or text
+  17. commands — parse -> load -> policy -> save -> render, one function each
+  18. command line — the context, both parsers, main()
 
 Exit codes: 0 done; 1 refused or conflict found (nothing written); 2 bad input or usage
 (nothing written); 3 the state file cannot be read or breaks the schema (file untouched);
@@ -50,9 +84,9 @@ DEFAULT_STATUS = "in_progress"
 DEFAULT_LOCK_DURATION = "2h"
 MAX_LOCK_SECONDS = 30 * 24 * 3600
 COMPLETED_KEPT = 10
+AUDIT_THRESHOLD = 3  # overrides of one rule after which `audit` proposes a new default
 EXPIRING_SOON_SECONDS = 15 * 60
 SESSION_ID_PATTERN = r"[a-z0-9]+(?:-[a-z0-9]+)*"  # kebab-case; the schema's Regex too
-KEBAB_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
 MAX_ID_CHARS = 64
 MAX_AREA_CHARS = 200
 MAX_GLOBSTARS = 8  # `**` segments in one scope
@@ -93,33 +127,171 @@ ENTRY_FIELDS = {
         ("reason", "text", REQUIRED), ("timestamp", "moment", REQUIRED),
         ("rule_overridden", "text", REQUIRED)),
 }
-# What names an entry across a write (see write_changes); other lists' entries are only added.
+# What names an entry across a write (see changed_entries); other lists' entries are only added.
 ENTRY_IDENTITY = {"active_sessions": ("id",), "locks": ("owner", "area")}
 EDITED_PREFIX = "edited_"  # the changed fields of edited entries, in the document a write checks
 
 
-_patterns = {}
+_regexes = {}
 
 
-def pattern(source):
+def regex(source):
     """`source` compiled, and `re` imported, on first use only."""
-    compiled = _patterns.get(source)
+    compiled = _regexes.get(source)
     if compiled is None:
         import re
-        compiled = _patterns[source] = re.compile(source)
+        compiled = _regexes[source] = re.compile(source)
     return compiled
+
+
+def unique_in_order(values):
+    return list(dict.fromkeys(values))
 
 
 # ---------------------------------------------------------------------------- errors
 
 class OrchestratorError(Exception):
-    """A failure the user can act on: one line of text and the exit code it maps to."""
+    """A failure the user can act on: one line of text, and `details` for --json. Its kind
+    (a subclass below) says what went wrong; EXIT_CODES maps kinds to exit codes."""
 
-    def __init__(self, message, exit_code=EXIT_USAGE, details=None):
+    def __init__(self, message, details=None):
         super().__init__(message)
         self.message = message
-        self.exit_code = exit_code
         self.details = details or {}
+
+    @property
+    def exit_code(self):
+        return next(code for kind, code in EXIT_CODES if isinstance(self, kind))
+
+
+class UsageError(OrchestratorError):
+    """The command line or a value on it is wrong; or a question was answered wrongly."""
+
+
+class Refused(OrchestratorError):
+    """The policy says no: a conflicting lock, a lock held by another session."""
+
+
+class StateError(OrchestratorError):
+    """The state cannot be read or written safely: invalid, damaged, lost, or a file beside
+    it that is not a plain file."""
+
+
+class Busy(OrchestratorError):
+    """Another process held the state's lock for longer than this one may wait."""
+
+
+class InternalError(OrchestratorError):
+    """A bug: what the tool wrote would break its own schema, or an unexpected exception."""
+
+
+class Cancelled(OrchestratorError):
+    """The person at the terminal pressed Ctrl-C or closed the input."""
+
+
+EXIT_CODES = ((Refused, EXIT_REFUSED), (StateError, EXIT_STATE), (Busy, EXIT_BUSY),
+              (InternalError, EXIT_INTERNAL), (Cancelled, EXIT_CANCELLED),
+              (OrchestratorError, EXIT_USAGE))
+
+
+def as_failure(exception):
+    """What the user is told about `exception`, as an OrchestratorError; None for one that must
+    propagate (a bug when ORCHESTRATOR_DEBUG asks for its traceback). The one place, with
+    EXIT_CODES, where exceptions become exit codes."""
+    if isinstance(exception, OrchestratorError):
+        return exception
+    if isinstance(exception, (KeyboardInterrupt, EOFError)):
+        return Cancelled("cancelled, nothing written")
+    if isinstance(exception, ImportError):
+        return UsageError(f"{exception.name} is not installed for {sys.executable}; run `make "
+                          "install` in the tool's folder and use .venv/bin/python (or the "
+                          "pack's launcher)")
+    if isinstance(exception, Exception) and not os.environ.get("ORCHESTRATOR_DEBUG"):
+        return InternalError(f"internal error ({type(exception).__name__}: {exception}); please "
+                             "report it with the command you ran (ORCHESTRATOR_DEBUG=1 shows "
+                             "the traceback)")
+    return None
+
+
+# ---------------------------------------------------------------------------- text
+
+# What may be typed and printed. Every text from the state, a hook event or git is printed
+# through quote_data or as_label, and every text typed in is checked for the same
+# characters (has_control_characters).
+
+KEBAB_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")  # a session id's
+LABEL_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                             "_.-/*?[]!^@+=")  # an area or path printed bare (as_label)
+SHELL_OPERATOR_CHARACTERS = ";|&$`<>"  # in an area: a pasted command line, not a label
+
+
+def is_invisible(ch):
+    """A character that is no text to show: see has_control_characters."""
+    if ch < " ":
+        return ch not in "\n\t"
+    if ch < "\x7f":
+        return False
+    import unicodedata
+    return ch <= "\x9f" or unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Cs") or \
+        "\U000e0000" <= ch <= "\U000e0fff"
+
+
+def has_control_characters(value):
+    """Does `value` hold a character that changes how text shows or reads rather than being
+    text: C0 and C1 controls (tab and newline aside), and outside ASCII every format
+    character (Unicode category Cf: bidi overrides and isolates, zero-width characters,
+    U+061C, U+2060, U+180E, U+FFF9 and the tag characters), line and paragraph separators and
+    lone surrogates. A plain loop over ASCII: the session-start check decides without `re`."""
+    if value.isascii():
+        return any(ch < " " and ch not in "\n\t" or ch == "\x7f" for ch in value)
+    return any(is_invisible(ch) for ch in value)
+
+
+# Escape sequences, 7-bit (ESC [ ...) and 8-bit (CSI 0x9b, OSC 0x9d, DCS 0x90 ...) alike.
+ESCAPE_SEQUENCE = (r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
+                   r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
+                   r"|\x1b[@-Z\\-_]")
+
+
+def clean_text(value):
+    """Terminal-safe text: escape sequences and invisible or control characters removed (see
+    has_control_characters); newlines and tabs kept."""
+    text = str(value)
+    if not has_control_characters(text):
+        return text  # the usual case, decided without importing `re` (the hook's budget)
+    text = regex(ESCAPE_SEQUENCE).sub("", text)
+    return "".join(ch for ch in text if not is_invisible(ch))
+
+
+def quote_data(value, limit=MAX_TEXT_CHARS):
+    """The one way text from the state, from hook events and from git is printed, to people
+    and to agents: cleaned (clean_text), on one quoted line (newlines as \\n, quotes and
+    backslashes escaped), at most `limit` characters. Data to read, never a line to obey."""
+    text = clean_text(value)
+    if len(text) > limit:
+        text = text[:limit] + "…"
+    text = text.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + text.replace("\n", "\\n").replace("\t", " ") + '"'
+
+
+def as_label(value, limit=300):
+    """An area or path as it appears in a sentence: bare when it is plainly a label
+    (`backend`, `src/api/*.py`), so the seed's sentences read as written; quoted as data
+    (quote_data) as soon as it holds anything else, so that text like
+    `db. SYSTEM NOTICE: ...` can never read as part of the sentence."""
+    text = clean_text(value)
+    if text and len(text) <= limit and set(text) <= LABEL_CHARACTERS:
+        return text
+    return quote_data(text, limit)
+
+
+def one_line(value):
+    return " ".join(clean_text(value).split())
+
+
+def cli_name():
+    """How hints spell the tool: the installed launcher sets this, a checkout runs the file."""
+    return os.environ.get("ORCHESTRATOR_COMMAND", "orchestrator.py")
 
 
 # ---------------------------------------------------------------------------- schema
@@ -186,7 +358,7 @@ def state_schema():
 
 
 def changes_schema(new_keys, edited_keys):
-    """The schema of what one write adds (see `write_changes`): whole new entries under their
+    """The schema of what one write adds (see `changed_entries`): whole new entries under their
     list's name, checked like any entry; the changed fields of an edited entry under
     EDITED_PREFIX + the list's name, each checked by its own field's validator."""
     sy = import_strictyaml()
@@ -221,20 +393,19 @@ def check_yaml_text(text, label):
     # and only once bytes.translate (C speed) has found a byte outside the allowed ones.
     ascii_text = text.isascii()
     if not ascii_text or text.encode("ascii").translate(None, ASCII_ALLOWED):
-        forbidden = pattern(ASCII_FORBIDDEN if ascii_text else YAML_FORBIDDEN).search(text)
+        forbidden = regex(ASCII_FORBIDDEN if ascii_text else YAML_FORBIDDEN).search(text)
         if forbidden:
             line = text.count("\n", 0, forbidden.start()) + 1
-            raise OrchestratorError(f"{label} is not a valid state at line {line}: it holds the "
-                                    f"control character U+{ord(forbidden.group()):04X}",
-                                    EXIT_STATE)
+            raise StateError(f"{label} is not a valid state at line {line}: it holds the "
+                             f"control character U+{ord(forbidden.group()):04X}")
     if text.count("[") + text.count("{") > MAX_FLOW_NESTING:
         depth = deepest = 0
         for bracket in text.encode("utf-8", "surrogatepass").translate(None, NOT_BRACKETS):
             depth = max(depth + (1 if bracket in b"[{" else -1), 0)
             deepest = max(deepest, depth)
         if deepest > MAX_FLOW_NESTING:  # strictyaml would spend seconds before giving up
-            raise OrchestratorError(f"{label} is not a valid state: it nests too deeply (the "
-                                    "state holds lists of entries, nothing deeper)", EXIT_STATE)
+            raise StateError(f"{label} is not a valid state: it nests too deeply (the "
+                             "state holds lists of entries, nothing deeper)")
 
 
 def load_yaml(text, schema, label, checked=False):
@@ -248,20 +419,19 @@ def load_yaml(text, schema, label, checked=False):
     except strictyaml.YAMLError as error:
         raise schema_error(label, error) from None
     except RecursionError:
-        raise OrchestratorError(f"{label} is not a valid state: it nests too deeply (the state "
-                                "holds lists of entries, nothing deeper)", EXIT_STATE) from None
+        raise StateError(f"{label} is not a valid state: it nests too deeply (the state "
+                         "holds lists of entries, nothing deeper)") from None
     except (ValueError, OverflowError) as error:  # e.g. a UTC offset of 24 hours or more
-        raise OrchestratorError(f"{label} is not a valid state: {one_line(error)}",
-                                EXIT_STATE) from None
+        raise StateError(f"{label} is not a valid state: {one_line(error)}") from None
     except Exception as error:  # noqa: BLE001
         # strictyaml's own crash on some malformed input (a repeated key with a comment, a
         # comment between empty entries): still a file to fix, not a bug of this tool
-        raise OrchestratorError(f"{label} is not a valid state: strictyaml cannot read it "
-                                f"({type(error).__name__}); look for a repeated key or a "
-                                "misplaced line", EXIT_STATE) from None
+        raise StateError(f"{label} is not a valid state: strictyaml cannot read it "
+                         f"({type(error).__name__}); look for a repeated key or a "
+                         "misplaced line") from None
 
 
-class ValidationDeferred(OrchestratorError):
+class ValidationDeferred(StateError):
     """Validating the state would outlast the caller's deadline (the hook, `check`)."""
 
 
@@ -315,7 +485,7 @@ def validate_state_text(text, label, known=None, deadline=None):
         except OrchestratorError:
             pass  # strictyaml says why, and where, from the whole document below
     deferred = ValidationDeferred("the state needs a full validation, longer than the time this "
-                                  "command has; the next command validates it", EXIT_STATE,
+                                  "command has; the next command validates it",
                                   {"entries": {}})
     if deadline is not None and (text.count("\n") * WHOLE_PARSE_SECONDS_PER_LINE
                                  > deadline - time.monotonic()):
@@ -336,7 +506,8 @@ class DeadlineReached(BaseException):
 
 class interrupted_at:
     """Raise DeadlineReached in the main thread at `deadline` (time.monotonic()), where the
-    platform has interval timers; otherwise, and without a deadline, nothing happens."""
+    platform has interval timers; otherwise, and without a deadline, nothing happens. A timer
+    armed outside (a test runner's, a caller's) is put back with the time it had left."""
 
     def __init__(self, deadline):
         self.deadline = deadline
@@ -352,7 +523,9 @@ class interrupted_at:
         def reached(signum, frame):
             raise DeadlineReached
         self.previous = signal.signal(signal.SIGALRM, reached)
-        signal.setitimer(signal.ITIMER_REAL, max(self.deadline - time.monotonic(), 0.001))
+        self.started = time.monotonic()
+        self.outer = signal.setitimer(signal.ITIMER_REAL,
+                                      max(self.deadline - self.started, 0.001))
         return self
 
     def __exit__(self, *exc):
@@ -360,6 +533,10 @@ class interrupted_at:
             import signal
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, self.previous)
+            left, interval = self.outer
+            if left > 0:
+                elapsed = time.monotonic() - self.started
+                signal.setitimer(signal.ITIMER_REAL, max(left - elapsed, 0.001), interval)
         return False
 
 
@@ -380,14 +557,14 @@ def parse_by_entries(pieces, label, known, deadline):
             if deadline is not None and time.monotonic() > deadline:
                 raise ValidationDeferred(
                     "the state holds more new entries than can be validated in the time this "
-                    "command has; the next command validates the rest", EXIT_STATE,
+                    "command has; the next command validates the rest",
                     {"entries": entries})
             batch = todo[start:start + VALIDATION_BATCH]
             schema = state_schema_of(key)
             data = load_yaml(f"{key}:\n" + "\n".join(batch) + "\n", schema, label,
                              checked=True).get(key)
             if not isinstance(data, list) or len(data) != len(batch):
-                raise OrchestratorError("an entry did not read as one entry")
+                raise StateError("an entry did not read as one entry")
             for text, item in zip(batch, data):
                 found = []
                 entries[(key, text)] = (normalise_entry(key, item, label, found), found)
@@ -437,11 +614,11 @@ def split_state_text(text):
         return None  # a block scalar at the very end reads differently once a \n follows it
     if ("\ufeff" in text or "\x85" in text or "\u2028" in text or "\u2029" in text
             or ("\r" in text and "\r" in text.replace("\r\n", ""))
-            or pattern(UNCLEAN_LINE).search(text)
-            or any(pattern(keep).search(text) for keep in KEEP_CHOMPING)):
+            or regex(UNCLEAN_LINE).search(text)
+            or any(regex(keep).search(text) for keep in KEEP_CHOMPING)):
         return None
-    keys = list(pattern(TOP_LEVEL_LINE).finditer(text))
-    if not keys or pattern(r"\n[ ]*[^ #\r\n]").search(text, 0, keys[0].start()):
+    keys = list(regex(TOP_LEVEL_LINE).finditer(text))
+    if not keys or regex(r"\n[ ]*[^ #\r\n]").search(text, 0, keys[0].start()):
         return None  # no key, or content before the first one
     pieces = {}
     for number, key_line in enumerate(keys):
@@ -450,7 +627,7 @@ def split_state_text(text):
             return None
         block_end = keys[number + 1].start() if number + 1 < len(keys) else len(text)
         block = text[key_line.end():block_end]  # starts with the \n that ends the key line
-        first = pattern(r"\n([ ]*)[^ #\r\n]").search(block)
+        first = regex(r"\n([ ]*)[^ #\r\n]").search(block)
         if empty or first is None:
             if first is not None or not empty:
                 return None  # content under `name: []`, or `name:` with no entry
@@ -461,9 +638,9 @@ def split_state_text(text):
             return None
         # A line less indented than the entries, or at their indentation but no entry:
         shallow = r"[ ]{0,%d}[^ #\r\n]|" % (indent - 1) if indent else ""
-        if pattern(r"\n(?:%s[ ]{%d}(?:[^ #\r\n-]|-[^ ]))" % (shallow, indent)).search(block):
+        if regex(r"\n(?:%s[ ]{%d}(?:[^ #\r\n-]|-[^ ]))" % (shallow, indent)).search(block):
             return None
-        starts = [m.start() + 1 for m in pattern(r"\n[ ]{%d}- " % indent).finditer(block)]
+        starts = [m.start() + 1 for m in regex(r"\n[ ]{%d}- " % indent).finditer(block)]
         ends = [start - 1 for start in starts[1:]] + [len(block)]
         pieces[name] = [block[start:end].removesuffix("\n") for start, end in zip(starts, ends)]
     return pieces
@@ -504,8 +681,7 @@ def schema_error(label, error):
     problem = getattr(error, "problem", None) or str(error).splitlines()[0]
     context = getattr(error, "context", None)
     what = f"{problem} ({context})" if context else problem
-    return OrchestratorError(f"{label} is not a valid state{where}: {' '.join(what.split())}",
-                             EXIT_STATE)
+    return StateError(f"{label} is not a valid state{where}: {' '.join(what.split())}")
 
 
 def normalise_state(data, label):
@@ -544,8 +720,8 @@ def refuse_surrogates(item, key, label):
         if isinstance(v, str)]
     for text in texts:
         if any("\ud800" <= ch <= "\udfff" for ch in text):
-            raise OrchestratorError(f"{label} is not a valid state: {key} holds an escaped lone "
-                                    "surrogate (\\ud800-\\udfff), which is not text", EXIT_STATE)
+            raise StateError(f"{label} is not a valid state: {key} holds an escaped lone "
+                             "surrogate (\\ud800-\\udfff), which is not text")
 
 
 def default_for(holds, entry):
@@ -556,14 +732,20 @@ def default_for(holds, entry):
     return ""
 
 
+def iso(moment):
+    """A datetime as a moment (naive ones are not passed here: they are read as UTC first)."""
+    from datetime import timezone
+    return moment.astimezone(timezone.utc).replace(microsecond=0).isoformat()
+
+
 def timestamp_to_utc(value, label):
     from datetime import timezone
     naive = value.tzinfo is None
     try:
         value = value.replace(tzinfo=timezone.utc) if naive else value.astimezone(timezone.utc)
     except (OverflowError, ValueError):
-        raise OrchestratorError(f"{label} holds a timestamp out of range (a UTC offset must be "
-                                "under 24 hours; years 1 to 9999)", EXIT_STATE) from None
+        raise StateError(f"{label} holds a timestamp out of range (a UTC offset must be "
+                         "under 24 hours; years 1 to 9999)") from None
     return iso(value), naive
 
 
@@ -580,9 +762,9 @@ _ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t"}
 
 def yaml_string(text):
     """A scalar strictyaml reads back as exactly `text`."""
-    if pattern(PLAIN_SAFE).fullmatch(text) and not text.endswith(":"):
+    if regex(PLAIN_SAFE).fullmatch(text) and not text.endswith(":"):
         return text
-    needs_escape = pattern(ASCII_NEEDS_ESCAPE if text.isascii() else NEEDS_ESCAPE)
+    needs_escape = regex(ASCII_NEEDS_ESCAPE if text.isascii() else NEEDS_ESCAPE)
     return '"' + needs_escape.sub(lambda m: _ESCAPES.get(m.group()) or
                                            escape_codepoint(m.group()), text) + '"'
 
@@ -635,7 +817,7 @@ def emit_list(name, key, items):
     return lines
 
 
-def write_changes(before, after):
+def changed_entries(before, after):
     """What a write adds, as (new, edited), each {list: [entries]}: whole entries `before` does
     not hold, and of an entry it edits (the one entry of its identity in `before`, no field
     dropped) only the fields whose values changed. The rest was validated when it was read."""
@@ -679,7 +861,7 @@ def validate_changes(before, after):
     """Run strictyaml over what this write adds, and prove the emitter round-trips it. Only
     what changed is parsed: strictyaml takes about 0.2 ms a line, and re-reading a whole
     session for one new timestamp was most of what a write cost beyond the import."""
-    new, edited = write_changes(before, after)
+    new, edited = changed_entries(before, after)
     if not new and not edited:
         return
     sections = ([(key, key, items) for key, items in new.items()] +
@@ -688,16 +870,15 @@ def validate_changes(before, after):
     try:
         data = load_yaml(text, changes_schema(new, edited), "the new entries")
     except OrchestratorError as error:
-        raise OrchestratorError(f"internal error: what this write adds breaks the schema "
-                                f"({error.message}); nothing was written, please report this",
-                                EXIT_INTERNAL) from None
+        raise InternalError(f"internal error: what this write adds breaks the schema "
+                            f"({error.message}); nothing was written, please report this") from None
     warnings = []
     reloaded = {name: [normalise_entry(key, item, "the new entries", warnings,
                                        complete=name == key) for item in data.get(name) or []]
                 for name, key, _ in sections}
     if reloaded != {name: items for name, _, items in sections}:
-        raise OrchestratorError("internal error: the new entries do not read back unchanged; "
-                                "nothing was written, please report this", EXIT_INTERNAL)
+        raise InternalError("internal error: the new entries do not read back unchanged; "
+                            "nothing was written, please report this")
 
 
 # ---------------------------------------------------------------------------- store
@@ -866,18 +1047,18 @@ class Store:
         for folder in self.guarded_folders:
             folder = os.path.normpath(folder)
             if os.path.islink(folder) or (os.path.lexists(folder) and not os.path.isdir(folder)):
-                raise OrchestratorError(f"{folder} is a symbolic link or not a folder; the "
-                                        "state's folders must be plain folders inside the "
-                                        "repository: check what put it there", EXIT_STATE)
+                raise StateError(f"{folder} is a symbolic link or not a folder; the "
+                                 "state's folders must be plain folders inside the "
+                                 "repository: check what put it there")
 
     # -- reading
     def read_bytes(self):
         try:
             return read_regular(self.path)
         except NotRegularFile as error:
-            raise OrchestratorError(f"{error}; {PLAIN_FILES_HINT}", EXIT_STATE) from None
+            raise StateError(f"{error}; {PLAIN_FILES_HINT}") from None
         except OSError as error:
-            raise OrchestratorError(f"cannot read {self.path}: {error.strerror}", EXIT_STATE)
+            raise StateError(f"cannot read {self.path}: {error.strerror}")
 
     def load(self):
         """The validated state. strictyaml runs only when the file's bytes are new to us."""
@@ -886,7 +1067,7 @@ class Store:
             self.refuse_lost_data("does not exist")
             return empty_state()
         if self.refused and self.refused[0] == raw:
-            raise OrchestratorError(self.refused[1].message, self.refused[1].exit_code)
+            raise type(self.refused[1])(self.refused[1].message)
         if self.validated and self.validated[0] == raw:
             state, self.warnings = self.validated[1], self.validated[2]
         else:
@@ -928,11 +1109,11 @@ class Store:
     def refuse_lost_data(self, what):
         if self.backup_holds_entries():
             import shlex
-            raise OrchestratorError(
+            raise StateError(
                 f"{self.path} {what}, but the tool's last copy holds entries: the shared state "
                 f"was lost. Restore it with `cp {shlex.quote(self.backup_path)} "
                 f"{shlex.quote(self.path)}`, or start afresh on purpose by deleting "
-                f"{shlex.quote(self.backup_path)} too", EXIT_STATE)
+                f"{shlex.quote(self.backup_path)} too")
 
     def validate_bytes(self, raw):
         if not raw.strip():
@@ -943,16 +1124,15 @@ class Store:
             backup = None
         if backup and raw.strip() and len(raw) < len(backup) and backup.startswith(raw):
             import shlex
-            raise OrchestratorError(
+            raise StateError(
                 f"{self.path} is cut short: it is the start of the tool's last copy. Restore it "
                 f"with `cp {shlex.quote(self.backup_path)} {shlex.quote(self.path)}`; if you cut "
-                f"it on purpose, delete {shlex.quote(self.backup_path)} and run again",
-                EXIT_STATE)
+                f"it on purpose, delete {shlex.quote(self.backup_path)} and run again")
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as error:
-            raise OrchestratorError(f"{self.path} is not UTF-8 text (byte {error.start}); "
-                                    f"{self.restore_hint()}", EXIT_STATE)
+            raise StateError(f"{self.path} is not UTF-8 text (byte {error.start}); "
+                             f"{self.restore_hint()}")
         try:
             state, self.warnings, entries = validate_state_text(
                 text, self.path, self.read_entries(), self.deadline)
@@ -1112,11 +1292,10 @@ class Store:
             atomic_write(self.path, data, keep_mode=True,
                          before_replace=lambda: self.still_ours(lock))
         except NotRegularFile as error:
-            raise OrchestratorError(f"{error}; {PLAIN_FILES_HINT}; nothing was changed",
-                                    EXIT_STATE) from None
+            raise StateError(f"{error}; {PLAIN_FILES_HINT}; nothing was changed") from None
         except OSError as error:
-            raise OrchestratorError(f"cannot write {self.path}: {error.strerror}; nothing was "
-                                    "changed", EXIT_STATE)
+            raise StateError(f"cannot write {self.path}: {error.strerror}; nothing was "
+                             "changed")
         try:  # the last good copy, offered for restoring when a hand edit breaks the file
             atomic_write(self.backup_path, data, durable=False, keep_mode=True)
         except OSError:
@@ -1132,9 +1311,9 @@ class Store:
         if lock is not None:
             lock.verify()
         if self.read_bytes() != self.loaded_raw:
-            raise OrchestratorError(
+            raise Busy(
                 f"{self.path} changed while this command held the lock (was its lock file "
-                "removed?); nothing was written, run the command again", EXIT_BUSY)
+                "removed?); nothing was written, run the command again")
 
     def remove_stale_temp_files(self):
         """Temp files a killed writer left beside the state (only lock holders make them)."""
@@ -1222,25 +1401,25 @@ class InterProcessLock:
             self.open()
             if not (self.try_lock() or self.wait()):
                 self.handle.close()
-                raise OrchestratorError(
+                raise Busy(
                     f"the state stayed locked by another orchestrator command for "
                     f"{self.timeout:g}s; nothing was written: try again in a moment (if a command "
-                    "is stuck, end that process)", EXIT_BUSY)
+                    "is stuck, end that process)")
             if self.still_at_path():
                 return self
             self.handle.close()
-        raise OrchestratorError(f"the lock file {self.path} keeps being replaced; nothing was "
-                                "written: check what removes it", EXIT_BUSY)
+        raise Busy(f"the lock file {self.path} keeps being replaced; nothing was "
+                   "written: check what removes it")
 
     def open(self):
         try:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
             self.handle = os.fdopen(open_regular(self.path, os.O_RDWR | os.O_CREAT), "r+b")
         except NotRegularFile as error:
-            raise OrchestratorError(f"{error}; {PLAIN_FILES_HINT}", EXIT_STATE) from None
+            raise StateError(f"{error}; {PLAIN_FILES_HINT}") from None
         except OSError as error:
-            raise OrchestratorError(f"cannot open the lock file {self.path}: {error.strerror}; "
-                                    "check the folder's permissions", EXIT_STATE) from None
+            raise StateError(f"cannot open the lock file {self.path}: {error.strerror}; "
+                             "check the folder's permissions") from None
 
     def still_at_path(self):
         try:
@@ -1253,9 +1432,8 @@ class InterProcessLock:
     def verify(self):
         """Before a write: is the lock we hold still the one every command takes?"""
         if not self.still_at_path():
-            raise OrchestratorError(f"the lock file {self.path} was removed or replaced while this "
-                                    "command held it; nothing was written, run it again",
-                                    EXIT_BUSY)
+            raise Busy(f"the lock file {self.path} was removed or replaced while this "
+                       "command held it; nothing was written, run it again")
 
     def wait(self):
         """Wait for the holder to let go, at most `timeout` seconds."""
@@ -1330,8 +1508,8 @@ def lock_timeout():
     except ValueError:
         seconds = float("nan")
     if not 0 < seconds <= 86400:  # also refuses nan and inf
-        raise OrchestratorError(f"{LOCK_TIMEOUT_ENV} must be a number of seconds above 0 and at "
-                                f"most 86400, e.g. 10; got {raw[:40]!r}")
+        raise UsageError(f"{LOCK_TIMEOUT_ENV} must be a number of seconds above 0 and at "
+                         f"most 86400, e.g. 10; got {raw[:40]!r}")
     return max(seconds, 0.001)
 
 
@@ -1378,135 +1556,12 @@ class Transaction:
 
 # What git says a checkout changed: reading, like the store, before any policy.
 
-def files_changed_since(ctx, session):
-    """What the session changed: the files its write hook recorded and git's commits since it
-    started; git's uncommitted changes only when the hook recorded nothing (in a checkout
-    shared with other sessions those may be theirs)."""
-    files = list(session.get("touched_files", []))
-    checkout = session.get("worktree") or ctx.checkout_root
-    log = run_git(checkout, "log", f"--since={session['started_at']}", "--name-only",
-                  "--format=", "-z")
-    status = "" if files else run_git(checkout, "status", "--porcelain", "-z",
-                                      "--untracked-files=all")
-    files += [name for name in log.split("\0") if name]
-    records = status.split("\0")
-    index = 0
-    while index < len(records):
-        record = records[index]
-        index += 1
-        if len(record) > 3:
-            files.append(record[3:])
-            if record[0] in "RC":
-                index += 1  # a rename's second record is the old name
-    own_folder = STATE_FOLDER + "/"
-    return sorted({f for f in files if not f.startswith(own_folder)})
-
-
-def run_git(checkout, *args):
-    import subprocess
-    try:
-        proc = subprocess.run(["git", "-C", str(checkout), *args], capture_output=True,
-                              text=True, timeout=20, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return proc.stdout if proc.returncode == 0 else ""
-
-
-def files_written_in_scopes_after(checkout, scopes, since_ns):
-    """Files under `scopes` in `checkout` changed at or after `since_ns` (their modification
-    or status-change time: a copy that keeps the old modification time, a move or a
-    checkout still changes the latter) that git tracks or would add (not ignored). The
-    scopes' folders are walked first, which costs no process; git is asked about what the
-    walk found, or about the whole scopes when the walk would be too long. A file that was
-    deleted has no time and is not seen."""
-    found = recently_written(checkout, scopes, since_ns)
-    if found == []:
-        return []
-    if found is not None and len(found) <= LITERAL_PATHSPECS:
-        specs = [f":(literal){name}" for name in found]
-    else:  # a pathspec a file makes git's matching quadratic: let it match the scopes
-        specs = [f":(glob){scope}{suffix}" for scope in scopes for suffix in ("", "/**")]
-    listed = run_git(checkout, "ls-files", "-z", "--cached", "--others", "--exclude-standard",
-                     "--", *specs)
-    wanted = None if found is None else set(found)
-    changed = []
-    for name in unique_in_order(listed.split("\0")):
-        if not name or (wanted is not None and name not in wanted):
-            continue
-        try:
-            info = os.lstat(os.path.join(checkout, name))
-        except OSError:
-            continue
-        if max(info.st_mtime_ns, info.st_ctime_ns) >= since_ns:
-            changed.append(name)
-    return changed
-
-
-LITERAL_PATHSPECS = 200  # files named to git one by one; past this, the scopes' globs
-WALK_LIMIT = 20000  # entries the after-command walk looks at before it leaves the rest to git
-
-
-def recently_written(checkout, scopes, since_ns):
-    """Files and symlinks in `scopes` changed at or after `since_ns` (modification or status
-    change), walking the scopes' literal folders (not through symlinks, not into .git);
-    None past WALK_LIMIT entries. One lstat a file is the whole cost (about 3 ms a thousand
-    files), so it stays lean."""
-    from stat import S_ISDIR
-    roots = set("/".join(literal_prefix(scope)) for scope in scopes)
-    # A root inside another root is walked with it (looked up folder by folder: thousands of
-    # locks must not cost thousands squared comparisons).
-    pending = [""] if "" in roots else [
-        root for root in roots if not any("/".join(root.split("/")[:depth]) in roots
-                                          for depth in range(1, root.count("/") + 1))]
-    base = os.path.join(checkout, "")
-    found, seen = [], 0
-    while pending:
-        relative = pending.pop()
-        try:
-            info = os.lstat(base + relative)
-        except OSError:
-            continue
-        if not S_ISDIR(info.st_mode):  # a scope that names one file
-            if max(info.st_mtime_ns, info.st_ctime_ns) >= since_ns:
-                found.append(relative)
-            continue
-        try:
-            names = os.listdir(base + relative)
-        except OSError:
-            continue
-        seen += len(names)
-        if seen > WALK_LIMIT:
-            return None
-        prefix = relative + "/" if relative else ""
-        for name in names:
-            try:
-                info = os.lstat(base + prefix + name)
-            except OSError:
-                continue
-            if S_ISDIR(info.st_mode):
-                if name != ".git":
-                    pending.append(prefix + name)
-            elif max(info.st_mtime_ns, info.st_ctime_ns) >= since_ns:
-                found.append(prefix + name)
-    return [path for path in found if any(path_in_scope(path, scope) for scope in scopes)]
-
 
 # ---------------------------------------------------------------------------- policy: time
 
 # A moment is held as the state writes it: UTC ISO 8601 to the second ("...T12:00:00+00:00").
 # Every timestamp in a loaded state has that one form, so two compare as strings in time order,
 # and the session-start check and the hook import datetime only to word a conflict they found.
-
-def utc_now():
-    now = time.gmtime()
-    return (f"{now.tm_year:04d}-{now.tm_mon:02d}-{now.tm_mday:02d}T"
-            f"{now.tm_hour:02d}:{now.tm_min:02d}:{now.tm_sec:02d}+00:00")
-
-
-def iso(moment):
-    """A datetime as a moment (naive ones are not passed here: they are read as UTC first)."""
-    from datetime import timezone
-    return moment.astimezone(timezone.utc).replace(microsecond=0).isoformat()
 
 
 def seconds_between(earlier, later):
@@ -1521,20 +1576,20 @@ def moment_after(moment, seconds):
 
 def parse_duration(text):
     """`45m`, `2h`, `1h30m`, `1d`, `90s` -> seconds; anything else is bad input."""
-    match = pattern(DURATION_PATTERN).fullmatch(text.strip().lower()) if text else None
+    match = regex(DURATION_PATTERN).fullmatch(text.strip().lower()) if text else None
     if not match or not any(match.groups()):
         if text and text.strip().isdigit():
-            raise OrchestratorError(f"--duration {text!r} has no unit: did you mean "
-                                    f"{text.strip()}m (minutes) or {text.strip()}h (hours)?")
-        raise OrchestratorError(f"--duration {text!r} is not a duration: use forms like 45m, 2h, "
-                                "1h30m or 1d")
+            raise UsageError(f"--duration {text!r} has no unit: did you mean "
+                             f"{text.strip()}m (minutes) or {text.strip()}h (hours)?")
+        raise UsageError(f"--duration {text!r} is not a duration: use forms like 45m, 2h, "
+                         "1h30m or 1d")
     days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
     total = ((days * 24 + hours) * 60 + minutes) * 60 + seconds
     if total > MAX_LOCK_SECONDS:
-        raise OrchestratorError(f"--duration {text!r} is longer than 30 days; take a shorter lock "
-                                "and renew it")
+        raise UsageError(f"--duration {text!r} is longer than 30 days; take a shorter lock "
+                         "and renew it")
     if total <= 0:
-        raise OrchestratorError(f"--duration {text!r} must be longer than zero, e.g. 2h")
+        raise UsageError(f"--duration {text!r} must be longer than zero, e.g. 2h")
     return total
 
 
@@ -1593,26 +1648,15 @@ POSIX_CLASSES = {
     b"xdigit": _bytes_where(lambda c: c in "0123456789abcdefABCDEF"),
 }
 
-# Paths are compared as the repository's file system sees them: on a case-insensitive one
-# (Windows, macOS by default) `Src/API` and `src/api` are one path. Context sets this once.
-fold_path_case = False
-
-
-def path_segments(path):
-    """A path or glob as its segments; `/` and `\\` alike, case folded where the file system
-    ignores case."""
+def path_segments(path, fold_case=False):
+    """A path or glob as its segments; `/` and `\\` alike. Paths are compared as the
+    repository's file system sees them: where it ignores case (Windows, macOS by default),
+    `Src/API` and `src/api` are one path, and every function that compares paths takes
+    `fold_case`, which the Context decides once from the checkout's file system."""
     path = path.replace("\\", "/")
-    if fold_path_case:
+    if fold_case:
         path = path.casefold()
     return [segment for segment in path.split("/") if segment]
-
-
-def file_system_ignores_case(folder):
-    """Does `folder`'s file system treat `.GIT` and `.git` as one name?"""
-    if os.name == "nt":
-        return True
-    probe = os.path.join(folder, ".git")
-    return os.path.exists(probe) and os.path.exists(os.path.join(folder, ".GIT"))
 
 
 def is_glob(segment):
@@ -1733,13 +1777,13 @@ def add_wildmatch(automaton, start, pattern):
 _automata = {}
 
 
-def scope_automaton(scope):
+def scope_automaton(scope, fold_case=False):
     """The automaton of everything `scope` matches: the scope as literal text, or its glob."""
-    key = (scope, fold_path_case)
+    key = (scope, fold_case)
     automaton = _automata.get(key)
     if automaton is not None:
         return automaton
-    segments = path_segments(scope)
+    segments = path_segments(scope, fold_case=fold_case)
     text = "/".join(segments).encode("utf-8", "surrogatepass")
     # `**/**` means what `**` means: one of them keeps the automaton small.
     collapsed = [s for i, s in enumerate(segments)
@@ -1763,20 +1807,20 @@ def scope_automaton(scope):
     return automaton
 
 
-def path_bytes(path):
-    return "/".join(path_segments(path)).encode("utf-8", "surrogatepass")
+def path_bytes(path, fold_case=False):
+    return "/".join(path_segments(path, fold_case=fold_case)).encode("utf-8", "surrogatepass")
 
 
-def path_in_scope(path, scope):
+def path_in_scope(path, scope, fold_case=False):
     """Does the concrete `path` fall under `scope`: does the scope match it, or a folder that
     holds it?"""
     if not is_glob(scope):  # most scopes are literal: a comparison of segments
-        wanted = path_segments(scope)
-        return path_segments(path)[:len(wanted)] == wanted
-    automaton = scope_automaton(scope)
+        wanted = path_segments(scope, fold_case=fold_case)
+        return path_segments(path, fold_case=fold_case)[:len(wanted)] == wanted
+    automaton = scope_automaton(scope, fold_case=fold_case)
     edges, accepting = automaton.edges, automaton.accepting
     states = {0}
-    for byte in path_bytes(path):
+    for byte in path_bytes(path, fold_case=fold_case):
         if byte == ord("/") and any(accepting[s] for s in states):
             return True  # the scope matches a folder that holds the path
         bit = 1 << byte
@@ -1798,14 +1842,15 @@ def covering_moves(automaton, state):
     return moves + [(SLASH_BIT, TAIL)] if automaton.accepting[state] else moves
 
 
-def scopes_overlap(a, b):
+def scopes_overlap(a, b, fold_case=False):
     """Is there a path that both scopes cover? Exact: a search of both automata at once for a
     path (no empty folder names) that ends where both are satisfied."""
     if not is_glob(a) and not is_glob(b):
-        left, right = path_segments(a), path_segments(b)
+        left, right = path_segments(a, fold_case=fold_case), path_segments(b, fold_case=fold_case)
         shorter = min(len(left), len(right))
         return left[:shorter] == right[:shorter]
-    first, second = scope_automaton(a), scope_automaton(b)
+    first = scope_automaton(a, fold_case=fold_case)
+    second = scope_automaton(b, fold_case=fold_case)
     # A product state: (state in first, state in second, inside a name so far).
     start = (0, 0, False)
     seen, frontier = {start}, [start]
@@ -1828,9 +1873,9 @@ def scopes_overlap(a, b):
     return False
 
 
-def scope_specificity(scope):
+def scope_specificity(scope, fold_case=False):
     """More literal segments and characters: the narrower claim wins."""
-    segments = path_segments(scope)
+    segments = path_segments(scope, fold_case=fold_case)
     literal = [s for s in segments if not is_glob(s)]
     return (len(literal), len([s for s in segments if s != "**"]), sum(map(len, literal)))
 
@@ -1841,27 +1886,14 @@ def find_session(state, session_id):
     return next((s for s in state["active_sessions"] if s["id"] == session_id), None)
 
 
-def require_session(state, session_id):
-    session = find_session(state, session_id)
-    if session is not None:
-        return session
-    if any(done["id"] == session_id for done in state["completed_sessions"]):
-        raise OrchestratorError(f"Session {session_id!r} is already completed; start new work with "
-                                f"`{cli_name()} sync --session NEW-ID --focus ... --area ...`")
-    import difflib
-    close = difflib.get_close_matches(session_id, [s["id"] for s in state["active_sessions"]], 1)
-    hint = f"Did you mean {close[0]!r}? Otherwise r" if close else "R"
-    raise OrchestratorError(f"No active session {session_id!r}. {hint}egister it first with "
-                            f"`{cli_name()} sync --session {session_id} --focus ... --area ...`")
-
-
-def foreign_locks_overlapping(state, owner, scopes, now):
+def foreign_locks_overlapping(state, owner, scopes, now, fold_case=False):
     """Other sessions' live locks whose scope overlaps any of `scopes`, whatever either area
     is called: areas are labels people choose; the files are what a lock claims. This is what
     `lock` refuses."""
     return [lock for lock in live_locks(state, now)
             if lock["owner"] != owner
-            and any(scopes_overlap(mine, theirs) for mine in scopes for theirs in lock["scope"])]
+            and any(scopes_overlap(mine, theirs, fold_case=fold_case)
+                    for mine in scopes for theirs in lock["scope"])]
 
 
 def looks_like_path(area):
@@ -1873,15 +1905,15 @@ class LockIndex:
     can only overlap when one's literal start (the segments before the first glob) is a
     prefix of the other's, so status and sync on a large state compare few pairs, not all."""
 
-    def __init__(self, locks):
-        self.locks = locks
+    def __init__(self, locks, fold_case=False):
+        self.locks, self.fold_case = locks, fold_case
         self.position = {id(lock): i for i, lock in enumerate(locks)}
         self.by_area, self.at_prefix, self.under_prefix = {}, {}, {}
         self.longest_prefix = 0
         for lock in locks:
             self.by_area.setdefault(lock["area"], []).append(lock)
             for scope in lock["scope"]:
-                prefix = literal_prefix(scope)
+                prefix = literal_prefix(scope, fold_case=fold_case)
                 self.longest_prefix = max(self.longest_prefix, len(prefix))
                 self.at_prefix.setdefault(prefix, []).append(lock)
                 for depth in range(len(prefix) + 1):
@@ -1889,42 +1921,46 @@ class LockIndex:
 
     def overlapping(self, path):
         """Locks with a scope that overlaps `path`, in the order of the state file."""
-        prefix = literal_prefix(path)
+        prefix = literal_prefix(path, fold_case=self.fold_case)
         candidates = list(self.under_prefix.get(prefix, []))
         # Only prefixes as long as the longest a lock has can match: a path thousands of
         # folders deep costs no more than a short one.
         for depth in range(min(len(prefix), self.longest_prefix + 1)):
             candidates += self.at_prefix.get(prefix[:depth], [])
         unique = {id(lock): lock for lock in candidates}.values()
-        found = [lock for lock in unique if any(scopes_overlap(path, s) for s in lock["scope"])]
+        found = [lock for lock in unique if any(scopes_overlap(path, s, fold_case=self.fold_case)
+                                                for s in lock["scope"])]
         return sorted(found, key=lambda lock: self.position[id(lock)])
 
 
-def literal_prefix(scope):
-    segments = path_segments(scope)
+def literal_prefix(scope, fold_case=False):
+    segments = path_segments(scope, fold_case=fold_case)
     literal = next((i for i, segment in enumerate(segments) if is_glob(segment)), len(segments))
     return tuple(segments[:literal])
 
 
-def scope_within(item, scopes):
+def scope_within(item, scopes, fold_case=False):
     """Is everything `item` (a path or glob) covers inside one of `scopes`? Exact for a path;
     for a glob, it is when the glob is one of them or its literal start is inside one."""
     if item in scopes:
         return True
-    inner = item if not is_glob(item) else "/".join(literal_prefix(item))
-    return bool(inner) and any(path_in_scope(inner, scope) for scope in scopes)
+    inner = item if not is_glob(item) else "/".join(literal_prefix(item, fold_case=fold_case))
+    return bool(inner) and any(path_in_scope(inner, scope, fold_case=fold_case)
+                               for scope in scopes)
 
 
-def deciding_lock(locks, path, session_id):
+def deciding_lock(locks, path, session_id, fold_case=False):
     """Of the live locks whose scope covers `path`, the one that decides what `session_id` may
     do there: its own wherever one covers the path (after --force both sessions may write),
     otherwise the most specific scope, and on a tie the stricter lock (one that allows no
     outside fixes), so that a tie never loosens a claim. (lock, the other covering locks)."""
     covering = []
     for lock in locks:
-        matching = [scope for scope in lock["scope"] if path_in_scope(path, scope)]
+        matching = [scope for scope in lock["scope"]
+                    if path_in_scope(path, scope, fold_case=fold_case)]
         if matching:
-            covering.append((max(map(scope_specificity, matching)), lock))
+            covering.append((max(scope_specificity(scope, fold_case=fold_case)
+                                 for scope in matching), lock))
     if not covering:
         return None, []
     own = [item for item in covering if item[1]["owner"] == session_id]
@@ -1936,7 +1972,8 @@ def deciding_lock(locks, path, session_id):
     return deciding, others
 
 
-def intent_conflicts(state, session_id, areas, paths, now, index=None, is_folder=is_glob):
+def foreign_locks_in_the_way(state, session_id, areas, paths, now, index=None, is_folder=is_glob,
+                     fold_case=False):
     """Other sessions' live locks that the work a session plans runs into, each with the
     areas or paths that run into it. A path (or an area written as one) runs into the lock
     that decides it (see deciding_lock) and, when it is a folder (`is_folder`: a glob, or a
@@ -1945,7 +1982,7 @@ def intent_conflicts(state, session_id, areas, paths, now, index=None, is_folder
     the write hook give. A bare area name runs into the locks on that area, unless the session
     holds its own lock there (its scopes say which part). A lock that allows outside fixes is
     listed too: whether it blocks is the lock's own flag."""
-    index = index or LockIndex(live_locks(state, now))
+    index = index or LockIndex(live_locks(state, now), fold_case=fold_case)
     own_locks = [lock for lock in index.locks if lock["owner"] == session_id]
     own_scopes = [scope for lock in own_locks for scope in lock["scope"]]
     own_areas = {lock["area"] for lock in own_locks}
@@ -1955,35 +1992,37 @@ def intent_conflicts(state, session_id, areas, paths, now, index=None, is_folder
         if as_area and not looks_like_path(item):
             if item not in own_areas:
                 found = [l for l in index.by_area.get(item, []) if l["owner"] != session_id]
-        elif not scope_within(item, own_scopes):
+        elif not scope_within(item, own_scopes, fold_case=fold_case):
             foreign = [l for l in index.overlapping(item) if l["owner"] != session_id]
-            deciding, covering = deciding_lock(foreign, item, session_id)
+            deciding, covering = deciding_lock(foreign, item, session_id, fold_case=fold_case)
             found = [deciding] if deciding else []
             if is_folder(item):
                 found += [l for l in foreign if l is not deciding and l not in covering
-                          and not all(scope_within(s, own_scopes) for s in l["scope"])]
+                          and not all(scope_within(s, own_scopes, fold_case=fold_case)
+                                      for s in l["scope"])]
         for lock in found:
             items = hits.setdefault(id(lock), [])
             if item not in items:
                 items.append(item)
-    return [{"lock": lock, "items": hits[id(lock)]} for lock in index.locks if hits.get(id(lock))]
+    return [{"lock": lock, "overlapping": hits[id(lock)]} for lock in index.locks if hits.get(id(lock))]
 
 
-def session_conflicts(state, now, viewer=None, is_folder=is_glob):
-    """Each active session's touched areas that run into other sessions' live locks; only the
-    viewer's when one is given."""
-    index = LockIndex(live_locks(state, now))
-    sessions = [s for s in state["active_sessions"] if viewer is None or s["id"] == viewer]
+def sessions_in_foreign_locks(state, now, session_id=None, is_folder=is_glob, fold_case=False):
+    """Each active session's touched areas that run into other sessions' live locks (what
+    foreign_locks_in_the_way finds for each); only `session_id`'s when one is given."""
+    index = LockIndex(live_locks(state, now), fold_case=fold_case)
+    sessions = [s for s in state["active_sessions"] if session_id is None or s["id"] == session_id]
     return [{**conflict, "session": s["id"]} for s in sessions
-            for conflict in intent_conflicts(state, s["id"], s["touched_areas"], [], now, index,
-                                             is_folder)]
+            for conflict in foreign_locks_in_the_way(state, s["id"], s["touched_areas"], [], now, index,
+                                             is_folder, fold_case=fold_case)]
 
 
-def overlapping_lock_pairs(state, now):
+def overlapping_lock_pairs(state, now, fold_case=False):
     """Pairs of live locks of different sessions that claim the same paths: a lock taken with
     --force (or written by hand) beside the one it overrode, the older first."""
     index = LockIndex(sorted(live_locks(state, now),
-                             key=lambda lock: lock.get("acquired_at") or lock["expires_at"]))
+                             key=lambda lock: lock.get("acquired_at") or lock["expires_at"]),
+                      fold_case=fold_case)
     pairs = []
     for i, first in enumerate(index.locks):
         seen = set()
@@ -2007,9 +2046,8 @@ def sweep_expired(state, now):
 
 def register_session(state, session_id, focus, areas, status, now, extra=None):
     """Add a session, or refresh one that exists; return (session, created)."""
-    session = find_session(state, session_id)
+    session = touch_session(state, session_id, now)
     if session is not None:
-        session["last_updated"] = now
         for area in areas:
             if area not in session["touched_areas"]:
                 session["touched_areas"].append(area)
@@ -2021,37 +2059,109 @@ def register_session(state, session_id, focus, areas, status, now, extra=None):
     return session, True
 
 
-def place_lock(state, request, now, force=False):
-    """Add or replace the owner's lock on an area. Returns (lock, conflicts, replaced)."""
+def touch_session(state, session_id, now):
+    """Mark the session's entry as changed `now` (its last_updated); the session, or None when
+    it is not active."""
+    session = find_session(state, session_id)
+    if session is not None:
+        session["last_updated"] = now
+    return session
+
+
+def kept_focus(session, created, asked_focus):
+    """The focus an existing session kept when `sync` asked for another one (registering
+    never rewrites a session's focus: `update` edits an entry); None otherwise."""
+    if created is not False or not asked_focus or one_line(asked_focus) == one_line(
+            session["focus"]):
+        return None
+    return session["focus"]
+
+
+def update_session(session, now, status=None, notes=(), areas=(), risks=()):
+    """A session's own edit of its entry: notes are added as given; risks and touched areas
+    only when new, so that repeating an update changes nothing."""
+    if status:
+        session["status"] = status
+    session["notes"] += notes
+    session["risks"] += [risk for risk in unique_in_order(risks) if risk not in session["risks"]]
+    session["touched_areas"] += [area for area in unique_in_order(areas)
+                                 if area not in session["touched_areas"]]
+    session["last_updated"] = now
+    return session
+
+
+def add_touched_files(session, paths):
+    """Record files a session's writes reached, each once: the files it adds."""
+    touched = session.get("touched_files", [])
+    new = [path for path in unique_in_order(paths) if path not in touched]
+    if new:
+        session["touched_files"] = touched + new
+    return new
+
+
+def signed_note(text, author=None):
+    """A global note as the state holds it: `[author] text`. An unsigned note that starts
+    with `[` is marked `(unsigned)`, so that it never passes for a session's."""
+    if author:
+        return f"[{author}] {text}"
+    return f"(unsigned) {text}" if text.startswith("[") else text
+
+
+def place_lock(state, request, now, force=False, fold_case=False):
+    """Add or replace the owner's lock on an area: (lock, conflicts, replaced). Another
+    session's live lock overlapping the scopes is a conflict; with one and no `force`, the
+    lock is None and the state is unchanged."""
     owner, area = request["owner"], request["area"]
-    conflicts = foreign_locks_overlapping(state, owner, request["scope"], now)
+    conflicts = foreign_locks_overlapping(state, owner, request["scope"], now, fold_case=fold_case)
     if conflicts and not force:
-        raise OrchestratorError(describe_conflicts(conflicts, now), EXIT_REFUSED,
-                                {"conflicts": [lock_view(c, now) for c in conflicts]})
+        return None, conflicts, False
     lock = {"area": area, "owner": owner, "scope": list(request["scope"]),
             "reason": request["reason"], "expected_instability": request["unstable"],
             "allow_external_fixes": request["allow_external_fixes"],
             "acquired_at": now, "expires_at": moment_after(now, request["duration"])}
     replaced = [l for l in state["locks"] if l["owner"] == owner and l["area"] == area]
     state["locks"] = [l for l in state["locks"] if l not in replaced] + [lock]
-    session = find_session(state, owner)
+    session = touch_session(state, owner, now)
     if session is not None:
-        session["last_updated"] = now
         if area not in session["touched_areas"]:
             session["touched_areas"].append(area)
     return lock, conflicts, bool(replaced)
 
 
-def describe_conflicts(conflicts, now):
-    parts = [f"{quote_data(c['area'])} ({', '.join(map(quote_data, c['scope']))}) is locked by {c['owner']} for "
-             f"{humanize_seconds(remaining_seconds(c, now))} more: {quote_data(c['reason'])}"
-             for c in conflicts]
-    return ("refused, nothing written: " + "; ".join(parts) +
-            ". Ask the user, pick another scope, or pass --force to take it anyway")
+def renew_locks(state, owner, area, seconds, now):
+    """Extend the owner's live locks (on `area`, or all of them) to `seconds` from `now`, never
+    shorter than they were: a clock running behind must not cut a lock. (The owner's live
+    locks there, those extended.) An expired lock is not renewed: it is gone."""
+    mine = [lock for lock in live_locks(state, now)
+            if lock["owner"] == owner and (area is None or lock["area"] == area)]
+    wanted = moment_after(now, seconds)
+    extended = [lock for lock in mine if wanted > lock["expires_at"]]
+    for lock in extended:
+        lock["expires_at"] = wanted
+    if mine:
+        touch_session(state, owner, now)
+    return mine, extended
 
 
-def complete_session(state, session_id, outcome, files, now):
-    session = require_session(state, session_id)
+def release_locks(state, owner, area, now):
+    """Release the owner's locks (on `area`, or all with None): only the owner may. (The
+    locks released, the other sessions holding a live lock on `area` when the owner holds
+    none there: nothing is released for them.)"""
+    mine = [lock for lock in state["locks"]
+            if lock["owner"] == owner and (area is None or lock["area"] == area)]
+    if not mine:
+        held_by = sorted({lock["owner"] for lock in live_locks(state, now)
+                          if area is not None and lock["area"] == area})
+        return [], held_by
+    state["locks"] = [lock for lock in state["locks"] if lock not in mine]
+    touch_session(state, owner, now)
+    return mine, []
+
+
+def complete_session(state, session, outcome, files, now):
+    """Move the active `session` to the completed ones (the newest COMPLETED_KEPT are kept)
+    and release its locks: (its record, the locks released)."""
+    session_id = session["id"]
     state["active_sessions"].remove(session)
     released = [lock for lock in state["locks"] if lock["owner"] == session_id]
     state["locks"] = [lock for lock in state["locks"] if lock["owner"] != session_id]
@@ -2063,7 +2173,7 @@ def complete_session(state, session_id, outcome, files, now):
 
 # ---------------------------------------------------------------------------- policy: build failures, directives, intent
 
-def build_failure_verdict(state, session_id, now, area=None, path=None):
+def build_failure_verdict(state, session_id, now, area=None, path=None, fold_case=False):
     """The seed's decision tree. Returns (verdict, deciding lock or None, other covering locks).
 
     For a path the lock that decides is deciding_lock's (the asker's own wherever it covers
@@ -2072,7 +2182,7 @@ def build_failure_verdict(state, session_id, now, area=None, path=None):
     """
     locks = live_locks(state, now)
     if path is not None:
-        deciding, others = deciding_lock(locks, path, session_id)
+        deciding, others = deciding_lock(locks, path, session_id, fold_case=fold_case)
     else:
         named = sorted((lock for lock in locks if lock["area"] == area), reverse=True,
                        key=lambda l: (l["owner"] == session_id, not l["allow_external_fixes"]))
@@ -2086,12 +2196,12 @@ def build_failure_verdict(state, session_id, now, area=None, path=None):
     return "report_only", deciding, others
 
 
-def changes_in_foreign_locks(state, session_id, paths, now):
+def changes_in_foreign_locks(state, session_id, paths, now, fold_case=False):
     """[(lock, paths)] for the paths whose deciding lock (deciding_lock) is another
     session's: what a session changed in someone else's claim, lock by lock."""
     locks, found = live_locks(state, now), {}
     for path in paths:
-        lock, _ = deciding_lock(locks, path, session_id)
+        lock, _ = deciding_lock(locks, path, session_id, fold_case=fold_case)
         if lock is not None and lock["owner"] != session_id:
             found.setdefault(id(lock), (lock, []))[1].append(path)
     return list(found.values())
@@ -2100,16 +2210,17 @@ def changes_in_foreign_locks(state, session_id, paths, now):
 VERDICT_STRICTNESS = ("fix", "fix_and_notify", "report_only")
 
 
-def strictest_verdict(state, session_id, paths, now):
+def strictest_verdict(state, session_id, paths, now, fold_case=False):
     """build_failure_verdict for a file reached by several paths (as written, and through a
     symlink on the way): the strictest, since a write lands in every lock that holds one."""
-    verdicts = [build_failure_verdict(state, session_id, now, path=path) for path in paths]
+    verdicts = [build_failure_verdict(state, session_id, now, path=path, fold_case=fold_case)
+                for path in paths]
     return max(verdicts, key=lambda v: VERDICT_STRICTNESS.index(v[0]))
 
 
 def normalise_rule(name):
     """`Intent Scope`, `intent-scope` and `intent_scope` are one rule."""
-    return pattern(r"[\s_-]+").sub("_", name.strip().lower()).strip("_")
+    return regex(r"[\s_-]+").sub("_", name.strip().lower()).strip("_")
 
 
 def audit_proposals(directive_log, threshold):
@@ -2160,10 +2271,6 @@ def bind_conversation(state, conversation, session_id):
             session["trajectories"] = [t for t in bound if t != conversation]
 
 
-def unique_in_order(values):
-    return list(dict.fromkeys(values))
-
-
 def session_claims(session, state, is_path):
     """The paths a session said it works on: touched areas that are paths (`is_path` tells a
     path like `src/api` from an area name like `backend`) and its own lock scopes."""
@@ -2172,11 +2279,149 @@ def session_claims(session, state, is_path):
                     for scope in lock["scope"]]
 
 
-def drift_paths(claims, paths):
+def drift_paths(claims, paths, fold_case=False):
     """Paths outside every claim: scope drift. With no path claimed, drift cannot be judged."""
     if not claims:
         return []
-    return [path for path in paths if not any(path_in_scope(path, c) for c in claims)]
+    return [path for path in paths
+            if not any(path_in_scope(path, c, fold_case=fold_case) for c in claims)]
+
+
+# ---------------------------------------------------------------------------- the clock, git and the files
+
+# The reads of the world outside the state that policy decides on: the time, how the file
+# system compares names, what git and a walk of the tree say changed. Policy gets their
+# answers as arguments.
+
+
+def utc_now():
+    now = time.gmtime()
+    return (f"{now.tm_year:04d}-{now.tm_mon:02d}-{now.tm_mday:02d}T"
+            f"{now.tm_hour:02d}:{now.tm_min:02d}:{now.tm_sec:02d}+00:00")
+
+
+def file_system_ignores_case(folder):
+    """Does `folder`'s file system treat `.GIT` and `.git` as one name?"""
+    if os.name == "nt":
+        return True
+    probe = os.path.join(folder, ".git")
+    return os.path.exists(probe) and os.path.exists(os.path.join(folder, ".GIT"))
+
+
+def run_git(checkout, *args):
+    import subprocess
+    try:
+        proc = subprocess.run(["git", "-C", str(checkout), *args], capture_output=True,
+                              text=True, timeout=20, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return proc.stdout if proc.returncode == 0 else ""
+
+
+def files_changed_since(ctx, session):
+    """What the session changed: the files its write hook recorded and git's commits since it
+    started; git's uncommitted changes only when the hook recorded nothing (in a checkout
+    shared with other sessions those may be theirs)."""
+    files = list(session.get("touched_files", []))
+    checkout = session.get("worktree") or ctx.checkout_root
+    log = run_git(checkout, "log", f"--since={session['started_at']}", "--name-only",
+                  "--format=", "-z")
+    status = "" if files else run_git(checkout, "status", "--porcelain", "-z",
+                                      "--untracked-files=all")
+    files += [name for name in log.split("\0") if name]
+    records = status.split("\0")
+    index = 0
+    while index < len(records):
+        record = records[index]
+        index += 1
+        if len(record) > 3:
+            files.append(record[3:])
+            if record[0] in "RC":
+                index += 1  # a rename's second record is the old name
+    own_folder = STATE_FOLDER + "/"
+    return sorted({f for f in files if not f.startswith(own_folder)})
+
+
+LITERAL_PATHSPECS = 200  # files named to git one by one; past this, the scopes' globs
+
+
+WALK_LIMIT = 20000  # entries the after-command walk looks at before it leaves the rest to git
+
+
+def files_written_in_scopes_after(checkout, scopes, since_ns, fold_case=False):
+    """Files under `scopes` in `checkout` changed at or after `since_ns` (their modification
+    or status-change time: a copy that keeps the old modification time, a move or a
+    checkout still changes the latter) that git tracks or would add (not ignored). The
+    scopes' folders are walked first, which costs no process; git is asked about what the
+    walk found, or about the whole scopes when the walk would be too long. A file that was
+    deleted has no time and is not seen."""
+    found = recently_written(checkout, scopes, since_ns, fold_case=fold_case)
+    if found == []:
+        return []
+    if found is not None and len(found) <= LITERAL_PATHSPECS:
+        specs = [f":(literal){name}" for name in found]
+    else:  # a pathspec a file makes git's matching quadratic: let it match the scopes
+        specs = [f":(glob){scope}{suffix}" for scope in scopes for suffix in ("", "/**")]
+    listed = run_git(checkout, "ls-files", "-z", "--cached", "--others", "--exclude-standard",
+                     "--", *specs)
+    wanted = None if found is None else set(found)
+    changed = []
+    for name in unique_in_order(listed.split("\0")):
+        if not name or (wanted is not None and name not in wanted):
+            continue
+        try:
+            info = os.lstat(os.path.join(checkout, name))
+        except OSError:
+            continue
+        if max(info.st_mtime_ns, info.st_ctime_ns) >= since_ns:
+            changed.append(name)
+    return changed
+
+
+def recently_written(checkout, scopes, since_ns, fold_case=False):
+    """Files and symlinks in `scopes` changed at or after `since_ns` (modification or status
+    change), walking the scopes' literal folders (not through symlinks, not into .git);
+    None past WALK_LIMIT entries. One lstat a file is the whole cost (about 3 ms a thousand
+    files), so it stays lean."""
+    from stat import S_ISDIR
+    roots = set("/".join(literal_prefix(scope, fold_case=fold_case)) for scope in scopes)
+    # A root inside another root is walked with it (looked up folder by folder: thousands of
+    # locks must not cost thousands squared comparisons).
+    pending = [""] if "" in roots else [
+        root for root in roots if not any("/".join(root.split("/")[:depth]) in roots
+                                          for depth in range(1, root.count("/") + 1))]
+    base = os.path.join(checkout, "")
+    found, seen = [], 0
+    while pending:
+        relative = pending.pop()
+        try:
+            info = os.lstat(base + relative)
+        except OSError:
+            continue
+        if not S_ISDIR(info.st_mode):  # a scope that names one file
+            if max(info.st_mtime_ns, info.st_ctime_ns) >= since_ns:
+                found.append(relative)
+            continue
+        try:
+            names = os.listdir(base + relative)
+        except OSError:
+            continue
+        seen += len(names)
+        if seen > WALK_LIMIT:
+            return None
+        prefix = relative + "/" if relative else ""
+        for name in names:
+            try:
+                info = os.lstat(base + prefix + name)
+            except OSError:
+                continue
+            if S_ISDIR(info.st_mode):
+                if name != ".git":
+                    pending.append(prefix + name)
+            elif max(info.st_mtime_ns, info.st_ctime_ns) >= since_ns:
+                found.append(prefix + name)
+    return [path for path in found
+            if any(path_in_scope(path, scope, fold_case=fold_case) for scope in scopes)]
 
 
 # ---------------------------------------------------------------------------- input checks
@@ -2189,39 +2434,18 @@ class Arguments:
         self.__dict__.update(values)
 
 
-def has_control_characters(value):
-    """Does `value` hold a character that changes how text shows or reads rather than being
-    text: C0 and C1 controls (tab and newline aside), and outside ASCII every format
-    character (Unicode category Cf: bidi overrides and isolates, zero-width characters,
-    U+061C, U+2060, U+180E, U+FFF9 and the tag characters), line and paragraph separators and
-    lone surrogates. A plain loop over ASCII: the session-start check decides without `re`."""
-    if value.isascii():
-        return any(ch < " " and ch not in "\n\t" or ch == "\x7f" for ch in value)
-    return any(is_invisible(ch) for ch in value)
-
-
-def is_invisible(ch):
-    if ch < " ":
-        return ch not in "\n\t"
-    if ch < "\x7f":
-        return False
-    import unicodedata
-    return ch <= "\x9f" or unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Cs") or \
-        "\U000e0000" <= ch <= "\U000e0fff"
-
-
 def check_text(flag, value, limit=MAX_TEXT_CHARS, allow_newlines=True):
     value = (value or "").strip()
     if not value:
-        raise OrchestratorError(f"{flag} is empty; give it a short text")
+        raise UsageError(f"{flag} is empty; give it a short text")
     if len(value) > limit:
-        raise OrchestratorError(f"{flag} is {len(value)} characters; keep it to {limit} at most")
+        raise UsageError(f"{flag} is {len(value)} characters; keep it to {limit} at most")
     if has_control_characters(value) or (not allow_newlines and ("\n" in value or "\t" in value)):
-        raise OrchestratorError(f"{flag} holds control characters; use plain text")
+        raise UsageError(f"{flag} holds control characters; use plain text")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise OrchestratorError(f"{flag} is not valid UTF-8 text; use plain text") from None
+        raise UsageError(f"{flag} is not valid UTF-8 text; use plain text") from None
     return value
 
 
@@ -2233,12 +2457,9 @@ def is_kebab_case(value):
 
 def check_session_id(value, flag="--session"):
     if not value or len(value) > MAX_ID_CHARS or not is_kebab_case(value):
-        raise OrchestratorError(f"{flag} {value!r} is not a kebab-case id: use lowercase letters, "
-                                "digits and single dashes, e.g. api-refactor")
+        raise UsageError(f"{flag} {value!r} is not a kebab-case id: use lowercase letters, "
+                         "digits and single dashes, e.g. api-refactor")
     return value
-
-
-SHELL_OPERATOR_CHARACTERS = ";|&$`<>"  # in an area: a pasted command line, not a label
 
 
 def check_area(value, flag="--area", creating=False):
@@ -2248,9 +2469,9 @@ def check_area(value, flag="--area", creating=False):
     area = check_text(flag, value, MAX_AREA_CHARS, allow_newlines=False)
     pasted = [ch for ch in SHELL_OPERATOR_CHARACTERS if ch in area] if creating else []
     if pasted:
-        raise OrchestratorError(f"{flag} {area!r} holds {pasted[0]!r}, which belongs to a shell "
-                                "command line: an area is a short label such as backend, or a "
-                                "path such as src/api")
+        raise UsageError(f"{flag} {area!r} holds {pasted[0]!r}, which belongs to a shell "
+                         "command line: an area is a short label such as backend, or a "
+                         "path such as src/api")
     if looks_like_path(area) or area.startswith(".") or os.path.isabs(area):
         return normalise_repo_path(area, flag)
     return area
@@ -2289,17 +2510,17 @@ def normalise_repo_path(value, flag, repo_root=None):
     if repo_root is not None and os.path.isabs(raw):
         path = relative_to_checkout(raw, repo_root)
         if path is None:
-            raise OrchestratorError(f"{flag} {raw!r} is outside the repository {repo_root}; give "
-                                    "a path inside it")
+            raise UsageError(f"{flag} {raw!r} is outside the repository {repo_root}; give "
+                             "a path inside it")
     if path.startswith("/") or (len(path) > 1 and path[1] == ":" and path[0].isalpha()):
-        raise OrchestratorError(f"{flag} {raw!r} is absolute; give it relative to the repository "
-                                "root, e.g. src/api")
+        raise UsageError(f"{flag} {raw!r} is absolute; give it relative to the repository "
+                         "root, e.g. src/api")
     segments = [s for s in path.split("/") if s not in ("", ".")]
     if ".." in segments:
-        raise OrchestratorError(f"{flag} {raw!r} leaves the repository with '..'; give a path "
-                                "inside it")
+        raise UsageError(f"{flag} {raw!r} leaves the repository with '..'; give a path "
+                         "inside it")
     if not segments:
-        raise OrchestratorError(f"{flag} {raw!r} names no path; use '**' for the whole repository")
+        raise UsageError(f"{flag} {raw!r} names no path; use '**' for the whole repository")
     return "/".join(segments)
 
 
@@ -2308,19 +2529,19 @@ def check_scope(value, flag):
     segments (each one multiplies the work of matching a deep path against it)."""
     scope = normalise_repo_path(value, flag)
     if sum(set(s) == {"*"} and len(s) > 1 for s in scope.split("/")) > MAX_GLOBSTARS:
-        raise OrchestratorError(f"{flag} {scope!r} has more than {MAX_GLOBSTARS} `**` segments; "
-                                "one `**` already matches any number of folders")
+        raise UsageError(f"{flag} {scope!r} has more than {MAX_GLOBSTARS} `**` segments; "
+                         "one `**` already matches any number of folders")
     return scope
 
 
 def split_list(text):
-    return [part for part in pattern(r"[,\s]+").split(text) if part]
+    return [part for part in regex(r"[,\s]+").split(text) if part]
 
 
 def check_area_list(text, required=True):
     areas = [check_area(a, creating=True) for a in split_list(text)]
     if required and not areas:
-        raise OrchestratorError("give at least one area, e.g. backend")
+        raise UsageError("give at least one area, e.g. backend")
     return areas
 
 
@@ -2334,13 +2555,13 @@ def scope_from_here(value, flag, ctx):
             import posixpath
             text = posixpath.normpath(posixpath.join(here, text))
             if text == ".." or text.startswith("../"):
-                raise OrchestratorError(f"{flag} {value!r} leaves the repository from {here}; give "
-                                        "a path inside it")
+                raise UsageError(f"{flag} {value!r} leaves the repository from {here}; give "
+                                 "a path inside it")
     elif isinstance(text, str) and os.path.isabs(text):
         inside = relative_to_checkout(text, ctx.checkout_root)
         if inside is None:
-            raise OrchestratorError(f"{flag} {value!r} is outside the repository "
-                                    f"{ctx.checkout_root}; give a path inside it")
+            raise UsageError(f"{flag} {value!r} is outside the repository "
+                             f"{ctx.checkout_root}; give a path inside it")
         text = inside
     return check_scope(text, flag)
 
@@ -2354,7 +2575,7 @@ def scopes_matching_nothing(scopes, root):
 def check_scope_list(text):
     scopes = [check_scope(p, "scope") for p in split_list(text)]
     if not scopes:
-        raise OrchestratorError("give at least one path or glob, e.g. src/api")
+        raise UsageError("give at least one path or glob, e.g. src/api")
     return scopes
 
 
@@ -2363,14 +2584,17 @@ UPDATE_STATUSES = tuple(s for s in SESSION_STATUSES if s != "completed")  # `com
 
 def check_status(value, allowed=SESSION_STATUSES):
     if value not in allowed:
-        raise OrchestratorError(f"--status {value!r} is not one of {', '.join(allowed)}")
+        raise UsageError(f"--status {value!r} is not one of {', '.join(allowed)}")
     return value
 
 
 # What the agents' hooks send: a Windsurf, Claude Code or Cursor event, read into one shape.
 
-# Edit tools: Claude Code's, and Cursor's (its own hooks, or Claude Code's hooks run by it).
-WRITE_TOOLS = {"Edit", "Write", "MultiEdit", "NotebookEdit", "Delete"}
+# Edit tools: Claude Code's, and Cursor's (its own hooks, or Claude Code's hooks run by it);
+# the hooks install writes match exactly these.
+CLAUDE_WRITE_TOOLS = ("Edit", "Write", "MultiEdit", "NotebookEdit")
+CURSOR_WRITE_TOOLS = ("Write", "Edit", "Delete")
+WRITE_TOOLS = {*CLAUDE_WRITE_TOOLS, *CURSOR_WRITE_TOOLS}
 SHELL_TOOLS = {"Bash", "Shell"}  # Claude Code's name, and Cursor's
 # Events that carry a tool: Claude Code's names, and Cursor's for the same events.
 TOOL_EVENT_PHASES = {"PreToolUse": "pre", "preToolUse": "pre", "PostToolUse": "post",
@@ -2760,50 +2984,6 @@ def session_in_tool_arguments(arguments):
 
 # ---------------------------------------------------------------------------- rendering
 
-# Escape sequences, 7-bit (ESC [ ...) and 8-bit (CSI 0x9b, OSC 0x9d, DCS 0x90 ...) alike.
-ESCAPE_SEQUENCE = (r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
-                   r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
-                   r"|\x1b[@-Z\\-_]")
-
-def clean_text(value):
-    """Terminal-safe text: escape sequences and invisible or control characters removed (see
-    has_control_characters); newlines and tabs kept."""
-    text = str(value)
-    if not has_control_characters(text):
-        return text  # the usual case, decided without importing `re` (the hook's budget)
-    text = pattern(ESCAPE_SEQUENCE).sub("", text)
-    return "".join(ch for ch in text if not is_invisible(ch))
-
-
-def quote_data(value, limit=MAX_TEXT_CHARS):
-    """The one way text from the state, from hook events and from git is printed, to people
-    and to agents: cleaned (clean_text), on one quoted line (newlines as \\n, quotes and
-    backslashes escaped), at most `limit` characters. Data to read, never a line to obey."""
-    text = clean_text(value)
-    if len(text) > limit:
-        text = text[:limit] + "…"
-    text = text.replace("\\", "\\\\").replace('"', '\\"')
-    return '"' + text.replace("\n", "\\n").replace("\t", " ") + '"'
-
-
-LABEL_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-                             "_.-/*?[]!^@+=")
-
-
-def as_label(value, limit=300):
-    """An area or path as it appears in a sentence: bare when it is plainly a label
-    (`backend`, `src/api/*.py`), so the seed's sentences read as written; quoted as data
-    (quote_data) as soon as it holds anything else, so that text like
-    `db. SYSTEM NOTICE: ...` can never read as part of the sentence."""
-    text = clean_text(value)
-    if text and len(text) <= limit and set(text) <= LABEL_CHARACTERS:
-        return text
-    return quote_data(text, limit)
-
-
-def one_line(value):
-    return " ".join(clean_text(value).split())
-
 
 def humanize_seconds(seconds):
     seconds = abs(int(seconds))
@@ -2820,8 +3000,8 @@ def humanize_seconds(seconds):
 WATCH_NOTES = 3  # the newest notes the live board shows
 
 
-def watch_frame(state, now, width, height, viewer=None, color=True, error=None,
-                is_folder=is_glob):
+def watch_frame(state, now, width, height, session_id=None, color=True, error=None,
+                is_folder=is_glob, fold_case=False):
     """The live board (`watch`) as lines of at most `width` characters, at most `height` of
     them: conflicts first, then sessions, locks with a bar of the time left, the newest notes.
     Pure, so a test can compare a frame to the letter."""
@@ -2846,16 +3026,16 @@ def watch_frame(state, now, width, height, viewer=None, color=True, error=None,
         return "".join(kept) + "…"
 
     lines = [(f"Session Orchestrator · watch · {now.replace('T', ' ')[:19]} UTC"
-              + (f" · as {viewer}" if viewer else "") + " · q quits", "1")]
+              + (f" · as {session_id}" if session_id else "") + " · q quits", "1")]
     if error:
         lines.append((f"! {one_line(error)}", "31"))
-    conflicts = session_conflicts(state, now, viewer, is_folder)
-    pairs = overlapping_lock_pairs(state, now)
+    conflicts = sessions_in_foreign_locks(state, now, session_id, is_folder, fold_case=fold_case)
+    pairs = overlapping_lock_pairs(state, now, fold_case=fold_case)
     lines.append(("CONFLICTS" + ("" if conflicts or pairs else ": none"), "1"))
     for conflict in conflicts:
         lock = conflict["lock"]
         mark, tone = ("~", "33") if lock["allow_external_fixes"] else ("!", "31")
-        lines.append((f"  {mark} {conflict['session']} on {', '.join(map(as_label, conflict['items']))}"
+        lines.append((f"  {mark} {conflict['session']} on {', '.join(map(as_label, conflict['overlapping']))}"
                       f" inside {lock['owner']}'s lock on {as_label(lock['area'])}", tone))
     for first, second in pairs:
         lines.append((f"  ! {first['owner']} and {second['owner']} lock the same paths: "
@@ -2908,11 +3088,6 @@ def humanize_short(seconds):
 
 
 _messages = None
-
-
-def cli_name():
-    """How hints spell the tool: the installed launcher sets this, a checkout runs the file."""
-    return os.environ.get("ORCHESTRATOR_COMMAND", "orchestrator.py")
 
 
 class Count(int):
@@ -2999,23 +3174,24 @@ def newest(items, all_items):
     return list(items[-NOTES_SHOWN:]), len(items) - NOTES_SHOWN
 
 
-def report_context(state, now, viewer=None, conflicts=(), swept=(), all_notes=False):
+def report_context(state, now, session_id=None, conflicts=(), swept=(), all_notes=False,
+                   fold_case=False):
     """What the report shows: every session and lock; of the notes, which only ever grow,
     the newest (NOTES_SHOWN) unless `all_notes`, so what an agent reads on every sync stays
     small. --json output holds everything."""
     locks = [lock_view(lock, now) for lock in state["locks"]]
     notes, older_notes = newest(state["global_notes"], all_notes)
-    expiring = [l for l in locks if viewer and l["owner"] == viewer
+    expiring = [l for l in locks if session_id and l["owner"] == session_id
                 and 0 < l["remaining_seconds"] <= EXPIRING_SOON_SECONDS]
     return {
-        "now": now, "viewer": viewer,
+        "now": now, "viewer": session_id,
         "sessions": [session_view(s, now, all_notes) for s in state["active_sessions"]],
         "locks": locks, "expiring": expiring, "swept": list(swept),
         "conflicts": list(conflicts),
-        "overlaps": overlapping_lock_pairs(state, now),
+        "overlaps": overlapping_lock_pairs(state, now, fold_case=fold_case),
         "shared_worktrees": shared_worktrees(state),
         "notes": notes, "older_notes": older_notes, "cli": cli_name(),
-        "viewer_unknown": bool(viewer) and find_session(state, viewer) is None,
+        "viewer_unknown": bool(session_id) and find_session(state, session_id) is None,
     }
 
 
@@ -3027,13 +3203,21 @@ def split_by_outside_fixes(conflicts):
 
 
 def conflict_view(conflict, now):
-    return {"lock": lock_view(conflict["lock"], now), "items": conflict["items"]}
+    return {"lock": lock_view(conflict["lock"], now), "overlapping": conflict["overlapping"]}
 
 
 def status_payload(state, now):
     payload = {key: state[key] for key in TOP_LEVEL_KEYS}
     payload["locks"] = [lock_view(lock, now) for lock in state["locks"]]
     return payload
+
+
+def describe_conflicts(conflicts, now):
+    parts = [f"{quote_data(c['area'])} ({', '.join(map(quote_data, c['scope']))}) is locked by {c['owner']} for "
+             f"{humanize_seconds(remaining_seconds(c, now))} more: {quote_data(c['reason'])}"
+             for c in conflicts]
+    return ("refused, nothing written: " + "; ".join(parts) +
+            ". Ask the user, pick another scope, or pass --force to take it anyway")
 
 
 # ---------------------------------------------------------------------------- the pack
@@ -3102,14 +3286,14 @@ HOOK_COMMAND = hook_command()
 WINDSURF_HOOKS = {"pre_write_code": True, "post_write_code": False, "pre_run_command": False,
                   "post_run_command": True, "post_setup_worktree": True}  # event: show_output
 CLAUDE_HOOK_COMMAND = hook_command("CLAUDE_PROJECT_DIR")
-CLAUDE_HOOKS = {"PreToolUse": ("Edit|Write|MultiEdit|NotebookEdit", "Bash"),
-                "PostToolUse": ("Edit|Write|MultiEdit|NotebookEdit", "Bash"),
+CLAUDE_HOOKS = {"PreToolUse": ("|".join(CLAUDE_WRITE_TOOLS), "Bash"),
+                "PostToolUse": ("|".join(CLAUDE_WRITE_TOOLS), "Bash"),
                 "PostToolUseFailure": ("Bash",),  # a command that failed may have written too
                 "SessionStart": ("startup|resume|clear|compact",)}
 CURSOR_HOOK_COMMAND = hook_command("CURSOR_PROJECT_DIR", json_answer=True)
 CURSOR_HOOKS_VERSION = 1
 # Cursor's own events (cursor.com/docs/agent/hooks): event -> matcher (None: every one).
-CURSOR_HOOKS = {"sessionStart": None, "preToolUse": "Write|Edit|Delete",
+CURSOR_HOOKS = {"sessionStart": None, "preToolUse": "|".join(CURSOR_WRITE_TOOLS),
                 "beforeShellExecution": None, "postToolUse": "Shell",
                 "postToolUseFailure": "Shell", "afterFileEdit": None}
 # postToolUse answers additional_context, which the agent reads; afterShellExecution has no
@@ -3128,7 +3312,8 @@ AGENTS_MD_END = "<!-- session-orchestrator:end -->"
 def pack_context():
     """What every pack template may use; each agent's own wording (its name, how the user
     invokes the command) is set by that agent's template in workflows/."""
-    return {"cli": PACK_CLI, "state_path": STATE_RELATIVE_PATH, "launcher_path": LAUNCHER_PATH}
+    return {"cli": PACK_CLI, "state_path": STATE_RELATIVE_PATH, "launcher_path": LAUNCHER_PATH,
+            "audit_threshold": AUDIT_THRESHOLD}
 
 
 def render_pack(agents=("windsurf",)):
@@ -3520,7 +3705,7 @@ class Asker:
             try:
                 check and check(value)
             except OrchestratorError as error:  # about the answer, not a flag nobody typed
-                return pattern(r"^(?:[a-z-]+: )?--[a-z-]+ ").sub("", error.message)
+                return regex(r"^(?:[a-z-]+: )?--[a-z-]+ ").sub("", error.message)
             return True
         return self.ask(self.questionary.text(message, default=default, validate=validate,
                                               **QUESTION_IO)).strip()
@@ -3553,15 +3738,15 @@ def ask_session(asker, state, args, message="Which session?", ctx=None):
         return
     if ctx is None or not asker.confirm("No session is registered yet. Register one now?",
                                         default=True):
-        raise OrchestratorError(f"no active session: register one first with "
-                                f"`{cli_name()} sync`", EXIT_USAGE)
+        raise UsageError(f"no active session: register one first with "
+                         f"`{cli_name()} sync`")
     register = Arguments(command="sync", session=None, focus=None, area=None, status=None,
                          lock_area=None, lock_scope=None, reason=None, unstable=False,
                          allow_external_fixes=False, duration=None, force=False,
                          all_notes=False, state=None, json=False)
     register.session = ask_new_session_id(ctx)
     ask_sync(ctx, register, state)
-    cmd_sync(ctx, register)
+    ctx.run(register)
     args.session = register.session
 
 
@@ -3596,7 +3781,7 @@ def ask_new_session_id(ctx):
 
 def suggest_session_id(ctx):
     branch = ctx.checkout_info().get("branch") or ""
-    slug = pattern(r"[^a-z0-9]+").sub("-", branch.lower()).strip("-")[:MAX_ID_CHARS].strip("-")
+    slug = regex(r"[^a-z0-9]+").sub("-", branch.lower()).strip("-")[:MAX_ID_CHARS].strip("-")
     return "" if slug in ("", "main", "master") else slug
 
 
@@ -3681,7 +3866,8 @@ def ask_complete(ctx, args, state):
         return
     changed = files_changed_since(ctx, session)
     if changed:
-        drift = set(drift_paths(session_claims(session, state, ctx.is_repo_path), changed))
+        drift = set(drift_paths(session_claims(session, state, ctx.is_repo_path), changed,
+                                fold_case=ctx.fold_case))
         labels = {f"{f}  (outside the session's areas)" if f in drift else f: f for f in changed}
         picked = asker.checkbox("Files changed (from git since the session started)",
                                 list(labels), checked=list(labels))
@@ -3783,14 +3969,34 @@ class Output:
 
 # ---------------------------------------------------------------------------- commands
 
+
+def require_session(state, session_id):
+    session = find_session(state, session_id)
+    if session is not None:
+        return session
+    if any(done["id"] == session_id for done in state["completed_sessions"]):
+        raise UsageError(f"Session {session_id!r} is already completed; start new work with "
+                         f"`{cli_name()} sync --session NEW-ID --focus ... --area ...`")
+    import difflib
+    close = difflib.get_close_matches(session_id, [s["id"] for s in state["active_sessions"]], 1)
+    hint = f"Did you mean {close[0]!r}? Otherwise r" if close else "R"
+    raise UsageError(f"No active session {session_id!r}. {hint}egister it first with "
+                     f"`{cli_name()} sync --session {session_id} --focus ... --area ...`")
+
+
 def require_flags(args, command, required):
     """Flags a command needs but did not get are bad input. In a terminal ask_for_missing has
     asked for them already; without one we never prompt and never hang."""
     missing = [flag for flag, attr in required if not getattr(args, attr, None)]
     if missing:
-        raise OrchestratorError(f"{command}: missing {', '.join(missing)}; pass "
-                                f"{'it' if len(missing) == 1 else 'them'} as flags "
-                                f"(see `{cli_name()} {command} --help`)")
+        raise UsageError(f"{command}: missing {', '.join(missing)}; pass "
+                         f"{'it' if len(missing) == 1 else 'them'} as flags "
+                         f"(see `{cli_name()} {command} --help`)")
+
+
+def conflict_refusal(conflicts, now):
+    return Refused(describe_conflicts(conflicts, now),
+                   {"conflicts": [lock_view(c, now) for c in conflicts]})
 
 
 def lock_request(args, owner, area, scopes):
@@ -3809,12 +4015,12 @@ def cmd_sync(ctx, args):
         require_flags(args, "sync", [("--session", "session")])
         session_id = check_session_id(args.session)
     if args.lock_area and not args.lock_scope:
-        raise OrchestratorError("sync: --lock-area needs --lock-scope PATH (what to lock in it)")
+        raise UsageError("sync: --lock-area needs --lock-scope PATH (what to lock in it)")
     if args.lock_scope:
         require_flags(args, "sync", [("--reason", "reason")])
         lock_area = args.lock_area or (args.area[0] if args.area else None)
         if not lock_area:
-            raise OrchestratorError("sync: --lock-scope needs --lock-area or an --area to lock")
+            raise UsageError("sync: --lock-scope needs --lock-area or an --area to lock")
         scopes = [scope_from_here(s, "--lock-scope", ctx) for s in args.lock_scope]
         request = lock_request(args, session_id, check_area(lock_area, "--lock-area", True),
                                scopes)
@@ -3831,14 +4037,16 @@ def cmd_sync(ctx, args):
             session, created = register_session(state, session_id, focus, areas, status, now,
                                                 ctx.checkout_info())
             if request:
-                lock, forced_over, _ = place_lock(state, request, now, force=args.force)
+                lock, forced_over, _ = place_lock(state, request, now, force=args.force,
+                                                  fold_case=ctx.fold_case)
+                if lock is None:
+                    raise conflict_refusal(forced_over, now)
         viewer = args.session
-        conflicts = session_conflicts(state, now, viewer, ctx.is_folder)
-        context = report_context(state, now, viewer, conflicts, swept, args.all_notes)
-    kept_focus = (None if created is not False or not args.focus or
-                  one_line(args.focus) == one_line(session["focus"]) else session["focus"])
+        conflicts = sessions_in_foreign_locks(state, now, viewer, ctx.is_folder, fold_case=ctx.fold_case)
+        context = report_context(state, now, viewer, conflicts, swept, args.all_notes,
+                                 fold_case=ctx.fold_case)
     context.update(registered=created, lock=lock_view(lock, now) if lock else None,
-                   kept_focus=kept_focus,
+                   kept_focus=kept_focus(session, created, args.focus) if registering else None,
                    forced=message("lock_forced", owner=viewer, cli=cli_name(),
                                   owners=", ".join(sorted({c["owner"] for c in forced_over})))
                    if forced_over else None)
@@ -3854,28 +4062,31 @@ def cmd_lock(ctx, args):
     require_flags(args, "lock", [("--session", "session"), ("--area", "area"),
                                  ("--scope", "scope"), ("--reason", "reason")])
     now = utc_now()
-    owner = check_session_id(args.session)
+    session_id = check_session_id(args.session)
     area = check_area(args.area, creating=True)
     scopes = [scope_from_here(s, "--scope", ctx) for s in args.scope]
-    request = lock_request(args, owner, area, scopes)
+    request = lock_request(args, session_id, area, scopes)
     try:
         with Transaction(ctx.store) as state:
-            require_session(state, owner)
-            lock, overridden, replaced = place_lock(state, request, now, force=args.force)
+            require_session(state, session_id)
+            lock, overridden, replaced = place_lock(state, request, now, force=args.force,
+                                                    fold_case=ctx.fold_case)
+            if lock is None:
+                raise conflict_refusal(overridden, now)
     except OrchestratorError as error:
         if not (ctx.interactive and error.details.get("conflicts")):
             raise
         print(clean_text(error.message))
         if not asker_for(ctx).confirm("Take the lock anyway (--force)?", default=False):
-            raise OrchestratorError("lock not taken, nothing written", EXIT_REFUSED) from None
+            raise Refused("lock not taken, nothing written") from None
         args.force = True
         return cmd_lock(ctx, args)
     view = lock_view(lock, now)
-    text = message("lock_updated" if replaced else "lock_taken", area=area, owner=owner,
+    text = message("lock_updated" if replaced else "lock_taken", area=area, owner=session_id,
                    scope=scopes, until=lock["expires_at"],
                    duration=humanize_seconds(view["remaining_seconds"]))
     if overridden:
-        text += "\n" + message("lock_forced", owner=owner, cli=cli_name(),
+        text += "\n" + message("lock_forced", owner=session_id, cli=cli_name(),
                                owners=", ".join(sorted({c["owner"] for c in overridden})))
     empty = scopes_matching_nothing(scopes, ctx.checkout_root)
     if empty:
@@ -3888,25 +4099,16 @@ def cmd_lock(ctx, args):
 def cmd_renew(ctx, args):
     require_flags(args, "renew", [("--session", "session")])
     now = utc_now()
-    owner = check_session_id(args.session)
+    session_id = check_session_id(args.session)
     area = check_area(args.area) if args.area else None
     duration = parse_duration(args.duration or DEFAULT_LOCK_DURATION)
     with Transaction(ctx.store) as state:
-        require_session(state, owner)
-        mine = [l for l in live_locks(state, now)
-                if l["owner"] == owner and (area is None or l["area"] == area)]
+        require_session(state, session_id)
+        mine, extended = renew_locks(state, session_id, area, duration, now)
         if not mine:
             where = f" on {area}" if area else ""
-            raise OrchestratorError(f"{owner} holds no live lock{where} to renew (an expired lock "
-                                    f"cannot be renewed); take one with `{cli_name()} lock`",
-                                    EXIT_REFUSED)
-        extended = []
-        for lock in mine:  # never shorter than it was: a clock running behind must not cut it
-            wanted = moment_after(now, duration)
-            if wanted > lock["expires_at"]:
-                lock["expires_at"] = wanted
-                extended.append(lock)
-        require_session(state, owner)["last_updated"] = now
+            raise Refused(f"{session_id} holds no live lock{where} to renew (an expired lock "
+                          f"cannot be renewed); take one with `{cli_name()} lock`")
     views = [lock_view(l, now) for l in mine]
     text = "\n".join(message("lock_renewed" if any(l is e for e in extended) else "lock_not_renewed",
                              area=v["area"], until=v["expires_at"],
@@ -3923,38 +4125,31 @@ def cmd_renew(ctx, args):
 def cmd_unlock(ctx, args):
     require_flags(args, "unlock", [("--session", "session")])
     if not args.area and not args.all:
-        raise OrchestratorError("unlock: give --area AREA or --all")
-    owner = check_session_id(args.session)
+        raise UsageError("unlock: give --area AREA or --all")
+    session_id = check_session_id(args.session)
     area = check_area(args.area) if args.area else None
     now = utc_now()
     with Transaction(ctx.store) as state:
-        require_session(state, owner)
-        mine = [l for l in state["locks"] if l["owner"] == owner and (args.all or l["area"] == area)]
-        if not mine and area:
-            others = [l for l in live_locks(state, now) if l["area"] == area]
-            if others:
-                holders = ", ".join(sorted({l["owner"] for l in others}))
-                raise OrchestratorError(f"{area} is locked by {holders}, not by {owner}; only the "
-                                        "owner can release it (leave them a note instead)",
-                                        EXIT_REFUSED)
-        state["locks"] = [l for l in state["locks"] if l not in mine]
-        if mine:
-            require_session(state, owner)["last_updated"] = now
+        require_session(state, session_id)
+        mine, held_by = release_locks(state, session_id, None if args.all else area, now)
+        if held_by:
+            raise Refused(f"{area} is locked by {', '.join(held_by)}, not by {session_id}; only the "
+                          "owner can release it (leave them a note instead)")
     if mine:
-        text = "\n".join(message("lock_released", area=l["area"], owner=owner) for l in mine)
+        text = "\n".join(message("lock_released", area=l["area"], owner=session_id) for l in mine)
     else:
-        text = message("nothing_to_release", owner=owner)
+        text = message("nothing_to_release", owner=session_id)
     ctx.out.emit(text, {"released": mine})
     return EXIT_OK
 
 
 def cmd_status(ctx, args):
     now = utc_now()
-    viewer = check_session_id(args.session) if args.session else None
+    session_id = check_session_id(args.session) if args.session else None
     state = ctx.store.load()
-    context = report_context(state, now, viewer, session_conflicts(state, now, viewer,
-                                                                   ctx.is_folder),
-                             all_notes=args.all_notes)
+    conflicts = sessions_in_foreign_locks(state, now, session_id, ctx.is_folder, fold_case=ctx.fold_case)
+    context = report_context(state, now, session_id, conflicts,
+                             all_notes=args.all_notes, fold_case=ctx.fold_case)
     context.update(registered=None, lock=None, kept_focus=None, forced=None)
     payload = status_payload(state, now)
     if ctx.store.warnings:
@@ -3971,7 +4166,7 @@ def cmd_watch(ctx, args):
     """A live board of who holds what, in the terminal: redrawn when the state file changes
     and every second for the countdowns; `q` or Ctrl-C quits. It reads, never writes, the
     state. Without a terminal it prints one status report and exits."""
-    viewer = check_session_id(args.session) if args.session else None
+    session_id = check_session_id(args.session) if args.session else None
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         args.all_notes = False
         return cmd_status(ctx, args)
@@ -4012,8 +4207,8 @@ def cmd_watch(ctx, args):
                 seen = signature
             if (signature, now) != drawn:  # a change, or a second of countdown
                 columns, rows = os.get_terminal_size(out.fileno())
-                frame = watch_frame(state, now, columns, rows, viewer, color, error,
-                                    ctx.is_folder)
+                frame = watch_frame(state, now, columns, rows, session_id, color, error,
+                                    ctx.is_folder, fold_case=ctx.fold_case)
                 out.write("\x1b[H" + "\x1b[K\r\n".join(frame) + "\x1b[K\x1b[J")
                 out.flush()
                 drawn = (signature, now)
@@ -4031,49 +4226,44 @@ def cmd_watch(ctx, args):
 
 def cmd_update(ctx, args):
     require_flags(args, "update", [("--session", "session")])
-    owner = check_session_id(args.session)
+    session_id = check_session_id(args.session)
     if args.status in ("completed", "done", "finished"):
-        raise OrchestratorError(f"--status {args.status}: update cannot complete a session; run "
-                                f"`{cli_name()} complete "
-                                f"--session {owner} --outcome ...`, which also releases its locks")
+        raise UsageError(f"--status {args.status}: update cannot complete a session; run "
+                         f"`{cli_name()} complete "
+                         f"--session {session_id} --outcome ...`, which also releases its locks")
     status = check_status(args.status, UPDATE_STATUSES) if args.status else None
     notes = [check_text("--add-note", n) for n in args.add_note or []]
     areas = [check_area(a, "--add-area", creating=True) for a in args.add_area or []]
     risks = [check_text("--add-risk", r) for r in args.add_risk or []]
     if not (status or notes or areas or risks):
-        raise OrchestratorError("update: nothing to change; pass --status, --add-note, "
-                                "--add-area or --add-risk")
+        raise UsageError("update: nothing to change; pass --status, --add-note, "
+                         "--add-area or --add-risk")
     now = utc_now()
     with Transaction(ctx.store) as state:
-        session = require_session(state, owner)
-        if status:
-            session["status"] = status
-        session["notes"] += notes
-        session["risks"] += [r for r in risks if r not in session["risks"]]
-        session["touched_areas"] += [a for a in areas if a not in session["touched_areas"]]
-        session["last_updated"] = now
-        updated = dict(session)
-    ctx.out.emit(message("session_updated", session=owner, status=updated["status"]),
+        updated = dict(update_session(require_session(state, session_id), now, status, notes, areas,
+                                      risks))
+    ctx.out.emit(message("session_updated", session=session_id, status=updated["status"]),
                  {"session": updated})
     return EXIT_OK
 
 
 def cmd_complete(ctx, args):
     require_flags(args, "complete", [("--session", "session"), ("--outcome", "outcome")])
-    owner = check_session_id(args.session)
+    session_id = check_session_id(args.session)
     outcome = check_text("--outcome", args.outcome)
     files = [repo_path_from_here(f, "--file", ctx) for f in args.file or []]
     source = "given"
     if not files and not getattr(args, "files_chosen", False):
         # git runs before the state is locked: a slow repository must not stall other sessions
-        session = require_session(ctx.store.load(), owner)
+        session = require_session(ctx.store.load(), session_id)
         files, source = files_changed_since(ctx, session), "git"
     now = utc_now()
     with Transaction(ctx.store) as state:
-        session = require_session(state, owner)
-        drift = drift_paths(session_claims(session, state, ctx.is_repo_path), files)
-        record, released = complete_session(state, owner, outcome, files, now)
-    text = message("session_completed", session=owner, locks=len(released),
+        session = require_session(state, session_id)
+        drift = drift_paths(session_claims(session, state, ctx.is_repo_path), files,
+                            fold_case=ctx.fold_case)
+        record, released = complete_session(state, session, outcome, files, now)
+    text = message("session_completed", session=session_id, locks=len(released),
                    files=len(record["files_changed"]))
     if source == "git" and files:
         text += "\n" + message("files_from_git", files=files)
@@ -4087,13 +4277,13 @@ def cmd_complete(ctx, args):
 def cmd_note(ctx, args):
     require_flags(args, "note", [("TEXT", "text")])
     text = check_text("note TEXT", " ".join(args.text))
-    author = check_session_id(args.session) if args.session else None
+    session_id = check_session_id(args.session) if args.session else None
+    now = utc_now()
     with Transaction(ctx.store) as state:
-        if author:
-            require_session(state, author)["last_updated"] = utc_now()
-        # An unsigned note must not pass for a session's: "[api] ..." is how signed ones look.
-        note = f"[{author}] {text}" if author else (f"(unsigned) {text}" if text.startswith("[")
-                                                     else text)
+        if session_id:
+            require_session(state, session_id)
+            touch_session(state, session_id, now)
+        note = signed_note(text, session_id)
         state["global_notes"].append(note)
     ctx.out.emit(message("note_added", count=len(state["global_notes"])), {"note": note})
     return EXIT_OK
@@ -4130,10 +4320,12 @@ def cmd_check(ctx, args):
     session = find_session(state, session_id) if session_id else None
     if session and not areas and not paths:
         areas = session["touched_areas"]
-    found = [conflict_view(c, now) for c in intent_conflicts(state, session_id, areas, paths, now,
-                                                             is_folder=ctx.is_folder)]
+    running_into = foreign_locks_in_the_way(state, session_id, areas, paths, now,
+                                    is_folder=ctx.is_folder, fold_case=ctx.fold_case)
+    found = [conflict_view(c, now) for c in running_into]
     conflicts, shared = split_by_outside_fixes(found)
-    drift = drift_paths(session_claims(session, state, ctx.is_repo_path), paths) if session else []
+    drift = drift_paths(session_claims(session, state, ctx.is_repo_path), paths,
+                        fold_case=ctx.fold_case) if session else []
     payload = {"conflicts": conflicts, "fix_and_notify": shared, "drift": drift}
     if not found and not drift:
         ctx.out.emit("", payload)
@@ -4145,8 +4337,8 @@ def cmd_check(ctx, args):
 
 def cmd_build_failure(ctx, args):
     if bool(args.area) == bool(args.path):
-        raise OrchestratorError("build-failure: give either --area AREA or --path PATH (where the "
-                                "build failed)")
+        raise UsageError("build-failure: give either --area AREA or --path PATH (where the "
+                         "build failed)")
     # Without --session the asker owns nothing (a conversation that has not synced yet).
     session_id = check_session_id(args.session) if args.session else None
     area = check_area(args.area) if args.area else None
@@ -4154,10 +4346,12 @@ def cmd_build_failure(ctx, args):
     state = ctx.store.load()
     now = utc_now()
     if path is None:
-        verdict, lock, others = build_failure_verdict(state, session_id, now, area=area)
+        verdict, lock, others = build_failure_verdict(state, session_id, now, area=area,
+                                                      fold_case=ctx.fold_case)
     else:
         verdict, lock, others = strictest_verdict(state, session_id,
-                                                  paths_reaching(ctx.checkout_root, path), now)
+                                                  paths_reaching(ctx.checkout_root, path), now,
+                                                  fold_case=ctx.fold_case)
     context = {"verdict": verdict, "session": session_id, "target": path or area,
                "lock": lock_view(lock, now) if lock else None,
                "others": [lock_view(o, now) for o in others], "cli": cli_name()}
@@ -4173,14 +4367,15 @@ def cmd_directive(ctx, args):
                                       ("--directive", "directive"), ("--reason", "reason")])
     session_id = check_session_id(args.session)
     rule = normalise_rule(check_text("--rule", args.rule, MAX_AREA_CHARS, allow_newlines=False))
-    if not pattern(r"[a-z0-9_]+").fullmatch(rule):
-        raise OrchestratorError(f"--rule {args.rule!r} is not a rule name: use words like "
-                                "intent_scope or escalation")
+    if not regex(r"[a-z0-9_]+").fullmatch(rule):
+        raise UsageError(f"--rule {args.rule!r} is not a rule name: use words like "
+                         "intent_scope or escalation")
     entry = {"session": session_id, "directive": check_text("--directive", args.directive),
              "reason": check_text("--reason", args.reason), "timestamp": utc_now(),
              "rule_overridden": rule}
     with Transaction(ctx.store) as state:
-        require_session(state, session_id)["last_updated"] = entry["timestamp"]
+        require_session(state, session_id)
+        touch_session(state, session_id, entry["timestamp"])
         state["directive_log"].append(entry)
         count = sum(normalise_rule(e["rule_overridden"]) == rule for e in state["directive_log"])
     ctx.out.emit(message("directive_logged", rule=rule, count=count, cli=cli_name()),
@@ -4190,7 +4385,8 @@ def cmd_directive(ctx, args):
 
 def cmd_audit(ctx, args):
     if args.threshold < 1:
-        raise OrchestratorError(f"--threshold {args.threshold} must be 1 or more (default 3)")
+        raise UsageError(f"--threshold {args.threshold} must be 1 or more (default "
+                         f"{AUDIT_THRESHOLD})")
     state = ctx.store.load()
     proposals = audit_proposals(state["directive_log"], args.threshold)
     for proposal in proposals:
@@ -4206,28 +4402,28 @@ def cmd_install(ctx, args):
     from pathlib import Path
     target = Path(args.target or ".").resolve()
     if not target.is_dir():
-        raise OrchestratorError(f"install: --target {args.target!r} is not a folder; give the "
-                                "root of the repository to install into")
+        raise UsageError(f"install: --target {args.target!r} is not a folder; give the "
+                         "root of the repository to install into")
     found = enclosing_checkout(str(target))
     if found is None:
-        raise OrchestratorError(f"install: {target} is not a git repository; the pack and the "
-                                "shared state live in one: `git init` it first, or give "
-                                "--target the root of a repository")
+        raise UsageError(f"install: {target} is not a git repository; the pack and the "
+                         "shared state live in one: `git init` it first, or give "
+                         "--target the root of a repository")
     checkout, _ = found
     if Path(checkout) != target:
-        raise OrchestratorError(f"install: {target} is inside the repository {checkout}; give "
-                                f"its root: --target {checkout}")
+        raise UsageError(f"install: {target} is inside the repository {checkout}; give "
+                         f"its root: --target {checkout}")
     try:
         import jinja2, strictyaml  # noqa: F401  (the launcher reuses this interpreter)
     except ImportError as error:
-        raise OrchestratorError(f"install: {error.name} is missing for {sys.executable}; run "
-                                "`make install` in the tool's folder and use its .venv/bin/python")
+        raise UsageError(f"install: {error.name} is missing for {sys.executable}; run "
+                         "`make install` in the tool's folder and use its .venv/bin/python")
     agents = tuple(unique_in_order(args.agent or ["windsurf"]))
     try:
         return install_pack(ctx, target, agents, args.force)
     except OSError as error:
-        raise OrchestratorError(f"install: cannot write {error.filename or 'a file'}: "
-                                f"{error.strerror or error}", EXIT_STATE) from None
+        raise StateError(f"install: cannot write {error.filename or 'a file'}: "
+                         f"{error.strerror or error}") from None
 
 
 def cmd_hook(ctx, args):
@@ -4359,9 +4555,7 @@ def record_touched(store, conversation, paths):
     with Transaction(store) as state:
         session = find_session(state, acting["id"])
         if session is not None:
-            touched = session.get("touched_files", [])
-            session["touched_files"] = touched + [p for p in unique_in_order(fit)
-                                                  if p not in touched]
+            add_touched_files(session, fit)
 
 
 def worktree_check(ctx, event):
@@ -4389,17 +4583,17 @@ def session_start_check(ctx, event):
     if store is None:
         return ""
     state, now = store.load(), utc_now()
-    acting = session_of_conversation(state, event["conversation"])
-    if acting is None:
+    session = session_of_conversation(state, event["conversation"])
+    if session is None:
         if event["source"] == "clear" and state["active_sessions"]:
             return message("session_start_unbound", cli=cli_name())
         return ""
-    found = [conflict_view(c, now) for c in intent_conflicts(
-        state, acting["id"], acting["touched_areas"], [], now)]
+    found = [conflict_view(c, now) for c in foreign_locks_in_the_way(
+        state, session["id"], session["touched_areas"], [], now, fold_case=ctx.fold_case)]
     if not found:
         return ""
     conflicts, shared = split_by_outside_fixes(found)
-    return render("check_warning.txt.j2", session=acting["id"], drift=[], cli=cli_name(),
+    return render("check_warning.txt.j2", session=session["id"], drift=[], cli=cli_name(),
                   conflicts=conflicts, shared=shared).rstrip("\n")
 
 
@@ -4423,20 +4617,20 @@ def write_verdict_of_path(ctx, event, file_path):
     if store is None:
         return False, ""  # not a file of a repository whose sessions we coordinate
     state = store.load()
-    acting = session_of_conversation(state, event["conversation"])
+    session = session_of_conversation(state, event["conversation"])
     if (path + "/").startswith(STATE_FOLDER + "/"):
         return True, message("hook_state_file", path=path, cli=cli_name())
-    verdict, lock, _ = build_failure_verdict(state, acting["id"] if acting else None, path=path,
-                                             now=utc_now())
+    verdict, lock, _ = build_failure_verdict(state, session["id"] if session else None, path=path,
+                                             now=utc_now(), fold_case=ctx.fold_case)
     if verdict == "fix":
         return False, ""
     fields = {"path": path, "owner": lock["owner"], "cli": cli_name(), "area": lock["area"],
               "until": lock["expires_at"], "reason": lock["reason"],
-              "you": acting["id"] if acting else "<your-session>"}
+              "you": session["id"] if session else "<your-session>"}
     if verdict == "fix_and_notify":
         return False, message("hook_allowed_in_lock", **fields)
     return True, "\n".join([message("hook_blocked", **fields),
-                            message("hook_what_to_do" if acting else "hook_unbound", **fields)])
+                            message("hook_what_to_do" if session else "hook_unbound", **fields)])
 
 
 def command_key(event):
@@ -4460,8 +4654,8 @@ def shell_write_verdict(ctx, event):
     store, _ = store_and_path(ctx, event, folder)
     if store is not None and event["conversation"]:
         state = store.load()
-        acting = session_of_conversation(state, event["conversation"])
-        if any(lock["owner"] != (acting or {}).get("id") for lock in live_locks(state, utc_now())):
+        session = session_of_conversation(state, event["conversation"])
+        if any(lock["owner"] != (session or {}).get("id") for lock in live_locks(state, utc_now())):
             store.mark_command_start(command_key(event), time.time_ns())
     return False, "\n".join(notes)
 
@@ -4481,12 +4675,13 @@ def report_command_changes(ctx, event):
     if started is None:
         return ""
     state, now = store.load(), utc_now()
-    acting = session_of_conversation(state, event["conversation"])
-    you = (acting or {}).get("id")
-    scopes = unique_in_order(scope for lock in live_locks(state, now) if lock["owner"] != you
+    session = session_of_conversation(state, event["conversation"])
+    session_id = (session or {}).get("id")
+    scopes = unique_in_order(scope for lock in live_locks(state, now) if lock["owner"] != session_id
                              for scope in lock["scope"])
-    changed = files_written_in_scopes_after(checkout, scopes, started) if scopes else []
-    by_lock = changes_in_foreign_locks(state, you, changed, now)
+    changed = files_written_in_scopes_after(checkout, scopes, started,
+                                            fold_case=ctx.fold_case) if scopes else []
+    by_lock = changes_in_foreign_locks(state, session_id, changed, now, fold_case=ctx.fold_case)
     if not by_lock:
         return ""
     lines, recorded = [], []
@@ -4495,12 +4690,12 @@ def report_command_changes(ctx, event):
         more = f" and {len(paths) - len(shown)} more" if len(paths) > len(shown) else ""
         key = "hook_changed_in_shared_lock" if lock["allow_external_fixes"] else "hook_changed_in_lock"
         lines.append(message(key, files=shown, more=more, owner=lock["owner"],
-                             area=lock["area"], cli=cli_name(), you=you or "<your-session>"))
+                             area=lock["area"], cli=cli_name(), you=session_id or "<your-session>"))
         owners = find_session(state, lock["owner"]) or {}
         recorded += [p for p in paths if p not in owners.get("touched_files", [])]
-    if acting and recorded:
+    if session and recorded:
         record_touched(store, event["conversation"], recorded)
-        lines.append(message("hook_changed_recorded", you=you))
+        lines.append(message("hook_changed_recorded", you=session_id))
     return "\n".join(lines)
 
 
@@ -4516,10 +4711,11 @@ def cmd_commit_check(ctx, args):
         state, now = ctx.store.load(), utc_now()
         here = [s for s in state["active_sessions"]
                 if s.get("worktree") and os.path.realpath(s["worktree"]) == ctx.checkout_root]
-        committer = here[0]["id"] if len(here) == 1 else None
+        session_id = here[0]["id"] if len(here) == 1 else None
         refused = []
         for name in staged:
-            verdict, lock, _ = build_failure_verdict(state, committer, now, path=name)
+            verdict, lock, _ = build_failure_verdict(state, session_id, now, path=name,
+                                                     fold_case=ctx.fold_case)
             if verdict == "report_only":
                 refused.append((name, lock))
     except (OrchestratorError, Exception) as error:  # a broken check never blocks a commit
@@ -4566,12 +4762,11 @@ class Context:
         self.checkout_root, self.main_root = found or find_checkout(os.getcwd())
         if (found is None and args.command not in OUTSIDE_A_REPOSITORY
                 and not (args.state or os.environ.get(STATE_ENV))):
-            raise OrchestratorError(
+            raise UsageError(
                 f"{os.getcwd()} is not inside a git repository, and the shared state lives in "
                 "one: run the command inside the repository whose sessions you coordinate, or "
                 "pass --state PATH")
-        global fold_path_case
-        fold_path_case = file_system_ignores_case(self.checkout_root)
+        self.fold_case = file_system_ignores_case(self.checkout_root)  # for every comparison
         path = (args.state or os.environ.get(STATE_ENV)
                 or os.path.join(self.main_root, STATE_RELATIVE_PATH))
         self.store = Store(path)
@@ -4598,13 +4793,101 @@ class Context:
             pass
         return {"worktree": self.checkout_root, "branch": branch}
 
+    def run(self, args):
+        """Run the command `args` names (a question may run `sync` before the one asked)."""
+        return COMMANDS[args.command](self, args)
 
-class NotBuilt:
-    """Stands in for the parser of a subcommand this run does not use: argparse pays a gettext
-    lookup per parser and per flag, so a command builds only its own (about 5 ms saved)."""
 
-    def add_argument(self, *args, **kwargs):
-        pass
+# Every command's flags, declared once: (flag, kind, help, argparse's other options). argparse's
+# parser (help, errors, anything unusual) and the fast parser (plain command lines, without
+# importing argparse) are both built from this table.
+VALUE, VALUES, SWITCH, TEXT = "value", "values", "switch", "text"  # VALUES: repeatable
+LOCK_FLAGS = (
+    ("--reason", VALUE, "why the lock exists, shown to other sessions", {}),
+    ("--unstable", SWITCH, "builds in this area are expected to break for a while", {}),
+    ("--allow-external-fixes", SWITCH, "other sessions may fix build failures in this area", {}),
+    ("--duration", VALUE, f"how long the lock lasts (default {DEFAULT_LOCK_DURATION}; 45m, 2h, "
+                          "1h30m, 1d)", {}),
+    ("--force", SWITCH, "take the lock even where another session's lock overlaps", {}))
+SCOPE_HELP = ("path or glob, relative to the current folder like --path (repeatable); stored "
+              "relative to the repository root")
+ALL_NOTES = ("--all-notes", SWITCH, f"show every note, not only the newest {NOTES_SHOWN}", {})
+YOUR_SESSION = ("--session", VALUE, "your session's kebab-case id", {})
+COMMAND_FLAGS = {
+    "sync": ("sweep expired locks, report the state; register a session and lock", (
+        ("--session", VALUE, "this session's kebab-case id", {}),
+        ("--focus", VALUE, "what this session works on", {}),
+        ("--area", VALUES, "area or path this session touches (repeatable)", {}),
+        ("--status", VALUE, f"one of {', '.join(SESSION_STATUSES)} (new sessions: "
+                            f"{DEFAULT_STATUS})", {}),
+        ("--lock-area", VALUE, "area to lock (default: the first --area)", {}),
+        ALL_NOTES,
+        ("--lock-scope", VALUES, SCOPE_HELP, {"metavar": "PATH"}), *LOCK_FLAGS)),
+    "lock": ("claim an advisory lock on an area", (
+        YOUR_SESSION,
+        ("--area", VALUE, "high-level area, e.g. backend", {}),
+        ("--scope", VALUES, SCOPE_HELP, {"metavar": "PATH"}), *LOCK_FLAGS)),
+    "renew": ("extend this session's live locks from now", (
+        YOUR_SESSION,
+        ("--area", VALUE, "renew only the lock on this area", {}),
+        ("--duration", VALUE, f"new length from now (default {DEFAULT_LOCK_DURATION})", {}))),
+    "unlock": ("release this session's own locks", (
+        YOUR_SESSION,
+        ("--area", VALUE, None, {}),
+        ("--all", SWITCH, "release every lock this session holds", {}))),
+    "status": ("show the state; changes nothing", (
+        ("--session", VALUE, "show it from this session's point of view", {}), ALL_NOTES)),
+    "watch": ("a live board of sessions and locks in the terminal; q quits", (
+        ("--session", VALUE, "show conflicts from this session's point of view", {}),)),
+    "update": ("edit this session's own entry", (
+        YOUR_SESSION,
+        ("--status", VALUE, None, {}),
+        ("--add-note", VALUES, None, {}),
+        ("--add-area", VALUES, None, {}),
+        ("--add-risk", VALUES, None, {}))),
+    "complete": ("end a session: record the outcome, release its locks", (
+        YOUR_SESSION,
+        ("--outcome", VALUE, "brief summary of what was done", {}),
+        ("--file", VALUES, "key file changed (repeatable)", {}))),
+    "note": ("add a note every session sees", (
+        ("text", TEXT, None, {}),
+        ("--session", VALUE, "the session writing the note", {}))),
+    "check": ("silent session-start check: exit 1 with a warning on conflict", (
+        YOUR_SESSION,
+        ("--area", VALUES, None, {}),
+        ("--path", VALUES, None, {}))),
+    "build-failure": ("may this session fix a failing build here? fix, fix_and_notify or "
+                      "report_only", (
+        ("--session", VALUE, "the session asking", {}),
+        ("--area", VALUE, "the area whose build failed", {}),
+        ("--path", VALUE, "a file or folder where the build failed", {}))),
+    "directive": ("log a @directive override of a default rule", (
+        YOUR_SESSION,
+        ("--rule", VALUE, "the rule overridden, e.g. intent_scope, escalation", {}),
+        ("--directive", VALUE, "the override as the user gave it", {}),
+        ("--reason", VALUE, "why the override was needed", {}))),
+    "audit": ("propose new defaults for rules overridden again and again; writes nothing", (
+        ("--threshold", VALUE, f"overrides of one rule that call for a proposal (default "
+                               f"{AUDIT_THRESHOLD})", {"type": int, "default": AUDIT_THRESHOLD}),)),
+    "validate": ("check the state file against the schema", ()),
+    "commit-check": ("git pre-commit: refuse staged files inside another session's lock", (
+        ("--block-exit", VALUE, "exit with CODE instead of 1 to refuse (the installed git hook "
+                                "maps it back, so that no other failure can refuse a commit)",
+         {"metavar": "CODE"}),)),
+    "hook": ("read one Cascade or Claude Code hook event (JSON) on stdin; exit 2 blocks a write "
+             "into another session's lock", (
+        ("--block-exit", VALUE, "exit with CODE instead of 2 to block (the installed hook "
+                                "command maps it back to 2, so that no other failure can block)",
+         {"metavar": "CODE"}),)),
+    "install": ("install the Windsurf pack into a repository", (
+        ("--target", VALUE, "root of the repository (default: here)", {"default": "."}),
+        ("--force", SWITCH, "overwrite pack files you changed", {}),
+        ("--agent", VALUES, "which agent to install for (repeatable; default windsurf)",
+         {"choices": sorted(AGENT_FILES)}))),
+}
+# Commands whose plain command lines skip argparse: those that run all the time or write.
+FAST_PATH_COMMANDS = ("check", "hook", "commit-check", "sync", "lock", "renew", "unlock",
+                      "update", "complete", "note", "directive")
 
 
 def build_parser(only=None):
@@ -4619,8 +4902,8 @@ def build_parser(only=None):
 
         def error(self, message):
             about = f"{cli_name()} {only}" if only else self.prog  # the command's own help
-            raise OrchestratorError(f"{message}{flag_suggestions(message, known_flags)} "
-                                    f"(see `{about} --help`)")
+            raise UsageError(f"{message}{flag_suggestions(message, known_flags)} "
+                             f"(see `{about} --help`)")
 
     class HelpFormatter(argparse.HelpFormatter):
         """The terminal width from os, so that building the parser never imports shutil."""
@@ -4642,114 +4925,20 @@ def build_parser(only=None):
                             description="Coordinate parallel Cascade sessions through one state file.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    def command(name, help_text):
+    for name, (help_text, flags) in COMMAND_FLAGS.items():
         if only is not None and name != only:
-            return NotBuilt()
-        return commands.add_parser(name, parents=[common], help=help_text, description=help_text)
-
-    def lock_flags(sub, scope_flag):
-        sub.add_argument(scope_flag, action="append", metavar="PATH",
-                         help="path or glob, relative to the current folder like --path "
-                              "(repeatable); stored relative to the repository root")
-        sub.add_argument("--reason", help="why the lock exists, shown to other sessions")
-        sub.add_argument("--unstable", action="store_true",
-                         help="builds in this area are expected to break for a while")
-        sub.add_argument("--allow-external-fixes", action="store_true",
-                         help="other sessions may fix build failures in this area")
-        sub.add_argument("--duration", help=f"how long the lock lasts (default {DEFAULT_LOCK_DURATION}; "
-                                            "45m, 2h, 1h30m, 1d)")
-        sub.add_argument("--force", action="store_true",
-                         help="take the lock even where another session's lock overlaps")
-
-    sub = command("sync", "sweep expired locks, report the state; register a session and lock")
-    sub.add_argument("--session", help="this session's kebab-case id")
-    sub.add_argument("--focus", help="what this session works on")
-    sub.add_argument("--area", action="append", help="area or path this session touches (repeatable)")
-    sub.add_argument("--status", help=f"one of {', '.join(SESSION_STATUSES)} (new sessions: {DEFAULT_STATUS})")
-    sub.add_argument("--lock-area", help="area to lock (default: the first --area)")
-    sub.add_argument("--all-notes", action="store_true",
-                     help=f"show every note, not only the newest {NOTES_SHOWN}")
-    lock_flags(sub, "--lock-scope")
-
-    sub = command("lock", "claim an advisory lock on an area")
-    sub.add_argument("--session", help="your session's kebab-case id")
-    sub.add_argument("--area", help="high-level area, e.g. backend")
-    lock_flags(sub, "--scope")
-
-    sub = command("renew", "extend this session's live locks from now")
-    sub.add_argument("--session", help="your session's kebab-case id")
-    sub.add_argument("--area", help="renew only the lock on this area")
-    sub.add_argument("--duration", help=f"new length from now (default {DEFAULT_LOCK_DURATION})")
-
-    sub = command("unlock", "release this session's own locks")
-    sub.add_argument("--session", help="your session's kebab-case id")
-    sub.add_argument("--area")
-    sub.add_argument("--all", action="store_true", help="release every lock this session holds")
-
-    sub = command("status", "show the state; changes nothing")
-    sub.add_argument("--session", help="show it from this session's point of view")
-    sub.add_argument("--all-notes", action="store_true",
-                     help=f"show every note, not only the newest {NOTES_SHOWN}")
-
-    sub = command("watch", "a live board of sessions and locks in the terminal; q quits")
-    sub.add_argument("--session", help="show conflicts from this session's point of view")
-
-    sub = command("update", "edit this session's own entry")
-    sub.add_argument("--session", help="your session's kebab-case id")
-    sub.add_argument("--status")
-    sub.add_argument("--add-note", action="append")
-    sub.add_argument("--add-area", action="append")
-    sub.add_argument("--add-risk", action="append")
-
-    sub = command("complete", "end a session: record the outcome, release its locks")
-    sub.add_argument("--session", help="your session's kebab-case id")
-    sub.add_argument("--outcome", help="brief summary of what was done")
-    sub.add_argument("--file", action="append", help="key file changed (repeatable)")
-
-    sub = command("note", "add a note every session sees")
-    sub.add_argument("text", nargs="*", metavar="TEXT")
-    sub.add_argument("--session", help="the session writing the note")
-
-    sub = command("check", "silent session-start check: exit 1 with a warning on conflict")
-    sub.add_argument("--session", help="your session's kebab-case id")
-    sub.add_argument("--area", action="append")
-    sub.add_argument("--path", action="append")
-
-    sub = command("build-failure", "may this session fix a failing build here? fix, fix_and_notify "
-                                   "or report_only")
-    sub.add_argument("--session", help="the session asking")
-    sub.add_argument("--area", help="the area whose build failed")
-    sub.add_argument("--path", help="a file or folder where the build failed")
-
-    sub = command("directive", "log a @directive override of a default rule")
-    sub.add_argument("--session", help="your session's kebab-case id")
-    sub.add_argument("--rule", help="the rule overridden, e.g. intent_scope, escalation")
-    sub.add_argument("--directive", help="the override as the user gave it")
-    sub.add_argument("--reason", help="why the override was needed")
-
-    sub = command("audit", "propose new defaults for rules overridden again and again; writes nothing")
-    sub.add_argument("--threshold", type=int, default=3,
-                     help="overrides of one rule that call for a proposal (default 3)")
-
-    command("validate", "check the state file against the schema")
-
-    sub = command("commit-check", "git pre-commit: refuse staged files inside another "
-                                  "session's lock")
-    sub.add_argument("--block-exit", metavar="CODE",
-                     help="exit with CODE instead of 1 to refuse (the installed git hook maps "
-                          "it back, so that no other failure can refuse a commit)")
-
-    sub = command("hook", "read one Cascade or Claude Code hook event (JSON) on stdin; exit 2 "
-                          "blocks a write into another session's lock")
-    sub.add_argument("--block-exit", metavar="CODE",
-                     help="exit with CODE instead of 2 to block (the installed hook command "
-                          "maps it back to 2, so that no other failure can block)")
-
-    sub = command("install", "install the Windsurf pack into a repository")
-    sub.add_argument("--target", default=".", help="root of the repository (default: here)")
-    sub.add_argument("--force", action="store_true", help="overwrite pack files you changed")
-    sub.add_argument("--agent", action="append", choices=sorted(AGENT_FILES),
-                     help="which agent to install for (repeatable; default windsurf)")
+            continue  # argparse pays a gettext lookup per parser and flag: build only this one
+        sub = commands.add_parser(name, parents=[common], help=help_text, description=help_text)
+        for flag, kind, help_of_flag, extra in flags:
+            options = dict(extra)
+            if kind == TEXT:
+                sub.add_argument(flag, nargs="*", metavar="TEXT", **options)
+                continue
+            if kind == SWITCH:
+                options["action"] = "store_true"
+            elif kind == VALUES:
+                options["action"] = "append"
+            sub.add_argument(flag, help=help_of_flag, **options)
     known_flags.extend(f for p in [parser, *commands.choices.values()]
                        for action in p._actions for f in action.option_strings)
     return parser
@@ -4801,34 +4990,18 @@ def parse_arguments(argv):
     return args
 
 
-LOCK_FLAGS = ({"--reason", "--duration"}, {"--unstable", "--allow-external-fixes", "--force"})
-# Every command's flags, for parsing without argparse: (single-value flags, repeatable flags,
-# switches, the positional list or None). A test checks this table against build_parser().
-FAST_PATH_FLAGS = {
-    "check": ({"--session"}, {"--area", "--path"}, set(), None),
-    "hook": ({"--block-exit"}, set(), set(), None),
-    "commit-check": ({"--block-exit"}, set(), set(), None),
-    "sync": ({"--session", "--focus", "--status", "--lock-area"} | LOCK_FLAGS[0],
-             {"--area", "--lock-scope"}, LOCK_FLAGS[1] | {"--all-notes"}, None),
-    "lock": ({"--session", "--area"} | LOCK_FLAGS[0], {"--scope"}, LOCK_FLAGS[1], None),
-    "renew": ({"--session", "--area", "--duration"}, set(), set(), None),
-    "unlock": ({"--session", "--area"}, set(), {"--all"}, None),
-    "update": ({"--session", "--status"}, {"--add-note", "--add-area", "--add-risk"}, set(), None),
-    "complete": ({"--session", "--outcome"}, {"--file"}, set(), None),
-    "note": ({"--session"}, set(), set(), "text"),
-    "directive": ({"--session", "--rule", "--directive", "--reason"}, set(), set(), None),
-}
-
-
 def parse_fast_path(argv):
     """Parse a command's flags without importing argparse: the session-start check and the
     write hook run all the time, and a write's whole budget is 1.2x `import strictyaml`.
     Anything unusual (help, an unknown or abbreviated flag, a value that looks like a flag)
     returns None, and argparse takes over, so its help and error messages stay as they are."""
-    if not argv or argv[0] not in FAST_PATH_FLAGS:
+    if not argv or argv[0] not in FAST_PATH_COMMANDS:
         return None
-    single, repeatable, switches, positional = FAST_PATH_FLAGS[argv[0]]
-    single = single | {"--state"}
+    flags = COMMAND_FLAGS[argv[0]][1]
+    single = {flag for flag, kind, _, _ in flags if kind == VALUE} | {"--state"}
+    repeatable = {flag for flag, kind, _, _ in flags if kind == VALUES}
+    switches = {flag for flag, kind, _, _ in flags if kind == SWITCH}
+    positional = next((flag for flag, kind, _, _ in flags if kind == TEXT), None)
     values = {flag[2:].replace("-", "_"): None for flag in single | repeatable}
     values.update({flag[2:].replace("-", "_"): False for flag in switches | {"--json"}})
     values.update(command=argv[0])
@@ -4859,30 +5032,18 @@ def main(argv=None):
     try:
         args = parse_fast_path(argv) or parse_arguments(argv)
         if not args.command:
-            raise OrchestratorError(f"give a command, e.g. `{cli_name()} status` (see --help)")
+            raise UsageError(f"give a command, e.g. `{cli_name()} status` (see --help)")
         ctx = Context(args)
         ask_for_missing(ctx, args)
-        return COMMANDS[args.command](ctx, args)
-    except OrchestratorError as error:
-        report_error(error, as_json)
-        return error.exit_code
-    except (KeyboardInterrupt, EOFError):
-        report_error(OrchestratorError("cancelled, nothing written", EXIT_CANCELLED), as_json)
-        return EXIT_CANCELLED
-    except ImportError as error:
-        report_error(OrchestratorError(
-            f"{error.name} is not installed for {sys.executable}; run `make install` in the tool's "
-            "folder and use .venv/bin/python (or the pack's launcher)"), as_json)
-        return EXIT_USAGE
+        return ctx.run(args)
     except SystemExit as exit_request:  # --help
         return exit_request.code if isinstance(exit_request.code, int) else EXIT_OK
-    except Exception as error:  # a bug: one line for the user, the traceback only on request
-        if os.environ.get("ORCHESTRATOR_DEBUG"):
+    except BaseException as exception:
+        error = as_failure(exception)
+        if error is None:
             raise
-        report_error(OrchestratorError(
-            f"internal error ({type(error).__name__}: {error}); please report it with the command "
-            "you ran (ORCHESTRATOR_DEBUG=1 shows the traceback)", EXIT_INTERNAL), as_json)
-        return EXIT_INTERNAL
+        report_error(error, as_json)
+        return error.exit_code
 
 
 def report_error(error, as_json):

@@ -2,12 +2,16 @@
 the tool: `run` calls main(argv) in process, `cli` runs a real process; a frozen `clock` at
 T0 and a `bare_env` shell environment. Plain helper functions live in helpers.py."""
 
+import functools
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
+import freezegun
 import pytest
 from freezegun import freeze_time
 
@@ -16,6 +20,37 @@ sys.path.insert(0, str(ROOT))
 
 import orchestrator  # noqa: E402
 from helpers import T0  # noqa: E402
+
+# pytest's clock for test durations keeps real time while a test's is frozen (freezegun's
+# default list misses `_pytest.timing`). Only that leaf module: freezegun judges by the
+# caller's last few frames, and `_pytest` as a whole would unfreeze some of a test's calls.
+freezegun.configure(extend_ignore_list=["_pytest.timing"])
+
+# Property tests are bounded per example, never as a whole: a busy machine makes every
+# example slower, and a bound on the whole run fails a correct test there. pytest-timeout's
+# signal method arms ITIMER_REAL for the test; each example arms it again, so the limit is
+# what one example may take, and an example that hangs still fails with its stack.
+SECONDS_PER_EXAMPLE = 60
+
+
+def bounded_example(inner):
+    @functools.wraps(inner)
+    def example(*args, **kwargs):
+        if signal.getsignal(signal.SIGALRM) not in (signal.SIG_DFL, signal.SIG_IGN, None) \
+                and threading.current_thread() is threading.main_thread():
+            signal.setitimer(signal.ITIMER_REAL, SECONDS_PER_EXAMPLE)
+        return inner(*args, **kwargs)
+    example.bounded = True
+    return example
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        handle = getattr(getattr(item, "obj", None), "hypothesis", None)
+        if handle is None:
+            continue
+        if not getattr(handle.inner_test, "bounded", False):
+            handle.inner_test = bounded_example(handle.inner_test)
 
 
 class Result:

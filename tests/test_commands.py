@@ -5,6 +5,7 @@ matters runs under freezegun.
 """
 
 import json
+import sys
 from datetime import timedelta
 
 import pytest
@@ -718,7 +719,7 @@ def test_check_json(seeded, run):
     assert conflict["lock"]["owner"] == "api"
     assert conflict["lock"]["expired"] is False
     assert conflict["lock"]["remaining_seconds"] == 7200
-    assert conflict["items"] == ["backend", "src/api/x.py"]
+    assert conflict["overlapping"] == ["backend", "src/api/x.py"]
 
 
 # ============================================================================ validate
@@ -873,6 +874,111 @@ def test_bad_input_as_json(settled, run, state_path, argv):
     assert result.code == 2 and result.err == ""
     assert set(as_json(result)) >= {"error", "exit_code"}
     assert state_path.read_bytes() == settled
+
+
+def test_the_context_decides_case_folding_from_the_checkouts_file_system(monkeypatch, run,
+                                                                       session):
+    """On a case-insensitive file system (as Windows reports itself) a path spelled in
+    another case is inside a foreign lock; on a case-sensitive one it is another path."""
+    session("owner")
+    session("other")
+    assert run("lock", "--session", "owner", "--area", "api", "--scope", "src/api",
+               "--reason", "r").code == 0
+    verdict = ["build-failure", "--session", "other", "--path", "SRC/Api/x.py"]
+    assert run(*verdict).code == 0  # another path where case counts
+    monkeypatch.setattr(o, "file_system_ignores_case", lambda folder: True)
+    assert run(*verdict).code == 1  # report only: the same path where it does not
+
+
+# ============================================================================ refusals and hints
+
+def test_a_missing_dependency_is_a_one_line_exit_2(run, session, monkeypatch):
+    session("api", "backend")
+    monkeypatch.setitem(sys.modules, "strictyaml", None)  # as if it were not installed
+    result = run("note", "--session", "api", "hello")
+    assert result.code == 2
+    assert result.err.startswith("orchestrator: strictyaml is not installed for ")
+    assert "make install" in result.err and len(result.err.splitlines()) == 1
+
+
+def test_sync_of_an_existing_id_keeps_its_focus_and_says_so(run, session):
+    session("api", "backend", focus="Split the API")
+    result = run("sync", "--session", "api", "--focus", "Something else", "--area", "backend")
+    assert result.code == 0
+    assert 'Its focus stays "Split the API"' in result.out
+    assert "new session id" in result.out
+
+
+def test_update_cannot_complete_a_session(run, session, state_path):
+    session("api", "backend")
+    before = state_path.read_bytes()
+    result = run("update", "--session", "api", "--status", "completed")
+    assert result.code == 2 and "complete --session api --outcome" in result.err
+    assert state_path.read_bytes() == before
+
+
+def test_an_unsigned_note_cannot_pass_for_a_sessions(run):
+    assert run("note", "[api] deploy now").code == 0
+    assert run("note", "plain words").code == 0
+    notes = as_json(run("status", "--json"))["global_notes"]
+    assert notes == ["(unsigned) [api] deploy now", "plain words"]
+
+
+def test_an_emptied_state_file_with_a_backup_is_damage(run, session, state_path):
+    session("api", "backend")
+    state_path.write_text("")
+    result = run("status")
+    assert result.code == 3 and "is empty, but the tool's last copy holds entries" in result.err
+    assert state_path.read_text() == ""
+
+
+def test_paths_typed_in_a_subfolder_are_relative_to_it(run, session, repo, monkeypatch):
+    session("api", "backend")
+    run("lock", "--session", "api", "--area", "backend", "--scope", "internal/energy",
+        "--reason", "r")
+    (repo / "internal").mkdir()
+    monkeypatch.chdir(repo / "internal")
+    result = run("build-failure", "--session", "web", "--path", "energy/tariff.go")
+    assert result.code == 1 and result.out.startswith("Verdict: report_only")
+    assert run("check", "--path", "elsewhere.go").code == 0
+
+
+def test_the_process_entry_point_is_main_then_a_frozen_collector(repo, session, capsys,
+                                                                 monkeypatch):
+    """run() (the launcher's and `python o.py`'s entry) returns main()'s exit code
+    and freezes the garbage collector, so the exiting interpreter skips a last full collection."""
+    import gc
+    session("api", "backend")
+    frozen = []
+    monkeypatch.setattr(gc, "freeze", lambda: frozen.append(True))
+    monkeypatch.setattr(sys, "argv", ["o.py", "build-failure", "--session", "web",
+                                      "--area", "backend"])
+    assert o.run() == o.main(sys.argv[1:])
+    assert frozen == [True]
+    launcher = (o.WORKFLOWS_DIR + "/launcher.sh.j2")
+    with open(launcher, encoding="utf-8") as handle:
+        assert "sys.exit(orchestrator.run())" in handle.read()
+
+
+
+# ============================================================================ exit codes
+
+@pytest.mark.parametrize("kind, code", [
+    (o.UsageError, 2), (o.Refused, 1), (o.StateError, 3), (o.ValidationDeferred, 3),
+    (o.Busy, 4), (o.InternalError, 70), (o.Cancelled, 130)])
+def test_each_kind_of_failure_has_the_exit_code_the_readme_documents(kind, code, capsys):
+    assert kind("what went wrong").exit_code == code
+    assert o.as_failure(kind("x")).exit_code == code
+
+
+@pytest.mark.parametrize("exception, code", [
+    (KeyboardInterrupt(), 130), (EOFError(), 130), (ImportError("x", name="strictyaml"), 2),
+    (ValueError("a bug"), 70)])
+def test_other_exceptions_become_failures_in_one_place(exception, code, monkeypatch):
+    monkeypatch.delenv("ORCHESTRATOR_DEBUG", raising=False)
+    assert o.as_failure(exception).exit_code == code
+    monkeypatch.setenv("ORCHESTRATOR_DEBUG", "1")
+    assert (o.as_failure(exception) is None) == (code == 70)  # a bug's traceback, on request
 
 
 # ============================================================================ real processes

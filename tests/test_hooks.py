@@ -4,6 +4,7 @@ and the other agents' files merged into what a repository already has."""
 import json
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -296,3 +297,27 @@ def test_install_agents_md_section_keeps_the_rest_and_is_replaced_not_repeated(t
     second = (tmp_path / "AGENTS.md").read_text()
     assert second.count(orchestrator.AGENTS_MD_BEGIN) == 1
     assert second.endswith("## Later notes\nkeep me\n") and "Build with make." in second
+
+
+def test_the_hook_ignores_files_of_other_repositories(run, session, repo, tmp_path, monkeypatch):
+    session("api", "src")
+    run("lock", "--session", "api", "--area", "backend", "--scope", "src", "--reason", "r")
+    other = tmp_path / "other"
+    subprocess.run(["git", "init", "-q", str(other)], check=True)
+    for root, expected in ((other, 0), (repo, 2)):
+        event = {"agent_action_name": "pre_write_code", "trajectory_id": "t",
+                 "tool_info": {"file_path": str(root / "src" / "x.py")}}
+        monkeypatch.setattr(sys, "stdin", __import__("io").StringIO(json.dumps(event)))
+        assert run("hook").code == expected
+
+
+def test_read_only_commands_and_mentions_do_not_bind_a_conversation(run, session, monkeypatch):
+    session("api", "backend")
+    for line in ("sh .windsurf/bin/orchestrator status --session api",
+                 "echo see the orchestrator docs: use --session api",
+                 "sh .windsurf/bin/orchestrator build-failure --session api --area x"):
+        assert orchestrator.session_named_in_command(line) is None, line
+    assert orchestrator.session_named_in_command(
+        "sh .windsurf/bin/orchestrator note --session api hi") == "api"
+    assert orchestrator.session_named_in_command(
+        "python /opt/so/orchestrator.py lock --session=api --area a") == "api"

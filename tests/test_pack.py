@@ -129,6 +129,7 @@ def test_committed_files_hold_no_machine_specific_path(target):
 
 # ---------------------------------------------------------------------------- every command line, from a bare shell
 
+@pytest.mark.slow
 def test_every_command_line_of_the_pack_runs_and_exits_as_the_prompt_says(target, bare_env):
     register = fill('sh .windsurf/bin/orchestrator sync --session <session-id> --focus "<focus>" '
                     '--area <area> --area src')

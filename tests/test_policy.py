@@ -340,11 +340,19 @@ def test_backslashes_and_slashes_are_one_separator():
     assert o.path_in_scope("src/api/x.py", "src\\api")
 
 
-def test_case_is_folded_only_where_the_file_system_ignores_it(monkeypatch):
+def test_case_is_folded_only_where_the_file_system_ignores_it():
     assert not o.path_in_scope("Src/API/x.py", "src/api")
-    monkeypatch.setattr(o, "fold_path_case", True)
-    assert o.path_in_scope("Src/API/x.py", "src/api")
-    assert o.scopes_overlap("SRC/*.PY", "src/a.py")
+    assert not o.scopes_overlap("SRC/*.PY", "src/a.py")
+    assert o.path_in_scope("Src/API/x.py", "src/api", fold_case=True)
+    assert o.scopes_overlap("SRC/*.PY", "src/a.py", fold_case=True)
+    lock = {"area": "api", "owner": "a", "scope": ["Src/API"], "reason": "", "expires_at":
+            "2099-01-01T00:00:00+00:00", "allow_external_fixes": False,
+            "expected_instability": False}
+    state = {**o.empty_state(), "locks": [lock]}
+    now = "2026-01-01T00:00:00+00:00"
+    assert o.build_failure_verdict(state, "b", now, path="src/api/x.py")[0] == "fix"
+    assert o.build_failure_verdict(state, "b", now, path="src/api/x.py",
+                                   fold_case=True)[0] == "report_only"
 
 
 def test_case_insensitive_file_system_is_detected(tmp_path, monkeypatch):
@@ -384,26 +392,39 @@ def test_named_command_skips_global_flags():
     assert o.named_command(["--help"]) is None and o.named_command(["bogus"]) is None
 
 
-def test_fast_path_flag_table_matches_the_parser():
-    """The hand-kept table must name exactly the flags argparse knows, of the same kind."""
-    import argparse
-    parser = o.build_parser()
-    subparsers = next(a for a in parser._actions if a.dest == "command").choices
-    for command, (single, repeatable, switches, positional) in o.FAST_PATH_FLAGS.items():
-        kinds = {"single": set(), "repeatable": set(), "switches": set(), "positional": None}
-        for action in subparsers[command]._actions:
-            if isinstance(action, argparse._HelpAction):
-                continue
-            if not action.option_strings:
-                kinds["positional"] = action.dest
-            elif isinstance(action, argparse._StoreTrueAction):
-                kinds["switches"].add(action.option_strings[0])
-            elif isinstance(action, argparse._AppendAction):
-                kinds["repeatable"].add(action.option_strings[0])
+@st.composite
+def plain_command_lines(draw):
+    """A command line of a fast-path command, drawn from its flags in COMMAND_FLAGS: any of
+    them, in any order, repeatable ones repeated, values written `--flag v` or `--flag=v`."""
+    command = draw(st.sampled_from(o.FAST_PATH_COMMANDS))
+    words = [command]
+    for flag, kind, _, _ in draw(st.permutations(o.COMMAND_FLAGS[command][1])):
+        times = draw(st.integers(0, 2 if kind in (o.VALUES, o.TEXT) else 1))
+        for _ in range(times):
+            value = draw(st.sampled_from(["a", "b c", "x.py", "="]))
+            if kind == o.SWITCH:
+                words.append(flag)
+            elif kind == o.TEXT:
+                words.append(draw(st.sampled_from(["hello", "two words"])))
+            elif draw(st.booleans()):
+                words.append(f"{flag}={value}")
             else:
-                kinds["single"].add(action.option_strings[0])
-        assert kinds == {"single": single | {"--state"}, "repeatable": repeatable,
-                         "switches": switches | {"--json"}, "positional": positional}, command
+                words += [flag, value]
+    if draw(st.booleans()):
+        words.insert(draw(st.sampled_from([0, len(words)])), "--json")
+    return words
+
+
+@given(plain_command_lines())
+@settings(max_examples=300, deadline=None)
+def test_the_fast_parser_reads_any_plain_command_line_as_argparse_does(argv):
+    """Both parsers are built from one table; argparse is the judge of what a line means."""
+    fast = o.parse_fast_path(argv)
+    if argv[0] == "--json":
+        assert fast is None  # a global flag first: argparse's
+        return
+    assert fast is not None, argv
+    assert vars(fast) == vars(o.parse_arguments(argv)), argv
 
 
 @pytest.mark.parametrize("argv", [
@@ -436,3 +457,104 @@ def test_a_count_agrees_with_its_noun():
     assert f"{o.Count(3)}" == "3"
     assert o.message("session_completed", session="api", locks=1, files=2) == (
         "Completed api: released 1 lock, recorded 2 changed files")
+
+
+# ---------------------------------------------------------------------------- rules commands enforce
+
+LATER = o.iso(T + timedelta(minutes=30))
+
+
+def a_state(*locks, sessions=("api", "web")):
+    state = o.empty_state()
+    for session_id in sessions:
+        o.register_session(state, session_id, "focus", ["backend"], "in_progress", NOW)
+    state["locks"] = [{"area": area, "owner": owner, "scope": [scope], "reason": "r",
+                       "expected_instability": False, "allow_external_fixes": False,
+                       "acquired_at": NOW, "expires_at": until}
+                      for owner, area, scope, until in locks]
+    return state
+
+
+def test_renew_extends_from_now_and_never_shortens_a_lock():
+    far, near = o.iso(T + timedelta(hours=5)), o.iso(T + timedelta(minutes=40))
+    state = a_state(("api", "backend", "src/api", far), ("api", "docs", "docs", near),
+                    ("web", "web", "src/web", near))
+    mine, extended = o.renew_locks(state, "api", None, 3600, LATER)
+    assert [lock["area"] for lock in mine] == ["backend", "docs"]
+    assert [lock["area"] for lock in extended] == ["docs"]
+    assert state["locks"][0]["expires_at"] == far  # asked for less than it had: kept
+    assert state["locks"][1]["expires_at"] == o.iso(T + timedelta(minutes=90))
+    assert state["locks"][2]["expires_at"] == near  # another session's lock: untouched
+    assert o.find_session(state, "api")["last_updated"] == LATER
+
+
+def test_an_expired_lock_is_not_renewed():
+    state = a_state(("api", "backend", "src/api", NOW))
+    assert o.renew_locks(state, "api", "backend", 3600, LATER) == ([], [])
+    assert o.find_session(state, "api")["last_updated"] == NOW
+
+
+def test_only_the_owner_may_release_a_lock():
+    live = o.iso(T + timedelta(hours=2))
+    state = a_state(("web", "backend", "src/api", live))
+    assert o.release_locks(state, "api", "backend", LATER) == ([], ["web"])
+    assert len(state["locks"]) == 1
+    released, held_by = o.release_locks(state, "web", "backend", LATER)
+    assert [lock["owner"] for lock in released] == ["web"] and held_by == []
+    assert state["locks"] == []
+
+
+def test_releasing_all_takes_only_the_owners_locks():
+    live = o.iso(T + timedelta(hours=2))
+    state = a_state(("api", "a", "a", live), ("api", "b", "b", NOW), ("web", "c", "c", live))
+    released, _ = o.release_locks(state, "api", None, LATER)
+    assert [lock["area"] for lock in released] == ["a", "b"]  # expired ones too
+    assert [lock["owner"] for lock in state["locks"]] == ["web"]
+
+
+def test_update_adds_notes_as_given_and_risks_and_areas_once():
+    session = a_state()["active_sessions"][0]
+    o.update_session(session, LATER, "blocked", ["n", "n"], ["backend", "ui", "ui"], ["r", "r"])
+    o.update_session(session, LATER, None, [], ["ui"], ["r"])
+    assert session["status"] == "blocked"
+    assert session["notes"] == ["n", "n"]
+    assert session["touched_areas"] == ["backend", "ui"]
+    assert session["risks"] == ["r"]
+    assert session["last_updated"] == LATER
+
+
+@pytest.mark.parametrize("text, author, note", [
+    ("build is red", "api", "[api] build is red"),
+    ("build is red", None, "build is red"),
+    ("[api] I am api", None, "(unsigned) [api] I am api"),  # never passes for a signed note
+    ("[x] signed anyway", "web", "[web] [x] signed anyway"),
+])
+def test_a_note_is_signed_by_its_author_and_an_unsigned_one_cannot_pass_for_signed(
+        text, author, note):
+    assert o.signed_note(text, author) == note
+
+
+def test_touched_files_are_recorded_once_each():
+    session = a_state()["active_sessions"][0]
+    assert o.add_touched_files(session, ["a.py", "b.py", "a.py"]) == ["a.py", "b.py"]
+    assert o.add_touched_files(session, ["b.py", "c.py"]) == ["c.py"]
+    assert o.add_touched_files(session, ["c.py"]) == []
+    assert session["touched_files"] == ["a.py", "b.py", "c.py"]
+
+
+def test_an_existing_session_keeps_its_focus_and_says_so():
+    session = a_state()["active_sessions"][0]
+    assert o.kept_focus(session, False, "something else") == "focus"
+    assert o.kept_focus(session, False, "  focus ") is None  # the same, differently spaced
+    assert o.kept_focus(session, False, None) is None
+    assert o.kept_focus(session, True, "something else") is None  # just registered with it
+
+
+def test_registering_an_existing_session_adds_areas_and_keeps_the_rest():
+    state = a_state()
+    session, created = o.register_session(state, "api", "new focus", ["backend", "ui"],
+                                          "blocked", LATER)
+    assert created is False
+    assert (session["focus"], session["status"]) == ("focus", "in_progress")
+    assert session["touched_areas"] == ["backend", "ui"]
+    assert session["last_updated"] == LATER

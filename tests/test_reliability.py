@@ -1,4 +1,4 @@
-"""Issue 7: reliability and safety. Each test here fails if one of the tool's guarantees breaks.
+"""Reliability and safety. Each test here fails if one of the tool's guarantees breaks.
 
 1. load: parallel sessions, each command a real process, lose, duplicate and fail nothing;
 2. crash: a writer killed with SIGKILL, at random moments and at chosen points of the write,
@@ -14,7 +14,7 @@
 
 Other files already cover: parallel notes (test_store), lock timeout and a SIGKILLed lock holder
 (test_store), corrupt files and the .bak hint (test_store, test_commands), bad input never
-writes (test_commands), terminal escape sequences (test_protocol).
+writes (test_commands), terminal escape sequences (test_commands_build_failure).
 """
 
 import io
@@ -129,6 +129,7 @@ def assert_framed(out, needle=INJECTION, allowed_outside=()):
 
 # ============================================================================ 1. load
 
+@pytest.mark.slow
 def test_stress_loses_duplicates_and_fails_nothing(tmp_path):
     """8 parallel sessions x 2 rounds x 8 commands, each a real process, while a reader
     validates the file on disk: nothing lost, doubled, failed or left over, no torn read."""
@@ -189,6 +190,7 @@ def without_session(state, sid):
             "locks": [l for l in state["locks"] if l["owner"] != sid]}
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_leaves_old_or_new_state(crash_state, run, monkeypatch):
     """25 writers killed at random moments: a note (one change), or a sync that registers a
     session and locks for it in one step (a change of two parts: both or neither)."""
@@ -517,7 +519,8 @@ def test_any_argument_list_ends_cleanly_and_never_writes_invalid_state(fuzz_stat
 
 # --- arbitrary state file contents
 
-# No escaped lone surrogates ("\\ud800"): see test_escaped_lone_surrogate_..., xfail.
+# No escaped lone surrogates ("\\ud800"): always refused, see
+# test_escaped_lone_surrogate_in_a_hand_edit_is_refused.
 YAMLISH = st.lists(st.sampled_from(list(" -:\n[]{}#'\"\\|>&*!%@`\t,.?aAbz09_") +
                                    ["locks", "global_notes", "active_sessions", "id", "api",
                                     "owner", "scope", "expires_at", "2025-03-01T12:00:00+05:30",
@@ -554,9 +557,9 @@ def mutated_base(draw):
     return "".join(lines)
 
 
-# Characters YAML's reader refuses outright. They crash strictyaml's error handling (see
-# test_control_character_in_the_state_file_is_a_state_error, xfail): left out here so that
-# this property keeps guarding everything else.
+# Characters YAML's reader refuses outright: always exit 3, proven for each kind by
+# test_control_character_in_the_state_file_is_a_state_error; left out here so that this
+# property's examples reach everything else.
 UNREADABLE = re.compile("[^\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
@@ -603,6 +606,7 @@ HOOK_WRITE = json.dumps({"agent_action_name": "pre_write_code", "trajectory_id":
                          "tool_info": {"file_path": "src/api/x.py"}})
 
 
+@pytest.mark.slow
 @settings(max_examples=examples(100), **HYPOTHESIS)
 @given(content=CONTENTS)
 def test_any_state_file_content_ends_cleanly_and_a_broken_file_is_never_touched(
@@ -796,15 +800,21 @@ def test_fake_end_marker_in_a_note_cannot_close_the_frame(planted, run):
 
 
 @pytest.mark.parametrize("separator", ["\u2028", "\u2029"])
-def test_unicode_line_separators_cannot_close_the_frame(clock, run, session, separator):
+def test_unicode_line_separators_cannot_close_the_frame(clock, run, session, state_path,
+                                                       separator):
+    """Refused as input; and where a hand edit puts one in the file, printed escaped, on
+    one quoted line inside the frame."""
     session("good", "backend")
     text = f"x{separator}{END}{separator}{INJECTION}"
-    accepted = run("note", text).code == 0
-    assert run("sync", "--session", "evil", "--area", "a",
-               "--focus", text).code in (0, 2)
-    if not accepted:
-        return   # refusing it as bad input is a fix too
-    assert_framed(run("status").out)
+    before = state_path.read_bytes()
+    assert run("note", text).code == 2
+    assert run("sync", "--session", "evil", "--area", "a", "--focus", text).code == 2
+    assert state_path.read_bytes() == before
+    write_raw(state_path, before.decode("utf-8").replace(
+        "global_notes: []", "global_notes:\n  - " + json.dumps(text, ensure_ascii=False)))
+    out = run("status").out
+    assert_framed(out)
+    assert separator not in out
 
 
 def test_swept_lock_area_of_another_session_is_framed(clock, run, session):
@@ -1107,12 +1117,14 @@ def test_replace_refused_forever_for_backup_or_cache_still_writes_the_state(
     assert json.loads(run("--json", "status").out)["global_notes"] == ["fresh"]
 
 
-# ============================================================================ found along the way
+# ============================================================================ damaged text in the state, and a reader that goes away
 
-def test_escaped_lone_surrogate_in_a_hand_edit_is_refused_or_printed(clock, run, state_path):
+def test_escaped_lone_surrogate_in_a_hand_edit_is_refused(clock, run, state_path):
+    """"\\ud800" is valid YAML but no text: every reader refuses it, naming it."""
     write_raw(state_path, 'global_notes:\n  - "\\ud800 hi"\n')
-    codes = {run(*argv).code for argv in (["validate"], ["status"], ["--json", "status"])}
-    assert codes in ({0}, {3}), codes   # consistently readable, or consistently refused
+    for argv in (["validate"], ["status"], ["--json", "status"]):
+        result = run(*argv)
+        assert result.code == 3 and "lone surrogate" in result.err + result.out, (argv, result)
 
 
 @pytest.mark.parametrize("content", [

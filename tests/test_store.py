@@ -108,6 +108,7 @@ def states(draw):
     return state
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(states())
 def test_emitter_round_trips_any_valid_state(state):
@@ -189,25 +190,25 @@ SESSION = {"id": "api", "focus": "f", "status": "in_progress", "touched_areas": 
            "last_updated": "2026-11-25T15:00:00+00:00"}
 
 
-def test_write_changes_reads_a_repeated_identity_or_a_dropped_field_as_a_new_entry():
+def test_changed_entries_reads_a_repeated_identity_or_a_dropped_field_as_a_new_entry():
     before = state_with(SESSION, {**SESSION, "focus": "twin"})  # a hand edit repeated the id
     after = state_with({**SESSION, "status": "blocked"}, {**SESSION, "focus": "twin"})
-    new, edited = orchestrator.write_changes(before, after)
+    new, edited = orchestrator.changed_entries(before, after)
     assert new == {"active_sessions": [after["active_sessions"][0]]} and edited == {}
 
     before = state_with({**SESSION, "worktree": "/w"})
     after = state_with({**SESSION, "status": "blocked"})  # worktree dropped: check it all
-    new, edited = orchestrator.write_changes(before, after)
+    new, edited = orchestrator.changed_entries(before, after)
     assert new == {"active_sessions": after["active_sessions"]} and edited == {}
 
     before = state_with(SESSION)
     after = state_with({**SESSION, "status": "blocked", "branch": "b"})
-    assert orchestrator.write_changes(before, after) == (
+    assert orchestrator.changed_entries(before, after) == (
         {}, {"active_sessions": [{"status": "blocked", "branch": "b"}]})
 
     before = state_with({**SESSION, "worktree": False})
     after = state_with({**SESSION, "worktree": 0})  # equal in Python, not the same value
-    assert orchestrator.write_changes(before, after) == ({}, {"active_sessions": [{"worktree": 0}]})
+    assert orchestrator.changed_entries(before, after) == ({}, {"active_sessions": [{"worktree": 0}]})
 
 
 @pytest.mark.parametrize("change", [{"status": "napping"}, {"last_updated": "soon"},
@@ -715,6 +716,7 @@ def run_validate(state_path):
                           capture_output=True, timeout=60).returncode
 
 
+@pytest.mark.slow
 def test_parallel_writers_lose_no_note(repo, state_path):
     workers, per_worker = 8, 15
     env = {**os.environ, "ORCHESTRATOR_LOCK_TIMEOUT": "60"}

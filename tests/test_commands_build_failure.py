@@ -1,4 +1,4 @@
-"""Issue 4: the build failure protocol, directive logging and the audit, the intent guardrail.
+"""The build failure protocol, directive logging and the audit, the intent guardrail.
 
 - build-failure: every branch of the seed's decision tree, path resolution (nested scopes,
   globs, ties, expired locks), JSON shape, and that it never writes;
@@ -798,7 +798,7 @@ def test_check_drift_and_conflict_are_reported_separately(clock, run, session):
                           "--path", "src/web/app.ts"))
     assert payload["drift"] == ["src/api/x.py"]
     (conflict,) = payload["conflicts"]
-    assert conflict["lock"]["owner"] == "api" and conflict["items"] == ["src/api/x.py"]
+    assert conflict["lock"]["owner"] == "api" and conflict["overlapping"] == ["src/api/x.py"]
 
 
 def test_check_conflict_without_drift(clock, run, session):

@@ -204,7 +204,7 @@ def _error_of(check, answer):
     try:
         check(answer)
     except orchestrator.OrchestratorError as error:
-        return orchestrator.pattern(r"^(?:[a-z-]+: )?--[a-z-]+ ").sub("", error.message)
+        return orchestrator.regex(r"^(?:[a-z-]+: )?--[a-z-]+ ").sub("", error.message)
     return None
 
 

@@ -372,7 +372,7 @@ def test_only_files_git_tracks_or_would_add_and_written_after_the_start_count(
     assert orchestrator.files_written_in_scopes_after(str(repo), ["elsewhere"], started) == []
 
 
-# ---------------------------------------------------------------------------- review findings
+# ---------------------------------------------------------------------------- what other kinds of writes and commands report
 
 def bind_claude(target, env, conversation, session_id):
     bash = claude_commands(target)[("PreToolUse", "Bash")]

@@ -278,7 +278,7 @@ def test_reinstall_replaces_the_old_hook_command_instead_of_adding_one(tmp_path)
     assert commands == [orchestrator.CLAUDE_HOOK_COMMAND] * 2
 
 
-# ---------------------------------------------------------------------------- found by review
+# ---------------------------------------------------------------------------- where the hook starts and what a path really is
 
 def test_a_nested_repository_inside_a_locked_folder_is_still_that_folders(target, tmp_path):
     """A submodule, or any folder holding its own .git, inside another session's lock."""

@@ -401,6 +401,7 @@ def test_any_hook_event_ends_in_0_or_2_and_writes_only_the_state(run, session, r
     assert not changed
 
 
+@pytest.mark.slow
 @settings(**PROPERTY)
 @given(value=st.text(max_size=20))
 def test_any_lock_timeout_value_is_used_or_refused_with_exit_2(cli_once, value):
@@ -476,7 +477,7 @@ def test_no_text_from_the_state_escapes_the_frame(run, repo, notes, area, reason
         assert not any(o.is_invisible(ch) for ch in result.out), argv
 
 
-# ---------------------------------------------------------------------------- found by a second attack
+# ---------------------------------------------------------------------------- symlinks, cut-short files, a lock replaced before the rename
 
 @pytest.mark.parametrize("linked", [".windsurf", ".windsurf/orchestrator"])
 def test_a_symlinked_state_folder_carries_no_write_outside(run, repo, tmp_path, linked):

@@ -152,7 +152,7 @@ def test_check_build_failure_hook_and_status_give_one_answer(run, repo, state_pa
     verdict = as_json(run("--json", "build-failure", "--session", asker, "--path", path))
     checked = run("--json", "check", "--session", asker, "--path", path)
     hooked = hook(run, monkeypatch, repo, f"t-{asker}", path)
-    blocking = [c for c in o.session_conflicts(state, now, asker)
+    blocking = [c for c in o.sessions_in_foreign_locks(state, now, asker)
                 if not c["lock"]["allow_external_fixes"]]
     report_only = verdict["verdict"] == "report_only"
     assert (checked.code == 1) == report_only
