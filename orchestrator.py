@@ -66,6 +66,7 @@ import time
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_STATE, EXIT_BUSY = 0, 1, 2, 3, 4
 EXIT_BLOCKED = 2  # what the agents' pre-hooks take as "do not do this"
+EXIT_REMOTE = 5  # the shared remote could not be reached or refused the write
 EXIT_INTERNAL, EXIT_CANCELLED = 70, 130
 
 HERE = os.path.dirname(os.path.realpath(__file__))
@@ -112,7 +113,7 @@ ENTRY_FIELDS = {
         ("notes", "texts", DEFAULTED), ("started_at", "moment", REQUIRED),
         ("last_updated", "moment", DEFAULTED), ("worktree", "text", OMISSIBLE),
         ("branch", "text", OMISSIBLE), ("trajectories", "texts", OMISSIBLE),
-        ("touched_files", "texts", OMISSIBLE)),
+        ("touched_files", "texts", OMISSIBLE), ("machine", "text", OMISSIBLE)),
     "locks": (
         ("area", "text", REQUIRED), ("owner", "id", REQUIRED), ("scope", "texts", REQUIRED),
         ("reason", "text", REQUIRED), ("expected_instability", "flag", REQUIRED),
@@ -185,11 +186,22 @@ class InternalError(OrchestratorError):
     """A bug: what the tool wrote would break its own schema, or an unexpected exception."""
 
 
+class RemoteUnavailable(OrchestratorError):
+    """The repository's git remote, which holds the shared state, could not be reached or
+    refused the write: nothing was written anywhere."""
+
+
+class RemoteMoved(OrchestratorError):
+    """The shared state's ref moved between fetching it and pushing the change: the command
+    is applied again to the new state (see Context.run)."""
+
+
 class Cancelled(OrchestratorError):
     """The person at the terminal pressed Ctrl-C or closed the input."""
 
 
 EXIT_CODES = ((Refused, EXIT_REFUSED), (StateError, EXIT_STATE), (Busy, EXIT_BUSY),
+              (RemoteUnavailable, EXIT_REMOTE), (RemoteMoved, EXIT_BUSY),
               (InternalError, EXIT_INTERNAL), (Cancelled, EXIT_CANCELLED),
               (OrchestratorError, EXIT_USAGE))
 
@@ -438,7 +450,7 @@ class ValidationDeferred(StateError):
 # The schema's own version, for entries validated one by one and cached across versions of
 # the module: change it whenever ENTRY_FIELDS, a validator or normalise_entry means
 # something new, so that no entry validated under the old meaning is trusted.
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: a session records its machine
 _entries_key = []
 
 
@@ -1016,6 +1028,182 @@ def user_cache_folder():
     return os.path.join(base, "session-orchestrator")
 
 
+# -- the shared state on a ref of the repository's git remote (`remote enable`). The remote is
+# the engine: a push that is not a fast-forward of what the server holds is refused, so every
+# write is a compare-and-swap on the ref. The local state file stays the copy every read uses.
+SHARED_CONFIG_SECTION = "orchestrator"  # in the clone's git config: shared by its worktrees
+DEFAULT_SHARED_REMOTE = "origin"
+DEFAULT_SHARED_REF = "refs/orchestrator/state"
+FETCHED_REF = "refs/orchestrator/fetched"  # this clone's copy of the remote's ref
+SHARED_FILE = "session_state.yaml"  # the one file in each commit's tree
+DEFAULT_SHARED_MAX_AGE = 30  # seconds a read trusts the local copy before refreshing it
+NETWORK_SECONDS = 20  # a fetch or push that takes longer counts as an unreachable remote
+REFRESH_SECONDS = 5  # how long sync and status wait to refresh their view first
+SHARED_ATTEMPTS = 8  # a command applied again this often when other writers keep overtaking it
+
+
+def read_git_config(checkout):
+    """{key: value} of the [orchestrator] section of the clone's git config, read as text (a
+    hook must not fork git to learn that nothing is shared): `key = value` lines, keys in
+    lower case as git compares them."""
+    found, inside = {}, False
+    git_dir = git_dir_of(checkout)
+    if git_dir is None:
+        return found
+    common = os.path.join(git_dir, "commondir")
+    try:
+        if os.path.isfile(common):
+            git_dir = os.path.normpath(os.path.join(git_dir, read_text(common).strip()))
+        text = read_text(os.path.join(git_dir, "config"))
+    except (OSError, ValueError):
+        return found
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            inside = line.strip("[]").strip().lower() == SHARED_CONFIG_SECTION
+        elif inside and "=" in line and not line.startswith(("#", ";")):
+            key, _, value = line.partition("=")
+            found[key.strip().lower()] = value.strip().strip('"')
+    return found
+
+
+def remote_ref_name(ref):
+    """A ref as the remote names it: a bare name is a branch (some hosts accept only those)."""
+    return ref if ref.startswith("refs/") else f"refs/heads/{ref}"
+
+
+class SharedRef:
+    """The state on `ref` of `remote`, reached through git in `checkout` (the main checkout)."""
+
+    def __init__(self, checkout, remote, ref, max_age=DEFAULT_SHARED_MAX_AGE):
+        self.checkout, self.remote, self.ref = checkout, remote, remote_ref_name(ref)
+        self.max_age = max_age
+
+    @classmethod
+    def configured(cls, checkout):
+        config = read_git_config(checkout)
+        if not config.get("remote"):
+            return None
+        try:
+            max_age = max(float(config.get("maxage", DEFAULT_SHARED_MAX_AGE)), 0.0)
+        except ValueError:
+            max_age = DEFAULT_SHARED_MAX_AGE
+        return cls(checkout, config["remote"], config.get("ref") or DEFAULT_SHARED_REF, max_age)
+
+    def describe(self):
+        return f"{self.remote} {self.ref}"
+
+    def git(self, *args, data=None, env=None, timeout=NETWORK_SECONDS):
+        import subprocess
+        environment = dict(os.environ, GIT_TERMINAL_PROMPT="0", LC_ALL="C", **(env or {}))
+        try:
+            return subprocess.run(["git", "-C", self.checkout, *args], input=data,
+                                  capture_output=True, timeout=timeout, env=environment)
+        except subprocess.TimeoutExpired:
+            raise RemoteUnavailable(f"{self.remote} did not answer within {timeout:g} s; "
+                                    "nothing was written") from None
+        except OSError as error:
+            raise RemoteUnavailable(f"cannot run git: {error.strerror}; nothing was "
+                                    "written") from None
+
+    def fetch(self, timeout=NETWORK_SECONDS):
+        """The remote's commit of the shared state (now also FETCHED_REF), or None when the
+        remote has no such ref. RemoteUnavailable when the remote cannot be reached."""
+        proc = self.git("fetch", "--quiet", "--no-tags", "--no-write-fetch-head",
+                        "--no-recurse-submodules", self.remote,
+                        f"+{self.ref}:{FETCHED_REF}", timeout=timeout)
+        if proc.returncode != 0:
+            why = proc.stderr.decode("utf-8", "replace")
+            if "couldn't find remote ref" in why:
+                self.git("update-ref", "-d", FETCHED_REF)
+                return None
+            raise RemoteUnavailable(f"cannot fetch the shared state from {self.remote} "
+                                    f"({one_line(last_line(why))}); nothing was written")
+        return self.fetched()
+
+    def fetched(self):
+        """This clone's copy of the ref: the commit last fetched or pushed, or None."""
+        proc = self.git("rev-parse", "--verify", "--quiet", FETCHED_REF + "^{commit}")
+        return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
+
+    def read(self, commit):
+        """The state file's bytes in `commit`."""
+        proc = self.git("cat-file", "blob", f"{commit}:{SHARED_FILE}")
+        if proc.returncode != 0:
+            raise StateError(f"the shared state on {self.describe()} ({commit[:12]}) holds no "
+                             f"{SHARED_FILE}; it is not used or overwritten: fix the ref by "
+                             "hand, or `remote disable`")
+        return proc.stdout
+
+    def publish(self, data, parent, message, author):
+        """Push a commit of `data` on top of `parent` (None: the ref must not exist yet); the
+        new commit. RemoteMoved when the ref moved meanwhile, RemoteUnavailable when the remote
+        cannot be reached or refuses. The working tree, the index and HEAD are not touched."""
+        blob = self.checked("hash-object", "-w", "--stdin", data=data)
+        tree = self.checked("mktree", data=f"100644 blob {blob}\t{SHARED_FILE}\n".encode())
+        name, email = author
+        identity = {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email,
+                    "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
+        commit = self.checked("commit-tree", tree, *(["-p", parent] if parent else []),
+                              data=message.encode("utf-8"), env=identity)
+        proc = self.git("push", "--porcelain", "--quiet", "--no-verify",
+                        f"--force-with-lease={self.ref}:{parent or ''}", self.remote,
+                        f"{commit}:{self.ref}")
+        output = (proc.stdout + proc.stderr).decode("utf-8", "replace")
+        if proc.returncode == 0:
+            self.git("update-ref", FETCHED_REF, commit)
+            return commit
+        if "[remote rejected]" in output:
+            reason = output.split("[remote rejected]", 1)[1].splitlines()[0].strip(" ()")
+            raise RemoteUnavailable(f"{self.remote} refused the write ({one_line(reason)}); "
+                                    "nothing was written anywhere, no lock was taken")
+        if "[rejected]" in output or "stale info" in output or "fetch first" in output:
+            raise RemoteMoved(f"{self.describe()} moved meanwhile")
+        raise RemoteUnavailable(f"cannot push the shared state to {self.remote} "
+                                f"({one_line(last_line(output))}); nothing was written "
+                                "anywhere, no lock was taken")
+
+    def checked(self, *args, data=None, env=None):
+        proc = self.git(*args, data=data, env=env)
+        if proc.returncode != 0:
+            raise InternalError(f"git {args[0]} failed: "
+                                f"{one_line(last_line(proc.stderr.decode('utf-8', 'replace')))}")
+        return proc.stdout.decode().strip()
+
+    def history(self, count):
+        """The newest `count` commits of the fetched ref: [{commit, when, session, machine,
+        command}], newest first, read from each commit's trailers."""
+        proc = self.git("log", f"-{count}", "--format=%H%x1f%cI%x1f%B%x1e", FETCHED_REF, "--")
+        entries = []
+        for record in proc.stdout.decode("utf-8", "replace").split("\x1e"):
+            fields = record.strip("\n").split("\x1f")
+            if len(fields) != 3:
+                continue
+            trailers = {}
+            for line in fields[2].splitlines():
+                key, colon, value = line.partition(": ")
+                if colon and key in ("Command", "Session", "Machine"):
+                    trailers[key.lower()] = value.strip()
+            entries.append({"commit": fields[0], "when": fields[1], **{
+                key: trailers.get(key, "") for key in ("command", "session", "machine")}})
+        return entries
+
+
+def last_line(text):
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "no answer"
+
+
+def this_machine():
+    """The name this machine records for its sessions (ORCHESTRATOR_MACHINE, or the host's)."""
+    named = os.environ.get("ORCHESTRATOR_MACHINE")
+    if named:
+        return named
+    if hasattr(os, "uname"):
+        return os.uname().nodename
+    return os.environ.get("COMPUTERNAME", "this-machine")
+
+
 class Store:
     """The state file and the files beside it: lock, last good copy; and its cache, kept in
     the user's cache folder under a name made from the state's real path."""
@@ -1036,6 +1224,10 @@ class Store:
         self.entries_read = {}  # the entries cache as read_entries found it
         self.refused = None  # (bytes, error) this process found invalid: not parsed twice
         self.deadline = None  # a time.monotonic() moment validation must not outlast
+        self.shared = None  # a SharedRef when the state is shared through the git remote
+        self.shared_commit = None  # the remote's commit this transaction builds on
+        self.purpose = ("", None, "")  # (command, session, machine): for the shared history
+        self.replaced_local = None  # what the local file held before a fetch replaced it
         # Where install puts the state, the folders on its way inside the repository must be
         # real folders: a symlinked `.windsurf` would carry every write outside.
         root = repository_of_state(self.path)
@@ -1283,8 +1475,14 @@ class Store:
 
     # -- writing
     def save(self, before, after, lock=None):
+        self.write_local(self.encoded(before, after), after, lock)
+
+    def encoded(self, before, after):
+        """The bytes of `after`, once what it changes from `before` is proven valid."""
         validate_changes(before, after)
-        data = emit_state(after).encode("utf-8")
+        return emit_state(after).encode("utf-8")
+
+    def write_local(self, data, after, lock=None):
         try:
             for path in (self.path, self.backup_path):  # both, before either is written
                 if os.path.lexists(path) and not stat_is_regular(os.lstat(path)):
@@ -1302,7 +1500,73 @@ class Store:
             pass
         self.warnings = []
         self.loaded_raw = data
-        self.write_cache(data, after)
+        if after is not None:
+            self.write_cache(data, after)
+
+    # -- the shared state on the remote: fetched into the local file under the local lock, and
+    # each change pushed as a commit on top of what was fetched
+    @property
+    def fetched_marker(self):
+        return os.path.join(os.path.dirname(self.path), "shared-fetched")
+
+    def pull_shared(self, timeout=NETWORK_SECONDS):
+        """Make the local file the remote's state (the caller holds the local lock)."""
+        commit = self.shared_commit = self.shared.fetch(timeout)
+        if commit is not None:
+            data, local = self.shared.read(commit), self.read_bytes()
+            if data != local:
+                state, warnings = self.check_shared(data, commit)
+                self.replaced_local = local if local and local.strip() else None
+                self.loaded_raw = local  # read under the lock: what write_local replaces
+                self.check_folders()
+                self.write_local(data, None)
+                self.warnings = warnings
+                self.write_cache(data, state)
+        self.mark_fetched(commit)
+        return commit
+
+    def check_shared(self, data, commit):
+        """The remote's bytes validated like the local file's; StateError, never used, if not."""
+        label = f"the shared state on {self.shared.describe()} ({commit[:12]})"
+        try:
+            state, warnings, entries = validate_state_text(data.decode("utf-8"), label,
+                                                           self.read_entries())
+            self.write_entries(entries)
+            return state, warnings
+        except UnicodeDecodeError:
+            raise StateError(f"{label} is not UTF-8 text; it is not used or overwritten: fix "
+                             "the ref by hand, or `remote disable`") from None
+        except StateError as error:
+            raise StateError(f"{error.message}; it is not used or overwritten: fix the ref by "
+                             "hand, or `remote disable`") from None
+
+    def push_shared(self, data):
+        command, session_id, machine = self.purpose
+        who = session_id or "orchestrator"
+        message = (f"{command} by {who} on {machine}\n\nCommand: {command}\n"
+                   f"Session: {session_id or ''}\nMachine: {machine}\n")
+        commit = self.shared.publish(data, self.shared_commit, message,
+                                     (who, f"{who}@{machine or 'localhost'}"))
+        self.mark_fetched(commit)
+
+    def mark_fetched(self, commit):
+        """Remember the remote's commit the local file holds, and when it was fetched."""
+        try:
+            handle = os.open(self.fetched_marker, os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+                             | getattr(os, "O_NOFOLLOW", 0), 0o644)
+            try:
+                os.write(handle, (commit or "").encode())
+            finally:
+                os.close(handle)
+        except OSError:
+            pass  # only the view's age is lost
+
+    def fetched_age(self, now_seconds):
+        """Seconds since the local copy was last fetched or pushed; None if it never was."""
+        try:
+            return max(now_seconds - os.lstat(self.fetched_marker).st_mtime, 0.0)
+        except OSError:
+            return None
 
     def still_ours(self, lock):
         """Right before the rename: do we still hold the lock every command takes, and is the
@@ -1516,9 +1780,12 @@ def lock_timeout():
 class Transaction:
     """Lock, load, let the command change the state, save only if it changed."""
 
-    def __init__(self, store):
+    def __init__(self, store, offline_read=False):
         self.store = store
         self.lock = InterProcessLock(store.lock_path, lock_timeout())
+        # With `offline_read`, a shared remote that cannot be reached makes this a read of the
+        # local copy (`offline` holds why) that writes nothing; otherwise it is an error.
+        self.offline_read, self.offline = offline_read, None
 
     VALIDATION_ROUNDS = 3  # validate outside the lock, lock, find the file changed: again
 
@@ -1538,6 +1805,13 @@ class Transaction:
             self.lock.__exit__(None, None, None)
         try:
             self.store.remove_stale_temp_files()
+            if self.store.shared is not None:
+                try:
+                    self.store.pull_shared()
+                except RemoteUnavailable as error:
+                    if not self.offline_read:
+                        raise
+                    self.offline = error
             self.before = self.store.load()
         except BaseException:
             self.lock.__exit__(None, None, None)
@@ -1547,8 +1821,11 @@ class Transaction:
 
     def __exit__(self, exc_type, exc, tb):
         try:
-            if exc_type is None and self.state != self.before:
-                self.store.save(self.before, self.state, self.lock)
+            if exc_type is None and self.state != self.before and not self.offline:
+                data = self.store.encoded(self.before, self.state)
+                if self.store.shared is not None:
+                    self.store.push_shared(data)  # the remote first: it decides
+                self.store.write_local(data, self.state, self.lock)
         finally:
             self.lock.__exit__(None, None, None)
         return False
@@ -2245,20 +2522,31 @@ def audit_proposals(directive_log, threshold):
 
 def shared_worktrees(state):
     """Worktrees that more than one active session registered from: their uncommitted
-    changes mix, so builds and diffs of one session include the other's work."""
+    changes mix, so builds and diffs of one session include the other's work. A path names
+    a worktree only on its machine: two machines' equal paths are two worktrees."""
     by_worktree = {}
     for session in state["active_sessions"]:
         if session.get("worktree"):
-            by_worktree.setdefault(session["worktree"], []).append(session["id"])
-    return [{"worktree": w, "sessions": ids} for w, ids in by_worktree.items() if len(ids) > 1]
+            by_worktree.setdefault((session.get("machine"), session["worktree"]),
+                                   []).append(session["id"])
+    return [{"worktree": worktree, "sessions": ids}
+            for (_, worktree), ids in by_worktree.items() if len(ids) > 1]
 
 
-def session_of_conversation(state, conversation):
-    """The session a Cascade conversation (trajectory) is bound to, or None: it owns nothing."""
+def is_on_machine(session, machine):
+    """Do the session's machine-local facts (its worktree path, its bound conversations)
+    mean something on `machine`? A session that records no machine is from before sharing."""
+    return machine is None or session.get("machine") in (None, machine)
+
+
+def session_of_conversation(state, conversation, machine=None):
+    """The session a conversation (Cascade's trajectory, ...) is bound to on `machine`, or
+    None: it owns nothing. A conversation is bound where it runs; another machine's binding
+    of the same id is not this one's."""
     if not conversation:
         return None
-    return next((s for s in state["active_sessions"] if conversation in s.get("trajectories", [])),
-                None)
+    return next((s for s in state["active_sessions"] if conversation in s.get("trajectories", [])
+                 and is_on_machine(s, machine)), None)
 
 
 def bind_conversation(state, conversation, session_id):
@@ -2323,7 +2611,8 @@ def files_changed_since(ctx, session):
     started; git's uncommitted changes only when the hook recorded nothing (in a checkout
     shared with other sessions those may be theirs)."""
     files = list(session.get("touched_files", []))
-    checkout = session.get("worktree") or ctx.checkout_root
+    local = is_on_machine(session, ctx.machine)  # another machine's path is no folder here
+    checkout = (session.get("worktree") if local else None) or ctx.checkout_root
     log = run_git(checkout, "log", f"--since={session['started_at']}", "--name-only",
                   "--format=", "-z")
     status = "" if files else run_git(checkout, "status", "--porcelain", "-z",
@@ -3950,8 +4239,17 @@ class Output:
 
     def __init__(self, as_json):
         self.as_json = as_json
+        self.notices = []  # lines said before the answer (in --json: its "notices")
+
+    def notice(self, line):
+        self.notices.append(line)
 
     def emit(self, text, payload):
+        if self.notices:
+            if self.as_json:
+                payload = {**payload, "notices": self.notices}
+            else:
+                text = "\n".join(self.notices) + ("\n" + text if text else "")
         try:
             if self.as_json:
                 print(json_line(payload))
@@ -4026,8 +4324,12 @@ def cmd_sync(ctx, args):
                                scopes)
     areas = [check_area(a, creating=True) for a in args.area or []]
     status = check_status(args.status) if args.status else DEFAULT_STATUS
-    with Transaction(ctx.store) as state:
-        swept = sweep_expired(state, now)
+    transaction = Transaction(ctx.store, offline_read=not registering)
+    with transaction as state:
+        if transaction.offline:  # a report only, from this clone's copy, its age said
+            ctx.out.notice(message("shared_unreachable", reason=transaction.offline.message,
+                                   age=ctx.shared_age_text()))
+        swept = [] if transaction.offline else sweep_expired(state, now)
         created = lock = None
         forced_over = []
         if registering:
@@ -4144,8 +4446,9 @@ def cmd_unlock(ctx, args):
 
 
 def cmd_status(ctx, args):
-    now = utc_now()
     session_id = check_session_id(args.session) if args.session else None
+    ctx.refresh_shared()
+    now = utc_now()
     state = ctx.store.load()
     conflicts = sessions_in_foreign_locks(state, now, session_id, ctx.is_folder, fold_case=ctx.fold_case)
     context = report_context(state, now, session_id, conflicts,
@@ -4309,6 +4612,7 @@ def cmd_check(ctx, args):
     session_id = check_session_id(args.session) if args.session else None
     areas = [check_area(a) for a in args.area or []]
     paths = [repo_path_from_here(p, "--path", ctx) for p in args.path or []]
+    ctx.refresh_shared_in_background()
     ctx.store.deadline = validation_deadline()
     try:
         state = ctx.store.load()
@@ -4341,6 +4645,7 @@ def cmd_build_failure(ctx, args):
                          "build failed)")
     # Without --session the asker owns nothing (a conversation that has not synced yet).
     session_id = check_session_id(args.session) if args.session else None
+    ctx.refresh_shared_in_background(notice=True)
     area = check_area(args.area) if args.area else None
     path = repo_path_from_here(args.path, "--path", ctx) if args.path else None
     state = ctx.store.load()
@@ -4431,6 +4736,7 @@ def cmd_hook(ctx, args):
     that agent's contract (hook_reply). Only a write into another session's lock that
     forbids outside fixes is blocked; anything this hook cannot understand lets the action
     proceed, so a broken state never stops all work."""
+    ctx.refresh_shared_in_background()
     try:
         event = parse_hook_event(sys.stdin.read())
     except Exception as error:  # fail open: an event we cannot read must not stop work
@@ -4520,7 +4826,7 @@ def handle_hook_event(ctx, event):
         return write_verdict(ctx, event, file_path)
     store, path = store_and_path(ctx, event, file_path)
     if store is not None:  # else not a file of a repository whose sessions we coordinate
-        record_touched(store, event["conversation"], [path])
+        record_touched(store, event["conversation"], [path], ctx.machine)
     return False, ""
 
 
@@ -4534,15 +4840,15 @@ def bind_from_command(ctx, event):
     elif session_id and event["conversation"]:
         store, _ = store_and_path(ctx, event, event_folder(ctx, event))
         state = store.load() if store else None
-        bound = state and session_of_conversation(state, event["conversation"])
+        bound = state and session_of_conversation(state, event["conversation"], ctx.machine)
         if state and find_session(state, session_id) and (bound or {}).get("id") != session_id:
             with Transaction(store) as state:
                 bind_conversation(state, event["conversation"], session_id)
 
 
-def record_touched(store, conversation, paths):
+def record_touched(store, conversation, paths, machine=None):
     """Add `paths` to the touched files of the session bound to `conversation`, if any."""
-    acting = session_of_conversation(store.load(), conversation)
+    acting = session_of_conversation(store.load(), conversation, machine)
     if acting is None:
         return
     fit = [p for p in paths if len(p) <= MAX_PATH_CHARS and not has_control_characters(p)
@@ -4583,7 +4889,7 @@ def session_start_check(ctx, event):
     if store is None:
         return ""
     state, now = store.load(), utc_now()
-    session = session_of_conversation(state, event["conversation"])
+    session = session_of_conversation(state, event["conversation"], ctx.machine)
     if session is None:
         if event["source"] == "clear" and state["active_sessions"]:
             return message("session_start_unbound", cli=cli_name())
@@ -4617,7 +4923,7 @@ def write_verdict_of_path(ctx, event, file_path):
     if store is None:
         return False, ""  # not a file of a repository whose sessions we coordinate
     state = store.load()
-    session = session_of_conversation(state, event["conversation"])
+    session = session_of_conversation(state, event["conversation"], ctx.machine)
     if (path + "/").startswith(STATE_FOLDER + "/"):
         return True, message("hook_state_file", path=path, cli=cli_name())
     verdict, lock, _ = build_failure_verdict(state, session["id"] if session else None, path=path,
@@ -4654,7 +4960,7 @@ def shell_write_verdict(ctx, event):
     store, _ = store_and_path(ctx, event, folder)
     if store is not None and event["conversation"]:
         state = store.load()
-        session = session_of_conversation(state, event["conversation"])
+        session = session_of_conversation(state, event["conversation"], ctx.machine)
         if any(lock["owner"] != (session or {}).get("id") for lock in live_locks(state, utc_now())):
             store.mark_command_start(command_key(event), time.time_ns())
     return False, "\n".join(notes)
@@ -4675,7 +4981,7 @@ def report_command_changes(ctx, event):
     if started is None:
         return ""
     state, now = store.load(), utc_now()
-    session = session_of_conversation(state, event["conversation"])
+    session = session_of_conversation(state, event["conversation"], ctx.machine)
     session_id = (session or {}).get("id")
     scopes = unique_in_order(scope for lock in live_locks(state, now) if lock["owner"] != session_id
                              for scope in lock["scope"])
@@ -4694,7 +5000,7 @@ def report_command_changes(ctx, event):
         owners = find_session(state, lock["owner"]) or {}
         recorded += [p for p in paths if p not in owners.get("touched_files", [])]
     if session and recorded:
-        record_touched(store, event["conversation"], recorded)
+        record_touched(store, event["conversation"], recorded, ctx.machine)
         lines.append(message("hook_changed_recorded", you=session_id))
     return "\n".join(lines)
 
@@ -4749,6 +5055,117 @@ def cmd_validate(ctx, args):
     return EXIT_OK
 
 
+def cmd_remote(ctx, args):
+    """`remote enable|disable|status|refresh`: the state shared through the git remote."""
+    if args.action == "enable":
+        return enable_shared(ctx, args)
+    shared = ctx.store.shared
+    if shared is None:
+        if args.action == "refresh" and args.background:
+            return EXIT_OK
+        ctx.out.emit(message("shared_not_enabled", cli=cli_name()), {"shared": False})
+        return EXIT_OK if args.action == "status" else EXIT_REFUSED
+    if args.action == "disable":
+        git_config(ctx.main_root, "--remove-section", SHARED_CONFIG_SECTION)
+        ctx.out.emit(message("shared_disabled", remote=shared.remote, ref=shared.ref),
+                     {"shared": False, "remote": shared.remote, "ref": shared.ref})
+        return EXIT_OK
+    if args.action == "refresh":
+        try:
+            with InterProcessLock(ctx.store.lock_path, lock_timeout()):
+                commit = ctx.store.pull_shared()
+        finally:
+            if args.background:
+                try:
+                    os.unlink(os.path.join(os.path.dirname(ctx.store.path), "shared-refreshing"))
+                except OSError:
+                    pass
+        ctx.out.emit(message("shared_refreshed", remote=shared.remote, ref=shared.ref,
+                             commit=(commit or "no commit yet")[:12]),
+                     {"shared": True, "remote": shared.remote, "ref": shared.ref,
+                      "commit": commit})
+        return EXIT_OK
+    commit = read_text_or_none(ctx.store.fetched_marker)
+    age = ctx.store.fetched_age(time.time())
+    ctx.out.emit(message("shared_status", remote=shared.remote, ref=shared.ref,
+                         age=ctx.shared_age_text(), commit=(commit or "nothing fetched")[:12]),
+                 {"shared": True, "remote": shared.remote, "ref": shared.ref,
+                  "commit": commit or None, "age_seconds": age, "max_age": shared.max_age})
+    return EXIT_OK
+
+
+def read_text_or_none(path):
+    try:
+        return read_text(path).strip() or None
+    except (OSError, ValueError):
+        return None
+
+
+def git_config(checkout, *args):
+    """Set or remove the clone's [orchestrator] settings (git config: shared by worktrees)."""
+    import subprocess
+    proc = subprocess.run(["git", "-C", checkout, "config", *args], capture_output=True,
+                          text=True)
+    if proc.returncode not in (0, 5, 128) or (proc.returncode == 128 and "--remove-section"
+                                               not in args):
+        raise UsageError(f"git config failed: {one_line(last_line(proc.stderr))}")
+
+
+def enable_shared(ctx, args):
+    """Adopt the state on the ref, or publish this clone's when the ref does not exist yet.
+    An earlier local state that differs from the adopted one is kept beside it, never lost."""
+    import subprocess
+    remote = args.remote or DEFAULT_SHARED_REMOTE
+    ref = args.ref or DEFAULT_SHARED_REF
+    known = subprocess.run(["git", "-C", ctx.main_root, "remote"], capture_output=True,
+                           text=True).stdout.split()
+    if remote not in known:
+        raise UsageError(f"--remote {remote!r}: this repository has no git remote of that name "
+                         f"({', '.join(known) or 'none yet'}); add it with `git remote add "
+                         f"{remote} URL`")
+    if not ref.startswith("refs/") and not all(ch.isalnum() or ch in "-_/." for ch in ref):
+        raise UsageError(f"--ref {ref!r} is not a ref or branch name, e.g. refs/orchestrator/state")
+    shared = SharedRef(ctx.main_root, remote, ref)
+    store = ctx.store
+    store.shared = shared
+    kept = None
+    with Transaction(store) as state:  # fetches: the remote's state is now the local one
+        adopted = store.shared_commit is not None
+        if not adopted:
+            store.push_shared(emit_state(state).encode("utf-8"))
+    if adopted and store.replaced_local is not None:
+        kept = store.path + ".before-shared"
+        atomic_write(kept, store.replaced_local, durable=False)
+    git_config(ctx.main_root, f"{SHARED_CONFIG_SECTION}.remote", remote)
+    git_config(ctx.main_root, f"{SHARED_CONFIG_SECTION}.ref", ref)
+    counts = {"sessions": len(state["active_sessions"]), "locks": len(state["locks"])}
+    text = message("shared_enabled_adopted" if adopted else "shared_enabled_published",
+                   remote=remote, ref=shared.ref, **counts)
+    if kept:
+        text += "\n" + message("shared_enabled_kept", kept=kept)
+    ctx.out.emit(text, {"shared": True, "remote": remote, "ref": shared.ref,
+                        "adopted": adopted, "kept": kept, **counts})
+    return EXIT_OK
+
+
+def cmd_log(ctx, args):
+    shared = ctx.store.shared
+    if shared is None:
+        raise UsageError(message("shared_not_enabled", cli=cli_name()))
+    if args.count < 1:
+        raise UsageError(f"-n {args.count} must be 1 or more")
+    session_id = check_session_id(args.session) if args.session else None
+    ctx.refresh_shared()
+    entries = shared.history(args.count if session_id is None else 10 * args.count + 100)
+    if session_id is not None:
+        entries = [e for e in entries if e["session"] == session_id][:args.count]
+    lines = [f"{e['when']}  {as_label(e['machine'] or '?')}  {as_label(e['session'] or '-')}  "
+             f"{as_label(e['command'])}  {e['commit'][:12]}" for e in entries]
+    ctx.out.emit("\n".join(lines) or message("shared_log_empty", remote=shared.remote,
+                                             ref=shared.ref), {"log": entries})
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------------------- command line
 
 OUTSIDE_A_REPOSITORY = {"install", "hook", "commit-check"}  # commands that need no state here
@@ -4770,6 +5187,10 @@ class Context:
         path = (args.state or os.environ.get(STATE_ENV)
                 or os.path.join(self.main_root, STATE_RELATIVE_PATH))
         self.store = Store(path)
+        self.machine = this_machine()
+        if os.path.abspath(path) == os.path.join(self.main_root, STATE_RELATIVE_PATH):
+            self.store.shared = SharedRef.configured(self.main_root)  # None: one machine
+        self.store.purpose = (args.command, getattr(args, "session", None), self.machine)
         self.out = Output(args.json)
         self.interactive = not args.json and terminal_is_interactive()
         self.asker = None
@@ -4791,17 +5212,80 @@ class Context:
                 branch = head[len("ref: refs/heads/"):]  # otherwise a detached HEAD
         except (OSError, TypeError):  # no git, or a `.git` file naming no git dir
             pass
-        return {"worktree": self.checkout_root, "branch": branch}
+        return {"worktree": self.checkout_root, "branch": branch, "machine": self.machine}
 
     def run(self, args):
-        """Run the command `args` names (a question may run `sync` before the one asked)."""
-        return COMMANDS[args.command](self, args)
+        """Run the command `args` names (a question may run `sync` before the one asked). When
+        the shared state's ref moved between this command's fetch and its push, the command is
+        applied again to the new state, so that what changed meanwhile (a conflicting lock)
+        is judged like anything else; nothing is ever merged."""
+        for attempt in range(SHARED_ATTEMPTS):
+            try:
+                return COMMANDS[args.command](self, args)
+            except RemoteMoved:
+                import random
+                time.sleep(random.uniform(0.01, 0.05 * 2 ** min(attempt, 4)))
+        raise Busy(f"the shared state on {self.store.shared.describe()} kept moving: "
+                   f"{SHARED_ATTEMPTS} attempts, each overtaken by another writer; nothing was "
+                   "written, run the command again")
+
+    def refresh_shared(self):
+        """Before a report (sync, status): fetch the shared state, briefly. A notice when the
+        view is older than the ref's max age because the remote could not be reached."""
+        shared = self.store.shared
+        if shared is None:
+            return
+        try:
+            with InterProcessLock(self.store.lock_path, lock_timeout()):
+                self.store.pull_shared(REFRESH_SECONDS)
+        except RemoteUnavailable as error:
+            self.out.notice(message("shared_unreachable", reason=error.message,
+                                    age=self.shared_age_text()))
+
+    def refresh_shared_in_background(self, notice=False):
+        """For a read that must not wait (check, the hooks, build-failure): when the local copy
+        is older than the max age, start one detached refresh and answer from the copy now
+        (with `notice`, saying how old it is)."""
+        shared = self.store.shared
+        if shared is None:
+            return
+        age = self.store.fetched_age(time.time())
+        if age is not None and age <= shared.max_age:
+            return
+        if notice:
+            self.out.notice(message("shared_stale", age=self.shared_age_text()))
+        marker = os.path.join(os.path.dirname(self.store.path), "shared-refreshing")
+        try:  # one refresh at a time: a marker younger than a refresh can take
+            if time.time() - os.lstat(marker).st_mtime < NETWORK_SECONDS + REFRESH_SECONDS:
+                return
+            os.unlink(marker)
+        except OSError:
+            pass
+        try:
+            os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                             | getattr(os, "O_NOFOLLOW", 0), 0o600))
+        except OSError:
+            return
+        import subprocess
+        try:
+            subprocess.Popen([sys.executable, os.path.join(HERE, "orchestrator.py"), "--state",
+                              self.store.path, "remote", "refresh", "--background"],
+                             cwd=self.main_root, stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True, close_fds=True)
+        except OSError:
+            pass
+
+    def shared_age_text(self):
+        age = self.store.fetched_age(time.time())
+        return "never fetched" if age is None else f"{humanize_seconds(age)} old"
 
 
 # Every command's flags, declared once: (flag, kind, help, argparse's other options). argparse's
 # parser (help, errors, anything unusual) and the fast parser (plain command lines, without
 # importing argparse) are both built from this table.
 VALUE, VALUES, SWITCH, TEXT = "value", "values", "switch", "text"  # VALUES: repeatable
+CHOICE = "choice"  # one positional word
 LOCK_FLAGS = (
     ("--reason", VALUE, "why the lock exists, shown to other sessions", {}),
     ("--unstable", SWITCH, "builds in this area are expected to break for a while", {}),
@@ -4870,6 +5354,17 @@ COMMAND_FLAGS = {
         ("--threshold", VALUE, f"overrides of one rule that call for a proposal (default "
                                f"{AUDIT_THRESHOLD})", {"type": int, "default": AUDIT_THRESHOLD}),)),
     "validate": ("check the state file against the schema", ()),
+    "remote": ("share the state through the repository's git remote, across machines", (
+        ("action", CHOICE, "enable, disable, status, or refresh (fetch the shared state now)",
+         {"choices": ("enable", "disable", "status", "refresh")}),
+        ("--remote", VALUE, f"the git remote (enable; default {DEFAULT_SHARED_REMOTE})", {}),
+        ("--ref", VALUE, f"the ref that holds the state (enable; default {DEFAULT_SHARED_REF}; "
+                         "a bare name is a branch, for hosts that take only branches)", {}),
+        ("--background", SWITCH, "(for the detached refresh reads start)", {}))),
+    "log": ("the history of the shared state: when, which machine, which session, what", (
+        ("-n", VALUE, "how many changes, newest first (default 20)",
+         {"type": int, "default": 20, "dest": "count"}),
+        ("--session", VALUE, "only this session's changes", {}))),
     "commit-check": ("git pre-commit: refuse staged files inside another session's lock", (
         ("--block-exit", VALUE, "exit with CODE instead of 1 to refuse (the installed git hook "
                                 "maps it back, so that no other failure can refuse a commit)",
@@ -4934,6 +5429,9 @@ def build_parser(only=None):
             if kind == TEXT:
                 sub.add_argument(flag, nargs="*", metavar="TEXT", **options)
                 continue
+            if kind == CHOICE:
+                sub.add_argument(flag, help=help_of_flag, **options)
+                continue
             if kind == SWITCH:
                 options["action"] = "store_true"
             elif kind == VALUES:
@@ -4966,7 +5464,7 @@ COMMANDS = {"sync": cmd_sync, "lock": cmd_lock, "renew": cmd_renew, "unlock": cm
             "note": cmd_note, "check": cmd_check, "validate": cmd_validate,
             "build-failure": cmd_build_failure, "directive": cmd_directive, "audit": cmd_audit,
             "install": cmd_install, "hook": cmd_hook, "commit-check": cmd_commit_check,
-            "watch": cmd_watch}
+            "watch": cmd_watch, "remote": cmd_remote, "log": cmd_log}
 
 
 def named_command(argv):

@@ -1,0 +1,317 @@
+"""The state shared through the repository's git remote: a bare repository as the remote and
+two clones as two machines, each with its own main checkout and local copy. Real git is the
+engine and the judge: every write is a commit pushed on top of what was fetched, and the
+server refuses a push that is not a fast-forward of what it holds."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+import orchestrator as o
+
+STATE = ".windsurf/orchestrator/session_state.yaml"
+
+
+def git(folder, *args, check=True, **kwargs):
+    return subprocess.run(["git", "-C", str(folder), *args], check=check, capture_output=True,
+                          text=True, **kwargs)
+
+
+class Machine:
+    """One clone of the shared repository, run as its own machine (ORCHESTRATOR_MACHINE)."""
+
+    def __init__(self, folder, name):
+        self.folder, self.name = folder, name
+
+    def env(self):
+        env = {key: value for key, value in os.environ.items()
+               if key not in ("ORCHESTRATOR_STATE", "ORCHESTRATOR_COMMAND")}
+        env["ORCHESTRATOR_MACHINE"] = self.name
+        return env
+
+    def run(self, *argv, timeout=120):
+        proc = subprocess.run([sys.executable, os.path.join(o.HERE, "orchestrator.py"), *argv],
+                              cwd=self.folder, env=self.env(), capture_output=True, text=True,
+                              timeout=timeout)
+        return proc
+
+    def start(self, *argv):
+        return subprocess.Popen([sys.executable, os.path.join(o.HERE, "orchestrator.py"), *argv],
+                                cwd=self.folder, env=self.env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+
+    def state(self):
+        return o.parse_state_text((self.folder / STATE).read_text(encoding="utf-8"), "t")[0]
+
+    def sync(self, session, *areas):
+        result = self.run("sync", "--session", session, "--focus", f"{session} work",
+                          *[flag for area in areas or ("misc",) for flag in ("--area", area)])
+        assert result.returncode == 0, result.stderr
+
+
+def shared_state(remote):
+    """The state on the remote's ref, read with git from the bare repository itself."""
+    text = git(remote, "show", f"{o.DEFAULT_SHARED_REF}:{o.SHARED_FILE}").stdout
+    return o.parse_state_text(text, "remote")[0]
+
+
+@pytest.fixture
+def network(tmp_path):
+    """A bare remote with one commit, and two clones of it: machines `a` and `b`."""
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(remote))
+    seed = tmp_path / "seed"
+    git(tmp_path, "init", "-q", "-b", "main", str(seed))
+    (seed / "README").write_text("shared\n")
+    git(seed, "add", "README")
+    git(seed, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init")
+    git(seed, "push", "-q", str(remote), "main")
+    machines = []
+    for name in ("a", "b"):
+        git(tmp_path, "clone", "-q", str(remote), str(tmp_path / name))
+        machines.append(Machine(tmp_path / name, f"machine-{name}"))
+    return remote, machines[0], machines[1]
+
+
+@pytest.fixture
+def shared(network):
+    remote, a, b = network
+    a.sync("api", "backend")
+    assert a.run("remote", "enable").returncode == 0
+    assert b.run("remote", "enable").returncode == 0
+    return network
+
+
+def test_enable_publishes_the_first_state_and_the_next_clone_adopts_it(network):
+    remote, a, b = network
+    a.sync("api", "backend")
+    published = a.run("remote", "enable")
+    assert published.returncode == 0 and "published" in published.stdout
+    assert [s["id"] for s in shared_state(remote)["active_sessions"]] == ["api"]
+    assert git(a.folder, "config", "orchestrator.remote").stdout.strip() == "origin"
+    b.sync("local-only", "docs")  # b's own state before it joins: kept, never lost
+    before = (b.folder / STATE).read_bytes()
+    adopted = b.run("--json", "remote", "enable")
+    payload = json.loads(adopted.stdout)
+    assert adopted.returncode == 0 and payload["adopted"] is True
+    assert [s["id"] for s in b.state()["active_sessions"]] == ["api"]
+    assert (b.folder / (STATE + ".before-shared")).read_bytes() == before
+    assert payload["kept"].endswith(".before-shared")
+    assert git(b.folder, "status", "--porcelain", "--untracked-files=no").stdout == ""
+    assert git(b.folder, "rev-parse", "--abbrev-ref", "HEAD").stdout.strip() == "main"
+
+
+def test_a_lock_on_one_machine_refuses_a_conflicting_lock_on_the_other(shared):
+    remote, a, b = shared
+    b.sync("web", "frontend")
+    assert b.run("lock", "--session", "web", "--area", "frontend", "--scope", "src/web",
+                 "--reason", "rework").returncode == 0
+    refused = a.run("lock", "--session", "api", "--area", "ui", "--scope", "src/web/x.ts",
+                    "--reason", "r")
+    assert refused.returncode == 1 and "locked by web" in refused.stderr
+    assert [lock["owner"] for lock in shared_state(remote)["locks"]] == ["web"]
+    # build-failure on the other machine reads its local copy: the lock reached it
+    verdict = a.run("--json", "build-failure", "--session", "api", "--path", "src/web/x.ts")
+    assert json.loads(verdict.stdout)["verdict"] == "report_only"
+
+
+def test_eight_writers_on_two_machines_lose_nothing(shared):
+    remote, a, b = shared
+    for machine, session in ((a, "api"), (b, "web")):
+        machine.sync(session, "misc") if session != "api" else None
+    writers = []
+    for n in range(8):
+        machine, session = (a, "api") if n % 2 == 0 else (b, "web")
+        if n % 4 < 2:
+            writers.append(machine.start("note", "--session", session, f"note {n}"))
+        else:
+            writers.append(machine.start("lock", "--session", session, "--area", f"area-{n}",
+                                         "--scope", f"src/area-{n}", "--reason", f"r{n}"))
+    results = [(w.wait(timeout=180), w.stderr.read()) for w in writers]
+    assert [code for code, _ in results] == [0] * 8, results
+    final = shared_state(remote)
+    assert sorted(n for n in final["global_notes"]) == sorted(
+        f"[{'api' if n % 2 == 0 else 'web'}] note {n}" for n in range(8) if n % 4 < 2)
+    assert sorted(lock["area"] for lock in final["locks"]) == sorted(
+        f"area-{n}" for n in range(8) if n % 4 >= 2)
+    # every write is one commit on one line of history, nothing merged
+    commits = git(remote, "rev-list", "--parents", o.DEFAULT_SHARED_REF).stdout.splitlines()
+    assert all(len(line.split()) <= 2 for line in commits)
+    history = json.loads(a.run("--json", "log", "-n", "50").stdout)["log"]
+    assert len([e for e in history if e["command"] in ("note", "lock")]) == 8
+    assert a.state() == final  # a read refreshes the local copy (log fetched it)
+
+
+def test_a_push_overtaken_by_another_writer_is_applied_again_to_the_new_state(shared,
+                                                                             monkeypatch):
+    """Between this command's fetch and its push, machine b takes a conflicting lock: the
+    push is refused by the server, the command is applied again, and now refused like any
+    conflict. A note overtaken the same way lands beside the other writer's."""
+    remote, a, b = shared
+    b.sync("web", "frontend")
+    real_publish = o.SharedRef.publish
+    interleaved = []
+
+    def publish(self, data, parent, message, author):
+        if not interleaved:
+            interleaved.append(b.run("lock", "--session", "web", "--area", "frontend",
+                                     "--scope", "src/web", "--reason", "first"))
+        return real_publish(self, data, parent, message, author)
+
+    monkeypatch.setattr(o.SharedRef, "publish", publish)
+    monkeypatch.chdir(a.folder)
+    monkeypatch.setenv("ORCHESTRATOR_MACHINE", a.name)
+    monkeypatch.delenv("ORCHESTRATOR_STATE", raising=False)
+    code = o.main(["lock", "--session", "api", "--area", "ui", "--scope", "src/web/app.ts",
+                   "--reason", "second"])
+    assert interleaved[0].returncode == 0
+    assert code == o.EXIT_REFUSED
+    assert [lock["owner"] for lock in shared_state(remote)["locks"]] == ["web"]
+
+    interleaved.clear()
+    monkeypatch.setattr(o.SharedRef, "publish", lambda self, *args: (
+        interleaved.append(b.run("note", "--session", "web", "from b")) if not interleaved
+        else None) or real_publish(self, *args))
+    assert o.main(["note", "--session", "api", "from a"]) == 0
+    assert shared_state(remote)["global_notes"] == ["[web] from b", "[api] from a"]
+
+
+def test_an_unreachable_remote_never_makes_a_write_look_taken(shared):
+    remote, a, b = shared
+    git(a.folder, "remote", "set-url", "origin", str(remote.parent / "gone.git"))
+    before = (a.folder / STATE).read_bytes()
+    refused = a.run("lock", "--session", "api", "--area", "backend", "--scope", "src/api",
+                    "--reason", "r")
+    assert refused.returncode == o.EXIT_REMOTE
+    assert "nothing was written" in refused.stderr and len(refused.stderr.splitlines()) == 1
+    assert (a.folder / STATE).read_bytes() == before
+    assert shared_state(remote)["locks"] == []
+    status = a.run("status")  # a read still works, from the local copy, and says so
+    assert status.returncode == 0 and "could not be refreshed" in status.stdout
+    assert "api" in status.stdout
+    assert a.run("check", "--session", "api").returncode == 0
+    report = a.run("sync")  # the report-only sync too
+    assert report.returncode == 0 and "could not be refreshed" in report.stdout
+
+
+def test_a_remote_that_refuses_the_push_is_its_own_exit_code(shared):
+    remote, a, b = shared
+    hook = remote / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'policy: no pushes today' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    before = (a.folder / STATE).read_bytes()
+    result = a.run("note", "--session", "api", "hello")
+    assert result.returncode == o.EXIT_REMOTE and "refused" in result.stderr
+    assert (a.folder / STATE).read_bytes() == before
+    assert shared_state(remote)["global_notes"] == []
+
+
+def test_an_invalid_state_pushed_by_hand_is_never_used_or_overwritten(shared):
+    remote, a, b = shared
+    work = b.folder
+    blob = git(work, "hash-object", "-w", "--stdin", input="locks: [broken\n").stdout.strip()
+    tree = git(work, "mktree", input=f"100644 blob {blob}\t{o.SHARED_FILE}\n").stdout.strip()
+    parent = git(remote, "rev-parse", o.DEFAULT_SHARED_REF).stdout.strip()
+    commit = git(work, "-c", "user.name=t", "-c", "user.email=t@t", "commit-tree", tree, "-p",
+                 parent, "-m", "by hand").stdout.strip()
+    git(work, "push", "-q", "origin", f"{commit}:{o.DEFAULT_SHARED_REF}")
+    before = (a.folder / STATE).read_bytes()
+    result = a.run("note", "--session", "api", "hello")
+    assert result.returncode == o.EXIT_STATE and "not used or overwritten" in result.stderr
+    assert (a.folder / STATE).read_bytes() == before
+    assert git(remote, "rev-parse", o.DEFAULT_SHARED_REF).stdout.strip() == commit
+
+
+def test_log_shows_who_did_what_where_and_filters_by_session(shared):
+    remote, a, b = shared
+    b.sync("web", "frontend")
+    assert a.run("note", "--session", "api", "hi").returncode == 0
+    entries = json.loads(b.run("--json", "log").stdout)["log"]
+    assert [(e["command"], e["session"], e["machine"]) for e in entries[:2]] == [
+        ("note", "api", "machine-a"), ("sync", "web", "machine-b")]
+    only = json.loads(b.run("--json", "log", "--session", "web").stdout)["log"]
+    assert {e["session"] for e in only} == {"web"}
+    text = b.run("log", "-n", "1").stdout
+    assert "machine-a" in text and "api" in text and "note" in text
+
+
+def test_a_session_records_its_machine_and_other_machines_paths_are_not_used_here(shared):
+    remote, a, b = shared
+    b.sync("web", "frontend")
+    assert a.run("status").returncode == 0  # refreshes a's copy first
+    sessions = {s["id"]: s for s in a.state()["active_sessions"]}
+    assert sessions["api"]["machine"] == "machine-a" and sessions["web"]["machine"] == "machine-b"
+    assert not o.is_on_machine(sessions["web"], "machine-a")
+    # equal worktree paths on two machines are two worktrees, not one shared by both
+    state = {**o.empty_state(), "active_sessions": [
+        {**sessions["api"], "worktree": "/w"}, {**sessions["web"], "worktree": "/w"}]}
+    assert o.shared_worktrees(state) == []
+    state["active_sessions"][1]["machine"] = "machine-a"
+    assert o.shared_worktrees(state) == [{"worktree": "/w", "sessions": ["api", "web"]}]
+
+
+def test_a_stale_copy_is_refreshed_in_the_background_while_reads_answer_at_once(shared):
+    remote, a, b = shared
+    git(a.folder, "config", "orchestrator.maxAge", "0")
+    b.sync("web", "frontend")
+    assert b.run("lock", "--session", "web", "--area", "frontend", "--scope", "src/web",
+                 "--reason", "r").returncode == 0
+    assert [lock["owner"] for lock in a.state()["locks"]] == []  # a has not looked yet
+    assert a.run("check", "--session", "api").returncode == 0  # answers from its copy
+    deadline = time.monotonic() + 60  # bounded wait for the detached refresh, not a timing
+    while time.monotonic() < deadline and not a.state()["locks"]:
+        time.sleep(0.2)
+    assert [lock["owner"] for lock in a.state()["locks"]] == ["web"]
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_two_machines_coordinate_over_a_real_network_transport(tmp_path, network):
+    """git daemon with receive-pack enabled, on 127.0.0.1 and an ephemeral port."""
+    remote, a, b = network
+    port = free_port()
+    daemon = subprocess.Popen(["git", "daemon", "--reuseaddr", "--export-all",
+                               "--enable=receive-pack", f"--base-path={tmp_path}",
+                               "--listen=127.0.0.1", f"--port={port}", str(tmp_path)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"git://127.0.0.1:{port}/remote.git"
+        deadline = time.monotonic() + 30
+        while git(a.folder, "ls-remote", url, check=False).returncode != 0:
+            assert time.monotonic() < deadline, "git daemon did not start"
+            time.sleep(0.1)
+        for machine in (a, b):
+            git(machine.folder, "remote", "set-url", "origin", url)
+        a.sync("api", "backend")
+        assert a.run("remote", "enable").returncode == 0
+        assert b.run("remote", "enable").returncode == 0
+        b.sync("web", "frontend")
+        assert b.run("lock", "--session", "web", "--area", "frontend", "--scope", "src/web",
+                     "--reason", "r").returncode == 0
+        refused = a.run("lock", "--session", "api", "--area", "ui", "--scope", "src/web",
+                        "--reason", "r")
+        assert refused.returncode == 1 and "locked by web" in refused.stderr
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=30)
+
+
+def test_disable_keeps_the_local_copy_and_leaves_the_ref(shared):
+    remote, a, b = shared
+    before = (a.folder / STATE).read_bytes()
+    result = a.run("remote", "disable")
+    assert result.returncode == 0 and "no longer shared" in result.stdout
+    assert (a.folder / STATE).read_bytes() == before
+    assert git(remote, "rev-parse", o.DEFAULT_SHARED_REF).returncode == 0
+    assert a.run("note", "--session", "api", "local only").returncode == 0
+    assert shared_state(remote)["global_notes"] == []
+    assert json.loads(a.run("--json", "remote", "status").stdout)["shared"] is False
