@@ -1047,11 +1047,11 @@ def read_git_config(checkout):
     hook must not fork git to learn that nothing is shared): `key = value` lines, keys in
     lower case as git compares them."""
     found, inside = {}, False
-    git_dir = git_dir_of(checkout)
-    if git_dir is None:
-        return found
-    common = os.path.join(git_dir, "commondir")
     try:
+        git_dir = git_dir_of(checkout)
+        if git_dir is None:
+            return found
+        common = os.path.join(git_dir, "commondir")
         if os.path.isfile(common):
             git_dir = os.path.normpath(os.path.join(git_dir, read_text(common).strip()))
         text = read_text(os.path.join(git_dir, "config"))
