@@ -1155,6 +1155,8 @@ class SharedRef:
             return commit
         if "[remote rejected]" in output:
             reason = output.split("[remote rejected]", 1)[1].splitlines()[0].strip(" ()")
+            if any(race in reason for race in RACE_LOST):  # the server's compare-and-swap
+                raise RemoteMoved(f"{self.describe()} moved meanwhile ({reason})")
             raise RemoteUnavailable(f"{self.remote} refused the write ({one_line(reason)}); "
                                     "nothing was written anywhere, no lock was taken")
         if "[rejected]" in output or "stale info" in output or "fetch first" in output:
@@ -1187,6 +1189,11 @@ class SharedRef:
             entries.append({"commit": fields[0], "when": fields[1], **{
                 key: trailers.get(key, "") for key in ("command", "session", "machine")}})
         return entries
+
+
+# How a server says another push changed the ref first (receive-pack's locked ref update).
+RACE_LOST = ("failed to update ref", "cannot lock ref", "failed to lock",
+             "incorrect old value")
 
 
 def last_line(text):

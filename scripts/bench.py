@@ -69,6 +69,9 @@ CHECK_TARGET = 1.5           # x `python -c pass`: check and the hook path
 WRITE_TARGET = 1.2           # x `python -c "import strictyaml"`: note, lock
 SCALE_TARGET = 10.0          # 1,000 entries against 100 entries
 STRESS_WORKERS, STRESS_OPS_TARGET = 8, 20.0
+SHARED_WRITE_TARGET = 4.0    # a write against a local bare remote, against the same write alone
+SHARED_OPS_TARGET = 5.0      # operations a second, 8 writers across two clones
+SHARED_READ_TARGET = 1.1     # check and the hook with a remote, against without one
 FIRST_READ_SCALE = 10.0      # first read of a hand-written state: 1,000 against 100 per list
 NOTES_SCALE = 5.5            # first read: 5,000 notes against 1,000
 EDIT_TARGET = 3.0            # check after a one-entry hand edit, against check on the cache
@@ -408,6 +411,75 @@ def bench_scale(work, repo, now, runs):
     return figures
 
 
+def bench_shared(work, runs, rounds):
+    """Issue 19's figures: a write against a local bare remote beside the same write with no
+    remote, check and the hook with and without one, and 8 writers across two clones."""
+    def git(folder, *args):
+        subprocess.run(["git", "-C", str(folder), *args], check=True, capture_output=True)
+
+    remote = work / "shared-remote.git"
+    git(work, "init", "-q", "--bare", str(remote))
+    seed = work / "shared-seed"
+    git(work, "init", "-q", str(seed))
+    git(seed, "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-q", "--allow-empty",
+        "-m", "init")
+    git(seed, "push", "-q", str(remote), "HEAD:refs/heads/main")
+    clones = []
+    for name in ("a", "b"):
+        git(work, "clone", "-q", str(remote), str(work / f"shared-{name}"))
+        clones.append(work / f"shared-{name}")
+    env = timed_env()
+    env["ORCHESTRATOR_LOCK_TIMEOUT"] = "60"
+    a, b = clones
+    run_once(LAUNCH + ["sync", "--session", ME, "--focus", "bench", "--area", "area-1"], env, a)
+    run_once(LAUNCH + ["lock", "--session", ME, "--area", "area-1", "--scope", "src/area-1",
+                       "--reason", "bench"], env, a)
+    event = json.dumps({"agent_action_name": "pre_write_code", "trajectory_id": TRAJECTORY,
+                        "tool_info": {"file_path": str(a / "docs" / "x.md")}}).encode()
+    number = [0]
+
+    def one_run():
+        number[0] += 1
+        return {"note": run_once(LAUNCH + ["note", "--session", ME, f"bench {number[0]}"],
+                                 env, a),
+                "check": run_once(LAUNCH + ["check", "--session", ME], env, a),
+                "hook": run_once(LAUNCH + ["hook"], env, a, stdin=event)}
+
+    figures = {"local": series(one_run, 1, runs)}
+    run_once(LAUNCH + ["remote", "enable"], env, a)
+    run_once(LAUNCH + ["remote", "enable"], env, b)
+    figures["shared"] = series(one_run, 1, runs)
+
+    # 8 writers, 4 on each clone, each writing `rounds` notes one after another.
+    sessions = [f"writer-{n}" for n in range(STRESS_WORKERS)]
+    for n, session in enumerate(sessions):
+        run_once(LAUNCH + ["sync", "--session", session, "--focus", "w", "--area", "w"], env,
+                 clones[n % 2])
+    started = time.perf_counter()
+    script = ("import subprocess, sys\n"
+              "argv, rounds, session = sys.argv[1].split('\\x1f'), int(sys.argv[2]), sys.argv[3]\n"
+              "failed = 0\n"
+              "for r in range(rounds):\n"
+              "    failed += subprocess.run(argv + ['note', '--session', session, f'{session} "
+              "{r}'], capture_output=True).returncode != 0\n"
+              "print(failed)\n")
+    workers = [subprocess.Popen([PY, "-c", script, "\x1f".join(LAUNCH), str(rounds), session],
+                                cwd=clones[n % 2], env=env, stdout=subprocess.PIPE, text=True)
+               for n, session in enumerate(sessions)]
+    failed = sum(int(w.communicate()[0].strip() or 0) for w in workers)
+    wall = time.perf_counter() - started
+    text = subprocess.run(["git", "-C", str(remote), "show",
+                           f"{orchestrator.DEFAULT_SHARED_REF}:{orchestrator.SHARED_FILE}"],
+                          capture_output=True, text=True).stdout
+    notes = orchestrator.parse_state_text(text, "remote")[0]["global_notes"]
+    expected = {f"[{s}] {s} {r}" for s in sessions for r in range(rounds)}
+    figures["writers"] = {"workers": STRESS_WORKERS, "clones": 2, "operations": len(expected),
+                          "wall_seconds": round(wall, 2),
+                          "ops_per_second": round(len(expected) / wall, 1),
+                          "lost": len(expected - set(notes)), "failed": failed}
+    return figures
+
+
 def bench_shim(work, now, runs):
     """check, the hook and a write through the installed pack, as the agents run them."""
     repo = make_repo(work / "installed")
@@ -480,7 +552,7 @@ def print_scale(scale):
         print(f"  {name:<38}{figures['median_ms']:>10.1f} ms")
 
 
-def targets(results, baselines, stress, scale=None):
+def targets(results, baselines, stress, scale=None, shared=None):
     found = []
 
     def target(name, measured, limit, passed, unit=""):
@@ -558,6 +630,20 @@ def targets(results, baselines, stress, scale=None):
         x = round(shim["note (shim)"]["median_ms"] / strict, 2)
         target(f"note (shim) <= {WRITE_TARGET:g}x import strictyaml", x, WRITE_TARGET,
                x <= WRITE_TARGET, "x")
+    if shared:
+        local, remote = shared["local"], shared["shared"]
+        x = round(remote["note"]["median_ms"] / local["note"]["median_ms"], 2)
+        target(f"a write (note) through a local bare remote <= {SHARED_WRITE_TARGET:g}x the "
+               "same write with no remote", x, SHARED_WRITE_TARGET, x <= SHARED_WRITE_TARGET, "x")
+        for name in ("check", "hook"):
+            x = round(remote[name]["median_ms"] / local[name]["median_ms"], 2)
+            target(f"{name} with a remote <= {SHARED_READ_TARGET:g}x without one", x,
+                   SHARED_READ_TARGET, x <= SHARED_READ_TARGET, "x")
+        w = shared["writers"]
+        ok = w["ops_per_second"] >= SHARED_OPS_TARGET and w["lost"] == 0 and w["failed"] == 0
+        target(f"{w['workers']} writers across two clones: >= {SHARED_OPS_TARGET:g} ops/s, "
+               "nothing lost", f"{w['ops_per_second']} ops/s, lost {w['lost']}, failed "
+               f"{w['failed']}", SHARED_OPS_TARGET, ok)
     return found
 
 
@@ -605,6 +691,8 @@ def main(argv=None):
                                                           "0 skips the stress figure)")
     parser.add_argument("--no-scale", action="store_true",
                         help="skip the hand-written large states, sync's output and the shim")
+    parser.add_argument("--no-shared", action="store_true",
+                        help="skip the state shared through a local bare remote")
     parser.add_argument("--json", metavar="FILE", default=str(RESULTS_PATH),
                         help="where to write the figures (default bench-results.json)")
     args = parser.parse_args(argv)
@@ -631,7 +719,7 @@ def main(argv=None):
           f"{warmup} warm-up + {runs} timed runs ({large_warmup} + {large_runs} at 1,000+ entries)")
 
     work = Path(tempfile.mkdtemp(prefix="orchestrator-bench-"))
-    results, stress, broke, scale = {}, None, None, None
+    results, stress, broke, scale, shared = {}, None, None, None, None
     try:
         repo = make_repo(work / "repo")
         env = timed_env()
@@ -659,6 +747,9 @@ def main(argv=None):
             scale = bench_scale(work, repo, now, runs)
             print("  the installed shim ...", flush=True)
             scale["shim"] = bench_shim(work, now, runs)
+        if not args.no_shared:
+            print("  the state shared through a local bare remote ...", flush=True)
+            shared = bench_shared(work, runs, 3 if args.quick else 5)
         baselines = {}
         for key in BASELINES:
             samples = before[key]["samples_ms"] + after[key]["samples_ms"]
@@ -709,7 +800,15 @@ def main(argv=None):
             print(f"  ! {problem}")
     if scale:
         print_scale(scale)
-    verdicts = targets(results, baselines, stress, scale)
+    if shared:
+        print_table("shared through a local bare remote: the same commands with and without it",
+                    [(f"{name}, {where}", shared[where][name]) for name in ("note", "check", "hook")
+                     for where in ("local", "shared")])
+        w = shared["writers"]
+        print(f"  {w['workers']} writers on {w['clones']} clones: {w['operations']} notes in "
+              f"{w['wall_seconds']} s = {w['ops_per_second']} ops/s; lost {w['lost']}, "
+              f"failed {w['failed']}")
+    verdicts = targets(results, baselines, stress, scale, shared)
     print("\ntargets (reported, not asserted)")
     for t in verdicts:
         measured = t["measured"]
@@ -730,6 +829,7 @@ def main(argv=None):
                             "large_warmup": large_warmup, "sizes": sizes, "quick": args.quick,
                             "stress_rounds": stress_rounds},
                "baselines": baselines, "states": results, "stress": stress, "scale": scale,
+               "shared": shared,
                "targets": verdicts, "elapsed_seconds": elapsed, "broke": broke}
     Path(args.json).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     print(f"figures written to {args.json}")
