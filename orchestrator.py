@@ -27,6 +27,11 @@ The domain:
   the most specific scope, else the stricter. No lock, or one's own: fix; another's lock that
   allows outside fixes: fix and notify; another's lock: report only (the hook blocks).
 
+Where the state lives: one file in the repository's main checkout, which every worktree
+uses. Shared across machines (`remote enable`), the authority is a commit on a ref of the
+git remote, every write a compare-and-swap of that ref, and the file is the local copy that
+reads use; worktree paths and bound conversations mean something only on their machine.
+
 Sections, in the order data flows (none uses a later one; tests/test_module_layout.py):
   1. constants — exit codes, limits, the one table of each entry's fields
   2. errors — the kinds of failure and their exit codes, mapped in one place
@@ -49,7 +54,9 @@ Sections, in the order data flows (none uses a later one; tests/test_module_layo
 
 Exit codes: 0 done; 1 refused or conflict found (nothing written); 2 bad input or usage
 (nothing written); 3 the state file cannot be read or breaks the schema (file untouched);
-4 the state stayed locked by another command for too long (nothing written); 70 internal
+4 the state stayed locked by another command for too long, or other writers kept overtaking
+this one on the shared remote (nothing written); 5 the shared git remote could not be reached
+or refused the write (nothing written anywhere); 70 internal
 error (a bug; one line, no traceback); 130 cancelled.
 """
 

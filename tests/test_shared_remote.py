@@ -1,7 +1,12 @@
 """The state shared through the repository's git remote: a bare repository as the remote and
 two clones as two machines, each with its own main checkout and local copy. Real git is the
 engine and the judge: every write is a commit pushed on top of what was fetched, and the
-server refuses a push that is not a fast-forward of what it holds."""
+server refuses a push that is not a fast-forward of what it holds.
+
+Followed: git-push(1) (man.archlinux.org/man/git-push.1; git 2.39 here) for
+`--force-with-lease=<refname>:<expect>` (the full commit id expected, an empty <expect>
+meaning the ref must not exist yet) and `--porcelain`'s `[rejected]` and `[remote
+rejected]` lines; git-daemon(1) for `--enable=receive-pack`."""
 
 import json
 import os
