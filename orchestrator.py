@@ -1046,6 +1046,7 @@ SHARED_FILE = "session_state.yaml"  # the one file in each commit's tree
 DEFAULT_SHARED_MAX_AGE = 30  # seconds a read trusts the local copy before refreshing it
 NETWORK_SECONDS = 20  # a fetch or push that takes longer counts as an unreachable remote
 REFRESH_SECONDS = 5  # how long sync and status wait to refresh their view first
+HOOK_NETWORK_SECONDS = 3  # a hook's own write (a binding, touched files) waits no longer
 SHARED_ATTEMPTS = 8  # a command applied again this often when other writers keep overtaking it
 
 
@@ -1085,6 +1086,7 @@ class SharedRef:
     def __init__(self, checkout, remote, ref, max_age=DEFAULT_SHARED_MAX_AGE):
         self.checkout, self.remote, self.ref = checkout, remote, remote_ref_name(ref)
         self.max_age = max_age
+        self.timeout = NETWORK_SECONDS  # for a fetch or a push
 
     @classmethod
     def configured(cls, checkout):
@@ -1100,8 +1102,9 @@ class SharedRef:
     def describe(self):
         return f"{self.remote} {self.ref}"
 
-    def git(self, *args, data=None, env=None, timeout=NETWORK_SECONDS):
+    def git(self, *args, data=None, env=None, timeout=None):
         import subprocess
+        timeout = timeout or self.timeout
         environment = dict(os.environ, GIT_TERMINAL_PROMPT="0", LC_ALL="C", **(env or {}))
         try:
             return subprocess.run(["git", "-C", self.checkout, *args], input=data,
@@ -1113,7 +1116,7 @@ class SharedRef:
             raise RemoteUnavailable(f"cannot run git: {error.strerror}; nothing was "
                                     "written") from None
 
-    def fetch(self, timeout=NETWORK_SECONDS):
+    def fetch(self, timeout=None):
         """The remote's commit of the shared state (now also FETCHED_REF), or None when the
         remote has no such ref. RemoteUnavailable when the remote cannot be reached."""
         proc = self.git("fetch", "--quiet", "--no-tags", "--no-write-fetch-head",
@@ -1523,7 +1526,7 @@ class Store:
     def fetched_marker(self):
         return os.path.join(os.path.dirname(self.path), "shared-fetched")
 
-    def pull_shared(self, timeout=NETWORK_SECONDS):
+    def pull_shared(self, timeout=None):
         """Make the local file the remote's state (the caller holds the local lock)."""
         commit = self.shared_commit = self.shared.fetch(timeout)
         if commit is not None:
@@ -1820,8 +1823,8 @@ class Transaction:
         try:
             self.store.remove_stale_temp_files()
             if self.store.shared is not None:
-                try:
-                    self.store.pull_shared()
+                try:  # a read that may fall back to the local copy waits briefly
+                    self.store.pull_shared(REFRESH_SECONDS if self.offline_read else None)
                 except RemoteUnavailable as error:
                     if not self.offline_read:
                         raise
@@ -4794,6 +4797,10 @@ def store_for_repository(ctx, main_root, pinned):
         return None
     store = Store(own)
     store.deadline = ctx.store.deadline
+    store.shared = SharedRef.configured(main_root)  # that repository's own sharing, if any
+    if store.shared is not None:
+        store.shared.timeout = HOOK_NETWORK_SECONDS
+    store.purpose = ctx.store.purpose
     return store
 
 
@@ -5204,6 +5211,8 @@ class Context:
         self.machine = this_machine()
         if os.path.abspath(path) == os.path.join(self.main_root, STATE_RELATIVE_PATH):
             self.store.shared = SharedRef.configured(self.main_root)  # None: one machine
+            if self.store.shared is not None and args.command == "hook":
+                self.store.shared.timeout = HOOK_NETWORK_SECONDS  # an agent is waiting
         self.store.purpose = (args.command, getattr(args, "session", None), self.machine)
         self.out = Output(args.json)
         self.interactive = not args.json and terminal_is_interactive()

@@ -320,3 +320,30 @@ def test_disable_keeps_the_local_copy_and_leaves_the_ref(shared):
     assert a.run("note", "--session", "api", "local only").returncode == 0
     assert shared_state(remote)["global_notes"] == []
     assert json.loads(a.run("--json", "remote", "status").stdout)["shared"] is False
+
+
+def test_a_worktree_of_a_clone_shares_through_the_same_remote(shared):
+    remote, a, b = shared
+    tree = a.folder.parent / "a-feature"
+    git(a.folder, "worktree", "add", "-q", "-b", "feature", str(tree))
+    in_tree = Machine(tree, a.name)
+    assert in_tree.run("note", "--session", "api", "from the worktree").returncode == 0
+    assert shared_state(remote)["global_notes"] == ["[api] from the worktree"]
+
+
+def test_what_a_hook_records_reaches_the_remote(shared):
+    """A Windsurf pre_run_command that runs the tool binds the conversation, and a
+    post_write_code records the touched file: both are writes, pushed like any other."""
+    remote, a, b = shared
+    tool = os.path.join(o.HERE, "orchestrator.py")
+    for event in ({"agent_action_name": "pre_run_command", "trajectory_id": "t-1",
+                   "tool_info": {"command_line": f"python {tool} note --session api hi",
+                                 "cwd": str(a.folder)}},
+                  {"agent_action_name": "post_write_code", "trajectory_id": "t-1",
+                   "tool_info": {"file_path": str(a.folder / "src" / "api.py")}}):
+        proc = subprocess.run([sys.executable, tool, "hook"], cwd=a.folder, env=a.env(),
+                              input=json.dumps(event), capture_output=True, text=True,
+                              timeout=120)
+        assert proc.returncode == 0, proc.stderr
+    (session,) = shared_state(remote)["active_sessions"]
+    assert session["trajectories"] == ["t-1"] and session["touched_files"] == ["src/api.py"]
