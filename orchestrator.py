@@ -1136,6 +1136,10 @@ class SharedRef:
         proc = self.git("rev-parse", "--verify", "--quiet", FETCHED_REF + "^{commit}")
         return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
 
+    def read_or_none(self, commit):
+        proc = self.git("cat-file", "blob", f"{commit}:{SHARED_FILE}")
+        return proc.stdout if proc.returncode == 0 else None
+
     def read(self, commit):
         """The state file's bytes in `commit`."""
         proc = self.git("cat-file", "blob", f"{commit}:{SHARED_FILE}")
@@ -1156,24 +1160,48 @@ class SharedRef:
                     "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
         commit = self.checked("commit-tree", tree, *(["-p", parent] if parent else []),
                               data=message.encode("utf-8"), env=identity)
-        proc = self.git("push", "--porcelain", "--quiet", "--no-verify",
-                        f"--force-with-lease={self.ref}:{parent or ''}", self.remote,
-                        f"{commit}:{self.ref}")
+        try:
+            proc = self.git("push", "--porcelain", "--quiet", "--no-verify",
+                            f"--force-with-lease={self.ref}:{parent or ''}", self.remote,
+                            f"{commit}:{self.ref}")
+        except RemoteUnavailable as error:  # cut off: the server may have taken it anyway
+            return self.settled(commit, parent, error.message)
         output = (proc.stdout + proc.stderr).decode("utf-8", "replace")
         if proc.returncode == 0:
             self.git("update-ref", FETCHED_REF, commit)
             return commit
         if "[remote rejected]" in output:
-            reason = output.split("[remote rejected]", 1)[1].splitlines()[0].strip(" ()")
-            if any(race in reason for race in RACE_LOST):  # the server's compare-and-swap
-                raise RemoteMoved(f"{self.describe()} moved meanwhile ({reason})")
-            raise RemoteUnavailable(f"{self.remote} refused the write ({one_line(reason)}); "
-                                    "nothing was written anywhere, no lock was taken")
+            reason = one_line(output.split("[remote rejected]", 1)[1].splitlines()[0].strip(" ()"))
+            if any(race in reason for race in RACE_LOST):  # the server's compare-and-swap, or a
+                return self.settled(commit, parent, reason)  # stuck lock there: look
+            raise RemoteUnavailable(f"{self.remote} refused the write ({reason}); nothing was "
+                                    "written anywhere, no lock was taken")
         if "[rejected]" in output or "stale info" in output or "fetch first" in output:
             raise RemoteMoved(f"{self.describe()} moved meanwhile")
-        raise RemoteUnavailable(f"cannot push the shared state to {self.remote} "
-                                f"({one_line(last_line(output))}); nothing was written "
-                                "anywhere, no lock was taken")
+        return self.settled(commit, parent, last_line(output))
+
+    def settled(self, commit, parent, reason):
+        """After a push that did not say plainly how it ended: what the remote's ref holds
+        decides. Our commit: written. Another: moved, apply again. Still the parent: the server
+        failed (a stale lock there, permissions), nothing written. No answer: say we cannot
+        know, rather than "nothing written"."""
+        try:
+            proc = self.git("ls-remote", self.remote, self.ref, timeout=REFRESH_SECONDS)
+        except RemoteUnavailable:
+            proc = None
+        if proc is None or proc.returncode != 0:
+            raise RemoteUnavailable(
+                f"the push to {self.remote} did not finish ({one_line(reason)}), and whether "
+                f"it arrived cannot be seen now: `{cli_name()} remote refresh` shows it once "
+                "the remote answers (this clone's copy is unchanged)")
+        value = proc.stdout.decode().split("\t", 1)[0].strip() or None
+        if value == commit:
+            self.git("update-ref", FETCHED_REF, commit)
+            return commit
+        if value != parent:
+            raise RemoteMoved(f"{self.describe()} moved meanwhile ({reason})")
+        raise RemoteUnavailable(f"{self.remote} did not take the write ({one_line(reason)}); "
+                                "nothing was written anywhere, no lock was taken")
 
     def checked(self, *args, data=None, env=None):
         proc = self.git(*args, data=data, env=env)
@@ -1209,6 +1237,17 @@ RACE_LOST = ("failed to update ref", "cannot lock ref", "failed to lock",
 def last_line(text):
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else "no answer"
+
+
+def read_text_or_none(path):
+    try:
+        return read_text(path).strip() or None
+    except (OSError, ValueError):
+        return None
+
+
+def utc_stamp():
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
 
 
 def this_machine():
@@ -1529,18 +1568,49 @@ class Store:
     def pull_shared(self, timeout=None):
         """Make the local file the remote's state (the caller holds the local lock)."""
         commit = self.shared_commit = self.shared.fetch(timeout)
+        self.adopt_shared(commit)
+        return commit
+
+    def refresh_shared(self, timeout=None):
+        """Fetch without the local lock (a slow remote must not hold up this machine's other
+        commands), then take it only to adopt what was fetched."""
+        commit = self.shared.fetch(timeout)
+        with InterProcessLock(self.lock_path, lock_timeout()):
+            held = read_text_or_none(self.fetched_marker)
+            if commit and held and held != commit and self.shared.git(
+                    "merge-base", "--is-ancestor", commit, held).returncode == 0:
+                return held  # a writer here pushed something newer meanwhile: keep it
+            self.adopt_shared(commit)
+        return commit
+
+    def adopt_shared(self, commit):
+        """Write the state of the remote's `commit` into the local file. What the file held
+        that the last fetched commit did not (a hand edit) is kept beside it and said."""
         if commit is not None:
             data, local = self.shared.read(commit), self.read_bytes()
             if data != local:
                 state, warnings = self.check_shared(data, commit)
                 self.replaced_local = local if local and local.strip() else None
+                held = read_text_or_none(self.fetched_marker)
+                if self.replaced_local and held and local != self.shared.read_or_none(held):
+                    self.keep_hand_edit(local)
                 self.loaded_raw = local  # read under the lock: what write_local replaces
                 self.check_folders()
                 self.write_local(data, None)
                 self.warnings = warnings
                 self.write_cache(data, state)
         self.mark_fetched(commit)
-        return commit
+
+    def keep_hand_edit(self, local):
+        """The local copy held changes the shared state never had: keep them, say where."""
+        kept = f"{self.path}.local-{utc_stamp()}"
+        try:
+            atomic_write(kept, local, durable=False)
+        except OSError:
+            return
+        print(f"orchestrator: this clone's copy of the shared state had changes the remote "
+              f"does not (a hand edit?); they were kept in {kept}, and the copy now holds "
+              f"the shared state (edit it through the commands, which push)", file=sys.stderr)
 
     def check_shared(self, data, commit):
         """The remote's bytes validated like the local file's; StateError, never used, if not."""
@@ -1840,9 +1910,17 @@ class Transaction:
         try:
             if exc_type is None and self.state != self.before and not self.offline:
                 data = self.store.encoded(self.before, self.state)
-                if self.store.shared is not None:
-                    self.store.push_shared(data)  # the remote first: it decides
-                self.store.write_local(data, self.state, self.lock)
+                if self.store.shared is None:
+                    self.store.write_local(data, self.state, self.lock)
+                    return False
+                self.store.push_shared(data)  # the remote first: it decides
+                try:
+                    self.store.write_local(data, self.state, self.lock)
+                except OrchestratorError as error:  # written where it counts: not again
+                    raise StateError(
+                        f"the change reached {self.store.shared.describe()}, but this clone's "
+                        f"copy could not be updated ({error.message}); `{cli_name()} remote "
+                        "refresh` updates it: do not run the command again") from None
         finally:
             self.lock.__exit__(None, None, None)
         return False
@@ -4863,8 +4941,8 @@ def bind_from_command(ctx, event):
         state = store.load() if store else None
         bound = state and session_of_conversation(state, event["conversation"], ctx.machine)
         if state and find_session(state, session_id) and (bound or {}).get("id") != session_id:
-            with Transaction(store) as state:
-                bind_conversation(state, event["conversation"], session_id)
+            write_retrying(store, lambda state: bind_conversation(
+                state, event["conversation"], session_id))
 
 
 def record_touched(store, conversation, paths, machine=None):
@@ -4879,10 +4957,24 @@ def record_touched(store, conversation, paths, machine=None):
               f"{MAX_PATH_CHARS} characters is not recorded", file=sys.stderr)
     if not [p for p in fit if p not in acting.get("touched_files", [])]:
         return
-    with Transaction(store) as state:
+    def record(state):
         session = find_session(state, acting["id"])
         if session is not None:
             add_touched_files(session, fit)
+    write_retrying(store, record)
+
+
+def write_retrying(store, change):
+    """A hook's own write (`change(state)`), applied again when the shared state's ref moved
+    meanwhile, as Context.run does for a command."""
+    for attempt in range(SHARED_ATTEMPTS):
+        try:
+            with Transaction(store) as state:
+                change(state)
+            return
+        except RemoteMoved:
+            import random
+            time.sleep(random.uniform(0.01, 0.05 * 2 ** min(attempt, 4)))
 
 
 def worktree_check(ctx, event):
@@ -5093,8 +5185,7 @@ def cmd_remote(ctx, args):
         return EXIT_OK
     if args.action == "refresh":
         try:
-            with InterProcessLock(ctx.store.lock_path, lock_timeout()):
-                commit = ctx.store.pull_shared()
+            commit = ctx.store.refresh_shared()
         finally:
             if args.background:
                 try:
@@ -5113,13 +5204,6 @@ def cmd_remote(ctx, args):
                  {"shared": True, "remote": shared.remote, "ref": shared.ref,
                   "commit": commit or None, "age_seconds": age, "max_age": shared.max_age})
     return EXIT_OK
-
-
-def read_text_or_none(path):
-    try:
-        return read_text(path).strip() or None
-    except (OSError, ValueError):
-        return None
 
 
 def git_config(checkout, *args):
@@ -5209,7 +5293,8 @@ class Context:
                 or os.path.join(self.main_root, STATE_RELATIVE_PATH))
         self.store = Store(path)
         self.machine = this_machine()
-        if os.path.abspath(path) == os.path.join(self.main_root, STATE_RELATIVE_PATH):
+        if os.path.realpath(path) == os.path.realpath(os.path.join(self.main_root,
+                                                                   STATE_RELATIVE_PATH)):
             self.store.shared = SharedRef.configured(self.main_root)  # None: one machine
             if self.store.shared is not None and args.command == "hook":
                 self.store.shared.timeout = HOOK_NETWORK_SECONDS  # an agent is waiting
@@ -5242,7 +5327,10 @@ class Context:
         the shared state's ref moved between this command's fetch and its push, the command is
         applied again to the new state, so that what changed meanwhile (a conflicting lock)
         is judged like anything else; nothing is ever merged."""
+        given = dict(vars(args))  # a retry starts from what was asked (no --force a question set)
         for attempt in range(SHARED_ATTEMPTS):
+            vars(args).clear()
+            vars(args).update(given)
             try:
                 return COMMANDS[args.command](self, args)
             except RemoteMoved:
@@ -5259,8 +5347,7 @@ class Context:
         if shared is None:
             return
         try:
-            with InterProcessLock(self.store.lock_path, lock_timeout()):
-                self.store.pull_shared(REFRESH_SECONDS)
+            self.store.refresh_shared(REFRESH_SECONDS)
         except RemoteUnavailable as error:
             self.out.notice(message("shared_unreachable", reason=error.message,
                                     age=self.shared_age_text()))

@@ -347,3 +347,80 @@ def test_what_a_hook_records_reaches_the_remote(shared):
         assert proc.returncode == 0, proc.stderr
     (session,) = shared_state(remote)["active_sessions"]
     assert session["trajectories"] == ["t-1"] and session["touched_files"] == ["src/api.py"]
+
+
+def test_a_push_cut_off_after_the_server_took_it_counts_as_written(shared, monkeypatch):
+    """The server's post-receive hook outlasts the push's time limit: what the ref holds
+    decides, so the note is written once and reported as written (not "nothing written",
+    which would make the user run it again)."""
+    remote, a, b = shared
+    hook = remote / "hooks" / "post-receive"
+    hook.write_text("#!/bin/sh\nsleep 4\n")
+    hook.chmod(0o755)
+    monkeypatch.setattr(o, "NETWORK_SECONDS", 1)
+    monkeypatch.chdir(a.folder)
+    monkeypatch.setenv("ORCHESTRATOR_MACHINE", a.name)
+    monkeypatch.delenv("ORCHESTRATOR_STATE", raising=False)
+    assert o.main(["note", "--session", "api", "once"]) == 0
+    hook.unlink()
+    assert shared_state(remote)["global_notes"] == ["[api] once"]
+    assert a.state()["global_notes"] == ["[api] once"]
+
+
+def test_a_stuck_lock_on_the_server_is_a_refusal_not_a_race(shared):
+    remote, a, b = shared
+    (remote / "refs" / "orchestrator" / "state.lock").write_text("")
+    result = a.run("note", "--session", "api", "hello")
+    assert result.returncode == o.EXIT_REMOTE and "did not take the write" in result.stderr
+    assert a.state()["global_notes"] == []
+
+
+def test_a_hand_edit_of_the_local_copy_is_kept_when_the_shared_state_replaces_it(shared):
+    remote, a, b = shared
+    path = a.folder / STATE
+    edited = path.read_text(encoding="utf-8").replace("global_notes: []",
+                                                      "global_notes:\n  - by hand")
+    path.write_text(edited, encoding="utf-8")
+    status = a.run("status")
+    assert status.returncode == 0 and "kept in" in status.stderr
+    (kept,) = path.parent.glob("session_state.yaml.local-*")
+    assert kept.read_text(encoding="utf-8") == edited
+    assert a.state()["global_notes"] == []  # the copy holds the shared state again
+
+
+def test_a_state_path_spelled_through_a_symlink_still_shares(shared, tmp_path):
+    remote, a, b = shared
+    link = tmp_path / "linked-a"
+    link.symlink_to(a.folder)
+    env = a.env()
+    env["ORCHESTRATOR_STATE"] = str(link / STATE)
+    proc = subprocess.run([sys.executable, os.path.join(o.HERE, "orchestrator.py"), "note",
+                           "--session", "api", "through the link"], cwd=a.folder, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert shared_state(remote)["global_notes"] == ["[api] through the link"]
+
+
+def test_a_remote_that_never_answers_holds_up_no_read(shared, tmp_path):
+    """A refresh running against a remote that accepts and never answers does not hold the
+    local lock: status answers from the local copy (exit 0, saying so), not exit 4."""
+    remote, a, b = shared
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    try:
+        git(a.folder, "remote", "set-url", "origin",
+            f"git://127.0.0.1:{silent.getsockname()[1]}/remote.git")
+        refresh = a.start("remote", "refresh")
+        time.sleep(0.5)  # the refresh is waiting on the remote now
+        env = a.env()
+        env["ORCHESTRATOR_LOCK_TIMEOUT"] = "2"
+        status = subprocess.run([sys.executable, os.path.join(o.HERE, "orchestrator.py"),
+                                 "status"], cwd=a.folder, env=env, capture_output=True,
+                                text=True, timeout=120)
+        assert status.returncode == 0, status.stderr
+        assert "could not be refreshed" in status.stdout
+        refresh.kill()
+        refresh.wait(timeout=30)
+    finally:
+        silent.close()
