@@ -1110,31 +1110,39 @@ class SharedRef:
             return subprocess.run(["git", "-C", self.checkout, *args], input=data,
                                   capture_output=True, timeout=timeout, env=environment)
         except subprocess.TimeoutExpired:
-            raise RemoteUnavailable(f"{self.remote} did not answer within {timeout:g} s; "
-                                    "nothing was written") from None
+            raise RemoteUnavailable(f"{self.remote} did not answer within {timeout:g} s") from None
         except OSError as error:
-            raise RemoteUnavailable(f"cannot run git: {error.strerror}; nothing was "
-                                    "written") from None
+            raise RemoteUnavailable(f"cannot run git: {error.strerror}") from None
 
     def fetch(self, timeout=None):
-        """The remote's commit of the shared state (now also FETCHED_REF), or None when the
-        remote has no such ref. RemoteUnavailable when the remote cannot be reached."""
-        proc = self.git("fetch", "--quiet", "--no-tags", "--no-write-fetch-head",
-                        "--no-recurse-submodules", self.remote,
-                        f"+{self.ref}:{FETCHED_REF}", timeout=timeout)
+        """The remote's commit of the shared state (its objects now in this clone), or None
+        when the remote has no such ref. RemoteUnavailable when it cannot be reached. The
+        fetch lands on a ref of this process's own: a refresh running beside a write must
+        not fight it over one ref (FETCHED_REF moves only under the local lock: remember)."""
+        landing = f"refs/orchestrator/fetching/{os.getpid()}-{os.urandom(4).hex()}"
+        try:
+            proc = self.git("fetch", "--quiet", "--no-tags", "--no-write-fetch-head",
+                            "--no-recurse-submodules", self.remote, f"+{self.ref}:{landing}",
+                            timeout=timeout)
+        except RemoteUnavailable:
+            raise RemoteUnavailable(f"{self.remote} did not answer within "
+                                    f"{timeout or self.timeout:g} s") from None
         if proc.returncode != 0:
             why = proc.stderr.decode("utf-8", "replace")
             if "couldn't find remote ref" in why:
-                self.git("update-ref", "-d", FETCHED_REF)
                 return None
             raise RemoteUnavailable(f"cannot fetch the shared state from {self.remote} "
-                                    f"({one_line(last_line(why))}); nothing was written")
-        return self.fetched()
+                                    f"({one_line(last_line(why))})")
+        commit = self.git("rev-parse", "--verify", "--quiet", landing).stdout.decode().strip()
+        self.git("update-ref", "-d", landing)
+        return commit or None
 
-    def fetched(self):
-        """This clone's copy of the ref: the commit last fetched or pushed, or None."""
-        proc = self.git("rev-parse", "--verify", "--quiet", FETCHED_REF + "^{commit}")
-        return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
+    def remember(self, commit):
+        """Point FETCHED_REF (what `log` reads) at `commit`; the caller holds the local lock."""
+        if commit:
+            self.git("update-ref", FETCHED_REF, commit)
+        else:
+            self.git("update-ref", "-d", FETCHED_REF)
 
     def read_or_none(self, commit):
         proc = self.git("cat-file", "blob", f"{commit}:{SHARED_FILE}")
@@ -1164,11 +1172,11 @@ class SharedRef:
             proc = self.git("push", "--porcelain", "--quiet", "--no-verify",
                             f"--force-with-lease={self.ref}:{parent or ''}", self.remote,
                             f"{commit}:{self.ref}")
-        except RemoteUnavailable as error:  # cut off: the server may have taken it anyway
-            return self.settled(commit, parent, error.message)
+        except RemoteUnavailable:  # cut off: the server may have taken it, or may yet
+            return self.settled(commit, parent, f"cut off after {self.timeout:g} s",
+                                cut_off=True)
         output = (proc.stdout + proc.stderr).decode("utf-8", "replace")
         if proc.returncode == 0:
-            self.git("update-ref", FETCHED_REF, commit)
             return commit
         if "[remote rejected]" in output:
             reason = one_line(output.split("[remote rejected]", 1)[1].splitlines()[0].strip(" ()"))
@@ -1178,30 +1186,31 @@ class SharedRef:
                                     "written anywhere, no lock was taken")
         if "[rejected]" in output or "stale info" in output or "fetch first" in output:
             raise RemoteMoved(f"{self.describe()} moved meanwhile")
-        return self.settled(commit, parent, last_line(output))
+        return self.settled(commit, parent, one_line(last_line(output)), cut_off=True)
 
-    def settled(self, commit, parent, reason):
-        """After a push that did not say plainly how it ended: what the remote's ref holds
-        decides. Our commit: written. Another: moved, apply again. Still the parent: the server
-        failed (a stale lock there, permissions), nothing written. No answer: say we cannot
-        know, rather than "nothing written"."""
+    def settled(self, commit, parent, reason, cut_off=False):
+        """After a push that did not say plainly how it ended, the remote's ref decides: our
+        commit in its history means written (another writer may have built on it already);
+        another history means it moved, so the command is applied again (our push, if still
+        on its way, can no longer land: its lease names the old value); the parent means the
+        server failed, or, for a push cut off on the way, that it may still arrive."""
+        unknown = RemoteUnavailable(
+            f"the push to {self.remote} did not finish ({reason}) and may still arrive: check "
+            f"with `{cli_name()} remote refresh` and `{cli_name()} log` before running the "
+            "command again (this clone's copy is unchanged)")
         try:
-            proc = self.git("ls-remote", self.remote, self.ref, timeout=REFRESH_SECONDS)
+            value = self.fetch(min(REFRESH_SECONDS, self.timeout))
         except RemoteUnavailable:
-            proc = None
-        if proc is None or proc.returncode != 0:
-            raise RemoteUnavailable(
-                f"the push to {self.remote} did not finish ({one_line(reason)}), and whether "
-                f"it arrived cannot be seen now: `{cli_name()} remote refresh` shows it once "
-                "the remote answers (this clone's copy is unchanged)")
-        value = proc.stdout.decode().split("\t", 1)[0].strip() or None
-        if value == commit:
-            self.git("update-ref", FETCHED_REF, commit)
+            raise unknown from None
+        if value is not None and (value == commit or self.git(
+                "merge-base", "--is-ancestor", commit, value).returncode == 0):
             return commit
         if value != parent:
             raise RemoteMoved(f"{self.describe()} moved meanwhile ({reason})")
-        raise RemoteUnavailable(f"{self.remote} did not take the write ({one_line(reason)}); "
-                                "nothing was written anywhere, no lock was taken")
+        if cut_off:
+            raise unknown
+        raise RemoteUnavailable(f"{self.remote} did not take the write ({reason}); nothing was "
+                                "written anywhere, no lock was taken")
 
     def checked(self, *args, data=None, env=None):
         proc = self.git(*args, data=data, env=env)
@@ -1599,6 +1608,7 @@ class Store:
                 self.write_local(data, None)
                 self.warnings = warnings
                 self.write_cache(data, state)
+        self.shared.remember(commit)
         self.mark_fetched(commit)
 
     def keep_hand_edit(self, local):
@@ -1634,7 +1644,8 @@ class Store:
                    f"Session: {session_id or ''}\nMachine: {machine}\n")
         commit = self.shared.publish(data, self.shared_commit, message,
                                      (who, f"{who}@{machine or 'localhost'}"))
-        self.mark_fetched(commit)
+        self.shared.remember(commit)
+        return commit
 
     def mark_fetched(self, commit):
         """Remember the remote's commit the local file holds, and when it was fetched."""
@@ -1897,7 +1908,8 @@ class Transaction:
                     self.store.pull_shared(REFRESH_SECONDS if self.offline_read else None)
                 except RemoteUnavailable as error:
                     if not self.offline_read:
-                        raise
+                        raise RemoteUnavailable(f"{error.message}; nothing was written anywhere, "
+                                                "no lock was taken") from None
                     self.offline = error
             self.before = self.store.load()
         except BaseException:
@@ -1913,9 +1925,10 @@ class Transaction:
                 if self.store.shared is None:
                     self.store.write_local(data, self.state, self.lock)
                     return False
-                self.store.push_shared(data)  # the remote first: it decides
+                commit = self.store.push_shared(data)  # the remote first: it decides
                 try:
                     self.store.write_local(data, self.state, self.lock)
+                    self.store.mark_fetched(commit)  # only now does the copy hold it
                 except OrchestratorError as error:  # written where it counts: not again
                     raise StateError(
                         f"the change reached {self.store.shared.describe()}, but this clone's "
@@ -4975,6 +4988,8 @@ def write_retrying(store, change):
         except RemoteMoved:
             import random
             time.sleep(random.uniform(0.01, 0.05 * 2 ** min(attempt, 4)))
+    print("orchestrator hook: other writers kept overtaking this one on the shared remote; "
+          "what this event would record was not recorded", file=sys.stderr)
 
 
 def worktree_check(ctx, event):
@@ -5180,6 +5195,10 @@ def cmd_remote(ctx, args):
         return EXIT_OK if args.action == "status" else EXIT_REFUSED
     if args.action == "disable":
         git_config(ctx.main_root, "--remove-section", SHARED_CONFIG_SECTION)
+        try:  # the copy goes its own way now: no later enable may take it for a hand edit
+            os.unlink(ctx.store.fetched_marker)
+        except OSError:
+            pass
         ctx.out.emit(message("shared_disabled", remote=shared.remote, ref=shared.ref),
                      {"shared": False, "remote": shared.remote, "ref": shared.ref})
         return EXIT_OK
@@ -5234,10 +5253,15 @@ def enable_shared(ctx, args):
     store = ctx.store
     store.shared = shared
     kept = None
-    with Transaction(store) as state:  # fetches: the remote's state is now the local one
+    transaction = Transaction(store)
+    with transaction as state:  # fetches: the remote's state is now the local one
         adopted = store.shared_commit is not None
-        if not adopted:
-            store.push_shared(emit_state(state).encode("utf-8"))
+        if not adopted:  # publish, and the copy holds exactly what was published
+            data = emit_state(state).encode("utf-8")
+            commit = store.push_shared(data)
+            if data != store.read_bytes():
+                store.write_local(data, state, transaction.lock)
+            store.mark_fetched(commit)
     if adopted and store.replaced_local is not None:
         kept = store.path + ".before-shared"
         atomic_write(kept, store.replaced_local, durable=False)

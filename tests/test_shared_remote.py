@@ -424,3 +424,65 @@ def test_a_remote_that_never_answers_holds_up_no_read(shared, tmp_path):
         refresh.wait(timeout=30)
     finally:
         silent.close()
+
+
+def in_process(monkeypatch, machine):
+    monkeypatch.chdir(machine.folder)
+    monkeypatch.setenv("ORCHESTRATOR_MACHINE", machine.name)
+    monkeypatch.delenv("ORCHESTRATOR_STATE", raising=False)
+
+
+def test_a_push_cut_off_that_landed_and_was_built_on_is_not_applied_twice(shared, monkeypatch):
+    """The push lands, another machine writes on top of it, and only then does this one give
+    up waiting: our commit in the ref's history means written, whatever came after."""
+    remote, a, b = shared
+    real_git = o.SharedRef.git
+
+    def git_then_cut_off(self, *args, **kwargs):
+        proc = real_git(self, *args, **kwargs)
+        if args[0] == "push":
+            assert b.run("note", "--session", "api", "from b").returncode == 0
+            raise o.RemoteUnavailable("origin did not answer within 20 s")
+        return proc
+
+    monkeypatch.setattr(o.SharedRef, "git", git_then_cut_off)
+    in_process(monkeypatch, a)
+    assert o.main(["note", "--session", "api", "from a"]) == 0
+    monkeypatch.setattr(o.SharedRef, "git", real_git)
+    assert shared_state(remote)["global_notes"] == ["[api] from a", "[api] from b"]
+
+
+def test_a_push_cut_off_on_its_way_is_not_called_unwritten(shared, monkeypatch, capsys):
+    """The ref still holds the parent: the push may yet arrive, so the user is told to look
+    before running the command again, not that nothing was written."""
+    remote, a, b = shared
+    real_git = o.SharedRef.git
+
+    def cut_off(self, *args, **kwargs):
+        if args[0] == "push":
+            raise o.RemoteUnavailable("origin did not answer within 20 s")
+        return real_git(self, *args, **kwargs)
+
+    monkeypatch.setattr(o.SharedRef, "git", cut_off)
+    in_process(monkeypatch, a)
+    assert o.main(["note", "--session", "api", "maybe"]) == o.EXIT_REMOTE
+    err = capsys.readouterr().err
+    assert "may still arrive" in err and "nothing was written" not in err
+
+
+def test_refreshes_beside_writes_make_no_write_fail(shared):
+    """Detached refreshes fetch beside locked writes on the same clone: each lands on a ref of
+    its own, so neither fights the other over one (every write and refresh succeeds)."""
+    remote, a, b = shared
+    b.sync("web", "frontend")
+    script = ("import subprocess, sys\n"
+              "fails = sum(subprocess.run(sys.argv[1:], capture_output=True).returncode != 0 "
+              "for _ in range(6))\nprint(fails)\n")
+    tool = [sys.executable, os.path.join(o.HERE, "orchestrator.py")]
+    jobs = [subprocess.Popen([sys.executable, "-c", script, *tool, *argv], cwd=machine.folder,
+                             env=machine.env(), stdout=subprocess.PIPE, text=True)
+            for machine, argv in ((a, ["remote", "refresh"]), (a, ["remote", "refresh"]),
+                                  (a, ["note", "--session", "api", "n"]),
+                                  (b, ["note", "--session", "web", "n"]))]
+    assert [int(job.communicate(timeout=300)[0]) for job in jobs] == [0, 0, 0, 0]
+    assert len(shared_state(remote)["global_notes"]) == 12
