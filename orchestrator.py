@@ -1132,7 +1132,8 @@ class SharedRef:
             if "couldn't find remote ref" in why:
                 return None
             raise RemoteUnavailable(f"cannot fetch the shared state from {self.remote} "
-                                    f"({one_line(last_line(why))})")
+                                    f"({git_reason(why)}; check `git remote -v`, or `{cli_name()} "
+                                    "remote disable` to work on this machine only)")
         commit = self.git("rev-parse", "--verify", "--quiet", landing).stdout.decode().strip()
         self.git("update-ref", "-d", landing)
         return commit or None
@@ -1241,6 +1242,15 @@ class SharedRef:
 # How a server says another push changed the ref first (receive-pack's locked ref update).
 RACE_LOST = ("failed to update ref", "cannot lock ref", "failed to lock",
              "incorrect old value")
+
+
+def git_reason(text):
+    """The line of git's stderr that says what went wrong (its first `fatal:` or `error:`,
+    not the advice after it)."""
+    for line in text.splitlines():
+        if line.startswith(("fatal: ", "error: ")):
+            return one_line(line.split(": ", 1)[1])
+    return one_line(last_line(text))
 
 
 def last_line(text):
@@ -1658,6 +1668,20 @@ class Store:
                 os.close(handle)
         except OSError:
             pass  # only the view's age is lost
+
+    @property
+    def refresh_failure_marker(self):
+        return os.path.join(os.path.dirname(self.path), "shared-refresh-failed")
+
+    def note_refresh(self, failure):
+        """Remember why the last refresh failed (None: it worked), for the reads after it."""
+        try:
+            if failure is None:
+                os.unlink(self.refresh_failure_marker)
+            else:
+                atomic_write(self.refresh_failure_marker, failure.encode("utf-8"), durable=False)
+        except OSError:
+            pass
 
     def fetched_age(self, now_seconds):
         """Seconds since the local copy was last fetched or pushed; None if it never was."""
@@ -3557,7 +3581,7 @@ def session_view(session, now, all_notes=True):
     age = seconds_between(session["started_at"], now)
     idle = seconds_between(session["last_updated"], now)
     notes, older_notes = newest(session["notes"], all_notes)
-    return {"branch": None, "worktree": None, **session, "age_seconds": age,
+    return {"branch": None, "worktree": None, "machine": None, **session, "age_seconds": age,
             "idle_seconds": idle, "notes": notes, "older_notes": older_notes}
 
 
@@ -5205,6 +5229,10 @@ def cmd_remote(ctx, args):
     if args.action == "refresh":
         try:
             commit = ctx.store.refresh_shared()
+            ctx.store.note_refresh(None)
+        except RemoteUnavailable as error:
+            ctx.store.note_refresh(error.message)
+            raise
         finally:
             if args.background:
                 try:
@@ -5218,6 +5246,9 @@ def cmd_remote(ctx, args):
         return EXIT_OK
     commit = read_text_or_none(ctx.store.fetched_marker)
     age = ctx.store.fetched_age(time.time())
+    failed = read_text_or_none(ctx.store.refresh_failure_marker)
+    if failed:
+        ctx.out.notice(message("shared_unreachable", reason=failed, age=ctx.shared_age_text()))
     ctx.out.emit(message("shared_status", remote=shared.remote, ref=shared.ref,
                          age=ctx.shared_age_text(), commit=(commit or "nothing fetched")[:12]),
                  {"shared": True, "remote": shared.remote, "ref": shared.ref,
@@ -5264,6 +5295,8 @@ def enable_shared(ctx, args):
             store.mark_fetched(commit)
     if adopted and store.replaced_local is not None:
         kept = store.path + ".before-shared"
+        if os.path.lexists(kept):  # an earlier one stays as it is
+            kept = f"{kept}-{utc_stamp()}"
         atomic_write(kept, store.replaced_local, durable=False)
     git_config(ctx.main_root, f"{SHARED_CONFIG_SECTION}.remote", remote)
     git_config(ctx.main_root, f"{SHARED_CONFIG_SECTION}.ref", ref)
@@ -5271,7 +5304,7 @@ def enable_shared(ctx, args):
     text = message("shared_enabled_adopted" if adopted else "shared_enabled_published",
                    remote=remote, ref=shared.ref, **counts)
     if kept:
-        text += "\n" + message("shared_enabled_kept", kept=kept)
+        text += "\n" + message("shared_enabled_kept", kept=kept, cli=cli_name())
     ctx.out.emit(text, {"shared": True, "remote": remote, "ref": shared.ref,
                         "adopted": adopted, "kept": kept, **counts})
     return EXIT_OK
@@ -5372,7 +5405,9 @@ class Context:
             return
         try:
             self.store.refresh_shared(REFRESH_SECONDS)
+            self.store.note_refresh(None)
         except RemoteUnavailable as error:
+            self.store.note_refresh(error.message)
             self.out.notice(message("shared_unreachable", reason=error.message,
                                     age=self.shared_age_text()))
 
@@ -5387,7 +5422,10 @@ class Context:
         if age is not None and age <= shared.max_age:
             return
         if notice:
-            self.out.notice(message("shared_stale", age=self.shared_age_text()))
+            failed = read_text_or_none(self.store.refresh_failure_marker)
+            self.out.notice(message("shared_unreachable", reason=failed,
+                                    age=self.shared_age_text()) if failed else
+                            message("shared_stale", age=self.shared_age_text()))
         marker = os.path.join(os.path.dirname(self.store.path), "shared-refreshing")
         try:  # one refresh at a time: a marker younger than a refresh can take
             if time.time() - os.lstat(marker).st_mtime < NETWORK_SECONDS + REFRESH_SECONDS:

@@ -486,3 +486,41 @@ def test_refreshes_beside_writes_make_no_write_fail(shared):
                                   (b, ["note", "--session", "web", "n"]))]
     assert [int(job.communicate(timeout=300)[0]) for job in jobs] == [0, 0, 0, 0]
     assert len(shared_state(remote)["global_notes"]) == 12
+
+
+def test_offline_messages_give_gits_reason_and_what_to_do(shared):
+    remote, a, b = shared
+    git(a.folder, "config", "orchestrator.maxAge", "0")
+    git(a.folder, "remote", "set-url", "origin", str(remote.parent / "nowhere.git"))
+    write = a.run("note", "--session", "api", "hi")
+    assert write.returncode == o.EXIT_REMOTE
+    assert "does not appear to be a git repository" in write.stderr
+    assert "remote disable" in write.stderr and "nothing was written" in write.stderr
+    assert a.run("check", "--session", "api").returncode == 0  # starts a refresh, which fails
+    marker = a.folder / ".windsurf/orchestrator/shared-refresh-failed"
+    deadline = time.monotonic() + 60  # bounded wait for the detached refresh, not a timing
+    while time.monotonic() < deadline and not marker.exists():
+        time.sleep(0.2)
+    verdict = a.run("build-failure", "--session", "api", "--area", "backend")
+    assert "could not be refreshed" in verdict.stdout and "nowhere.git" in verdict.stdout
+    assert "could not be refreshed" in a.run("remote", "status").stdout
+
+
+def test_enabling_again_never_replaces_an_earlier_kept_copy(shared):
+    remote, a, b = shared
+    assert b.run("remote", "disable").returncode == 0
+    b.sync("solo", "docs")
+    assert b.run("remote", "enable").returncode == 0
+    assert b.run("remote", "disable").returncode == 0
+    b.sync("solo-again", "docs")
+    again = b.run("remote", "enable")
+    assert again.returncode == 0 and "sync --session" in again.stdout
+    kept = sorted(p.name for p in (b.folder / STATE).parent.glob("*.before-shared*"))
+    assert len(kept) == 2, kept
+
+
+def test_reports_show_each_sessions_machine_beside_its_worktree(shared):
+    remote, a, b = shared
+    b.sync("web", "frontend")
+    out = a.run("status").stdout
+    assert f"(on machine-b)" in out and f"(on machine-a)" in out
