@@ -1050,18 +1050,16 @@ HOOK_NETWORK_SECONDS = 3  # a hook's own write (a binding, touched files) waits 
 SHARED_ATTEMPTS = 8  # a command applied again this often when other writers keep overtaking it
 
 
-def read_git_config(checkout):
+def read_git_config(main_checkout):
     """{key: value} of the [orchestrator] section of the clone's git config, read as text (a
     hook must not fork git to learn that nothing is shared): `key = value` lines, keys in
-    lower case as git compares them."""
+    lower case as git compares them. `main_checkout` is the clone's main checkout (see
+    main_checkout_of), whose git dir holds the config every worktree shares."""
     found, inside = {}, False
     try:
-        git_dir = git_dir_of(checkout)
+        git_dir = git_dir_of(main_checkout)
         if git_dir is None:
             return found
-        common = os.path.join(git_dir, "commondir")
-        if os.path.isfile(common):
-            git_dir = os.path.normpath(os.path.join(git_dir, read_text(common).strip()))
         text = read_text(os.path.join(git_dir, "config"))
     except (OSError, ValueError):
         return found
@@ -1146,17 +1144,17 @@ class SharedRef:
             self.git("update-ref", "-d", FETCHED_REF)
 
     def read_or_none(self, commit):
+        """The state file's bytes in `commit`, or None when it holds none."""
         proc = self.git("cat-file", "blob", f"{commit}:{SHARED_FILE}")
         return proc.stdout if proc.returncode == 0 else None
 
     def read(self, commit):
-        """The state file's bytes in `commit`."""
-        proc = self.git("cat-file", "blob", f"{commit}:{SHARED_FILE}")
-        if proc.returncode != 0:
+        data = self.read_or_none(commit)
+        if data is None:
             raise StateError(f"the shared state on {self.describe()} ({commit[:12]}) holds no "
                              f"{SHARED_FILE}; it is not used or overwritten: fix the ref by "
                              "hand, or `remote disable`")
-        return proc.stdout
+        return data
 
     def publish(self, data, parent, message, author):
         """Push a commit of `data` on top of `parent` (None: the ref must not exist yet); the
@@ -1263,6 +1261,13 @@ def read_text_or_none(path):
         return read_text(path).strip() or None
     except (OSError, ValueError):
         return None
+
+
+def wait_to_retry(attempt):
+    """Before applying a write again that another writer overtook: a random wait that grows
+    with the attempts, so that writers who collided spread out."""
+    import random
+    time.sleep(random.uniform(0.01, 0.05 * 2 ** min(attempt, 4)))
 
 
 def utc_stamp():
@@ -1557,7 +1562,7 @@ class Store:
         validate_changes(before, after)
         return emit_state(after).encode("utf-8")
 
-    def write_local(self, data, after, lock=None):
+    def write_local(self, data, after, lock=None, warnings=()):
         try:
             for path in (self.path, self.backup_path):  # both, before either is written
                 if os.path.lexists(path) and not stat_is_regular(os.lstat(path)):
@@ -1573,10 +1578,9 @@ class Store:
             atomic_write(self.backup_path, data, durable=False, keep_mode=True)
         except OSError:
             pass
-        self.warnings = []
+        self.warnings = list(warnings)
         self.loaded_raw = data
-        if after is not None:
-            self.write_cache(data, after)
+        self.write_cache(data, after)
 
     # -- the shared state on the remote: fetched into the local file under the local lock, and
     # each change pushed as a commit on top of what was fetched
@@ -1615,9 +1619,7 @@ class Store:
                     self.keep_hand_edit(local)
                 self.loaded_raw = local  # read under the lock: what write_local replaces
                 self.check_folders()
-                self.write_local(data, None)
-                self.warnings = warnings
-                self.write_cache(data, state)
+                self.write_local(data, state, warnings=warnings)
         self.shared.remember(commit)
         self.mark_fetched(commit)
 
@@ -5010,8 +5012,7 @@ def write_retrying(store, change):
                 change(state)
             return
         except RemoteMoved:
-            import random
-            time.sleep(random.uniform(0.01, 0.05 * 2 ** min(attempt, 4)))
+            wait_to_retry(attempt)
     print("orchestrator hook: other writers kept overtaking this one on the shared remote; "
           "what this event would record was not recorded", file=sys.stderr)
 
@@ -5261,19 +5262,17 @@ def git_config(checkout, *args):
     import subprocess
     proc = subprocess.run(["git", "-C", checkout, "config", *args], capture_output=True,
                           text=True)
-    if proc.returncode not in (0, 5, 128) or (proc.returncode == 128 and "--remove-section"
-                                               not in args):
-        raise UsageError(f"git config failed: {one_line(last_line(proc.stderr))}")
+    nothing_to_remove = args[0] == "--remove-section" and "no such section" in proc.stderr
+    if proc.returncode != 0 and not nothing_to_remove:
+        raise UsageError(f"git config failed: {git_reason(proc.stderr)}")
 
 
 def enable_shared(ctx, args):
     """Adopt the state on the ref, or publish this clone's when the ref does not exist yet.
     An earlier local state that differs from the adopted one is kept beside it, never lost."""
-    import subprocess
     remote = args.remote or DEFAULT_SHARED_REMOTE
     ref = args.ref or DEFAULT_SHARED_REF
-    known = subprocess.run(["git", "-C", ctx.main_root, "remote"], capture_output=True,
-                           text=True).stdout.split()
+    known = run_git(ctx.main_root, "remote").split()
     if remote not in known:
         raise UsageError(f"--remote {remote!r}: this repository has no git remote of that name "
                          f"({', '.join(known) or 'none yet'}); add it with `git remote add "
@@ -5350,11 +5349,12 @@ class Context:
                 or os.path.join(self.main_root, STATE_RELATIVE_PATH))
         self.store = Store(path)
         self.machine = this_machine()
-        if os.path.realpath(path) == os.path.realpath(os.path.join(self.main_root,
-                                                                   STATE_RELATIVE_PATH)):
-            self.store.shared = SharedRef.configured(self.main_root)  # None: one machine
-            if self.store.shared is not None and args.command == "hook":
-                self.store.shared.timeout = HOOK_NETWORK_SECONDS  # an agent is waiting
+        shared = SharedRef.configured(self.main_root)  # None: one machine (the usual case)
+        if shared is not None and os.path.realpath(path) == os.path.realpath(
+                os.path.join(self.main_root, STATE_RELATIVE_PATH)):
+            if args.command == "hook":
+                shared.timeout = HOOK_NETWORK_SECONDS  # an agent is waiting
+            self.store.shared = shared
         self.store.purpose = (args.command, getattr(args, "session", None), self.machine)
         self.out = Output(args.json)
         self.interactive = not args.json and terminal_is_interactive()
@@ -5391,8 +5391,7 @@ class Context:
             try:
                 return COMMANDS[args.command](self, args)
             except RemoteMoved:
-                import random
-                time.sleep(random.uniform(0.01, 0.05 * 2 ** min(attempt, 4)))
+                wait_to_retry(attempt)
         raise Busy(f"the shared state on {self.store.shared.describe()} kept moving: "
                    f"{SHARED_ATTEMPTS} attempts, each overtaken by another writer; nothing was "
                    "written, run the command again")

@@ -53,10 +53,29 @@ class Machine:
     def state(self):
         return o.parse_state_text((self.folder / STATE).read_text(encoding="utf-8"), "t")[0]
 
+    def lock(self, session, area, scope, reason="r"):
+        return self.run("lock", "--session", session, "--area", area, "--scope", scope,
+                        "--reason", reason)
+
     def sync(self, session, *areas):
         result = self.run("sync", "--session", session, "--focus", f"{session} work",
                           *[flag for area in areas or ("misc",) for flag in ("--area", area)])
         assert result.returncode == 0, result.stderr
+
+
+def in_process(monkeypatch, machine):
+    """main(argv) in this process, as `machine` would run it."""
+    monkeypatch.chdir(machine.folder)
+    monkeypatch.setenv("ORCHESTRATOR_MACHINE", machine.name)
+    monkeypatch.delenv("ORCHESTRATOR_STATE", raising=False)
+
+
+def assert_a_lock_on_b_refuses_a(a, b, scope):
+    """b's session `web` locks src/web; a's session `api` is then refused `scope` inside it."""
+    b.sync("web", "frontend")
+    assert b.lock("web", "frontend", "src/web").returncode == 0
+    refused = a.lock("api", "ui", scope)
+    assert refused.returncode == 1 and "locked by web" in refused.stderr
 
 
 def shared_state(remote):
@@ -113,12 +132,7 @@ def test_enable_publishes_the_first_state_and_the_next_clone_adopts_it(network):
 
 def test_a_lock_on_one_machine_refuses_a_conflicting_lock_on_the_other(shared):
     remote, a, b = shared
-    b.sync("web", "frontend")
-    assert b.run("lock", "--session", "web", "--area", "frontend", "--scope", "src/web",
-                 "--reason", "rework").returncode == 0
-    refused = a.run("lock", "--session", "api", "--area", "ui", "--scope", "src/web/x.ts",
-                    "--reason", "r")
-    assert refused.returncode == 1 and "locked by web" in refused.stderr
+    assert_a_lock_on_b_refuses_a(a, b, "src/web/x.ts")
     assert [lock["owner"] for lock in shared_state(remote)["locks"]] == ["web"]
     # build-failure on the other machine reads its local copy: the lock reached it
     verdict = a.run("--json", "build-failure", "--session", "api", "--path", "src/web/x.ts")
@@ -164,14 +178,11 @@ def test_a_push_overtaken_by_another_writer_is_applied_again_to_the_new_state(sh
 
     def publish(self, data, parent, message, author):
         if not interleaved:
-            interleaved.append(b.run("lock", "--session", "web", "--area", "frontend",
-                                     "--scope", "src/web", "--reason", "first"))
+            interleaved.append(b.lock("web", "frontend", "src/web"))
         return real_publish(self, data, parent, message, author)
 
     monkeypatch.setattr(o.SharedRef, "publish", publish)
-    monkeypatch.chdir(a.folder)
-    monkeypatch.setenv("ORCHESTRATOR_MACHINE", a.name)
-    monkeypatch.delenv("ORCHESTRATOR_STATE", raising=False)
+    in_process(monkeypatch, a)
     code = o.main(["lock", "--session", "api", "--area", "ui", "--scope", "src/web/app.ts",
                    "--reason", "second"])
     assert interleaved[0].returncode == 0
@@ -190,8 +201,7 @@ def test_an_unreachable_remote_never_makes_a_write_look_taken(shared):
     remote, a, b = shared
     git(a.folder, "remote", "set-url", "origin", str(remote.parent / "gone.git"))
     before = (a.folder / STATE).read_bytes()
-    refused = a.run("lock", "--session", "api", "--area", "backend", "--scope", "src/api",
-                    "--reason", "r")
+    refused = a.lock("api", "backend", "src/api")
     assert refused.returncode == o.EXIT_REMOTE
     assert "nothing was written" in refused.stderr and len(refused.stderr.splitlines()) == 1
     assert (a.folder / STATE).read_bytes() == before
@@ -264,8 +274,7 @@ def test_a_stale_copy_is_refreshed_in_the_background_while_reads_answer_at_once(
     remote, a, b = shared
     git(a.folder, "config", "orchestrator.maxAge", "0")
     b.sync("web", "frontend")
-    assert b.run("lock", "--session", "web", "--area", "frontend", "--scope", "src/web",
-                 "--reason", "r").returncode == 0
+    assert b.lock("web", "frontend", "src/web").returncode == 0
     assert [lock["owner"] for lock in a.state()["locks"]] == []  # a has not looked yet
     assert a.run("check", "--session", "api").returncode == 0  # answers from its copy
     deadline = time.monotonic() + 60  # bounded wait for the detached refresh, not a timing
@@ -299,12 +308,7 @@ def test_two_machines_coordinate_over_a_real_network_transport(tmp_path, network
         a.sync("api", "backend")
         assert a.run("remote", "enable").returncode == 0
         assert b.run("remote", "enable").returncode == 0
-        b.sync("web", "frontend")
-        assert b.run("lock", "--session", "web", "--area", "frontend", "--scope", "src/web",
-                     "--reason", "r").returncode == 0
-        refused = a.run("lock", "--session", "api", "--area", "ui", "--scope", "src/web",
-                        "--reason", "r")
-        assert refused.returncode == 1 and "locked by web" in refused.stderr
+        assert_a_lock_on_b_refuses_a(a, b, "src/web")
     finally:
         daemon.terminate()
         daemon.wait(timeout=30)
@@ -358,9 +362,7 @@ def test_a_push_cut_off_after_the_server_took_it_counts_as_written(shared, monke
     hook.write_text("#!/bin/sh\nsleep 4\n")
     hook.chmod(0o755)
     monkeypatch.setattr(o, "NETWORK_SECONDS", 1)
-    monkeypatch.chdir(a.folder)
-    monkeypatch.setenv("ORCHESTRATOR_MACHINE", a.name)
-    monkeypatch.delenv("ORCHESTRATOR_STATE", raising=False)
+    in_process(monkeypatch, a)
     assert o.main(["note", "--session", "api", "once"]) == 0
     hook.unlink()
     assert shared_state(remote)["global_notes"] == ["[api] once"]
@@ -424,12 +426,6 @@ def test_a_remote_that_never_answers_holds_up_no_read(shared, tmp_path):
         refresh.wait(timeout=30)
     finally:
         silent.close()
-
-
-def in_process(monkeypatch, machine):
-    monkeypatch.chdir(machine.folder)
-    monkeypatch.setenv("ORCHESTRATOR_MACHINE", machine.name)
-    monkeypatch.delenv("ORCHESTRATOR_STATE", raising=False)
 
 
 def test_a_push_cut_off_that_landed_and_was_built_on_is_not_applied_twice(shared, monkeypatch):
@@ -524,3 +520,21 @@ def test_reports_show_each_sessions_machine_beside_its_worktree(shared):
     b.sync("web", "frontend")
     out = a.run("status").stdout
     assert f"(on machine-b)" in out and f"(on machine-a)" in out
+
+
+def test_a_write_overtaken_every_time_gives_up_with_exit_4(shared, monkeypatch, capsys):
+    """Applied again SHARED_ATTEMPTS times, each overtaken: exit 4, nothing written."""
+    remote, a, b = shared
+    attempts = []
+
+    def always_overtaken(self, *args):
+        attempts.append(1)
+        raise o.RemoteMoved("moved")
+
+    monkeypatch.setattr(o.SharedRef, "publish", always_overtaken)
+    monkeypatch.setattr(o, "wait_to_retry", lambda attempt: None)
+    in_process(monkeypatch, a)
+    assert o.main(["note", "--session", "api", "never"]) == o.EXIT_BUSY
+    assert len(attempts) == o.SHARED_ATTEMPTS
+    assert "kept moving" in capsys.readouterr().err
+    assert shared_state(remote)["global_notes"] == [] and a.state()["global_notes"] == []
