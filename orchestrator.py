@@ -45,12 +45,13 @@ Sections, in the order data flows (none uses a later one; tests/test_module_layo
   10. policy: build failures, directives, intent — verdicts, the audit, drift
   11. the clock, git and the files — the reads policy decides on
   12. input checks — flags and values, and hook events as they come in
-  13. rendering — reports and messages from templates
-  14. the pack — install: the workflows, prompts, hooks and shim
-  15. questions (a person at a terminal) — questionary for what is missing
-  16. output — one JSON line or text
-  17. commands — parse -> load -> policy -> save -> render, one function each
-  18. command line — the context, both parsers, main()
+  13. shell commands: what they change — a command line read as the shell runs it
+  14. rendering — reports and messages from templates
+  15. the pack — install: the workflows, prompts, hooks and shim
+  16. questions (a person at a terminal) — questionary for what is missing
+  17. output — one JSON line or text
+  18. commands — parse -> load -> policy -> save -> render, one function each
+  19. command line — the context, both parsers, main()
 
 Exit codes: 0 done; 1 refused or conflict found (nothing written); 2 bad input or usage
 (nothing written); 3 the state file cannot be read or breaks the schema (file untouched);
@@ -1298,6 +1299,9 @@ class Store:
             user_cache_folder(), f"{binascii.crc32(real.encode('utf-8', 'surrogatepass')):08x}-"
                                  f"{len(real)}.cache")
         self.entries_path = self.cache_path[:-len(".cache")] + ".entries"
+        # The last state this tool wrote, kept outside the repository: `rm -rf .windsurf` or
+        # `git clean -X` removes the state and its .bak together, never this copy.
+        self.kept_path = self.cache_path[:-len(".cache")] + ".last-state.yaml"
         self.warnings = []
         self.loaded_raw = None
         self.validated = None  # (bytes, state, warnings) this process validated last
@@ -1369,23 +1373,34 @@ class Store:
             self.validated = (raw, cached[0], cached[1])
         return bool(cached)
 
-    def backup_holds_entries(self):
-        """Does the last copy the tool wrote hold any entry? (Its fixed layout writes each
-        entry as a `  - ` line, so no parse is needed.)"""
+    def holds_entries(self, path):
+        """Does a copy the tool wrote hold any entry? (Its fixed layout writes each entry as a
+        `  - ` line, so no parse is needed.)"""
         try:
-            backup = read_regular(self.backup_path)
+            copy = read_regular(path)
         except OSError:
             return False
-        return backup is not None and b"\n  - " in backup
+        return copy is not None and b"\n  - " in copy
+
+    def backup_holds_entries(self):
+        return self.holds_entries(self.backup_path)
 
     def refuse_lost_data(self, what):
+        import shlex
         if self.backup_holds_entries():
-            import shlex
             raise StateError(
                 f"{self.path} {what}, but the tool's last copy holds entries: the shared state "
                 f"was lost. Restore it with `cp {shlex.quote(self.backup_path)} "
                 f"{shlex.quote(self.path)}`, or start afresh on purpose by deleting "
                 f"{shlex.quote(self.backup_path)} too")
+        if self.holds_entries(self.kept_path):
+            folder = shlex.quote(os.path.dirname(self.path))
+            raise StateError(
+                f"{self.path} {what} and its .bak is gone too (the state's folder was removed?), "
+                f"but the copy this tool keeps outside the repository holds entries. Restore it "
+                f"with `mkdir -p {folder} && cp {shlex.quote(self.kept_path)} "
+                f"{shlex.quote(self.path)}`, or start afresh on purpose by deleting "
+                f"{shlex.quote(self.kept_path)}")
 
     def validate_bytes(self, raw):
         if not raw.strip():
@@ -1475,10 +1490,10 @@ class Store:
         return os.path.join(os.path.dirname(self.path),
                             f"{self.MARKER_PREFIX}{crc:08x}-{len(key)}")
 
-    def mark_command_start(self, key, now_ns):
-        """Mark when the command keyed `key` starts, unless a live marker for that key is
-        there already (an earlier command still running: its start covers both). Leftover
-        markers are swept."""
+    def mark_command_start(self, key, now_ns, snapshot=None):
+        """Mark when the command keyed `key` starts, with what the other sessions' locks held
+        then (`snapshot`), unless a live marker for that key is there already (an earlier
+        command still running: its start covers both). Leftover markers are swept."""
         try:
             self.check_folders()
             folder = os.path.dirname(self.path)
@@ -1489,20 +1504,31 @@ class Store:
                         os.unlink(leftover)
             handle = os.open(self.command_start_marker(key),
                              os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            os.close(handle)
-        except (OSError, OrchestratorError):
+            try:
+                if snapshot is not None:
+                    os.write(handle, marshal.dumps(snapshot))
+            finally:
+                os.close(handle)
+        except (OSError, OrchestratorError, ValueError):
             pass  # a marker there already, or none possible: nothing worse than no report
 
     def take_command_start(self, key, now_ns):
-        """When the command keyed `key` started (its marker's time), or None; the marker is
-        removed."""
+        """(when the command keyed `key` started (its marker's time), the snapshot kept with
+        it or None), or None without a marker; the marker is removed."""
         marker = self.command_start_marker(key)
         try:
             started = os.lstat(marker).st_mtime_ns
+            kept = read_regular(marker)
             os.unlink(marker)
         except OSError:
             return None
-        return started if now_ns - started < self.MARKER_LIFETIME_NS else None
+        try:
+            snapshot = marshal.loads(kept) if kept else None
+        except (ValueError, EOFError, TypeError):
+            snapshot = None
+        if now_ns - started >= self.MARKER_LIFETIME_NS:
+            return None
+        return started, snapshot if isinstance(snapshot, dict) else None
 
     # Entries validated one by one, keyed by (list, exact text), valid for as long as the
     # schema's version holds, whatever the module's. A few new ones (a hand edit) go to a
@@ -1577,6 +1603,11 @@ class Store:
         try:  # the last good copy, offered for restoring when a hand edit breaks the file
             atomic_write(self.backup_path, data, durable=False, keep_mode=True)
         except OSError:
+            pass
+        try:  # and one outside the repository, for when the state's whole folder is removed
+            os.makedirs(os.path.dirname(self.kept_path), mode=0o700, exist_ok=True)
+            atomic_write(self.kept_path, data, durable=False, mode=0o600)
+        except (OSError, ValueError):
             pass
         self.warnings = list(warnings)
         self.loaded_raw = data
@@ -2244,44 +2275,69 @@ def path_in_scope(path, scope, fold_case=False):
 TAIL = -1  # a product state: the scope matched a folder higher up; anything below it is covered
 
 
-def covering_moves(automaton, state):
+def covering_moves(automaton, state, below=True):
     """The moves of `state` in the automaton of everything a scope covers: its own, and once a
-    match is complete, a `/` into anything below it."""
+    match is complete, a `/` into anything below it (not for a scope that names a file)."""
     if state == TAIL:
         return ((ANY_BYTE, TAIL),)
     moves = automaton.edges[state]
-    return moves + [(SLASH_BIT, TAIL)] if automaton.accepting[state] else moves
+    return moves + [(SLASH_BIT, TAIL)] if below and automaton.accepting[state] else moves
 
 
-def scopes_overlap(a, b, fold_case=False):
-    """Is there a path that both scopes cover? Exact: a search of both automata at once for a
-    path (no empty folder names) that ends where both are satisfied."""
+# Bytes an example path is spelled with, the most readable first.
+EXAMPLE_BYTES = [ord(c) for c in "xabcdefghijklmnopqrstuvwyz0123456789_-."] + list(range(1, 256))
+
+
+def overlap_example(a, b, fold_case=False, a_is_file=False, b_is_file=False):
+    """A path both scopes cover, or None when there is none. A scope covers what it matches
+    and everything below that, unless it names a file (`a_is_file`, `b_is_file`: a literal
+    scope naming an existing file covers only that file). Exact: a breadth-first search of
+    both automata at once for a path (no empty folder names) that ends where both are
+    satisfied; the example is the shortest such path."""
     if not is_glob(a) and not is_glob(b):
         left, right = path_segments(a, fold_case=fold_case), path_segments(b, fold_case=fold_case)
         shorter = min(len(left), len(right))
-        return left[:shorter] == right[:shorter]
+        if left[:shorter] != right[:shorter] or (a_is_file and len(right) > len(left)) or (
+                b_is_file and len(left) > len(right)):
+            return None
+        return a.strip("/") if len(left) >= len(right) else b.strip("/")
     first = scope_automaton(a, fold_case=fold_case)
     second = scope_automaton(b, fold_case=fold_case)
     # A product state: (state in first, state in second, inside a name so far).
     start = (0, 0, False)
-    seen, frontier = {start}, [start]
+    came_from = {start: None}
+    frontier = [start]
     while frontier:
-        x, y, in_name = frontier.pop()
-        if in_name and (x == TAIL or first.accepting[x]) and (y == TAIL or second.accepting[y]):
-            return True
-        for mask_x, next_x in covering_moves(first, x):
-            for mask_y, next_y in covering_moves(second, y):
-                common = mask_x & mask_y
-                steps = []
-                if common & NAME_BYTE:
-                    steps.append((next_x, next_y, True))
-                if common & SLASH_BIT and in_name:
-                    steps.append((next_x, next_y, False))
-                for step in steps:
-                    if step not in seen:
-                        seen.add(step)
-                        frontier.append(step)
-    return False
+        following = []
+        for here in frontier:
+            x, y, in_name = here
+            if in_name and (x == TAIL or first.accepting[x]) and (
+                    y == TAIL or second.accepting[y]):
+                spelled = []
+                while came_from[here] is not None:
+                    here, byte = came_from[here]
+                    spelled.append(byte)
+                return bytes(reversed(spelled)).decode("utf-8", "replace")
+            for mask_x, next_x in covering_moves(first, x, not a_is_file):
+                for mask_y, next_y in covering_moves(second, y, not b_is_file):
+                    common = mask_x & mask_y
+                    steps = []
+                    if common & NAME_BYTE:
+                        byte = next(b for b in EXAMPLE_BYTES if (common & NAME_BYTE) >> b & 1)
+                        steps.append(((next_x, next_y, True), byte))
+                    if common & SLASH_BIT and in_name:
+                        steps.append(((next_x, next_y, False), ord("/")))
+                    for step, byte in steps:
+                        if step not in came_from:
+                            came_from[step] = (here, byte)
+                            following.append(step)
+        frontier = following
+    return None
+
+
+def scopes_overlap(a, b, fold_case=False, a_is_file=False, b_is_file=False):
+    """Is there a path that both scopes cover? (See overlap_example.)"""
+    return overlap_example(a, b, fold_case, a_is_file, b_is_file) is not None
 
 
 def scope_specificity(scope, fold_case=False):
@@ -2297,14 +2353,20 @@ def find_session(state, session_id):
     return next((s for s in state["active_sessions"] if s["id"] == session_id), None)
 
 
-def foreign_locks_overlapping(state, owner, scopes, now, fold_case=False):
+def foreign_locks_overlapping(state, owner, scopes, now, fold_case=False, is_file=lambda s: False):
     """Other sessions' live locks whose scope overlaps any of `scopes`, whatever either area
     is called: areas are labels people choose; the files are what a lock claims. This is what
-    `lock` refuses."""
-    return [lock for lock in live_locks(state, now)
-            if lock["owner"] != owner
-            and any(scopes_overlap(mine, theirs, fold_case=fold_case)
-                    for mine in scopes for theirs in lock["scope"])]
+    `lock` refuses. `is_file(scope)` says which scopes name an existing file, and so cover
+    only it."""
+    return [lock for lock in live_locks(state, now) if lock["owner"] != owner
+            and example_in_both(scopes, lock, fold_case, is_file) is not None]
+
+
+def example_in_both(scopes, lock, fold_case=False, is_file=lambda s: False):
+    """A path one of `scopes` and the lock both cover, or None."""
+    return next((found for mine in scopes for theirs in lock["scope"]
+                 for found in [overlap_example(mine, theirs, fold_case, is_file(mine),
+                                               is_file(theirs))] if found is not None), None)
 
 
 def looks_like_path(area):
@@ -2518,12 +2580,13 @@ def signed_note(text, author=None):
     return f"(unsigned) {text}" if text.startswith("[") else text
 
 
-def place_lock(state, request, now, force=False, fold_case=False):
+def place_lock(state, request, now, force=False, fold_case=False, is_file=lambda s: False):
     """Add or replace the owner's lock on an area: (lock, conflicts, replaced). Another
     session's live lock overlapping the scopes is a conflict; with one and no `force`, the
     lock is None and the state is unchanged."""
     owner, area = request["owner"], request["area"]
-    conflicts = foreign_locks_overlapping(state, owner, request["scope"], now, fold_case=fold_case)
+    conflicts = foreign_locks_overlapping(state, owner, request["scope"], now,
+                                          fold_case=fold_case, is_file=is_file)
     if conflicts and not force:
         return None, conflicts, False
     lock = {"area": area, "owner": owner, "scope": list(request["scope"]),
@@ -2803,7 +2866,17 @@ def files_written_in_scopes_after(checkout, scopes, since_ns, fold_case=False):
 
 def recently_written(checkout, scopes, since_ns, fold_case=False):
     """Files and symlinks in `scopes` changed at or after `since_ns` (modification or status
-    change), walking the scopes' literal folders (not through symlinks, not into .git);
+    change); None past WALK_LIMIT entries (see files_in_scopes)."""
+    found = files_in_scopes(checkout, scopes, fold_case=fold_case)
+    if found is None:
+        return None
+    return [path for path, (_, mtime, ctime, _) in found.items()
+            if max(mtime, ctime) >= since_ns]
+
+
+def files_in_scopes(checkout, scopes, fold_case=False):
+    """{path: (size, modification ns, status change ns, inode)} of the files and symlinks in
+    `scopes`, walking the scopes' literal folders (not through symlinks, not into .git);
     None past WALK_LIMIT entries. One lstat a file is the whole cost (about 3 ms a thousand
     files), so it stays lean."""
     from stat import S_ISDIR
@@ -2814,7 +2887,11 @@ def recently_written(checkout, scopes, since_ns, fold_case=False):
         root for root in roots if not any("/".join(root.split("/")[:depth]) in roots
                                           for depth in range(1, root.count("/") + 1))]
     base = os.path.join(checkout, "")
-    found, seen = [], 0
+    found, seen = {}, 0
+
+    def note(path, info):
+        found[path] = (info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino)
+
     while pending:
         relative = pending.pop()
         try:
@@ -2822,8 +2899,7 @@ def recently_written(checkout, scopes, since_ns, fold_case=False):
         except OSError:
             continue
         if not S_ISDIR(info.st_mode):  # a scope that names one file
-            if max(info.st_mtime_ns, info.st_ctime_ns) >= since_ns:
-                found.append(relative)
+            note(relative, info)
             continue
         try:
             names = os.listdir(base + relative)
@@ -2841,10 +2917,46 @@ def recently_written(checkout, scopes, since_ns, fold_case=False):
             if S_ISDIR(info.st_mode):
                 if name != ".git":
                     pending.append(prefix + name)
-            elif max(info.st_mtime_ns, info.st_ctime_ns) >= since_ns:
-                found.append(prefix + name)
-    return [path for path in found
-            if any(path_in_scope(path, scope, fold_case=fold_case) for scope in scopes)]
+            else:
+                note(prefix + name, info)
+    return {path: facts for path, facts in found.items()
+            if any(path_in_scope(path, scope, fold_case=fold_case) for scope in scopes)}
+
+
+def snapshot_changes(before, after):
+    """What happened between two files_in_scopes snapshots: {"created", "changed", "deleted":
+    [path], "moved": [(from, to)]}; a deleted file whose inode (and size) a new one has was
+    moved."""
+    created = [p for p in after if p not in before]
+    deleted = [p for p in before if p not in after]
+    changed = [p for p in after if p in before and after[p][:3] != before[p][:3]]
+    by_inode = {}
+    for path in created:
+        by_inode.setdefault((after[path][3], after[path][0]), []).append(path)
+    moved = []
+    for path in list(deleted):
+        same = by_inode.get((before[path][3], before[path][0]))
+        if same:
+            target = same.pop(0)
+            moved.append((path, target))
+            deleted.remove(path)
+            created.remove(target)
+    return {"created": sorted(created), "changed": sorted(changed), "deleted": sorted(deleted),
+            "moved": sorted(moved)}
+
+
+def ignored_by_git(checkout, paths):
+    """Those of `paths` git ignores in `checkout` (build output, caches): not anyone's work."""
+    if not paths:
+        return set()
+    import subprocess
+    try:
+        proc = subprocess.run(["git", "-C", checkout, "check-ignore", "-z", "--stdin"],
+                              input="\0".join(paths) + "\0", capture_output=True, text=True,
+                              timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return set()
+    return {name for name in proc.stdout.split("\0") if name}
 
 
 # ---------------------------------------------------------------------------- input checks
@@ -3126,28 +3238,37 @@ def json_text(value):
     return quote(str(value))
 
 
-def hook_reply(event, blocked, text):
+ALLOW, ASK, DENY = "allow", "ask", "deny"  # a hook's verdict on an action
+
+
+def hook_reply(event, verdict, text):
     """(stdout, stderr, blocks by exit code) for the agent that sent `event`, in its own
-    contract. Claude Code: PreToolUse's `permissionDecision: deny` with the reason, and
-    `additionalContext` for what Claude should read (code.claude.com/docs/en/hooks). Cursor:
-    a JSON object on every path, `permission: deny` with `user_message`/`agent_message`,
-    `additional_context` at session start (cursor.com/docs/agent/hooks). Windsurf: the reason
-    on stderr with exit 2, a note on stdout (docs.windsurf.com/windsurf/cascade/hooks)."""
+    contract. Claude Code: PreToolUse's `permissionDecision` `deny` or `ask` with the reason,
+    and `additionalContext` for what Claude should read (code.claude.com/docs/en/hooks).
+    Cursor: a JSON object on every path, `permission` `deny` or `ask` with
+    `user_message`/`agent_message`, `additional_context` at session start and after a tool
+    (cursor.com/docs/agent/hooks). Windsurf, which has no `ask`: the reason on stderr with exit
+    2 for a denial, anything else proceeds with a note on stdout
+    (docs.windsurf.com/windsurf/cascade/hooks)."""
     dialect = event["dialect"]
-    blocked = blocked and event["phase"] == "pre"  # after the fact there is nothing to deny
+    if event["phase"] != "pre":
+        verdict = ALLOW  # after the fact there is nothing to deny
     if dialect == "claude":
-        if blocked:
+        if verdict != ALLOW:
             return json_text({"hookSpecificOutput": {
-                "hookEventName": event["event_name"], "permissionDecision": "deny",
+                "hookEventName": event["event_name"], "permissionDecision": verdict,
                 "permissionDecisionReason": text}}), "", False
         if text:
             return json_text({"hookSpecificOutput": {
                 "hookEventName": event["event_name"], "additionalContext": text}}), "", False
         return "", "", False
     if dialect == "cursor":
-        if blocked:  # the reason on stderr too, for a runner that reads only the exit code
+        if verdict == DENY:  # the reason on stderr too, for a runner that reads only the exit code
             return json_text({"permission": "deny", "user_message": text,
                               "agent_message": text}), text, True
+        if verdict == ASK:
+            return json_text({"permission": "ask", "user_message": text,
+                              "agent_message": text}), "", False
         if text and event["kind"] == "session_start":
             return json_text({"additional_context": text}), "", False
         if text and event["phase"] == "pre":
@@ -3155,66 +3276,209 @@ def hook_reply(event, blocked, text):
         if text and event["event_name"] in ("postToolUse", "postToolUseFailure"):
             return json_text({"additional_context": text}), "", False
         return "{}", text, False  # an after-event with no answer field: to the hook log
-    return ("", text, True) if blocked else (text, "", False)
+    return ("", text, True) if verdict == DENY else (text, "", False)
 
 
 # The tool's writing commands: running one with --session binds a conversation to it.
 BINDING_COMMANDS = {"sync", "lock", "renew", "unlock", "update", "complete", "note", "directive"}
-SHELL_PROGRAMS = {"sh", "bash", "dash", "zsh", "ksh"}
+SHELL_PROGRAMS = {"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "busybox"}
 TOOL_PATH_ENDINGS = (".windsurf/bin/orchestrator", ".windsurf/orchestrator/launcher")
-SHELL_OPERATORS = ("&&", "||", ";;", "|&", "<<-", "<<", ">>", "<&", ">&", "<>", ">|",
-                   ";", "&", "|", "(", ")", "<", ">", "\n")
-REDIRECTIONS = {"<<-", "<<", ">>", "<&", ">&", "<>", ">|", "<", ">"}
+# Longest first: the first that matches at a position is the operator there.
+SHELL_OPERATORS = ("&>>", "<<<", "<<-", "&&", "||", ";;", "|&", "&>", "<<", ">>", "<&", ">&",
+                   "<>", ">|", ";", "&", "|", "(", ")", "<", ">", "\n")
+REDIRECTIONS = {"<<<", "<<-", "<<", ">>", "<&", ">&", "<>", ">|", "<", ">", "&>", "&>>"}
+WRITING_REDIRECTIONS = {">", ">>", ">|", "<>", "&>", "&>>", ">&"}  # `>&` only onto a file
+GLOB_CHARACTERS = "*?["
+
+
+class ShellWord:
+    """One word of a command line as the shell reads it. `text`: what the program receives
+    when nothing in the word expands; `pattern`: the same with each quoted character behind a
+    backslash, for brace and glob expansion; `dynamic_at`: where in `text` the first
+    variable, arithmetic or command substitution starts (its value is unknown here), or -1;
+    `substitutions`: the command lines substituted into it, which run too."""
+    __slots__ = ("text", "pattern", "dynamic_at", "substitutions")
+
+    def __init__(self, text="", pattern="", dynamic_at=-1, substitutions=()):
+        self.text, self.pattern = text, pattern
+        self.dynamic_at, self.substitutions = dynamic_at, list(substitutions)
+
+    @property
+    def dynamic(self):
+        return self.dynamic_at >= 0
+
+    def __repr__(self):
+        return f"ShellWord({self.text!r})"
+
+
+def literal_word(text):
+    """A word whose characters are all quoted: no expansion at all."""
+    return ShellWord(text, "".join("\\" + ch for ch in text))
+
+
+def closing_parenthesis(line, i):
+    """The index just after the `)` that closes the `(` at `i - 1`, skipping quoted text and
+    nested parentheses; raises ValueError when there is none."""
+    depth, end = 1, len(line)
+    while i < end:
+        char = line[i]
+        if char == "\\":
+            i += 2
+            continue
+        if char == "'":
+            close = line.find("'", i + 1)
+            if close == -1:
+                raise ValueError("unterminated quote")
+            i = close + 1
+            continue
+        if char == '"':
+            i += 1
+            while i < end and line[i] != '"':
+                i += 2 if line[i] == "\\" else 1
+            i += 1
+            continue
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        i += 1
+        if depth == 0:
+            return i
+    raise ValueError("unterminated substitution")
+
+
+ANSI_C_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "'": "'", '"': '"', "a": "\a",
+                  "b": "\b", "e": "\x1b", "E": "\x1b", "f": "\f", "v": "\v"}
 
 
 def shell_tokens(line):
-    """A shell command line as (is_operator, text) tokens, read the way a POSIX shell reads
-    it: quotes and backslashes make text literal, `#` at the start of a word comments out the
-    rest of the line, here-document bodies are skipped. Raises ValueError on an unterminated
-    quote."""
-    tokens, word, i, end = [], None, 0, len(line)
+    """A shell command line as (is_operator, text, word) tokens (word: a ShellWord, None for an
+    operator), read the way a POSIX shell reads it: quotes and backslashes make text literal,
+    `$'...'` as bash and zsh read it, `$NAME`, `${...}`, `$((...))`, `$(...)` and backquotes
+    expand (the last two run a command: its text is kept), `#` at the start of a word comments
+    out the rest of the line, a number just before `<` or `>` is a file descriptor, and
+    here-document bodies are skipped. Raises ValueError on an unterminated quote."""
+    tokens, i, end = [], 0, len(line)
     heredocs, want_delimiter = [], False
+    text, pattern, subs, dynamic_at, started = [], [], [], -1, False
+
+    def literal(chars, quoted):
+        nonlocal started
+        started = True
+        text.append(chars)
+        pattern.append("".join("\\" + ch for ch in chars) if quoted else chars)
+
+    def expansion(raw, substituted=None):
+        nonlocal dynamic_at, started
+        if dynamic_at < 0:
+            dynamic_at = len("".join(text))
+        started = True
+        text.append(raw)
+        pattern.append("".join("\\" + ch for ch in raw))
+        if substituted is not None:
+            subs.append(substituted)
+
+    def dollar(i):
+        """Read the expansion at `line[i] == "$"`; the index after it."""
+        after = line[i + 1:i + 2]
+        if after == "(":
+            close = closing_parenthesis(line, i + 2)
+            inner = line[i + 2:close - 1]
+            arithmetic = inner.startswith("(") and inner.endswith(")")
+            expansion(line[i:close], None if arithmetic else inner)
+            return close
+        if after == "{":
+            close = line.find("}", i + 2)
+            if close == -1:
+                raise ValueError("unterminated ${")
+            expansion(line[i:close + 1])
+            return close + 1
+        j = i + 1
+        if after and (after.isalpha() or after == "_"):
+            while j < end and (line[j].isalnum() or line[j] == "_"):
+                j += 1
+        elif after and after in "0123456789@*#?$!-":
+            j += 1
+        else:
+            literal("$", False)
+            return i + 1
+        expansion(line[i:j])
+        return j
+
+    def backquote(i):
+        j = i + 1
+        while j < end and line[j] != "`":
+            j += 2 if line[j] == "\\" else 1
+        if j >= end:
+            raise ValueError("unterminated backquote")
+        expansion(line[i:j + 1], line[i + 1:j].replace("\\`", "`"))
+        return j + 1
 
     def finish():
-        nonlocal word, want_delimiter
-        if word is not None:
+        nonlocal text, pattern, subs, dynamic_at, started, want_delimiter
+        if started:
+            word = ShellWord("".join(text), "".join(pattern), dynamic_at, subs)
             if want_delimiter:
-                heredocs.append(word)
+                heredocs.append(word.text)
                 want_delimiter = False
-            tokens.append((False, word))
-            word = None
+            tokens.append((False, word.text, word))
+        text, pattern, subs, dynamic_at, started = [], [], [], -1, False
 
     while i < end:
         char = line[i]
         if char in " \t\r":
             finish()
             i += 1
-        elif char == "#" and word is None:
+        elif char == "#" and not started:
             i = line.find("\n", i) if "\n" in line[i:] else end
         elif char == "\\":
-            if line[i + 1:i + 2] != "\n":
-                word = (word or "") + line[i + 1:i + 2]
+            if line[i + 1:i + 2] not in ("\n", ""):
+                literal(line[i + 1], True)
             i += 2
         elif char == "'":
             close = line.find("'", i + 1)
             if close == -1:
                 raise ValueError("unterminated quote")
-            word, i = (word or "") + line[i + 1:close], close + 1
+            literal(line[i + 1:close], True)
+            i = close + 1
+        elif char == "$" and line[i + 1:i + 2] == "'":  # $'...': bash's and zsh's escapes
+            j, chars = i + 2, []
+            while j < end and line[j] != "'":
+                if line[j] == "\\" and j + 1 < end:
+                    chars.append(ANSI_C_ESCAPES.get(line[j + 1], "\\" + line[j + 1]))
+                    j += 2
+                else:
+                    chars.append(line[j])
+                    j += 1
+            if j >= end:
+                raise ValueError("unterminated quote")
+            literal("".join(chars), True)
+            i = j + 1
         elif char == '"':
             i += 1
-            text = []
+            started = True
             while i < end and line[i] != '"':
-                if line[i] == "\\" and line[i + 1:i + 2] in ('"', "\\", "$", "`"):
+                if line[i] == "\\" and line[i + 1:i + 2] in ('"', "\\", "$", "`", "\n"):
+                    if line[i + 1] != "\n":
+                        literal(line[i + 1], True)
+                    i += 2
+                elif line[i] == "$":
+                    i = dollar(i)
+                elif line[i] == "`":
+                    i = backquote(i)
+                else:
+                    literal(line[i], True)
                     i += 1
-                text.append(line[i])
-                i += 1
             if i >= end:
                 raise ValueError("unterminated quote")
-            word, i = (word or "") + "".join(text), i + 1
+            i += 1
+        elif char == "$":
+            i = dollar(i)
+        elif char == "`":
+            i = backquote(i)
         elif char in ";&|()<>\n":
-            finish()
             operator = next(op for op in SHELL_OPERATORS if line.startswith(op, i))
-            tokens.append((True, operator))
+            if char in "<>" and started and "".join(pattern).isdigit():
+                text, pattern, subs, dynamic_at, started = [], [], [], -1, False  # `2>`: a descriptor
+            finish()
+            tokens.append((True, operator, None))
             i += len(operator)
             want_delimiter = operator in ("<<", "<<-")
             if operator == "\n":
@@ -3227,7 +3491,7 @@ def shell_tokens(line):
                             break
                 heredocs = []
         else:
-            word = (word or "") + char
+            literal(char, False)
             i += 1
     finish()
     return tokens
@@ -3247,25 +3511,26 @@ def session_named_in_command(command_line, nesting=0):
         return None
     named = None
     for command, _, _ in simple_commands(tokens):
-        named = session_of_invocation(command, nesting) or named
+        named = session_of_invocation([word.text for word in command], nesting) or named
     return named
 
 
 def simple_commands(tokens):
     """shell_tokens grouped into simple commands: (words, [(redirection, target)], the
-    operator that ends it)."""
+    operator that ends it); words and targets are ShellWords."""
     words, redirects, redirection = [], [], None
-    for is_operator, text in tokens + [(True, ";")]:
-        if redirection is not None:
-            redirects.append((redirection, text))  # `> file`: the file is no argument
+    for is_operator, text, word in tokens + [(True, ";", None)]:
+        if redirection is not None and not is_operator:
+            redirects.append((redirection, word))  # `> file`: the file is no argument
             redirection = None
         elif is_operator and text in REDIRECTIONS:
             redirection = text
         elif is_operator:
+            redirection = None
             yield words, redirects, text
             words, redirects = [], []
         else:
-            words.append(text)
+            words.append(word)
 
 
 def skip_options(words, valued=()):
@@ -3331,61 +3596,6 @@ def session_of_invocation(words, nesting):
     return session_in_tool_arguments(arguments)
 
 
-def paths_written_by(command_line):
-    """The files a shell command line plainly writes: redirection targets (`>`, `>>`), and the
-    operands of `tee`, `sed -i`, `cp`/`mv`/`install` (the target; `mv` moves its sources away
-    too), `rm`, `touch`, `truncate`, `git checkout -- PATH` and `git restore PATH`; each
-    relative to the folder an earlier `cd DIR` or `pushd DIR` on the line moved to (inside
-    `( ... )` only until the `)`). What a program or script writes by itself cannot be seen
-    here, nor a folder named by a variable or `~`."""
-    try:
-        tokens = shell_tokens(command_line or "")
-    except ValueError:
-        return []
-    written, folders = [], [""]  # the folder each open subshell moved to, from the start
-    for words, redirects, ending in simple_commands(tokens):
-        here = folders[-1]
-        targets = [target for redirection, target in redirects
-                   if redirection in (">", ">>", ">|", "<>")] + operands_written(words)
-        written += [os.path.join(here, target) for target in targets
-                    if target and not target.startswith("&") and target != "/dev/null"]
-        if words and words[0] in ("cd", "pushd"):
-            arguments = skip_options(words[1:])
-            if arguments and arguments[0] != "-":
-                folders[-1] = os.path.join(here, arguments[0])
-        if ending == "(":
-            folders.append(folders[-1])
-        elif ending == ")" and len(folders) > 1:
-            folders.pop()
-    return written
-
-
-def operands_written(words):
-    while words and "=" in words[0] and words[0].partition("=")[0].isidentifier():
-        words = words[1:]  # VAR=value before the program
-    if not words:
-        return []
-    program, arguments = os.path.basename(words[0]), words[1:]
-    operands = [w for w in arguments if not w.startswith("-")]
-    if program in ("tee", "rm", "touch", "truncate", "unlink"):
-        return operands
-    if program == "sed" and any(w.startswith("-i") or w.startswith("--in-place")
-                                for w in arguments):
-        scripts = {i + 1 for i, w in enumerate(arguments) if w in ("-e", "-f")}
-        files = [w for i, w in enumerate(arguments) if not w.startswith("-") and i not in scripts]
-        scripted = scripts or any(w.startswith(("--expression", "--file")) for w in arguments)
-        return files if scripted else files[1:]
-    if program in ("cp", "install") and len(operands) >= 2:
-        return operands[-1:]
-    if program == "mv" and len(operands) >= 2:
-        return operands
-    if program == "git" and operands[:1] in (["checkout"], ["restore"]):
-        if "--" in arguments:
-            return arguments[arguments.index("--") + 1:]
-        return operands[1:] if operands[0] == "restore" else []
-    return []
-
-
 def session_in_tool_arguments(arguments):
     """`--session S` of a writing command, with the global flags anywhere, as argparse takes
     them; None for a reading command, a malformed id, help, or another state file."""
@@ -3403,6 +3613,851 @@ def session_in_tool_arguments(arguments):
     if command in BINDING_COMMANDS and session and is_kebab_case(session):
         return session
     return None
+
+
+# ---------------------------------------------------------------------------- shell commands: what they change
+
+# A command line is judged by what it would change, not by how it is spelled: the shell's own
+# reading (shell_tokens), then prefixes and wrappers removed, `sh -c` and `eval` of literal
+# text read inside, `cd`/`pushd`/`popd` followed, braces and globs expanded against the
+# worktree as the shell would, each known writer's operands taken from its own option syntax,
+# and git asked which files its worktree-changing commands would touch. What the words cannot
+# tell (a variable target, xargs, find -exec, an unknown program) is marked uncertain with the
+# paths it names, for the hook to ask about.
+
+PREFIX_PROGRAMS = {  # program: (its options that take a value, operands before the command)
+    "command": ((), 0), "builtin": ((), 0), "exec": (("-a",), 0), "nohup": ((), 0),
+    "time": (("-f", "-o"), 0), "nice": (("-n", "--adjustment"), 0),
+    "timeout": (("-s", "-k", "--signal", "--kill-after"), 1),
+    "stdbuf": (("-i", "-o", "-e", "--input", "--output", "--error"), 0),
+    "sudo": (("-u", "-g", "-C", "-D", "-h", "-p", "-U", "-r", "-t", "-T"), 0),
+    "doas": (("-u", "-C"), 0), "setsid": ((), 0), "ionice": (("-c", "-n", "-p"), 0),
+    "chrt": ((), 1), "taskset": ((), 1), "unbuffer": ((), 0), "catchsegv": ((), 0),
+    "flock": (("-w", "-E", "--timeout", "--conflict-exit-code"), 1),
+}
+SHELL_KEYWORDS = {"if", "then", "else", "elif", "fi", "do", "done", "while", "until", "!", "{",
+                  "}", "[[", "]]", "function", "coproc"}
+# Programs that change no file, whatever files they are given.
+READING_PROGRAMS = {
+    "cat", "tac", "less", "more", "head", "tail", "grep", "egrep", "fgrep", "rg", "ag", "ack",
+    "ls", "ll", "dir", "tree", "wc", "file", "stat", "du", "df", "diff", "cmp", "comm",
+    "md5sum", "sha1sum", "sha256sum", "sha512sum", "cksum", "b2sum", "echo", "printf", "true",
+    "false", "test", "[", ":", "pwd", "which", "type", "whoami", "id", "date", "printenv",
+    "realpath", "readlink", "basename", "dirname", "jq", "cut", "tr", "column", "nl", "od",
+    "hexdump", "strings", "fold", "fmt", "paste", "join", "expand", "unexpand", "rev", "look",
+    "seq", "yes", "sleep", "uname", "hostname", "env", "export", "unset", "set", "shopt",
+    "local", "declare", "typeset", "readonly", "trap", "wait", "exit", "return", "break",
+    "continue", "shift", "alias", "unalias", "hash", "umask", "ulimit", "history", "jobs",
+    "read", "getopts", "let", "ps", "pgrep", "top", "uptime", "free", "nproc", "locale",
+    "tput", "stty", "clear", "man", "help", "info", "whereis", "apropos", "xxd", "zcat",
+    "bzcat", "xzcat", "zgrep", "zless", "lsof", "pytest", "mypy", "pyright", "flake8",
+    "pylint", "shellcheck", "eslint", "cloc", "tokei", "bat", "fd", "fzf", "delta",
+}
+# git's commands that change no file in the worktree (refs, the index and objects aside).
+GIT_READING = {
+    "status", "diff", "log", "show", "blame", "annotate", "branch", "fetch", "ls-files",
+    "ls-tree", "rev-parse", "grep", "describe", "remote", "config", "tag", "shortlog",
+    "reflog", "cat-file", "for-each-ref", "merge-base", "name-rev", "rev-list", "show-ref",
+    "add", "commit", "push", "notes", "help", "version", "count-objects", "fsck", "gc",
+    "whatchanged", "range-diff", "var", "check-ignore", "check-attr", "diff-tree",
+    "diff-index", "diff-files", "symbolic-ref", "update-ref", "hash-object", "verify-commit",
+    "show-branch", "cherry", "stage", "maintenance",
+}
+# git's commands that change worktree files in ways only a merge would tell.
+GIT_MERGING = {"merge", "pull", "rebase", "cherry-pick", "revert", "am", "bisect",
+               "read-tree", "checkout-index", "sparse-checkout", "submodule", "switch-branch"}
+# find's words that leave -delete removing everything below its starting points.
+FIND_DELETING_ALL = {"-delete", "-depth", "-xdev", "-mount", "-ignore_readdir_race"}
+MAX_BRACE_WORDS = 1000  # a brace expansion larger than this is not expanded
+MAX_SHELL_NESTING = 4  # `sh -c`, eval and substitutions read this deep
+
+
+def unescape_pattern(pattern):
+    """A pattern's text with its backslash escapes removed."""
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern[i] == "\\" and i + 1 < len(pattern):
+            i += 1
+        out.append(pattern[i])
+        i += 1
+    return "".join(out)
+
+
+def unescaped_positions(pattern, characters):
+    """Indexes of `characters` in `pattern` that no backslash escapes."""
+    found, i = [], 0
+    while i < len(pattern):
+        if pattern[i] == "\\":
+            i += 2
+            continue
+        if pattern[i] in characters:
+            found.append(i)
+        i += 1
+    return found
+
+
+def expand_braces(pattern):
+    """bash's and zsh's brace expansion of an escaped pattern: `{a,b}` and `{1..3}`, nested,
+    in order; a pattern with no such brace is itself."""
+    opening = unescaped_positions(pattern, "{}")
+    for start in (i for i in opening if pattern[i] == "{"):
+        depth, commas, close = 0, [], None
+        for i in (j for j in unescaped_positions(pattern[start:], "{},") ):
+            char = pattern[start + i]
+            depth += {"{": 1, "}": -1}.get(char, 0)
+            if char == "," and depth == 1:
+                commas.append(start + i)
+            if depth == 0:
+                close = start + i
+                break
+        if close is None:
+            return [pattern]
+        head, body, tail = pattern[:start], pattern[start + 1:close], pattern[close + 1:]
+        if commas:
+            cuts = [start] + commas + [close]
+            parts = [pattern[a + 1:b] for a, b in zip(cuts, cuts[1:])]
+        else:
+            low, dots, high = body.partition("..")
+            if not dots or not (low.lstrip("-").isdigit() and high.lstrip("-").isdigit()):
+                if dots and len(low) == len(high) == 1 and low.isalpha() and high.isalpha():
+                    step = 1 if low <= high else -1
+                    parts = [chr(c) for c in range(ord(low), ord(high) + step, step)]
+                else:
+                    continue
+            else:
+                a, b = int(low), int(high)
+                if abs(b - a) > MAX_BRACE_WORDS:
+                    return [pattern]
+                parts = [str(n) for n in range(a, b + (1 if a <= b else -1), 1 if a <= b else -1)]
+        words = []
+        for part in parts:
+            words += expand_braces(head + part + tail)
+            if len(words) > MAX_BRACE_WORDS:
+                return [pattern]
+        return words
+    return [pattern]
+
+
+def glob_on_disk(pattern, folder):
+    """The paths an escaped shell pattern matches from `folder`, sorted as the shell sorts
+    them; [] when it matches nothing (the shell then passes the word as it is)."""
+    import glob
+    parts, i = [], 0
+    while i < len(pattern):  # the shell's backslash escapes as glob's brackets
+        if pattern[i] == "\\" and i + 1 < len(pattern):
+            parts.append(f"[{pattern[i + 1]}]" if pattern[i + 1] in "*?[" else pattern[i + 1])
+            i += 2
+        else:
+            parts.append(pattern[i])
+            i += 1
+    translated = "".join(parts)
+    absolute = translated if os.path.isabs(translated) else os.path.join(
+        glob.escape(folder), translated)
+    return sorted(glob.glob(absolute, recursive=True))
+
+
+PYTHON_READING_MODULES = {"pytest", "unittest", "mypy", "pydoc", "json.tool", "pyflakes",
+                          "flake8", "pylint", "doctest", "timeit", "tabnanny"}
+
+
+def is_this_tool(program):
+    """Is `program` this tool: the shim, the launcher, or orchestrator.py?"""
+    program = program.replace("\\", "/")
+    return program.endswith(TOOL_PATH_ENDINGS) or os.path.basename(program) == "orchestrator.py"
+
+
+class ShellEffects:
+    """What a command line would change as far as its words tell: `changes`, (absolute path,
+    whether everything below it is changed too); `uncertain`, (why, [(absolute path, whether
+    it stands for everything below it)]) for commands whose effect the words do not tell,
+    with the paths they name."""
+
+    def __init__(self):
+        self.changes, self.uncertain = [], []
+
+    def change(self, path, tree=False):
+        if (path, tree) not in self.changes:
+            self.changes.append((path, tree))
+
+    def unsure(self, why, named):
+        self.uncertain.append((why, list(named)))
+
+
+class ShellReader:
+    """Reads a command line as the shell would run it from `folder`, following the folder it
+    moves to; collects ShellEffects. `git(folder, *args)` answers git's questions."""
+
+    def __init__(self, folder, git, home=None):
+        self.origin = os.path.abspath(folder)
+        self.folders, self.known = [self.origin], True  # where the next command runs
+        self.previous, self.stack, self.aliases = None, [], {}
+        self.git, self.home = git, home
+        self.effects = ShellEffects()
+
+    # -- the command line, command by command
+    def read(self, line, nesting=0):
+        try:
+            tokens = shell_tokens(line)
+        except ValueError:
+            return  # the shell would refuse the line: it runs nothing
+        saved = []
+        for words, redirects, ending in simple_commands(tokens):
+            self.command(words, redirects, nesting)
+            if ending == "(":
+                saved.append((list(self.folders), self.known, self.previous, list(self.stack)))
+            elif ending == ")" and saved:
+                self.folders, self.known, self.previous, self.stack = saved.pop()
+
+    def command(self, words, redirects, nesting):
+        for word in words + [target for _, target in redirects]:
+            for substituted in word.substitutions:
+                if nesting < MAX_SHELL_NESTING:
+                    self.in_subshell(substituted, nesting + 1)
+        for redirection, target in redirects:
+            if redirection in WRITING_REDIRECTIONS and not (
+                    redirection == ">&" and (target.text.isdigit() or target.text == "-")):
+                self.write(target, "a redirection")
+        words = self.unwrapped(words, nesting)
+        if not words:
+            return
+        if words[0].dynamic:
+            self.effects.unsure("the program to run is set by a variable", self.named(words))
+            return
+        program, arguments = os.path.basename(words[0].text), words[1:]
+        if is_this_tool(words[0].text):
+            return  # it changes the state only, by its own rules
+        if program.startswith("python") and (program[6:] == "" or program[6:].replace(".", "").isdigit()):
+            self.python(arguments)
+        elif program in self.aliases:
+            self.alias(program, arguments, nesting)
+        elif program in ("cd", "pushd", "popd"):
+            self.change_folder(program, arguments)
+        elif program == "alias":
+            for word in arguments:
+                name, equals, value = word.text.partition("=")
+                if equals:
+                    self.aliases[name] = value
+        elif program == "git":
+            self.git_command(arguments)
+        elif program in WRITERS:
+            WRITERS[program](self, arguments)
+        elif program == "xargs":
+            self.xargs(arguments)
+        elif program not in READING_PROGRAMS:
+            self.effects.unsure(f"`{as_label(program, 60)}` is a program this tool cannot read "
+                                "the effect of", self.named(arguments))
+
+    def in_subshell(self, line, nesting):
+        saved = (list(self.folders), self.known, self.previous, list(self.stack))
+        self.read(line, nesting)
+        self.folders, self.known, self.previous, self.stack = saved
+
+    def unwrapped(self, words, nesting):
+        """The words with assignments, keywords, prefixes and wrappers removed; None when they
+        were read another way (`sh -c`, eval, env -S)."""
+        words = list(words)
+        while words:
+            first = words[0]
+            name, equals, _ = first.text.partition("=")
+            program = os.path.basename(first.text)
+            if equals and name.isidentifier():
+                words.pop(0)
+            elif first.text in SHELL_KEYWORDS:
+                words.pop(0)
+            elif first.text in ("for", "case", "select"):
+                return None  # a loop variable or a pattern list, not a command
+            elif program == "env":
+                rest = words[1:]
+                while rest and rest[0].text.startswith("-") and rest[0].text != "-":
+                    option = rest.pop(0).text
+                    if option in ("-C", "--chdir") and rest:
+                        self.change_folder("cd", [rest.pop(0)])
+                    elif option.startswith("--chdir="):
+                        self.change_folder("cd", [literal_word(option.partition("=")[2])])
+                    elif option in ("-S", "--split-string") and rest:
+                        self.read(" ".join(w.text for w in rest), nesting + 1)
+                        return None
+                    elif option in ("-u", "--unset") and rest:
+                        rest.pop(0)
+                words = rest
+            elif program in PREFIX_PROGRAMS:
+                valued, operands = PREFIX_PROGRAMS[program]
+                if program == "command" and any(w.text in ("-v", "-V") for w in words[1:2]):
+                    return None  # only looks the program up
+                texts = skip_options([w.text for w in words[1:]], valued)
+                words = words[len(words) - len(texts):][operands:]
+            elif program in SHELL_PROGRAMS:
+                return self.shell(words, nesting)
+            elif program == "eval":
+                if any(w.dynamic for w in words[1:]):
+                    self.effects.unsure("eval runs text set at run time", [(self.here(), True)])
+                elif nesting < MAX_SHELL_NESTING:
+                    self.read(" ".join(w.text for w in words[1:]), nesting + 1)
+                return None
+            else:
+                break
+        return words
+
+    def shell(self, words, nesting):
+        """`sh -c TEXT` (also bash, zsh, `-lc`, `-ec`): TEXT read as a command line."""
+        arguments = [w.text for w in words[1:]]
+        options = arguments[:len(arguments) - len(skip_options(list(arguments),
+                                                               ("-o", "+o", "-O", "+O")))]
+        rest = words[1 + len(options):]
+        if any(o[:1] == "-" and o[1:2] != "-" and "c" in o[1:] for o in options):
+            if not rest:
+                return None
+            if rest[0].dynamic:
+                self.effects.unsure("the shell runs text set at run time", [(self.here(), True)])
+            elif nesting < MAX_SHELL_NESTING and not any("n" in o[1:] for o in options
+                                                         if o[:1] == "-" and o[1:2] != "-"):
+                self.in_subshell(rest[0].text, nesting + 1)
+            return None
+        if rest and not is_this_tool(rest[0].text):  # a script: what it writes is its own
+            self.effects.unsure("a shell script's effect is not read here", self.named(rest[1:]))
+        return None
+
+    def python(self, arguments):
+        """Python running this tool, a module known to only read (pytest, ...), or a program
+        whose effect is not read here."""
+        options, operands = split_options(arguments, ("-c", "-m", "-W", "-X"))
+        module = next((v.text for o, v in options if o == "-m" and v is not None), None)
+        if module in PYTHON_READING_MODULES:
+            return
+        if module is None and operands and is_this_tool(operands[0].text):
+            return
+        code = module is not None or any(o == "-c" for o, _ in options)
+        named = self.named(operands if code else operands[1:])
+        self.effects.unsure("python runs a program this tool cannot read the effect of", named)
+
+    def alias(self, program, arguments, nesting):
+        """An alias defined earlier on the line: whether the shell expands it depends on the
+        shell (bash does not, zsh does), so what it would change is uncertain."""
+        inner = ShellReader(self.here(), self.git, self.home)
+        inner.aliases = {}
+        inner.read(self.aliases[program] + " " + " ".join(w.text for w in arguments),
+                   nesting + 1)
+        named = [item for item in inner.effects.changes] + [
+            item for _, items in inner.effects.uncertain for item in items]
+        if named:
+            self.effects.unsure(f"`{as_label(program, 60)}` is an alias", named)
+
+    # -- folders
+    def here(self):
+        return self.folders[0] if self.known and len(self.folders) == 1 else self.origin
+
+    def change_folder(self, program, arguments):
+        texts = skip_options([w.text for w in arguments], ())
+        word = arguments[len(arguments) - len(texts)] if texts else None
+        current = (list(self.folders), self.known)
+        if program == "popd":
+            if self.stack:
+                self.folders, self.known = self.stack.pop()
+            else:
+                self.known = False
+            return
+        if program == "pushd" and word is None:
+            if self.stack:
+                top = self.stack.pop()
+                self.stack.append(current)
+                self.folders, self.known = top
+            return
+        if word is not None and word.text == "-" and program == "cd":
+            if self.previous is None:
+                self.known = False
+            else:
+                self.folders, self.known = self.previous
+            self.previous = current
+            return
+        if program == "pushd":
+            self.stack.append(current)
+        self.previous = current
+        if word is None:
+            target = [self.home] if self.home else None
+        else:
+            target = self.resolved(word)
+        if not target:
+            self.folders, self.known = [self.origin], False
+            return
+        moved = target[:1]
+        if os.path.isdir(moved[0]):
+            self.folders = moved
+        else:  # the cd may fail: the next command runs in either folder
+            self.folders = unique_in_order(self.folders + moved)
+
+    # -- words as paths
+    def resolved(self, word, folder=None):
+        """The absolute paths a word stands for (braces and globs expanded, `~` as the home
+        folder), from each folder the command may run in; None when it is set at run time."""
+        if word.dynamic:
+            return None
+        paths = []
+        for base in ([folder] if folder else self.folders):
+            for pattern in expand_braces(word.pattern):
+                texts = ([unescape_pattern(pattern)]
+                         if not unescaped_positions(pattern, GLOB_CHARACTERS)
+                         else glob_on_disk(pattern, base) or [unescape_pattern(pattern)])
+                for text in texts:
+                    if pattern.startswith("~") and self.home and (text == "~" or
+                                                                  text.startswith("~/")):
+                        text = self.home + text[1:]
+                    paths.append(os.path.normpath(os.path.join(base, text)))
+        return unique_in_order(paths)
+
+    def dynamic_folder(self, word):
+        """The folder a word set at run time surely lies in: its literal start's folder."""
+        start = word.text[:word.dynamic_at]
+        folder = start[:start.rfind("/") + 1] if "/" in start else ""
+        return os.path.normpath(os.path.join(self.here(), folder or "."))
+
+    def named(self, words):
+        """The paths words name, as (path, stands for everything below it): every operand and
+        every `--option=VALUE`, a folder standing for what it holds."""
+        named = []
+        for word in words:
+            text = word.text
+            if text.startswith("-"):
+                if "=" not in text:
+                    continue
+                word = literal_word(text.partition("=")[2])
+            if word.dynamic:
+                named.append((self.dynamic_folder(word), True))
+                continue
+            for path in self.resolved(word) or []:
+                named.append((path, os.path.isdir(path)))
+        return named
+
+    def write(self, word, why, tree=False, folder=None):
+        """The command writes the file (or with `tree`, the folder and all below it) `word`
+        names."""
+        paths = self.resolved(word, folder)
+        if paths is None:
+            self.effects.unsure(f"{why} whose target is set at run time",
+                                [(self.dynamic_folder(word), True)])
+        elif folder is None and not os.path.isabs(word.text) and not (
+                self.known and len(self.folders) == 1):
+            named = [(path, tree) for path in paths]
+            self.effects.unsure(f"{why} after a `cd` whose folder is not known here",
+                                named + ([] if self.known else [(self.origin, True)]))
+        else:
+            for path in paths:
+                self.effects.change(path, tree)
+
+    def write_all(self, words, why, tree=False):
+        for word in words:
+            self.write(word, why, tree)
+
+    # -- programs whose options say what they write
+    def copy_like(self, arguments, why, moves=False, valued=("-t", "-S", "--target-directory",
+                                                             "--suffix"), links=False):
+        options, operands = split_options(arguments, valued)
+        recursive = moves or any(o in ("-r", "-R", "-a", "--recursive", "--archive")
+                                 for o, _ in options)
+        target = next((value for o, value in options
+                       if o in ("-t", "--target-directory")), None)
+        no_target_folder = any(o in ("-T", "--no-target-directory") for o, _ in options)
+        if any(o in ("-n", "--dry-run") for o, _ in options) and why == "git mv":
+            return
+        if target is None:
+            if len(operands) < (1 if links else 2):
+                return
+            if links and len(operands) == 1:
+                sources, destination = operands, literal_word(".")
+            else:
+                sources, destination = operands[:-1], operands[-1]
+        else:
+            sources, destination = operands, target
+        destinations = self.resolved(destination)
+        if destinations is None:
+            self.write(destination, why, tree=True)
+        else:
+            for place in destinations:
+                into = target is not None or (os.path.isdir(place) and not no_target_folder
+                                              and not (links and os.path.islink(place)))
+                for source in sources:
+                    found = self.resolved(source)
+                    if found is None:
+                        self.effects.unsure(f"{why} of a file set at run time",
+                                            [(place, into)])
+                        continue
+                    for path in found:
+                        tree = not links and (recursive or os.path.isdir(path))
+                        written = os.path.join(place, os.path.basename(path)) if into else place
+                        self.effects.change(os.path.normpath(written), tree)
+        if moves:
+            self.write_all(sources, why, tree=True)
+
+    def sed(self, arguments):
+        options, operands = split_options(arguments, ("-e", "-f", "-l", "--expression",
+                                                      "--file", "--line-length"))
+        in_place = any(o in ("-i", "--in-place") or o.startswith("--in-place")
+                       for o, _ in options)
+        if in_place:
+            scripted = any(o in ("-e", "-f", "--expression", "--file") for o, _ in options)
+            self.write_all(operands if scripted else operands[1:], "sed -i")
+
+    def perl(self, arguments):
+        options, operands = split_options(arguments, ("-e", "-E", "-M", "-m", "-I", "-x"))
+        if not any(o == "-i" for o, _ in options):
+            self.effects.unsure("perl runs a program this tool cannot read the effect of",
+                                self.named(operands))
+            return
+        scripted = any(o in ("-e", "-E") for o, _ in options)
+        self.write_all(operands if scripted else operands[1:], "perl -i")
+
+    def remove(self, arguments):
+        options, operands = split_options(arguments, ())
+        recursive = any(o in ("-r", "-R", "--recursive") for o, _ in options)
+        self.write_all(operands, "rm", tree=recursive)
+
+    def compress(self, arguments):
+        options, operands = split_options(arguments, ("-S", "--suffix", "-b", "-T", "-o"))
+        if any(o in ("-c", "--stdout", "--to-stdout", "-t", "--test", "-l", "--list", "-h",
+                     "--help") for o, _ in options):
+            return
+        tree = any(o in ("-r", "--recursive") for o, _ in options)
+        self.write_all(operands, "a compressor", tree=tree)
+
+    def dd(self, arguments):
+        for word in arguments:
+            if word.text.startswith("of="):
+                self.write(split_word(word, 3), "dd of=")
+
+    def patch(self, arguments):
+        options, operands = split_options(arguments, (
+            "-p", "-i", "-o", "-d", "-r", "-B", "-D", "-F", "-V", "-z", "-Y", "-g", "--input",
+            "--output", "--directory", "--strip", "--reject-file", "--prefix", "--suffix"))
+        if any(o in ("--dry-run", "-C", "--check") for o, _ in options):
+            return
+        output = next((v for o, v in options if o in ("-o", "--output")), None)
+        if output is not None:
+            self.write(output, "patch -o")
+        elif operands:
+            self.write(operands[0], "patch")
+        else:
+            folder = next((v for o, v in options if o in ("-d", "--directory")), None)
+            named = self.named([folder]) if folder is not None else [(self.here(), True)]
+            self.effects.unsure("patch takes the files it changes from the patch", named)
+
+    def sort(self, arguments):
+        options, _ = split_options(arguments, ("-o", "-k", "-S", "-t", "-T", "--output",
+                                               "--key", "--buffer-size",
+                                               "--field-separator", "--temporary-directory"))
+        for option, value in options:
+            if option in ("-o", "--output") and value is not None:
+                self.write(value, "sort -o")
+
+    def uniq(self, arguments):
+        _, operands = split_options(arguments, ("-f", "-s", "-w", "--skip-fields",
+                                                "--skip-chars", "--check-chars"))
+        if len(operands) >= 2:
+            self.write(operands[1], "uniq")
+
+    def awk(self, arguments):
+        options, operands = split_options(arguments, ("-f", "-v", "-F", "-i", "--include",
+                                                      "--file", "--assign"))
+        if any(o in ("-i", "--include") and v is not None and v.text.startswith("inplace")
+               for o, v in options):
+            scripted = any(o in ("-f", "--file") for o, _ in options)
+            self.write_all(operands if scripted else operands[1:], "awk -i inplace")
+        elif operands and any(ch in operands[0].text for ch in (">", "system")):
+            self.effects.unsure("the awk program may write files", self.named(operands[1:])
+                                + [(self.here(), True)])
+
+    def find(self, arguments):
+        starts, i = [], 0
+        while i < len(arguments) and not arguments[i].text.startswith(("-", "(", "!")):
+            starts.append(arguments[i])
+            i += 1
+        expression = [w.text for w in arguments[i:]]
+        starts = starts or [literal_word(".")]
+        if "-delete" in expression and set(expression) <= FIND_DELETING_ALL:
+            self.write_all(starts, "find -delete", tree=True)
+        elif "-delete" in expression:
+            self.effects.unsure("find -delete removes what its tests match", self.named(starts))
+        for action in ("-fprint", "-fprint0", "-fprintf", "-fls"):
+            if action in expression:
+                at = expression.index(action) + 1
+                if at < len(expression):
+                    self.write(arguments[i + at], f"find {action}")
+        if any(a in expression for a in ("-exec", "-execdir", "-ok", "-okdir")):
+            self.effects.unsure("find -exec runs a command on each file it finds",
+                                self.named(starts))
+
+    def xargs(self, arguments):
+        texts = skip_options([w.text for w in arguments], (
+            "-a", "-d", "-E", "-I", "-i", "-L", "-l", "-n", "-P", "-s", "--arg-file",
+            "--delimiter", "--max-args", "--max-procs", "--max-lines", "--replace"))
+        inner = arguments[len(arguments) - len(texts):]
+        program = os.path.basename(inner[0].text) if inner else "echo"
+        if program in READING_PROGRAMS:
+            return
+        if program == "git" and len(inner) > 1 and inner[1].text in GIT_READING:
+            return
+        self.effects.unsure("xargs runs a command on paths it reads at run time",
+                            self.named(inner[1:]) + [(self.here(), True)])
+
+    # -- git: asked which files its worktree-changing commands would touch
+    def git_command(self, arguments):
+        folder = self.here()
+        words = list(arguments)
+        while words and words[0].text.startswith("-"):
+            option = words.pop(0).text
+            if option == "-C" and words:
+                found = self.resolved(words.pop(0))
+                if not found:
+                    self.effects.unsure("git -C names a folder set at run time",
+                                        [(self.origin, True)])
+                    return
+                folder = found[0]
+            elif option in ("-c", "--exec-path", "--namespace", "--config-env") and words:
+                words.pop(0)
+            elif option.startswith(("--git-dir", "--work-tree")):
+                self.effects.unsure("git runs on another worktree or git folder",
+                                    [(folder, True)])
+                return
+        if not words:
+            return
+        command, rest = words[0].text, words[1:]
+        if command in GIT_READING:
+            return
+        if any(w.dynamic for w in rest):
+            self.effects.unsure(f"git {command} names something set at run time",
+                                [(folder, True)])
+            return
+        answer = git_changes(self.git, folder, command, [w.text for w in rest])
+        if answer is None:
+            self.effects.unsure(f"what `git {as_label(command, 40)}` changes is not read here",
+                                [(folder, True)] if command in GIT_MERGING
+                                else self.named(rest) or [(folder, True)])
+            return
+        for path, tree in answer:
+            self.effects.change(path, tree)
+
+
+def split_word(word, start):
+    """The part of a word from `start` on (an option's attached value)."""
+    return ShellWord(word.text[start:], word.pattern if word.dynamic else
+                     "".join("\\" + ch for ch in word.text[start:]),
+                     max(word.dynamic_at - start, 0) if word.dynamic else -1, ())
+
+
+def split_options(arguments, valued=()):
+    """GNU-style options and operands of a command's words: ([(option, value word or None)],
+    operands). Short options may be clustered (`-Ei`); one in `valued` takes the rest of its
+    cluster or the next word; a long one in `valued` takes `=VALUE` or the next word. After
+    `--` everything is an operand."""
+    options, operands, i = [], [], 0
+    while i < len(arguments):
+        word, text = arguments[i], arguments[i].text
+        i += 1
+        if text == "--":
+            operands += arguments[i:]
+            break
+        if not text.startswith("-") or text == "-":
+            operands.append(word)
+        elif text.startswith("--"):
+            name, equals, _ = text.partition("=")
+            if equals:
+                options.append((name, split_word(word, len(name) + 1)))
+            elif name in valued and i < len(arguments):
+                options.append((name, arguments[i]))
+                i += 1
+            else:
+                options.append((name, None))
+        else:
+            for j in range(1, len(text)):
+                option = "-" + text[j]
+                if option in valued:
+                    if j + 1 < len(text):
+                        options.append((option, split_word(word, j + 1)))
+                    elif i < len(arguments):
+                        options.append((option, arguments[i]))
+                        i += 1
+                    else:
+                        options.append((option, None))
+                    break
+                options.append((option, None))
+    return options, operands
+
+
+def operand_writer(why, valued=(), skip_first=False, tree_options=()):
+    """A writer that changes its operands (after the first, a mode or owner, unless
+    --reference names it), all below them with one of `tree_options`."""
+    def writer(reader, arguments):
+        options, operands = split_options(arguments, valued)
+        if skip_first and not any(o.startswith("--reference") for o, _ in options):
+            operands = operands[1:]
+        tree = any(o in tree_options for o, _ in options)
+        reader.write_all(operands, why, tree=tree)
+    return writer
+
+
+WRITERS = {
+    "tee": lambda r, a: r.write_all(split_options(a, ())[1], "tee"),
+    "sed": ShellReader.sed, "gsed": ShellReader.sed, "perl": ShellReader.perl,
+    "cp": lambda r, a: r.copy_like(a, "cp"),
+    "mv": lambda r, a: r.copy_like(a, "mv", moves=True),
+    "install": lambda r, a: (r.write_all(split_options(a, ("-m", "-o", "-g", "-S", "-t"))[1],
+                                         "install -d")
+                             if any(o == "-d" for o, _ in split_options(a, ("-m", "-o", "-g",
+                                                                            "-S", "-t"))[0])
+                             else r.copy_like(a, "install", valued=(
+                                 "-t", "-S", "-m", "-o", "-g", "--target-directory",
+                                 "--suffix", "--mode", "--owner", "--group"))),
+    "ln": lambda r, a: r.copy_like(a, "ln", links=True),
+    "rm": ShellReader.remove,
+    "rmdir": operand_writer("rmdir"),
+    "unlink": operand_writer("unlink"),
+    "shred": operand_writer("shred", ("-n", "-s", "--iterations", "--size")),
+    "touch": operand_writer("touch", ("-r", "-d", "-t", "--reference", "--date")),
+    "truncate": operand_writer("truncate", ("-r", "-s", "--reference", "--size")),
+    "mkdir": operand_writer("mkdir", ("-m", "--mode")),
+    "chmod": operand_writer("chmod", (), True, ("-R", "--recursive")),
+    "chown": operand_writer("chown", (), True, ("-R", "--recursive")),
+    "chgrp": operand_writer("chgrp", (), True, ("-R", "--recursive")),
+    "dd": ShellReader.dd, "patch": ShellReader.patch, "find": ShellReader.find,
+    "sort": ShellReader.sort, "uniq": ShellReader.uniq,
+    **{name: ShellReader.awk for name in ("awk", "gawk", "mawk", "nawk")},
+    **{name: ShellReader.compress for name in (
+        "gzip", "gunzip", "bzip2", "bunzip2", "xz", "unxz", "lzma", "unlzma", "zstd",
+        "unzstd", "compress", "uncompress", "lz4", "pigz")},
+}
+
+
+GIT_VALUED = {  # each worktree-changing git command's options that take a value
+    "checkout": ("-b", "-B", "--orphan", "--conflict", "--pathspec-from-file"),
+    "switch": ("-c", "-C", "--orphan", "--conflict"),
+    "restore": ("-s", "--source", "--conflict", "--pathspec-from-file"),
+    "reset": ("--pathspec-from-file",), "stash": ("-m", "--message", "--pathspec-from-file"),
+    "clean": ("-e", "--exclude"), "rm": ("--pathspec-from-file",), "mv": (),
+    "apply": ("-p", "-C", "--directory", "--exclude", "--include", "--whitespace"),
+}
+
+
+def git_changes(git, folder, command, arguments):
+    """[(absolute path, whether all below it)] that `git COMMAND ARGUMENTS` run in `folder`
+    would change in its worktree, asked of git without changing anything; None when only
+    running it would tell (a merge, an unknown command or alias, a patch on stdin)."""
+    if command not in GIT_VALUED:
+        return None
+    top = git(folder, "rev-parse", "--show-toplevel").strip()
+    if not top:
+        return []  # not a repository: git will refuse
+    options, operands = split_options([literal_word(a) for a in arguments], GIT_VALUED[command])
+    flags = {o for o, _ in options}
+    value = {o: v.text for o, v in options if v is not None}
+    texts = [w.text for w in operands]
+    dashes = len(arguments) - 1 - arguments.index("--") if "--" in arguments else None
+    before_dashes = texts if dashes is None else texts[:len(texts) - dashes]
+    after_dashes = None if dashes is None else texts[len(texts) - dashes:]
+
+    def names(output, base):
+        return [(os.path.normpath(os.path.join(base, name)), name.endswith("/"))
+                for name in output.split("\0") if name]
+
+    def differing(*revisions, paths=()):
+        return names(git(folder, "diff", "--name-only", "--no-relative", "-z", "--no-renames",
+                         *revisions, "--", *paths), top)
+
+    def is_commit(name):
+        return bool(git(folder, "rev-parse", "--verify", "-q", f"{name}^{{commit}}").strip())
+
+    if command in ("checkout", "switch"):
+        if flags & {"-p", "--patch"}:
+            return None
+        targets = ["@{-1}" if t == "-" else t for t in before_dashes]
+        if command == "checkout" and after_dashes is not None:
+            return differing(*targets[:1], paths=after_dashes or ["."])
+        if command == "checkout" and targets and not is_commit(targets[0]):
+            return differing(paths=targets)
+        if command == "checkout" and len(targets) > 1:
+            return differing(targets[0], paths=targets[1:])
+        new_branch = any(o in value for o in ("-b", "-B", "-c", "-C", "--orphan"))
+        if not targets:
+            return differing("HEAD") if flags & {"-f", "--force"} and not new_branch else []
+        found = differing("HEAD", targets[0])  # a switch: the files that differ
+        if flags & {"-f", "--force", "--discard-changes"}:
+            found += differing("HEAD")
+        return found
+    if command == "restore":
+        if flags & {"-p", "--patch"}:
+            return None
+        staged = flags & {"-S", "--staged"}
+        if (staged and not flags & {"-W", "--worktree"}) or not texts:
+            return []  # the index only, or git refuses
+        source = value.get("-s") or value.get("--source") or ("HEAD" if staged else None)
+        return differing(*([source] if source else []), paths=texts)
+    if command == "reset":
+        if not flags & {"--hard", "--merge", "--keep"}:
+            return []  # the index and the branch only
+        return differing(before_dashes[0] if before_dashes else "HEAD")
+    if command == "stash":
+        actions = ("push", "save", "pop", "apply", "drop", "clear", "list", "show", "create",
+                   "store", "branch")
+        action = before_dashes[0] if before_dashes and before_dashes[0] in actions else "push"
+        if action in ("drop", "clear", "list", "show", "create", "store"):
+            return []
+        if action in ("pop", "apply", "branch"):
+            ref = before_dashes[2 if action == "branch" else 1] if len(before_dashes) > (
+                2 if action == "branch" else 1) else "stash@{0}"
+            return differing(f"{ref}^1", ref) + names(
+                git(folder, "ls-tree", "-r", "-z", "--name-only", f"{ref}^3"), top)
+        paths = after_dashes if after_dashes is not None else (
+            before_dashes[1:] if before_dashes[:1] == ["push"] else [])
+        found = differing("HEAD", paths=paths)
+        if flags & {"-u", "--include-untracked", "-a", "--all"}:
+            others = ["--others"] + ([] if flags & {"-a", "--all"} else ["--exclude-standard"])
+            found += names(git(folder, "ls-files", "-z", "--full-name", "--directory",
+                               *others, "--", *paths), top)
+        return found
+    if command == "clean":
+        if flags & {"-n", "--dry-run"}:
+            return []
+        if flags & {"-i", "--interactive"}:
+            return None
+        if not flags & {"-f", "--force"} and git(folder, "config", "--type=bool",
+                                                   "clean.requireForce").strip() != "false":
+            return []  # git refuses without -f
+        asked = ["clean", "-n"] + [o for o in ("-d", "-x", "-X") if o in flags]
+        for excluded in (v.text for o, v in options if o in ("-e", "--exclude") and v):
+            asked += ["-e", excluded]
+        prefix = "Would remove "
+        return names("\0".join(line[len(prefix):] for line in git(
+            folder, *asked, "--", *texts).splitlines() if line.startswith(prefix)), folder)
+    if command == "rm":
+        if flags & {"--cached", "-n", "--dry-run"}:
+            return []
+        return names(git(folder, "ls-files", "-z", "--full-name", "--", *texts), top)
+    if command == "mv":
+        if flags & {"-n", "--dry-run"}:
+            return []
+        reader = ShellReader(folder, git)
+        reader.copy_like([literal_word(a) for a in arguments if a not in ("-f", "-k", "-v")],
+                         "git mv", moves=True)
+        return reader.effects.changes
+    # apply
+    if flags & {"--cached", "--check", "--stat", "--numstat", "--summary"} and not flags & {
+            "--apply", "--index"}:
+        return []
+    if not texts or "-" in texts:
+        return None  # the patch comes on standard input
+    strip = [f"-p{value['-p']}"] if "-p" in value else []
+    listed = git(folder, "apply", "--numstat", "-z", *strip, "--",
+                 *[os.path.join(folder, t) for t in texts])
+    found = []
+    for record in listed.split("\0"):
+        name = record.split("\t")[-1] if record else ""
+        if name:
+            found.append((os.path.normpath(os.path.join(top, name)), False))
+    return found
+
+
+def shell_effects(command_line, folder, git=None, home=None):
+    """What `command_line` run from `folder` would change (ShellEffects)."""
+    reader = ShellReader(folder, git or run_git, home or os.environ.get("HOME"))
+    reader.read(command_line or "")
+    return reader.effects
 
 
 # ---------------------------------------------------------------------------- rendering
@@ -3635,10 +4690,12 @@ def status_payload(state, now):
     return payload
 
 
-def describe_conflicts(conflicts, now):
+def describe_conflicts(conflicts, now, examples=()):
+    examples = list(examples) + [None] * (len(conflicts) - len(examples))
     parts = [f"{quote_data(c['area'])} ({', '.join(map(quote_data, c['scope']))}) is locked by {c['owner']} for "
              f"{humanize_seconds(remaining_seconds(c, now))} more: {quote_data(c['reason'])}"
-             for c in conflicts]
+             + (f" (both claim {as_label(e)})" if e else "")
+             for c, e in zip(conflicts, examples)]
     return ("refused, nothing written: " + "; ".join(parts) +
             ". Ask the user, pick another scope, or pass --force to take it anyway")
 
@@ -4426,9 +5483,13 @@ def require_flags(args, command, required):
                          f"(see `{cli_name()} {command} --help`)")
 
 
-def conflict_refusal(conflicts, now):
-    return Refused(describe_conflicts(conflicts, now),
-                   {"conflicts": [lock_view(c, now) for c in conflicts]})
+def conflict_refusal(conflicts, now, scopes=(), ctx=None):
+    """`lock` refused: each lock in the way, with an example path both claim."""
+    examples = [example_in_both(scopes, c, ctx.fold_case, ctx.names_a_file) if ctx else None
+                for c in conflicts]
+    return Refused(describe_conflicts(conflicts, now, examples),
+                   {"conflicts": [{**lock_view(c, now), "example": e}
+                                  for c, e in zip(conflicts, examples)]})
 
 
 def lock_request(args, owner, area, scopes):
@@ -4474,9 +5535,10 @@ def cmd_sync(ctx, args):
                                                 ctx.checkout_info())
             if request:
                 lock, forced_over, _ = place_lock(state, request, now, force=args.force,
-                                                  fold_case=ctx.fold_case)
+                                                  fold_case=ctx.fold_case,
+                                                  is_file=ctx.names_a_file)
                 if lock is None:
-                    raise conflict_refusal(forced_over, now)
+                    raise conflict_refusal(forced_over, now, request["scope"], ctx)
         viewer = args.session
         conflicts = sessions_in_foreign_locks(state, now, viewer, ctx.is_folder, fold_case=ctx.fold_case)
         context = report_context(state, now, viewer, conflicts, swept, args.all_notes,
@@ -4506,9 +5568,10 @@ def cmd_lock(ctx, args):
         with Transaction(ctx.store) as state:
             require_session(state, session_id)
             lock, overridden, replaced = place_lock(state, request, now, force=args.force,
-                                                    fold_case=ctx.fold_case)
+                                                    fold_case=ctx.fold_case,
+                                                    is_file=ctx.names_a_file)
             if lock is None:
-                raise conflict_refusal(overridden, now)
+                raise conflict_refusal(overridden, now, scopes, ctx)
     except OrchestratorError as error:
         if not (ctx.interactive and error.details.get("conflicts")):
             raise
@@ -4867,9 +5930,10 @@ def cmd_install(ctx, args):
 
 def cmd_hook(ctx, args):
     """One agent hook event on stdin (Windsurf Cascade, Claude Code or Cursor), answered in
-    that agent's contract (hook_reply). Only a write into another session's lock that
-    forbids outside fixes is blocked; anything this hook cannot understand lets the action
-    proceed, so a broken state never stops all work."""
+    that agent's contract (hook_reply). A change into another session's lock that forbids
+    outside fixes, into the shared state or into the enforcement is denied; a shell command
+    whose effect its words do not tell is asked about; anything this hook cannot understand
+    lets the action proceed, so a broken state never stops all work."""
     ctx.refresh_shared_in_background()
     try:
         event = parse_hook_event(sys.stdin.read())
@@ -4880,8 +5944,8 @@ def cmd_hook(ctx, args):
     try:
         block_exit = int(args.block_exit) if args.block_exit else EXIT_BLOCKED
         ctx.store.deadline = validation_deadline()  # a hook never stalls the agent
-        blocked, text = handle_hook_event(ctx, event)
-        out, err, exit_blocks = hook_reply(event, blocked, text)
+        verdict, text = handle_hook_event(ctx, event)
+        out, err, exit_blocks = hook_reply(event, verdict, text)
     except (OrchestratorError, Exception) as error:  # fail open: a broken hook must not stop work
         reason = one_line(error.message if isinstance(error, OrchestratorError) else
                           f"{type(error).__name__}: {error}")
@@ -4945,27 +6009,27 @@ def store_and_path(ctx, event, target):
 
 
 def handle_hook_event(ctx, event):
-    """Act on one hook event: (block it?, what the agent should read, or "")."""
+    """Act on one hook event: (ALLOW, ASK or DENY, what the agent should read, or "")."""
     if event["kind"] == "session_start":
-        return False, session_start_check(ctx, event)
+        return ALLOW, session_start_check(ctx, event)
     if event["kind"] == "setup_worktree":
-        return False, worktree_check(ctx, event)
+        return ALLOW, worktree_check(ctx, event)
     if event["kind"] == "run_command":
         bind_from_command(ctx, event)
         if event["phase"] == "pre":
-            return shell_write_verdict(ctx, event)
+            return shell_command_verdict(ctx, event)
         if event["phase"] == "post":
-            return False, report_command_changes(ctx, event)
-        return False, ""
+            return ALLOW, report_command_changes(ctx, event)
+        return ALLOW, ""
     if event["kind"] != "write" or not event["file_path"] or event["phase"] not in ("pre", "post"):
-        return False, ""  # an event we do not know is never answered as a pre-event
+        return ALLOW, ""  # an event we do not know is never answered as a pre-event
     file_path = os.path.join(event_folder(ctx, event), event["file_path"])
     if event["phase"] == "pre":
         return write_verdict(ctx, event, file_path)
     store, path = store_and_path(ctx, event, file_path)
     if store is not None:  # else not a file of a repository whose sessions we coordinate
         record_touched(store, event["conversation"], [path], ctx.machine)
-    return False, ""
+    return ALLOW, ""
 
 
 def bind_from_command(ctx, event):
@@ -5056,40 +6120,85 @@ def session_start_check(ctx, event):
                   conflicts=conflicts, shared=shared).rstrip("\n")
 
 
-def write_verdict(ctx, event, file_path):
-    """Before a write to `file_path` (by an edit tool or a shell command): (True, why) when it
-    goes into another session's lock that allows no outside fixes, or into the shared state
-    itself; (False, a note naming the owner) inside a lock that allows outside fixes. A path
-    is judged as written and, when a symlink on the way leads elsewhere, as the file the
-    write really reaches: either one inside a foreign lock decides."""
-    blocked, text = write_verdict_of_path(ctx, event, file_path)
+# The files that make the locks enforced: an agent bound by a lock must not be able to switch
+# them off. The state's folder (the state, its backup, the launcher) is never the agents'.
+ENFORCEMENT_FILES = (SHIM[0], ".windsurf/hooks.json", ".claude/settings.json",
+                     ".cursor/hooks.json", ".devin/hooks.v1.json", ".git/hooks/pre-commit")
+
+
+def guarded_files_in(path, tree):
+    """(touches the state's folder?, the enforcement files it touches) for a change of the
+    repository-relative `path` (with `tree`, of everything below it too)."""
+    def touches(guarded):
+        return (path + "/").startswith(guarded + "/") or (
+            tree and (path == "" or (guarded + "/").startswith(path + "/")))
+    return touches(STATE_FOLDER), [f for f in ENFORCEMENT_FILES if touches(f)]
+
+
+def write_verdict(ctx, event, file_path, tree=False, certain=True):
+    """Before a change of `file_path` (with `tree`, of everything below it too), by an edit
+    tool or a shell command: (DENY, why) when it goes into another session's lock that allows
+    no outside fixes, into the shared state, or into the enforcement while another session
+    holds a live lock; (ALLOW, a note naming the owner) inside a lock that allows outside
+    fixes. A path is judged as written and, when a symlink on the way leads elsewhere, as the
+    file the change really reaches: either one inside a foreign lock decides. A folder that
+    an uncertain command only names (not `certain`) is judged by the locks in it: holding the
+    state's folder is no reason to ask about every command run from the top."""
+    verdict, text = write_verdict_of_path(ctx, event, file_path, tree, certain)
     real = os.path.realpath(file_path)
-    if not blocked and real != os.path.abspath(file_path):
-        blocked_there, text_there = write_verdict_of_path(ctx, event, real)
-        if blocked_there or not text:
-            return blocked_there, text_there
-    return blocked, text
+    if verdict == ALLOW and real != os.path.abspath(file_path):
+        verdict_there, text_there = write_verdict_of_path(ctx, event, real, tree, certain)
+        if verdict_there != ALLOW or not text:
+            return verdict_there, text_there
+    return verdict, text
 
 
-def write_verdict_of_path(ctx, event, file_path):
+def write_verdict_of_path(ctx, event, file_path, tree=False, certain=True):
     store, path = store_and_path(ctx, event, file_path)
+    if store is None and tree:  # a folder that holds a whole coordinated checkout
+        store, path = store_and_path(ctx, event, event_folder(ctx, event))
+        if store is None or not os.path.join(repository_of_state(store.path) or "", "").startswith(
+                os.path.join(os.path.abspath(file_path), "")):
+            return ALLOW, ""
+        path = ""
     if store is None:
-        return False, ""  # not a file of a repository whose sessions we coordinate
-    state = store.load()
+        return ALLOW, ""  # not a file of a repository whose sessions we coordinate
+    state, now = store.load(), utc_now()
     session = session_of_conversation(state, event["conversation"], ctx.machine)
-    if (path + "/").startswith(STATE_FOLDER + "/"):
-        return True, message("hook_state_file", path=path, cli=cli_name())
-    verdict, lock, _ = build_failure_verdict(state, session["id"] if session else None, path=path,
-                                             now=utc_now(), fold_case=ctx.fold_case)
-    if verdict == "fix":
-        return False, ""
-    fields = {"path": path, "owner": lock["owner"], "cli": cli_name(), "area": lock["area"],
-              "until": lock["expires_at"], "reason": lock["reason"],
-              "you": session["id"] if session else "<your-session>"}
+    session_id = session["id"] if session else None
+    state_folder, enforcement = guarded_files_in(path, tree and certain)
+    shown = path or "."
+    if state_folder:
+        return DENY, message("hook_state_file", path=shown, cli=cli_name())
+    holders = [lock for lock in live_locks(state, now) if lock["owner"] != session_id]
+    if enforcement and holders:
+        return DENY, message("hook_enforcement_file", path=enforcement[0],
+                             owner=holders[0]["owner"], cli=cli_name())
+    if tree:
+        found = [c["lock"] for c in foreign_locks_in_the_way(
+            state, session_id, [], [path] if path else [], now, is_folder=lambda item: True,
+            fold_case=ctx.fold_case)] if path else holders
+        strict = [lock for lock in found if not lock["allow_external_fixes"]]
+        lock = (strict or found or [None])[0]
+        verdict = None if lock is None else "report_only" if strict else "fix_and_notify"
+    else:
+        verdict, lock, _ = build_failure_verdict(state, session_id, path=path, now=now,
+                                                 fold_case=ctx.fold_case)
+    if verdict in (None, "fix"):
+        return ALLOW, ""
+    fields = {"path": shown, "owner": lock["owner"], "cli": cli_name(), "area": lock["area"],
+              "until": lock["expires_at"], "reason": lock["reason"], "scope": lock["scope"],
+              "you": session_id or "<your-session>"}
     if verdict == "fix_and_notify":
-        return False, message("hook_allowed_in_lock", **fields)
-    return True, "\n".join([message("hook_blocked", **fields),
-                            message("hook_what_to_do" if session else "hook_unbound", **fields)])
+        return ALLOW, message("hook_allowed_in_lock", **fields)
+    return DENY, "\n".join([message("hook_blocked_folder" if tree and not path_in_lock(
+        lock, path, ctx.fold_case) else "hook_blocked", **fields),
+        message("hook_what_to_do" if session else "hook_unbound", **fields)])
+
+
+def path_in_lock(lock, path, fold_case=False):
+    return bool(path) and any(path_in_scope(path, scope, fold_case=fold_case)
+                              for scope in lock["scope"])
 
 
 def command_key(event):
@@ -5098,33 +6207,55 @@ def command_key(event):
     return event["conversation"] + ("/" + event["tool_use"] if event["tool_use"] else "")
 
 
-def shell_write_verdict(ctx, event):
-    """Before a shell command: blocked like an edit when it plainly writes into another
-    session's lock (paths_written_by); otherwise, when other sessions hold live locks here,
-    mark when it started, so that what changes there while it runs is reported after it."""
+def shell_command_verdict(ctx, event):
+    """Before a shell command, judged by what it would change (shell_effects): a certain
+    change that an edit of the same path would be denied is denied; a command whose effect its
+    words do not tell and that names a path such an edit would be denied (or a folder holding
+    one) is asked about; otherwise it runs, and when other sessions hold live locks in this
+    worktree what their locks hold is noted first, so that what changes there while it runs
+    is reported after it (report_command_changes)."""
     folder = event_folder(ctx, event)
+    effects = shell_effects(event["command_line"], folder)
     notes = []
-    for target in paths_written_by(event["command_line"]):
-        blocked, text = write_verdict(ctx, event, os.path.join(folder, target))
-        if blocked:
-            return True, text
+    for path, tree in effects.changes:
+        verdict, text = write_verdict(ctx, event, path, tree)
+        if verdict == DENY:
+            return DENY, text
         if text and text not in notes:
             notes.append(text)
-    store, _ = store_and_path(ctx, event, folder)
-    if store is not None and event["conversation"]:
-        state = store.load()
-        session = session_of_conversation(state, event["conversation"], ctx.machine)
-        if any(lock["owner"] != (session or {}).get("id") for lock in live_locks(state, utc_now())):
-            store.mark_command_start(command_key(event), time.time_ns())
-    return False, "\n".join(notes)
+    for why, named in effects.uncertain:
+        for path, tree in named:
+            verdict, text = write_verdict(ctx, event, path, tree and not os.path.isfile(path),
+                                          certain=False)
+            if verdict == DENY:
+                return ASK, message("hook_ask", why=why, detail=text.split("\n")[0])
+    note_locked_files(ctx, event, folder)
+    return ALLOW, "\n".join(notes)
+
+
+def note_locked_files(ctx, event, folder):
+    """Keep, beside the state, what the other sessions' live locks hold in the worktree the
+    command runs in, for the report after it."""
+    store, checkout, _ = coordinating_checkout(ctx, event, folder)
+    if store is None or not event["conversation"]:
+        return
+    state = store.load()
+    session = session_of_conversation(state, event["conversation"], ctx.machine)
+    scopes = unique_in_order(scope for lock in live_locks(state, utc_now())
+                             if lock["owner"] != (session or {}).get("id")
+                             for scope in lock["scope"])
+    if scopes:
+        store.mark_command_start(command_key(event), time.time_ns(), {
+            "checkout": checkout, "scopes": scopes,
+            "files": files_in_scopes(checkout, scopes, fold_case=ctx.fold_case)})
 
 
 def report_command_changes(ctx, event):
-    """After a shell command: the files that changed inside other sessions' live locks while
-    it ran (git tracks them or would add them; changed after its start), one line per lock.
-    They may be the command's doing or the owner's own work at the same moment, and the
-    message says so; those the owner has not recorded as its own are added to the session's
-    touched files."""
+    """After a shell command: the files created, changed, deleted or moved inside other
+    sessions' live locks while it ran (git ignores none of them), one line per lock, told to
+    the agent (and in Windsurf to the person) and recorded in the state: a note naming the
+    owner, and the acting session's touched files. They may be the command's doing or the
+    owner's own work at the same moment, and the message says so."""
     if not event["conversation"]:
         return ""
     store, checkout, _ = coordinating_checkout(ctx, event, event_folder(ctx, event))
@@ -5133,43 +6264,82 @@ def report_command_changes(ctx, event):
     started = store.take_command_start(command_key(event), time.time_ns())
     if started is None:
         return ""
+    started_ns, kept = started
     state, now = store.load(), utc_now()
     session = session_of_conversation(state, event["conversation"], ctx.machine)
     session_id = (session or {}).get("id")
+    if kept and isinstance(kept.get("checkout"), str):
+        checkout = kept["checkout"]
     scopes = unique_in_order(scope for lock in live_locks(state, now) if lock["owner"] != session_id
                              for scope in lock["scope"])
-    changed = files_written_in_scopes_after(checkout, scopes, started,
-                                            fold_case=ctx.fold_case) if scopes else []
-    by_lock = changes_in_foreign_locks(state, session_id, changed, now, fold_case=ctx.fold_case)
-    if not by_lock:
+    if not scopes:
         return ""
-    lines, recorded = [], []
-    for lock, paths in by_lock:
-        shown = paths[:CHANGED_FILES_SHOWN]
-        more = f" and {len(paths) - len(shown)} more" if len(paths) > len(shown) else ""
+    before = kept.get("files") if kept else None
+    after = files_in_scopes(checkout, scopes, fold_case=ctx.fold_case) if before is not None else None
+    if isinstance(before, dict) and after is not None:
+        happened = snapshot_changes(before, after)
+    else:  # too many files to keep: what changed by its times (deletions are not seen)
+        happened = {"created": [], "deleted": [], "moved": [], "changed": files_written_in_scopes_after(
+            checkout, scopes, started_ns, fold_case=ctx.fold_case)}
+    ignored = ignored_by_git(checkout, [p for kind in ("created", "changed", "deleted")
+                                        for p in happened[kind]] +
+                             [p for pair in happened["moved"] for p in pair])
+    lines, notes, recorded = [], [], []
+    for lock, paths in changes_in_foreign_locks(state, session_id, [
+            p for kind in ("created", "changed", "deleted") for p in happened[kind]
+            if p not in ignored] + [p for pair in happened["moved"] for p in pair
+                                    if pair[0] not in ignored], now, fold_case=ctx.fold_case):
+        described = describe_changes(happened, set(paths))
         key = "hook_changed_in_shared_lock" if lock["allow_external_fixes"] else "hook_changed_in_lock"
-        lines.append(message(key, files=shown, more=more, owner=lock["owner"],
-                             area=lock["area"], cli=cli_name(), you=session_id or "<your-session>"))
+        fields = {"changes": described, "owner": lock["owner"], "area": lock["area"],
+                  "cli": cli_name(), "you": session_id or "<your-session>"}
+        lines.append(message(key, **fields))
+        notes.append(message("hook_changed_note", **fields))
         owners = find_session(state, lock["owner"]) or {}
-        recorded += [p for p in paths if p not in owners.get("touched_files", [])]
+        recorded += [p for p in paths if p not in owners.get("touched_files", [])
+                     and os.path.lexists(os.path.join(checkout, p))]
+    if not lines:
+        return ""
+    def remember(state):
+        state["global_notes"].extend(note for note in notes if note not in state["global_notes"])
+        acting = find_session(state, session_id) if session_id else None
+        if acting is not None and recorded:
+            add_touched_files(acting, recorded)
+    write_retrying(store, remember)
     if session and recorded:
-        record_touched(store, event["conversation"], recorded, ctx.machine)
         lines.append(message("hook_changed_recorded", you=session_id))
     return "\n".join(lines)
+
+
+def describe_changes(happened, paths):
+    """One phrase for what happened to `paths`: created, changed, deleted, moved."""
+    parts = []
+    for kind in ("created", "changed", "deleted"):
+        chosen = [p for p in happened[kind] if p in paths]
+        if chosen:
+            shown = chosen[:CHANGED_FILES_SHOWN]
+            more = f" and {len(chosen) - len(shown)} more" if len(chosen) > len(shown) else ""
+            parts.append(message(f"changes_{kind}", files=shown, more=more))
+    moved = [pair for pair in happened["moved"] if pair[0] in paths or pair[1] in paths]
+    for old, new in moved[:CHANGED_FILES_SHOWN]:
+        parts.append(message("changes_moved", old=old, new=new))
+    return ", ".join(parts)
 
 
 def cmd_commit_check(ctx, args):
     """The git pre-commit hook: refuse (exit 1, or --block-exit) a commit whose staged files
     lie inside another session's live lock that allows no outside fixes. The committing
-    session is the one registered from this checkout, when exactly one is; a person outside
-    any session owns nothing. Anything this check cannot do lets the commit through."""
+    session is the one registered from this checkout on this machine, when exactly one is (a
+    worktree path names a worktree only on its machine); a person outside any session owns
+    nothing. Anything this check cannot do lets the commit through."""
     try:
         block_exit = int(args.block_exit) if args.block_exit else EXIT_REFUSED
         staged = [name for name in run_git(ctx.checkout_root, "diff", "--cached", "--name-only",
                                            "-z", "--no-renames").split("\0") if name]
         state, now = ctx.store.load(), utc_now()
         here = [s for s in state["active_sessions"]
-                if s.get("worktree") and os.path.realpath(s["worktree"]) == ctx.checkout_root]
+                if s.get("worktree") and is_on_machine(s, ctx.machine)
+                and os.path.realpath(s["worktree"]) == ctx.checkout_root]
         session_id = here[0]["id"] if len(here) == 1 else None
         refused = []
         for name in staged:
@@ -5180,12 +6350,20 @@ def cmd_commit_check(ctx, args):
     except (OrchestratorError, Exception) as error:  # a broken check never blocks a commit
         reason = one_line(error.message if isinstance(error, OrchestratorError) else error)
         print(f"orchestrator pre-commit: {reason}; the commit was allowed", file=sys.stderr)
+        if ctx.out.as_json:
+            ctx.out.emit(None, {"allowed": True, "session": None, "refused": [],
+                                "error": reason})
         return EXIT_OK
-    for name, lock in refused:
-        print(message("commit_refused", path=name, owner=lock["owner"], area=lock["area"],
-                      reason=lock["reason"], until=lock["expires_at"]), file=sys.stderr)
+    lines = [message("commit_refused", path=name, owner=lock["owner"], area=lock["area"],
+                     reason=lock["reason"], until=lock["expires_at"]) for name, lock in refused]
     if refused:
-        print(message("commit_what_to_do", cli=cli_name()), file=sys.stderr)
+        lines.append(message("commit_what_to_do", cli=cli_name()))
+    if ctx.out.as_json:
+        ctx.out.emit(None, {"allowed": not refused, "session": session_id, "refused": [
+            {"path": name, "owner": lock["owner"], "area": lock["area"]}
+            for name, lock in refused], "message": "\n".join(lines)})
+    elif lines:
+        print("\n".join(lines), file=sys.stderr)
     return block_exit if refused else EXIT_OK
 
 
@@ -5360,9 +6538,14 @@ class Context:
         self.interactive = not args.json and terminal_is_interactive()
         self.asker = None
 
+    def names_a_file(self, scope):
+        """Does a scope name an existing file of this checkout? It then covers only that file;
+        a folder, a glob, or a path with nothing on disk yet covers what is below it too."""
+        return not is_glob(scope) and os.path.isfile(os.path.join(self.checkout_root, scope))
+
     def is_folder(self, path):
-        """A glob, or a folder of this checkout: planned work there covers what is inside."""
-        return is_glob(path) or os.path.isdir(os.path.join(self.checkout_root, path))
+        """Planned work on `path` covers what is inside it (see names_a_file)."""
+        return not self.names_a_file(path)
 
     def is_repo_path(self, area):
         """Does a touched area name a path (a glob, a nested path, or something on disk)?"""

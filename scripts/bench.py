@@ -50,7 +50,7 @@ import orchestrator  # noqa: E402  (standard library only at import time; no str
 
 PY = sys.executable
 # Exactly how .windsurf/orchestrator/launcher runs the tool: an import, not a script.
-LAUNCH = [PY, "-S", "-c", "import sys; p = sys.argv.pop(1).split('\\n'); sys.path[0:1] = p[:1]; "
+LAUNCH = [PY, "-I", "-S", "-c", "import sys; p = sys.argv.pop(1).split('\\n'); sys.path[0:0] = p[:1]; "
           "sys.path += p[1:]; import orchestrator; sys.exit(orchestrator.run())",
           "\n".join(orchestrator.launcher_paths())]
 BASELINES = {"pass": [PY, "-c", "pass"], "strictyaml": [PY, "-c", "import strictyaml"],

@@ -389,6 +389,7 @@ def test_a_shell_command_writing_into_a_foreign_lock_is_blocked(target, tmp_path
     env = env_for(tmp_path, "sh", {"CLAUDE_PROJECT_DIR": str(target),
                                    "CURSOR_PROJECT_DIR": str(target)})
     setup_lock(target, env)
+    (target / "src/api.py").write_text("x = 2  # the owner's work, not committed yet\n")
 
     def event(conversation, command_line):
         if agent == "windsurf":
