@@ -1393,10 +1393,12 @@ class Store:
                 f"was lost. Restore it with `cp {shlex.quote(self.backup_path)} "
                 f"{shlex.quote(self.path)}`, or start afresh on purpose by deleting "
                 f"{shlex.quote(self.backup_path)} too")
-        if self.holds_entries(self.kept_path):
+        # The whole folder gone (`rm -rf`, `git clean -X`) is damage; a state and .bak deleted
+        # from a folder that is still there is someone starting afresh on purpose.
+        if not os.path.isdir(os.path.dirname(self.path)) and self.holds_entries(self.kept_path):
             folder = shlex.quote(os.path.dirname(self.path))
             raise StateError(
-                f"{self.path} {what} and its .bak is gone too (the state's folder was removed?), "
+                f"{self.path} {what}: the state's folder was removed with its .bak, "
                 f"but the copy this tool keeps outside the repository holds entries. Restore it "
                 f"with `mkdir -p {folder} && cp {shlex.quote(self.kept_path)} "
                 f"{shlex.quote(self.path)}`, or start afresh on purpose by deleting "
@@ -2293,7 +2295,8 @@ def overlap_example(a, b, fold_case=False, a_is_file=False, b_is_file=False):
     and everything below that, unless it names a file (`a_is_file`, `b_is_file`: a literal
     scope naming an existing file covers only that file). Exact: a breadth-first search of
     both automata at once for a path (no empty folder names) that ends where both are
-    satisfied; the example is the shortest such path."""
+    satisfied; the example is the shortest such path, with no name starting with a dot
+    unless both scopes demand one."""
     if not is_glob(a) and not is_glob(b):
         left, right = path_segments(a, fold_case=fold_case), path_segments(b, fold_case=fold_case)
         shorter = min(len(left), len(right))
@@ -2303,6 +2306,16 @@ def overlap_example(a, b, fold_case=False, a_is_file=False, b_is_file=False):
         return a.strip("/") if len(left) >= len(right) else b.strip("/")
     first = scope_automaton(a, fold_case=fold_case)
     second = scope_automaton(b, fold_case=fold_case)
+    return (shortest_common_path(first, second, a_is_file, b_is_file, ~DOT_BIT)
+            or shortest_common_path(first, second, a_is_file, b_is_file, ANY_BYTE))
+
+
+DOT_BIT = 1 << ord(".")
+
+
+def shortest_common_path(first, second, first_is_file, second_is_file, name_start):
+    """A breadth-first search of two scope automata at once (see overlap_example); a name's
+    first byte must be in `name_start`."""
     # A product state: (state in first, state in second, inside a name so far).
     start = (0, 0, False)
     came_from = {start: None}
@@ -2318,12 +2331,13 @@ def overlap_example(a, b, fold_case=False, a_is_file=False, b_is_file=False):
                     here, byte = came_from[here]
                     spelled.append(byte)
                 return bytes(reversed(spelled)).decode("utf-8", "replace")
-            for mask_x, next_x in covering_moves(first, x, not a_is_file):
-                for mask_y, next_y in covering_moves(second, y, not b_is_file):
+            for mask_x, next_x in covering_moves(first, x, not first_is_file):
+                for mask_y, next_y in covering_moves(second, y, not second_is_file):
                     common = mask_x & mask_y
+                    name_bytes = common & NAME_BYTE & (ANY_BYTE if in_name else name_start)
                     steps = []
-                    if common & NAME_BYTE:
-                        byte = next(b for b in EXAMPLE_BYTES if (common & NAME_BYTE) >> b & 1)
+                    if name_bytes:
+                        byte = next(b for b in EXAMPLE_BYTES if name_bytes >> b & 1)
                         steps.append(((next_x, next_y, True), byte))
                     if common & SLASH_BIT and in_name:
                         steps.append(((next_x, next_y, False), ord("/")))
@@ -6544,8 +6558,9 @@ class Context:
         return not is_glob(scope) and os.path.isfile(os.path.join(self.checkout_root, scope))
 
     def is_folder(self, path):
-        """Planned work on `path` covers what is inside it (see names_a_file)."""
-        return not self.names_a_file(path)
+        """A glob, or a folder of this checkout: planned work there covers what is inside
+        (a path with nothing on disk is judged as the file build-failure and the hooks see)."""
+        return is_glob(path) or os.path.isdir(os.path.join(self.checkout_root, path))
 
     def is_repo_path(self, area):
         """Does a touched area name a path (a glob, a nested path, or something on disk)?"""

@@ -602,3 +602,30 @@ def test_a_new_windsurf_worktree_is_checked_for_the_pack(target, tmp_path):
     elsewhere = tmp_path / "elsewhere"
     git(tmp_path, "init", "-q", str(elsewhere))
     assert "not a worktree of this repository" in setup(elsewhere).stdout
+
+
+def test_the_commit_guard_knows_which_machine_a_worktree_path_is_on(target, monkeypatch, capsys):
+    """Two clones at the same path on two machines (dev containers) share one state: on
+    machine a, the session registered from this path on machine a commits its own locked
+    file, and a commit into machine b's session's lock is refused; --json prints one object."""
+    monkeypatch.chdir(target)
+    monkeypatch.delenv("ORCHESTRATOR_STATE", raising=False)
+    (target / "docs").mkdir()
+    for machine, session, scope in (("box-a", "mine", "src"), ("box-b", "theirs", "docs")):
+        monkeypatch.setenv("ORCHESTRATOR_MACHINE", machine)
+        assert orchestrator.main(["sync", "--session", session, "--focus", "f", "--area", "a"]) == 0
+        assert orchestrator.main(["lock", "--session", session, "--area", "a", "--scope", scope,
+                                  "--reason", "r"]) == 0
+    capsys.readouterr()
+    monkeypatch.setenv("ORCHESTRATOR_MACHINE", "box-a")
+    (target / "src/api.py").write_text("x = 2\n")
+    git(target, "add", "src/api.py")
+    assert orchestrator.main(["--json", "commit-check"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer == {"allowed": True, "session": "mine", "refused": [], "message": ""}
+    (target / "docs/guide.md").write_text("theirs\n")
+    git(target, "add", "docs/guide.md")
+    assert orchestrator.main(["--json", "commit-check"]) == 1
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["allowed"] is False and answer["session"] == "mine"
+    assert answer["refused"] == [{"path": "docs/guide.md", "owner": "theirs", "area": "a"}]

@@ -149,10 +149,20 @@ FORMS = [pytest.param(line, expected, id=f"{group}: {line}")
 
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory):
-    """One repository for the whole corpus (the pre-command hook changes no file): the pack
-    of all three agents installed and committed, `owner` holding `src` (no outside fixes)
-    with uncommitted work in it, and the conversation `c-other` bound to the session `other`."""
-    path = tmp_path_factory.mktemp("corpus") / "shop"
+    """One repository for the whole corpus (the pre-command hook changes no file)."""
+    return make_shop(tmp_path_factory.mktemp("corpus") / "shop")
+
+
+@pytest.fixture
+def fresh(tmp_path):
+    """A repository of its own, for a test that changes files."""
+    return make_shop(tmp_path / "shop")
+
+
+def make_shop(path):
+    """The pack of all three agents installed and committed, `owner` holding `src` (no
+    outside fixes) with uncommitted work in it, and the conversation `c-other` bound to the
+    session `other`."""
     for name, text in {"src/api.py": "x = 1\n", "src/util.py": "y = 1\n",
                        "src/ui/app.js": "a\n", "lib/x.py": "z = 1\n",
                        "docs/guide.md": "guide\n", "README.md": "readme\n",
@@ -176,8 +186,10 @@ def shop(tmp_path_factory):
     bind = {"agent_action_name": "pre_run_command", "trajectory_id": "c-other",
             "tool_info": {"command_line": f"{CLI} update --session other --status in_progress",
                           "cwd": str(path)}}
-    subprocess.run(["sh", "-c", installed(path, "windsurf")], cwd=path, env=env, check=True,
-                   input=json.dumps(bind), capture_output=True, text=True)
+    for event in ("pre", "post"):  # the command's before- and after-events, as Windsurf sends them
+        bind["agent_action_name"] = f"{event}_run_command"
+        subprocess.run(["sh", "-c", installed(path, "windsurf", event)], cwd=path, env=env,
+                       check=True, input=json.dumps(bind), capture_output=True, text=True)
     (path / "src/api.py").write_text("x = 2  # the owner's work, not committed yet\n")
     (path / "src/owners_new.py").write_text("new\n")
     return path
@@ -271,3 +283,167 @@ def test_each_form_through_every_installed_command_line(shop, tmp_path, line, ex
                                     text=True, timeout=60)
             assert verdict_of(agent, result.returncode, result.stdout) == wanted, (
                 agent, shell, result)
+
+
+# ---------------------------------------------------------------------------- after the command
+
+@pytest.mark.parametrize("agent", AGENTS)
+def test_what_a_command_created_changed_deleted_or_moved_is_reported_and_noted(
+        fresh, monkeypatch, capsys, agent):
+    """A command the words did not show as a writer (a script) runs; after it, every file it
+    created, changed, deleted or moved inside the owner's lock is reported where the agent
+    reads it (Claude Code's PostToolUse additionalContext, Cursor's postToolUse
+    additional_context, Windsurf's post_run_command output shown to the person) and noted in
+    the state for the owner. Files git ignores are nobody's work and are not reported."""
+    (fresh / ".gitignore").write_text((fresh / ".gitignore").read_text() + "*.pyc\n")
+    pre = shell_event(agent, "c-other", "./tidy.sh", fresh, tool_use="t-tidy")
+    code, out, _ = in_process(monkeypatch, capsys, fresh, pre)
+    assert verdict_of(agent, code, out) == "allow"
+    (fresh / "src/created.py").write_text("new\n")
+    (fresh / "src/util.py").write_text("y = 2\n")
+    (fresh / "src/ui/app.js").unlink()
+    os.rename(fresh / "src/owners_new.py", fresh / "src/renamed.py")
+    (fresh / "src/cache.pyc").write_text("ignored\n")
+    post = shell_event(agent, "c-other", "./tidy.sh", fresh, phase="post", tool_use="t-tidy")
+    code, out, err = in_process(monkeypatch, capsys, fresh, post)
+    assert code == 0
+    if agent == "claude":
+        said = json.loads(out)["hookSpecificOutput"]["additionalContext"]
+    elif agent == "cursor":
+        said = json.loads(out)["additional_context"]
+    else:
+        said = out
+    for part in ("src/created.py created", "src/util.py changed", "src/ui/app.js deleted",
+                 "src/owners_new.py moved to src/renamed.py", "inside owner's lock on backend"):
+        assert part in said, (part, said)
+    assert "cache.pyc" not in said
+    status = json.loads(subprocess.run(["sh", "-c", f"{CLI} status --json"], cwd=fresh,
+                                       capture_output=True, text=True, check=True).stdout)
+    note = [n for n in status["global_notes"] if "owner's lock" in n]
+    assert len(note) == 1 and "src/ui/app.js deleted" in note[0] and "owner:" in note[0]
+
+
+def test_a_command_that_changes_nothing_in_a_lock_reports_nothing(fresh, monkeypatch, capsys):
+    pre = shell_event("claude", "c-other", "./build.sh", fresh, tool_use="t-build")
+    in_process(monkeypatch, capsys, fresh, pre)
+    (fresh / "lib/out.txt").write_text("built\n")
+    post = shell_event("claude", "c-other", "./build.sh", fresh, phase="post", tool_use="t-build")
+    code, out, _ = in_process(monkeypatch, capsys, fresh, post)
+    assert code == 0 and out == ""
+
+
+# ---------------------------------------------------------------------------- the enforcement
+
+@pytest.mark.parametrize("path", [".windsurf/bin/orchestrator", ".windsurf/hooks.json",
+                                  ".claude/settings.json", ".cursor/hooks.json",
+                                  ".git/hooks/pre-commit"])
+def test_an_edit_tool_cannot_switch_the_enforcement_off(shop, monkeypatch, capsys, path):
+    """Claude Code's Write tool (PreToolUse, tool_input.file_path) on each enforcement file,
+    while another session holds a live lock: denied, saying a person can change it."""
+    event = {"session_id": "c-other", "transcript_path": "/dev/null", "cwd": str(shop),
+             "permission_mode": "default", "hook_event_name": "PreToolUse", "tool_name": "Write",
+             "tool_input": {"file_path": str(shop / path), "content": "exit 0\n"}}
+    code, out, _ = in_process(monkeypatch, capsys, shop, event)
+    answer = json.loads(out)["hookSpecificOutput"]
+    assert answer["permissionDecision"] == "deny"
+    assert "A person can change it by hand" in answer["permissionDecisionReason"]
+
+
+def test_the_enforcement_files_are_free_when_nobody_else_holds_a_lock(
+        fresh, monkeypatch, capsys):
+    subprocess.run(["sh", "-c", f"{CLI} unlock --session owner --all"], cwd=fresh, check=True,
+                   capture_output=True)
+    event = shell_event("claude", "c-other", "echo '{}' > .cursor/hooks.json", fresh)
+    code, out, _ = in_process(monkeypatch, capsys, fresh, event)
+    assert verdict_of("claude", code, out) == "allow"
+
+
+def test_a_removed_state_is_not_read_as_empty_and_can_be_restored(fresh):
+    """`rm -rf .windsurf/orchestrator` by hand (or `git clean -X`): the state and its .bak are
+    gone, but the copy kept in the user's cache folder makes every command refuse with exit 3
+    and print the command that restores it; after it, the locks are back."""
+    state_folder = fresh / ".windsurf/orchestrator"
+    shutil.rmtree(state_folder)
+    env = {**os.environ}
+    env.pop("ORCHESTRATOR_STATE", None)
+    result = subprocess.run([sys.executable, str(orchestrator.__file__), "status"], cwd=fresh,
+                            env=env, capture_output=True, text=True)
+    assert result.returncode == 3, result
+    restore = result.stderr.split("`")[1]
+    assert restore.startswith("mkdir -p ") and " && cp " in restore
+    subprocess.run(["sh", "-c", restore], check=True)
+    result = subprocess.run([sys.executable, str(orchestrator.__file__), "status", "--json"],
+                            cwd=fresh, env=env, capture_output=True, text=True)
+    assert result.returncode == 0
+    assert [lock["owner"] for lock in json.loads(result.stdout)["locks"]] == ["owner"]
+
+
+# ---------------------------------------------------------------------------- where the hook starts
+
+@pytest.mark.parametrize("agent", AGENTS)
+def test_a_nested_repository_with_its_own_uninstalled_pack_never_decides(fresh, tmp_path, agent):
+    """A nested repository (a vendored library, a submodule's checkout) with the pack committed
+    but never installed on this machine, as the hook's folder and as the agent's project
+    folder: an edit of the parent's locked file is still denied, by the parent's state."""
+    nested = fresh / "vendor/lib"
+    nested.mkdir(parents=True)
+    git(nested, "init", "-q", "-b", "main")
+    (nested / "a.txt").write_text("a\n")
+    shutil.copytree(fresh / ".windsurf/bin", nested / ".windsurf/bin")
+    git(nested, "add", "-A")
+    git(nested, "commit", "-qm", "nested with a pack")
+    env = {"PATH": os.path.dirname(shutil.which("git")) + ":/usr/bin:/bin",
+           "HOME": str(tmp_path), "XDG_DATA_HOME": os.environ["XDG_DATA_HOME"],
+           "XDG_CACHE_HOME": os.environ["XDG_CACHE_HOME"],
+           "CLAUDE_PROJECT_DIR": str(nested), "CURSOR_PROJECT_DIR": str(nested)}
+    line = f"echo x > {fresh / 'src/api.py'}"
+    event = shell_event(agent, "c-other", line, nested)
+    if agent == "cursor":
+        event["workspace_roots"] = [str(nested)]
+    result = subprocess.run(["sh", "-c", installed(fresh, agent)], cwd=nested, env=env,
+                            input=json.dumps(event), capture_output=True, text=True, timeout=60)
+    assert verdict_of(agent, result.returncode, result.stdout) == "deny", result
+
+
+@pytest.mark.parametrize("variable", ["PYTHONINSPECT", "PYTHONSTARTUP", "PYTHONIOENCODING",
+                                      "PYTHONPATH", "PYTHONWARNINGS"])
+def test_the_environment_cannot_turn_a_denial_into_an_allow(shop, tmp_path, variable):
+    """The launcher runs Python isolated (-I): what the agent's environment sets for Python
+    changes no verdict."""
+    (tmp_path / "startup.py").write_text("import sys; sys.exit(0)\n")
+    (tmp_path / "orchestrator.py").write_text("def run():\n    return 0\n")
+    value = {"PYTHONSTARTUP": str(tmp_path / "startup.py"), "PYTHONIOENCODING": "latin-1",
+             "PYTHONPATH": str(tmp_path), "PYTHONWARNINGS": "error"}.get(variable, "1")
+    env = {"PATH": os.path.dirname(shutil.which("git")) + ":/usr/bin:/bin", "HOME": str(tmp_path),
+           "XDG_DATA_HOME": os.environ["XDG_DATA_HOME"],
+           "XDG_CACHE_HOME": os.environ["XDG_CACHE_HOME"], variable: value}
+    event = shell_event("windsurf", "c-other", "rm src/api.py", shop)
+    result = subprocess.run(["sh", "-c", installed(shop, "windsurf")], cwd=shop, env=env,
+                            input=json.dumps(event), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result
+
+
+# ---------------------------------------------------------------------------- the README's table
+
+def readme_examples(row_title, column):
+    """The example commands the README's enforcement table gives in one cell."""
+    import re
+    readme = (orchestrator.HERE + "/README.md")
+    row = next(line for line in open(readme, encoding="utf-8").read().splitlines()
+               if line.startswith(f"| **{row_title}**"))
+    cell = re.split(r"(?<!\\)\|", row)[column + 2]
+    examples = [e.replace("\\|", "|") for e in re.findall(r"`([^`]+)`", cell)]
+    return [e for e in examples if " " in e and not e.split()[0].endswith(":")]
+
+
+def test_the_readme_table_holds_for_every_agent(shop, monkeypatch, capsys):
+    """What the README says each agent denies and asks about, run as written."""
+    denied, asked = readme_examples("denied before it runs", 0), readme_examples("asked, the person decides", 1)
+    assert len(denied) >= 8 and len(asked) >= 5, (denied, asked)
+    for examples, expected in ((denied, "deny"), (asked, "ask")):
+        for line in examples:
+            for agent in AGENTS:
+                code, out, err = in_process(monkeypatch, capsys, shop,
+                                            shell_event(agent, "c-other", line, shop))
+                wanted = "allow" if agent == "windsurf" and expected == "ask" else expected
+                assert verdict_of(agent, code, out) == wanted, (line, agent, out, err)

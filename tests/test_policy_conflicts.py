@@ -190,3 +190,46 @@ def test_status_marks_a_lock_that_allows_outside_fixes_apart_from_a_conflict(run
     conflicts = run("status").out.split("CONFLICTS")[1].split("ACTIVE SESSIONS")[0]
     assert '~ docs works on "docs/guide", inside owner\'s lock' in conflicts
     assert "! docs" not in conflicts
+
+
+# ---------------------------------------------------------------------------- one scope, one meaning
+
+def test_a_scope_naming_an_existing_file_covers_only_that_file_on_every_surface(
+        run, session, repo, monkeypatch):
+    """With src/**/*.py locked, src/ui/app.js (a file on disk) is free for lock, check,
+    build-failure and the write hook alike; a folder, or a path with nothing on disk yet,
+    covers what is below it, and the refusal names a path both scopes claim."""
+    (repo / "src/ui").mkdir(parents=True)
+    (repo / "src/ui/app.js").write_text("a\n")
+    session("py", "python")
+    session("web", "web")
+    lock_ok(run, "py", "python", "src/**/*.py")
+    bind(run, monkeypatch, "t-web", "web")
+    assert run("check", "--session", "web", "--path", "src/ui/app.js").code == 0
+    assert as_json(run("--json", "build-failure", "--session", "web", "--path",
+                       "src/ui/app.js"))["verdict"] == "fix"
+    assert hook(run, monkeypatch, repo, "t-web", "src/ui/app.js").code == 0
+    lock_ok(run, "web", "web", "src/ui/app.js")
+    for scope, example in (("src/ui", "src/ui/x.py"), ("src/later", "src/later/x.py")):
+        refused = lock(run, "web", "web-2", scope)
+        assert refused.code == 1, refused
+        assert f"(both claim {example})" in refused.err, refused.err
+    assert run("check", "--session", "web", "--path", "src/ui").code == 1
+
+
+@pytest.mark.parametrize("a, b, a_file, b_file, example", [
+    ("src", "src/**/*.py", False, False, "src/x.py"),
+    ("src/ui/app.js", "src/**/*.py", True, False, None),
+    ("src/ui/app.js", "src/**/*.py", False, False, "src/ui/app.js/x.py"),
+    ("src/ui/app.js", "src/ui", True, False, "src/ui/app.js"),
+    ("src/ui/app.js", "src/ui/app.js/deeper", True, False, None),
+    ("docs", "src/**", False, False, None),
+    ("a/*/c", "a/b/*", False, False, "a/b/c"),
+])
+def test_overlap_example_is_a_path_both_scopes_cover(a, b, a_file, b_file, example):
+    found = o.overlap_example(a, b, a_is_file=a_file, b_is_file=b_file)
+    assert found == example
+    if found is not None:
+        for scope, is_file in ((a, a_file), (b, b_file)):
+            assert o.path_in_scope(found, scope)
+            assert not is_file or found == scope
