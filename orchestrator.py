@@ -499,11 +499,14 @@ def validate_state_text(text, label, known=None, deadline=None):
     pieces = split_state_text(text)
     if pieces is not None:
         try:
-            return parse_by_entries(pieces, label, known or {}, deadline)
+            validated = parse_by_entries(pieces, label, known or {}, deadline)
         except ValidationDeferred:
             raise
         except OrchestratorError:
             pass  # strictyaml says why, and where, from the whole document below
+        else:
+            refuse_duplicate_sessions(validated[0], text, label)
+            return validated
     deferred = ValidationDeferred("the state needs a full validation, longer than the time this "
                                   "command has; the next command validates it",
                                   {"entries": {}})
@@ -516,7 +519,28 @@ def validate_state_text(text, label, known=None, deadline=None):
                 load_yaml(text, state_schema(), label, checked=True), label)
     except DeadlineReached:
         raise deferred from None
+    refuse_duplicate_sessions(state, text, label)
     return state, warnings, {}
+
+
+def refuse_duplicate_sessions(state, text, label):
+    """Two active sessions with one id (a hand edit) are no valid state: every command that
+    names the id would act on both. The error names the lines of both."""
+    seen = set()
+    for session in state["active_sessions"]:
+        if session["id"] in seen:
+            block, lines = False, []
+            for number, line in enumerate(text.splitlines(), 1):
+                if line[:1] not in (" ", "-", "#", ""):
+                    block = line.startswith("active_sessions:")
+                elif block and line.strip().lstrip("- ").strip() in (
+                        f"id: {session['id']}", f"id: '{session['id']}'",
+                        f'id: "{session["id"]}"'):
+                    lines.append(number)
+            where = " and ".join(f"line {n}" for n in lines[:2]) or "two entries"
+            raise StateError(f"{label}: two active sessions have the id {session['id']} "
+                             f"({where}); give one of them another id or remove it")
+        seen.add(session["id"])
 
 
 class DeadlineReached(BaseException):
@@ -571,23 +595,14 @@ def parse_by_entries(pieces, label, known, deadline):
     """The state from split_state_text's pieces: entries in `known` as they are, the others
     validated VALIDATION_BATCH at a time. An OrchestratorError means: ask the whole document."""
     entries = dict(known)
-    for key, texts in pieces.items():
-        todo = unique_in_order(t for t in texts if (key, t) not in entries)
-        for start in range(0, len(todo), VALIDATION_BATCH):
-            if deadline is not None and time.monotonic() > deadline:
-                raise ValidationDeferred(
-                    "the state holds more new entries than can be validated in the time this "
-                    "command has; the next command validates the rest",
-                    {"entries": entries})
-            batch = todo[start:start + VALIDATION_BATCH]
-            schema = state_schema_of(key)
-            data = load_yaml(f"{key}:\n" + "\n".join(batch) + "\n", schema, label,
-                             checked=True).get(key)
-            if not isinstance(data, list) or len(data) != len(batch):
-                raise StateError("an entry did not read as one entry")
-            for text, item in zip(batch, data):
-                found = []
-                entries[(key, text)] = (normalise_entry(key, item, label, found), found)
+    deferred = ValidationDeferred("the state holds more new entries than can be validated in "
+                                  "the time this command has; the next command validates the "
+                                  "rest", {"entries": entries})
+    try:
+        with interrupted_at(deadline):  # a batch strictyaml is slow on ends at the deadline too
+            validate_batches(pieces, label, entries, deadline, deferred)
+    except DeadlineReached:
+        raise deferred from None
     state, warnings, used, placed = empty_state(), set(), {}, set()
     for key, texts in pieces.items():
         for text in texts:
@@ -602,6 +617,24 @@ def parse_by_entries(pieces, label, known, deadline):
             state[key].append(entry)
             warnings.update(found)
     return state, sorted(warnings), used
+
+
+def validate_batches(pieces, label, entries, deadline, deferred):
+    """Validate the entries not in `entries` yet, VALIDATION_BATCH at a time, into it."""
+    for key, texts in pieces.items():
+        todo = unique_in_order(t for t in texts if (key, t) not in entries)
+        for start in range(0, len(todo), VALIDATION_BATCH):
+            if deadline is not None and time.monotonic() > deadline:
+                raise deferred
+            batch = todo[start:start + VALIDATION_BATCH]
+            schema = state_schema_of(key)
+            data = load_yaml(f"{key}:\n" + "\n".join(batch) + "\n", schema, label,
+                             checked=True).get(key)
+            if not isinstance(data, list) or len(data) != len(batch):
+                raise StateError("an entry did not read as one entry")
+            for text, item in zip(batch, data):
+                found = []
+                entries[(key, text)] = (normalise_entry(key, item, label, found), found)
 
 
 def state_schema_of(key):
@@ -1275,10 +1308,20 @@ def utc_stamp():
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
 
 
+MACHINE_ENV = "ORCHESTRATOR_MACHINE"
+MAX_MACHINE_CHARS = 100
+
+
 def this_machine():
-    """The name this machine records for its sessions (ORCHESTRATOR_MACHINE, or the host's)."""
-    named = os.environ.get("ORCHESTRATOR_MACHINE")
+    """The name this machine records for its sessions (ORCHESTRATOR_MACHINE, checked like a
+    flag, or the host's)."""
+    named = os.environ.get(MACHINE_ENV)
     if named:
+        if len(named) > MAX_MACHINE_CHARS or has_control_characters(named) or "\n" in named \
+                or "\t" in named or named != named.strip():
+            raise UsageError(f"{MACHINE_ENV} must be one line of printable text of at most "
+                             f"{MAX_MACHINE_CHARS} characters, e.g. laptop; got "
+                             f"{quote_data(named, 40)}")
         return named
     if hasattr(os, "uname"):
         return os.uname().nodename
@@ -2261,6 +2304,10 @@ def path_in_scope(path, scope, fold_case=False):
     if not is_glob(scope):  # most scopes are literal: a comparison of segments
         wanted = path_segments(scope, fold_case=fold_case)
         return path_segments(path, fold_case=fold_case)[:len(wanted)] == wanted
+    if scope.endswith("/**") and not is_glob(scope[:-3]):  # `dir/**`: anything below dir
+        wanted = path_segments(scope[:-3], fold_case=fold_case)
+        segments = path_segments(path, fold_case=fold_case)
+        return len(segments) > len(wanted) and segments[:len(wanted)] == wanted
     automaton = scope_automaton(scope, fold_case=fold_case)
     edges, accepting = automaton.edges, automaton.accepting
     states = {0}
@@ -2881,75 +2928,97 @@ def files_written_in_scopes_after(checkout, scopes, since_ns, fold_case=False):
 def recently_written(checkout, scopes, since_ns, fold_case=False):
     """Files and symlinks in `scopes` changed at or after `since_ns` (modification or status
     change); None past WALK_LIMIT entries (see files_in_scopes)."""
-    found = files_in_scopes(checkout, scopes, fold_case=fold_case)
+    found = files_in_scopes(checkout, scopes, fold_case=fold_case, with_times=True)
     if found is None:
         return None
-    return [path for path, (_, mtime, ctime, _) in found.items()
-            if max(mtime, ctime) >= since_ns]
+    return [path for path, (_, mtime, ctime) in found.items() if max(mtime, ctime) >= since_ns]
 
 
-def files_in_scopes(checkout, scopes, fold_case=False):
-    """{path: (size, modification ns, status change ns, inode)} of the files and symlinks in
-    `scopes`, walking the scopes' literal folders (not through symlinks, not into .git);
-    None past WALK_LIMIT entries. One lstat a file is the whole cost (about 3 ms a thousand
-    files), so it stays lean."""
-    from stat import S_ISDIR
+def files_in_scopes(checkout, scopes, fold_case=False, with_times=False):
+    """{path: inode} of the files and symlinks in `scopes`, or with `with_times` {path:
+    (inode, modification ns, status change ns)}, walking the scopes' literal folders (not
+    through symlinks, not into .git); None past WALK_LIMIT entries. Names and inodes come
+    with the folder's listing, so only `with_times` costs a stat a file (about 3 ms a
+    thousand files); below a folder a scope covers whole (`src`, `src/**`) nothing more is
+    asked."""
     roots = set("/".join(literal_prefix(scope, fold_case=fold_case)) for scope in scopes)
+    whole = set()
+    for scope in scopes:
+        folder = scope[:-3] if scope.endswith("/**") else scope
+        if not is_glob(folder):
+            whole.add("/".join(path_segments(folder, fold_case=fold_case)))
     # A root inside another root is walked with it (looked up folder by folder: thousands of
     # locks must not cost thousands squared comparisons).
-    pending = [""] if "" in roots else [
-        root for root in roots if not any("/".join(root.split("/")[:depth]) in roots
-                                          for depth in range(1, root.count("/") + 1))]
+    pending = [("", False)] if "" in roots else [
+        (root, False) for root in roots if not any(
+            "/".join(root.split("/")[:depth]) in roots for depth in range(1, root.count("/") + 1))]
     base = os.path.join(checkout, "")
+    by_prefix = {}  # each scope under the folder its literal start names
+    for scope in scopes:
+        by_prefix.setdefault(literal_prefix(scope, fold_case=fold_case), []).append(scope)
+
+    def in_scopes(path):
+        segments = path_segments(path, fold_case=fold_case)
+        return any(not is_glob(scope) or path_in_scope(path, scope, fold_case=fold_case)
+                   for depth in range(len(segments) + 1)
+                   for scope in by_prefix.get(tuple(segments[:depth]), ()))
+
+    def facts(info):
+        return (info.st_ino, info.st_mtime_ns, info.st_ctime_ns) if with_times else info.st_ino
+
+    from stat import S_ISDIR
     found, seen = {}, 0
-
-    def note(path, info):
-        found[path] = (info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino)
-
     while pending:
-        relative = pending.pop()
+        relative, covered = pending.pop()
         try:
             info = os.lstat(base + relative)
         except OSError:
             continue
         if not S_ISDIR(info.st_mode):  # a scope that names one file
-            note(relative, info)
+            if covered or in_scopes(relative):
+                found[relative] = facts(info)
             continue
+        covered = covered or "/".join(path_segments(relative, fold_case=fold_case)) in whole
         try:
-            names = os.listdir(base + relative)
+            with os.scandir(base + relative) as listing:
+                entries = list(listing)
         except OSError:
             continue
-        seen += len(names)
+        seen += len(entries)
         if seen > WALK_LIMIT:
             return None
         prefix = relative + "/" if relative else ""
-        for name in names:
+        for entry in entries:
+            path = prefix + entry.name
             try:
-                info = os.lstat(base + prefix + name)
+                if entry.is_dir(follow_symlinks=False):
+                    if entry.name != ".git":
+                        pending.append((path, covered))
+                elif covered or in_scopes(path):
+                    found[path] = facts(entry.stat(follow_symlinks=False)) if with_times \
+                        else entry.inode()
             except OSError:
                 continue
-            if S_ISDIR(info.st_mode):
-                if name != ".git":
-                    pending.append(prefix + name)
-            else:
-                note(prefix + name, info)
-    return {path: facts for path, facts in found.items()
-            if any(path_in_scope(path, scope, fold_case=fold_case) for scope in scopes)}
+    return found
 
 
-def snapshot_changes(before, after):
-    """What happened between two files_in_scopes snapshots: {"created", "changed", "deleted":
-    [path], "moved": [(from, to)]}; a deleted file whose inode (and size) a new one has was
+def snapshot_changes(before, after, since_ns):
+    """What happened between a files_in_scopes snapshot ({path: inode}) and one with times
+    taken after `since_ns`: {"created", "changed", "deleted": [path], "moved": [(from, to)]}.
+    A file whose inode changed, or whose times are after `since_ns`, changed; a deleted file
+    whose inode a new one has, not written since (a new file may reuse a freed inode), was
     moved."""
     created = [p for p in after if p not in before]
     deleted = [p for p in before if p not in after]
-    changed = [p for p in after if p in before and after[p][:3] != before[p][:3]]
+    changed = [p for p in after if p in before and (
+        after[p][0] != before[p] or max(after[p][1], after[p][2]) >= since_ns)]
     by_inode = {}
     for path in created:
-        by_inode.setdefault((after[path][3], after[path][0]), []).append(path)
+        if after[path][1] < since_ns:
+            by_inode.setdefault(after[path][0], []).append(path)
     moved = []
     for path in list(deleted):
-        same = by_inode.get((before[path][3], before[path][0]))
+        same = by_inode.get(before[path])
         if same:
             target = same.pop(0)
             moved.append((path, target))
@@ -3085,6 +3154,15 @@ def check_scope(value, flag):
 
 def split_list(text):
     return [part for part in regex(r"[,\s]+").split(text) if part]
+
+
+def check_rule(value, flag="--rule"):
+    """A rule's name as the directive log keeps it (normalise_rule): words like intent_scope."""
+    rule = normalise_rule(check_text(flag, value, MAX_AREA_CHARS, allow_newlines=False))
+    if not regex(r"[a-z0-9_]+").fullmatch(rule):
+        raise UsageError(f"{flag} {value!r} is not a rule name: use words like intent_scope "
+                         "or escalation")
+    return rule
 
 
 def check_area_list(text, required=True):
@@ -4799,6 +4877,9 @@ def is_our_hook_command(command):
     """A hook command this pack wrote, of this version or an earlier one (replaced on install:
     an old one may block when its shim is missing)."""
     return isinstance(command, str) and SHIM[0] in command and " hook" in command
+# The hooks configuration each agent reads: without it the agent runs unenforced.
+HOOK_CONFIG_AGENTS = {".windsurf/hooks.json": "windsurf", ".claude/settings.json": "claude",
+                      ".cursor/hooks.json": "cursor"}
 AGENTS_MD_BEGIN = "<!-- session-orchestrator:begin (managed by orchestrator.py install) -->"
 AGENTS_MD_END = "<!-- session-orchestrator:end -->"
 
@@ -4931,9 +5012,13 @@ def install_destination(target, relative):
     symlink on the way, when that lies inside the repository; a path that leads outside
     (a linked file, or a linked folder such as `.claude`) is never written through."""
     real = os.path.realpath(os.path.join(str(target), relative))
-    if relative_to_checkout(real, os.path.realpath(str(target))) is None:
+    inside = relative_to_checkout(real, os.path.realpath(str(target)))
+    if inside is None:
         raise Kept("a symbolic link (of the file or a folder on its way) leads outside the "
                    "repository")
+    if (inside + "/").startswith(".git/") and not (relative + "/").startswith(".git/"):
+        raise Kept("a symbolic link (of the file or a folder on its way) leads into .git, "
+                   "where a file becomes git's own (a hook, its config)")
     if os.path.exists(real) and not stat_is_regular(os.stat(real)):
         raise Kept("not a regular file")
     return real
@@ -5116,13 +5201,33 @@ def install_pack(ctx, target, agents, force):
     if "claude" in agents:  # Claude Code reads CLAUDE.md, not AGENTS.md, on every message
         claude_section = render("claude_md_section.md.j2", **pack_context())
         merged.append(("CLAUDE.md", lambda text: planned_agents_md(text, claude_section)))
+    missing_hooks = []  # (agent, file, the entries to add by hand)
     for relative, plan in merged:
+        action = None
         try:
             destination = install_destination(target, relative)
             existing = read_for_install(destination)
-            wanted = plan(existing)
+            try:
+                wanted = plan(existing)
+            except Kept as unmergeable:
+                agent = HOOK_CONFIG_AGENTS.get(relative)
+                if agent is None:
+                    raise
+                if not force:
+                    missing_hooks.append({"agent": agent, "path": relative, "entries": plan(None),
+                                          "why": str(unmergeable)})
+                    raise
+                copy = unused_name(destination + ".before-orchestrator")
+                writes.append((copy, existing, False))
+                wanted, action = plan(None), "replaced"
+                files.append({"path": relative, "action": action,
+                              "note": f"{unmergeable}; yours is kept as "
+                                      f"{os.path.basename(copy)}"})
         except Kept as kept:
             files.append({"path": relative, "action": "kept", "note": str(kept)})
+            continue
+        if action == "replaced":
+            writes.append((destination, wanted, False))
             continue
         action = ("unchanged" if wanted == existing else
                   "merged" if existing else "created")
@@ -5153,11 +5258,22 @@ def install_pack(ctx, target, agents, force):
     # The pre-commit framework rewrites git's hook on `pre-commit install`: say the entry.
     framework = os.path.isfile(os.path.join(str(target), ".pre-commit-config.yaml"))
     ctx.out.emit(render("install_report.txt.j2", target=str(target), files=files, diffs=diffs,
-                        kept=kept, cli=PACK_CLI, agents=agents, pre_commit_framework=framework),
+                        kept=kept, cli=PACK_CLI, agents=agents, pre_commit_framework=framework,
+                        missing_hooks=missing_hooks),
                  {"target": str(target), "files": files, "allow_list": PACK_CLI, "kept": kept,
-                  "agents": list(agents),
+                  "agents": list(agents), "hooks_not_installed": missing_hooks,
                   "pre_commit_entry": f"{PACK_CLI} commit-check" if framework else None})
-    return EXIT_OK  # files it kept are listed, with the differences; the rest is in place
+    # Files it kept are listed, with the differences; an agent left without hooks is a failure.
+    return EXIT_REFUSED if missing_hooks else EXIT_OK
+
+
+def unused_name(path):
+    """`path`, or `path.2`, `path.3`, ...: the first name nothing has (copies never collide)."""
+    candidate, number = path, 1
+    while os.path.lexists(candidate):
+        number += 1
+        candidate = f"{path}.{number}"
+    return candidate
 
 
 # ---------------------------------------------------------------------------- questions (a person at a terminal)
@@ -5221,12 +5337,18 @@ def known_areas(state):
     return unique_in_order(areas + [lock["area"] for lock in state["locks"]])
 
 
-def ask_session(asker, state, args, message="Which session?", ctx=None):
-    """The session first, chosen from the active ones; with none, register one right here
+def ask_session(asker, state, args, message="Which session?", ctx=None, holding_locks=False):
+    """The session first, chosen from the active ones (with `holding_locks`, those that hold a
+    lock: the others have nothing to release or renew); with none, register one right here
     (the answers of `sync`) or stop before any other question."""
     if args.session:
         return
     ids = [s["id"] for s in state["active_sessions"]]
+    if holding_locks:
+        owners = {lock["owner"] for lock in state["locks"]}
+        ids = [i for i in ids if i in owners]
+        if not ids:
+            raise Refused("no session holds a lock: there is nothing to release or renew")
     if ids:
         args.session = asker.select(message, ids)
         return
@@ -5286,8 +5408,8 @@ def ask_lock(ctx, args, state):
         other = "another area..."
         choices = known_areas(state)
         picked = asker.select("Which area?", choices + [other]) if choices else other
-        args.area = picked if picked != other else asker.text("Area (e.g. backend)",
-                                                               check=check_area)
+        args.area = picked if picked != other else asker.text(
+            "Area (e.g. backend)", check=lambda v: check_area(v, creating=True))
     if not args.scope:
         typed = asker.text("Paths or globs to lock, relative to this folder (comma-separated)",
                            check=lambda v: [scope_from_here(s, "the paths", ctx)
@@ -5307,7 +5429,7 @@ def ask_lock(ctx, args, state):
 
 def ask_unlock(ctx, args, state):
     asker = asker_for(ctx)
-    ask_session(asker, state, args, "Whose lock?")
+    ask_session(asker, state, args, "Whose lock?", holding_locks=True)
     if args.area or args.all:
         return
     mine = [l for l in state["locks"] if l["owner"] == args.session]
@@ -5325,7 +5447,7 @@ def ask_unlock(ctx, args, state):
 
 def ask_renew(ctx, args, state):
     asker = asker_for(ctx)
-    ask_session(asker, state, args, "Whose locks?", ctx)
+    ask_session(asker, state, args, "Whose locks?", ctx, holding_locks=True)
     if not args.duration:
         args.duration = asker.text(f"Renew for how long from now? (Enter for "
                                    f"{DEFAULT_LOCK_DURATION})", check=parse_duration,
@@ -5380,7 +5502,7 @@ def ask_directive(ctx, args, state):
     ask_session(asker, state, args)
     if not args.rule:
         args.rule = asker.text("Which rule was overridden? (e.g. intent_scope, escalation)",
-                               check=lambda v: check_text("--rule", v))
+                               check=check_rule)
     if not args.directive:
         args.directive = asker.text("The directive as given",
                                     check=lambda v: check_text("--directive", v))
@@ -5428,11 +5550,23 @@ def ask_for_missing(ctx, args):
 
 # ---------------------------------------------------------------------------- output
 
+def neutralised(value):
+    """`value` (JSON-shaped) with every string cleaned as text output is (clean_text): a
+    reader that decodes the JSON (`jq -r`) must not get escape sequences back."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {neutralised(k): neutralised(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [neutralised(item) for item in value]
+    return value
+
+
 def json_line(payload):
-    """One JSON object on one line; characters a terminal acts on, or that hide text (see
-    has_control_characters), stay escaped as \\uXXXX."""
+    """One JSON object on one line, its strings neutralised (neutralised); a DEL or other
+    character that hides text, if any is left, stays escaped as \\uXXXX."""
     import json
-    text = json.dumps(payload, ensure_ascii=False, sort_keys=True)
+    text = json.dumps(neutralised(payload), ensure_ascii=False, sort_keys=True)
     if text.isascii():
         return text.replace("\x7f", "\\u007f")
     return "".join(json.dumps(ch)[1:-1] if ch == "\x7f" or is_invisible(ch) else ch
@@ -5471,6 +5605,22 @@ class Output:
 
 
 # ---------------------------------------------------------------------------- commands
+
+
+def warn_unregistered(ctx, state, session_id):
+    """A reading command answers for any well-formed id, but an id nobody registered is most
+    likely a typo: say so (on stderr, which leaves the silent check silent; in --json as a
+    notice), with the nearest registered id, and answer as asked."""
+    if not session_id or find_session(state, session_id) is not None:
+        return
+    import difflib
+    close = difflib.get_close_matches(session_id, [s["id"] for s in state["active_sessions"]], 1)
+    line = message("unregistered_session", session=session_id,
+                   hint=f"; did you mean {close[0]}?" if close else "")
+    if ctx.out.as_json:
+        ctx.out.notice(line)
+    else:
+        print(f"orchestrator: {line}", file=sys.stderr)
 
 
 def require_session(state, session_id):
@@ -5810,12 +5960,14 @@ DEFAULT_VALIDATION_BUDGET = 0.5  # seconds the hook and `check` may spend valida
 def validation_deadline():
     """The moment (time.monotonic()) by which the hook and `check` stop validating a state
     that changed a lot and let the agent go on: they run before every edit."""
+    raw = os.environ.get(VALIDATION_BUDGET_ENV)
     try:
-        budget = float(os.environ.get(VALIDATION_BUDGET_ENV, DEFAULT_VALIDATION_BUDGET))
+        budget = DEFAULT_VALIDATION_BUDGET if raw in (None, "") else float(raw)
     except ValueError:
-        budget = DEFAULT_VALIDATION_BUDGET
-    if not 0 <= budget <= 86400:  # nan, inf or negative: the default, never "no limit"
-        budget = DEFAULT_VALIDATION_BUDGET
+        budget = float("nan")
+    if not 0 <= budget < float("inf"):  # nan, inf or negative: never "no limit"
+        raise UsageError(f"{VALIDATION_BUDGET_ENV} must be a number of seconds, 0 or more, "
+                         f"e.g. 0.5; got {quote_data(raw, 40)}")
     return time.monotonic() + budget
 
 
@@ -5832,6 +5984,7 @@ def cmd_check(ctx, args):
                      {"conflicts": [], "fix_and_notify": [], "drift": [], "deferred": True})
         return EXIT_OK
     now = utc_now()
+    warn_unregistered(ctx, state, session_id)
     session = find_session(state, session_id) if session_id else None
     if session and not areas and not paths:
         areas = session["touched_areas"]
@@ -5861,6 +6014,7 @@ def cmd_build_failure(ctx, args):
     path = repo_path_from_here(args.path, "--path", ctx) if args.path else None
     state = ctx.store.load()
     now = utc_now()
+    warn_unregistered(ctx, state, session_id)
     if path is None:
         verdict, lock, others = build_failure_verdict(state, session_id, now, area=area,
                                                       fold_case=ctx.fold_case)
@@ -5882,10 +6036,7 @@ def cmd_directive(ctx, args):
     require_flags(args, "directive", [("--session", "session"), ("--rule", "rule"),
                                       ("--directive", "directive"), ("--reason", "reason")])
     session_id = check_session_id(args.session)
-    rule = normalise_rule(check_text("--rule", args.rule, MAX_AREA_CHARS, allow_newlines=False))
-    if not regex(r"[a-z0-9_]+").fullmatch(rule):
-        raise UsageError(f"--rule {args.rule!r} is not a rule name: use words like "
-                         "intent_scope or escalation")
+    rule = check_rule(args.rule)
     entry = {"session": session_id, "directive": check_text("--directive", args.directive),
              "reason": check_text("--reason", args.reason), "timestamp": utc_now(),
              "rule_overridden": rule}
@@ -6243,13 +6394,14 @@ def shell_command_verdict(ctx, event):
                                           certain=False)
             if verdict == DENY:
                 return ASK, message("hook_ask", why=why, detail=text.split("\n")[0])
-    note_locked_files(ctx, event, folder)
+    note_locked_files(ctx, event, folder, [path for path, _ in effects.changes])
     return ALLOW, "\n".join(notes)
 
 
-def note_locked_files(ctx, event, folder):
+def note_locked_files(ctx, event, folder, named):
     """Keep, beside the state, what the other sessions' live locks hold in the worktree the
-    command runs in, for the report after it."""
+    command runs in, and the files its own line names as changed (`named`, absolute), for
+    the report after it."""
     store, checkout, _ = coordinating_checkout(ctx, event, folder)
     if store is None or not event["conversation"]:
         return
@@ -6258,18 +6410,22 @@ def note_locked_files(ctx, event, folder):
     scopes = unique_in_order(scope for lock in live_locks(state, utc_now())
                              if lock["owner"] != (session or {}).get("id")
                              for scope in lock["scope"])
-    if scopes:
+    own = [os.path.relpath(path, checkout).replace(os.sep, "/") for path in named
+           if (path + os.sep).startswith(os.path.join(checkout, ""))]
+    if scopes or (session and own):
         store.mark_command_start(command_key(event), time.time_ns(), {
-            "checkout": checkout, "scopes": scopes,
-            "files": files_in_scopes(checkout, scopes, fold_case=ctx.fold_case)})
+            "checkout": checkout, "scopes": scopes, "named": own,
+            "files": files_in_scopes(checkout, scopes, fold_case=ctx.fold_case)
+            if scopes else {}})
 
 
 def report_command_changes(ctx, event):
     """After a shell command: the files created, changed, deleted or moved inside other
     sessions' live locks while it ran (git ignores none of them), one line per lock, told to
-    the agent (and in Windsurf to the person) and recorded in the state: a note naming the
-    owner, and the acting session's touched files. They may be the command's doing or the
-    owner's own work at the same moment, and the message says so."""
+    the agent (and in Windsurf to the person) and noted in the state for the owner. They may
+    be the command's doing or the owner's own work at the same moment, and the message says
+    so: they are reported, never added to anyone's touched files. The files the command's own
+    line names as changed are the acting session's touched files."""
     if not event["conversation"]:
         return ""
     store, checkout, _ = coordinating_checkout(ctx, event, event_folder(ctx, event))
@@ -6284,21 +6440,25 @@ def report_command_changes(ctx, event):
     session_id = (session or {}).get("id")
     if kept and isinstance(kept.get("checkout"), str):
         checkout = kept["checkout"]
+    named = [p for p in (kept or {}).get("named", []) if isinstance(p, str)]
+    if session and named:
+        record_touched(store, event["conversation"], named, ctx.machine)
     scopes = unique_in_order(scope for lock in live_locks(state, now) if lock["owner"] != session_id
                              for scope in lock["scope"])
     if not scopes:
         return ""
     before = kept.get("files") if kept else None
-    after = files_in_scopes(checkout, scopes, fold_case=ctx.fold_case) if before is not None else None
-    if isinstance(before, dict) and after is not None:
-        happened = snapshot_changes(before, after)
+    after = files_in_scopes(checkout, scopes, fold_case=ctx.fold_case,
+                            with_times=True) if isinstance(before, dict) else None
+    if after is not None:
+        happened = snapshot_changes(before, after, started_ns)
     else:  # too many files to keep: what changed by its times (deletions are not seen)
         happened = {"created": [], "deleted": [], "moved": [], "changed": files_written_in_scopes_after(
             checkout, scopes, started_ns, fold_case=ctx.fold_case)}
     ignored = ignored_by_git(checkout, [p for kind in ("created", "changed", "deleted")
                                         for p in happened[kind]] +
                              [p for pair in happened["moved"] for p in pair])
-    lines, notes, recorded = [], [], []
+    lines, notes = [], []
     for lock, paths in changes_in_foreign_locks(state, session_id, [
             p for kind in ("created", "changed", "deleted") for p in happened[kind]
             if p not in ignored] + [p for pair in happened["moved"] for p in pair
@@ -6309,19 +6469,12 @@ def report_command_changes(ctx, event):
                   "cli": cli_name(), "you": session_id or "<your-session>"}
         lines.append(message(key, **fields))
         notes.append(message("hook_changed_note", **fields))
-        owners = find_session(state, lock["owner"]) or {}
-        recorded += [p for p in paths if p not in owners.get("touched_files", [])
-                     and os.path.lexists(os.path.join(checkout, p))]
     if not lines:
         return ""
+
     def remember(state):
         state["global_notes"].extend(note for note in notes if note not in state["global_notes"])
-        acting = find_session(state, session_id) if session_id else None
-        if acting is not None and recorded:
-            add_touched_files(acting, recorded)
     write_retrying(store, remember)
-    if session and recorded:
-        lines.append(message("hook_changed_recorded", you=session_id))
     return "\n".join(lines)
 
 
@@ -6929,7 +7082,14 @@ def run():
     thing the process does: gc.freeze() spares the interpreter's exit its full collection of
     every object alive, which with strictyaml loaded cost 6-7 ms, a tenth of a write
     (measured). So nothing may rely on a finalizer (__del__) running at exit: files are closed
-    by `with` and the lock explicitly, output is flushed as it is written."""
+    by `with` and the lock explicitly, output is flushed as it is written. What stdout and
+    stderr cannot encode (PYTHONIOENCODING=ascii, a latin-1 terminal) is replaced, never an
+    error."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="replace")
+        except (AttributeError, ValueError, OSError):
+            pass  # not a text stream we can change: written as it is
     code = main()
     import gc
     gc.freeze()

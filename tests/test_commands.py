@@ -645,7 +645,6 @@ def test_check_with_no_state_is_silent(clock, run, state_path):
     ["check", "--path", "src/apix"],
     ["check", "--session", "api", "--area", "backend"],         # own lock
     ["check", "--session", "web"],                              # web touches frontend only
-    ["check", "--session", "not-registered", "--area", "docs"], # any well-formed id
     ["check"],
 ])
 def test_check_silent_without_conflict(seeded, run, state_path, argv):
@@ -653,6 +652,21 @@ def test_check_silent_without_conflict(seeded, run, state_path, argv):
     result = run(*argv)
     assert (result.code, result.out, result.err) == (0, "", ""), result
     assert state_path.read_bytes() == before
+
+
+@pytest.mark.parametrize("command", [["check", "--area", "docs"],
+                                     ["build-failure", "--path", "docs/x.md"]])
+def test_a_reading_command_names_an_unregistered_session_and_the_nearest_one(
+        seeded, run, command):
+    """Any well-formed id is answered for, but a typo is said: on stderr (stdout stays what
+    the answer is), and in --json as a notice."""
+    result = run(command[0], "--session", "apii", *command[1:])
+    assert result.code == 0 and "--" not in result.out
+    assert result.err == ("orchestrator: no active session apii (answering for a session that "
+                          "holds no lock); did you mean api?\n")
+    payload = json.loads(run("--json", command[0], "--session", "apii", *command[1:]).out)
+    assert payload["notices"] == ["no active session apii (answering for a session that holds "
+                                  "no lock); did you mean api?"]
 
 
 @pytest.mark.parametrize("argv", [
@@ -668,7 +682,9 @@ def test_check_warns_on_conflict(seeded, run, state_path, repo, argv):
     before = state_path.read_bytes()
     result = run(*argv)
     assert result.code == 1, result
-    assert result.err == ""
+    assert result.err == ("" if "not-registered" not in argv else
+                          "orchestrator: no active session not-registered (answering for a "
+                          "session that holds no lock)\n")
     assert result.out.startswith("Conflict:")
     assert "held by api" in result.out and '"refactoring the api"' in result.out
     assert "=== BEGIN SHARED STATE" in result.out

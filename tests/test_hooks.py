@@ -2,6 +2,7 @@
 and the other agents' files merged into what a repository already has."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -250,9 +251,43 @@ def test_install_keeps_a_hooks_json_it_cannot_read(tmp_path, capsys):
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)  # install wants a repository
     (tmp_path / ".windsurf").mkdir()
     (tmp_path / ".windsurf/hooks.json").write_text("{ not json")
-    assert orchestrator.main(["install", "--target", str(tmp_path)]) == 0
+    assert orchestrator.main(["install", "--target", str(tmp_path)]) == 1  # Cascade unenforced
     assert (tmp_path / ".windsurf/hooks.json").read_text() == "{ not json"
-    assert "not valid JSON" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "not valid JSON" in said and "HOOKS NOT INSTALLED for windsurf" in said
+    entries = said.split("add these entries by hand:\n", 1)[1]
+    added = json.loads(entries[:entries.index("\n}\n") + 2])
+    assert set(added["hooks"]) == set(orchestrator.WINDSURF_HOOKS)
+
+
+def test_install_force_replaces_a_hooks_json_it_cannot_read_and_keeps_yours(tmp_path, capsys):
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / ".windsurf").mkdir()
+    (tmp_path / ".windsurf/hooks.json").write_text("{ not json")
+    for _ in range(2):  # a second --force keeps the first copy: copies never collide
+        (tmp_path / ".windsurf/hooks.json").write_text("{ not json")
+        assert orchestrator.main(["install", "--target", str(tmp_path), "--force"]) == 0
+    assert set(json.loads((tmp_path / ".windsurf/hooks.json").read_text())["hooks"]) == \
+        set(orchestrator.WINDSURF_HOOKS)
+    assert (tmp_path / ".windsurf/hooks.json.before-orchestrator").read_text() == "{ not json"
+    assert (tmp_path / ".windsurf/hooks.json.before-orchestrator.2").read_text() == "{ not json"
+    assert "replaced" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("link, into", [(".gitignore", ".git/config"),
+                                        (".windsurf/bin/orchestrator", ".git/hooks/post-checkout")])
+def test_install_never_writes_through_a_symlink_into_git(tmp_path, capsys, link, into):
+    """A repository that carries a symlink into its own .git: what install would write there
+    becomes git's own (its config, a hook that runs on every checkout)."""
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / link).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / into).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / into).write_text("theirs\n") if not (tmp_path / into).exists() else None
+    before = (tmp_path / into).read_bytes()
+    os.symlink(os.path.relpath(tmp_path / into, (tmp_path / link).parent), tmp_path / link)
+    orchestrator.main(["install", "--target", str(tmp_path)])
+    assert (tmp_path / into).read_bytes() == before
+    assert "leads into .git" in capsys.readouterr().out
 
 
 def test_install_merges_claude_settings(tmp_path):

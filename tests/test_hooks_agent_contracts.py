@@ -132,9 +132,10 @@ def test_install_keeps_a_cursor_hooks_file_of_another_version(tmp_path, capsys):
     (tmp_path / ".cursor").mkdir()
     git(tmp_path, "init", "-q")
     (tmp_path / ".cursor/hooks.json").write_text('{"version": 2, "hooks": {}}')
-    assert orchestrator.main(["install", "--target", str(tmp_path), "--agent", "cursor"]) == 0
+    assert orchestrator.main(["install", "--target", str(tmp_path), "--agent", "cursor"]) == 1
     assert (tmp_path / ".cursor/hooks.json").read_text() == '{"version": 2, "hooks": {}}'
-    assert "version 2 of Cursor's hooks file" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "version 2 of Cursor's hooks file" in said and "HOOKS NOT INSTALLED for cursor" in said
 
 
 @pytest.mark.parametrize("cwd", ["project", "root"])
@@ -284,9 +285,9 @@ def test_what_a_command_changed_inside_a_foreign_lock_is_reported_and_recorded(t
     said = claude_answer(hook(post_bash, post, target, env))
     assert said["hookEventName"] == "PostToolUse"
     assert "src/a.py changed inside owner's lock on backend" in said["additionalContext"]
-    assert "added to other's touched files" in said["additionalContext"]
     assert "before.py" not in said["additionalContext"]
-    assert session(target, env, "other")["touched_files"] == ["src/a.py"]
+    # Reported, not attributed: a script's own writes may as well be the owner's work.
+    assert "src/a.py" not in session(target, env, "other").get("touched_files", [])
     again = claude_answer(hook(post_bash, post, target, env))  # the start mark was used up
     assert again == {}
 
@@ -310,7 +311,7 @@ def test_cursor_and_windsurf_report_after_a_command_too(target, tmp_path):
     assert reported.returncode == 0
     context = json.loads(reported.stdout)["additional_context"]
     assert "shared/a.py changed inside owner's lock on shared" in context
-    assert "shared/a.py" in session(target, env, "other")["touched_files"]
+    assert "shared/a.py" not in session(target, env, "other").get("touched_files", [])
 
     windsurf = json.loads((target / ".windsurf/hooks.json").read_text())["hooks"]
     pre_run = windsurf["pre_run_command"][-1]["command"]

@@ -22,6 +22,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -296,6 +297,7 @@ def test_what_a_command_created_changed_deleted_or_moved_is_reported_and_noted(
     additional_context, Windsurf's post_run_command output shown to the person) and noted in
     the state for the owner. Files git ignores are nobody's work and are not reported."""
     (fresh / ".gitignore").write_text((fresh / ".gitignore").read_text() + "*.pyc\n")
+    time.sleep(0.05)  # past the file system's clock tick of the owner's last write
     pre = shell_event(agent, "c-other", "./tidy.sh", fresh, tool_use="t-tidy")
     code, out, _ = in_process(monkeypatch, capsys, fresh, pre)
     assert verdict_of(agent, code, out) == "allow"
@@ -324,6 +326,7 @@ def test_what_a_command_created_changed_deleted_or_moved_is_reported_and_noted(
 
 
 def test_a_command_that_changes_nothing_in_a_lock_reports_nothing(fresh, monkeypatch, capsys):
+    time.sleep(0.05)  # past the file system's clock tick of the owner's last write
     pre = shell_event("claude", "c-other", "./build.sh", fresh, tool_use="t-build")
     in_process(monkeypatch, capsys, fresh, pre)
     (fresh / "lib/out.txt").write_text("built\n")

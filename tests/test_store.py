@@ -104,7 +104,8 @@ def states(draw):
     state = {}
     for key in orchestrator.TOP_LEVEL_KEYS:
         items = TEXTS if key == "global_notes" else entries(key)
-        state[key] = draw(st.lists(items, max_size=3))
+        unique = {"unique_by": lambda e: e["id"]} if key == "active_sessions" else {}
+        state[key] = draw(st.lists(items, max_size=3, **unique))  # ids are unique, or invalid
     return state
 
 

@@ -387,14 +387,28 @@ def test_an_upgrade_that_keeps_the_schema_validates_nothing_again(run, session, 
 
 
 def test_entries_of_the_same_text_are_never_one_object():
-    text = o.emit_state({**o.empty_state(), "active_sessions": [
-        {"id": "aa", "focus": "f", "status": "in_progress", "touched_areas": [], "risks": [],
-         "notes": [], "started_at": "2026-11-01T10:00:00+00:00",
-         "last_updated": "2026-11-01T10:00:00+00:00"}] * 2})
+    text = o.emit_state({**o.empty_state(), "completed_sessions": [
+        {"id": "aa", "focus": "f", "completed_at": "2026-11-01T10:00:00+00:00",
+         "outcome": "done", "files_changed": []}] * 2})
     state, _, _ = o.validate_state_text(text, LABEL)
-    first, second = state["active_sessions"]
-    first["notes"].append("only the first")
-    assert second["notes"] == []
+    first, second = state["completed_sessions"]
+    first["files_changed"].append("only the first")
+    assert second["files_changed"] == []
+
+
+def test_two_active_sessions_with_one_id_are_an_invalid_state(run, session, state_path):
+    """A hand edit that copies a session: every command naming the id would act on both, so
+    the state is refused (exit 3), naming both lines, and left as it is."""
+    session("api")
+    text = state_path.read_text(encoding="utf-8")
+    block = text[text.index("  - id: api"):text.index("locks:")]
+    state_path.write_text(text.replace(block, block + block), encoding="utf-8")
+    before = state_path.read_bytes()
+    for argv in (("validate",), ("status",), ("update", "--session", "api", "--status", "blocked")):
+        result = run(*argv)
+        assert result.code == 3, result
+        assert "two active sessions have the id api (line 4 and line 16)" in result.err, result.err
+    assert state_path.read_bytes() == before
 
 
 def test_an_invalid_state_is_parsed_once_per_command(run, session, state_path, monkeypatch):
