@@ -389,6 +389,17 @@ def changes_schema(new_keys, edited_keys):
     return sy.Map(schema)
 
 
+def longest_text(value):
+    """The length of the longest string anywhere in a JSON-shaped value."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, dict):
+        return max((longest_text(v) for v in value.values()), default=0)
+    if isinstance(value, (list, tuple)):
+        return max((longest_text(v) for v in value), default=0)
+    return 0
+
+
 def empty_state():
     return {key: [] for key in TOP_LEVEL_KEYS}
 
@@ -734,7 +745,9 @@ def schema_error(label, error):
     problem = getattr(error, "problem", None) or str(error).splitlines()[0]
     context = getattr(error, "context", None)
     what = f"{problem} ({context})" if context else problem
-    return StateError(f"{label} is not a valid state{where}: {' '.join(what.split())}")
+    # strictyaml's sentence quotes the file's own text (a key, a value): data, never ours
+    return StateError(f"{label} is not a valid state{where}: strictyaml says "
+                      f"{quote_data(' '.join(what.split()), 300)}")
 
 
 def normalise_state(data, label):
@@ -892,6 +905,13 @@ def changed_entries(before, after):
             if changed:
                 edited.setdefault(key, []).append(changed)
     return new, edited
+
+
+def entry_label(key, item):
+    """How a message names an entry: a session by its id, a lock by owner and area."""
+    if key == "locks":
+        return f"{item.get('owner')}'s lock on {as_label(item.get('area', ''))}"
+    return f"session {item.get('id')}"
 
 
 def entry_identity(key, item):
@@ -1112,6 +1132,39 @@ def remote_ref_name(ref):
     return ref if ref.startswith("refs/") else f"refs/heads/{ref}"
 
 
+def run_in_own_group(argv, data=None, timeout=None, env=None):
+    """subprocess.run's result for `argv`, run in a process group of its own: at the timeout
+    the whole group is killed (git's transport children, `ssh` for one, would outlive git
+    itself) and subprocess.TimeoutExpired is raised."""
+    import signal
+    import subprocess
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE if data is not None else
+                            subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env, start_new_session=True)
+    try:
+        out, err = proc.communicate(data, timeout=timeout)
+    except BaseException:  # the timeout, Ctrl-C: nothing of it may outlive the command
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
+def unused_name(path):
+    """`path`, or `path.2`, `path.3`, ...: the first name nothing has (copies never collide)."""
+    candidate, number = path, 1
+    while os.path.lexists(candidate):
+        number += 1
+        candidate = f"{path}.{number}"
+    return candidate
+
+
+MAX_SHARED_BYTES = 16 * 1024 * 1024  # a state on the ref larger than this is not read
+
+
 class SharedRef:
     """The state on `ref` of `remote`, reached through git in `checkout` (the main checkout)."""
 
@@ -1139,12 +1192,16 @@ class SharedRef:
         timeout = timeout or self.timeout
         environment = dict(os.environ, GIT_TERMINAL_PROMPT="0", LC_ALL="C", **(env or {}))
         try:
-            return subprocess.run(["git", "-C", self.checkout, *args], input=data,
-                                  capture_output=True, timeout=timeout, env=environment)
+            return run_in_own_group(["git", "-C", self.checkout, *args], data, timeout,
+                                    environment)
         except subprocess.TimeoutExpired:
-            raise RemoteUnavailable(f"{self.remote} did not answer within {timeout:g} s") from None
+            raise RemoteUnavailable(self.no_answer(timeout)) from None
         except OSError as error:
             raise RemoteUnavailable(f"cannot run git: {error.strerror}") from None
+
+    def no_answer(self, timeout):
+        return (f"{self.remote} did not answer within {timeout:g} s; try again later, or "
+                f"`{cli_name()} remote disable` to work on this machine only")
 
     def fetch(self, timeout=None):
         """The remote's commit of the shared state (its objects now in this clone), or None
@@ -1157,18 +1214,23 @@ class SharedRef:
                             "--no-recurse-submodules", self.remote, f"+{self.ref}:{landing}",
                             timeout=timeout)
         except RemoteUnavailable:
-            raise RemoteUnavailable(f"{self.remote} did not answer within "
-                                    f"{timeout or self.timeout:g} s") from None
+            raise RemoteUnavailable(self.no_answer(timeout or self.timeout)) from None
         if proc.returncode != 0:
             why = proc.stderr.decode("utf-8", "replace")
             if "couldn't find remote ref" in why:
                 return None
             raise RemoteUnavailable(f"cannot fetch the shared state from {self.remote} "
-                                    f"({git_reason(why)}; check `git remote -v`, or `{cli_name()} "
-                                    "remote disable` to work on this machine only)")
-        commit = self.git("rev-parse", "--verify", "--quiet", landing).stdout.decode().strip()
+                                    f"(git says {quote_data(git_reason(why), 300)}; check `git "
+                                    f"remote -v`, or `{cli_name()} remote disable` to work on "
+                                    "this machine only)")
+        found = self.git("rev-parse", "--verify", "--quiet", landing).stdout.decode().strip()
+        kind = self.git("cat-file", "-t", landing).stdout.decode().strip() if found else ""
         self.git("update-ref", "-d", landing)
-        return commit or None
+        if found and kind != "commit":  # a tree, a tag, a blob: no state any writer can build on
+            raise StateError(f"the shared state's ref {self.describe()} points at a {kind or 'missing object'}, "
+                             f"not a commit; it is not used or overwritten: point it at the "
+                             f"last good commit by hand, or `{cli_name()} remote disable`")
+        return found or None
 
     def remember(self, commit):
         """Point FETCHED_REF (what `log` reads) at `commit`; the caller holds the local lock."""
@@ -1178,7 +1240,14 @@ class SharedRef:
             self.git("update-ref", "-d", FETCHED_REF)
 
     def read_or_none(self, commit):
-        """The state file's bytes in `commit`, or None when it holds none."""
+        """The state file's bytes in `commit`, or None when it holds none. One larger than
+        MAX_SHARED_BYTES is refused before it is read (a 60 MB note took strictyaml 50 s)."""
+        size = self.git("cat-file", "-s", f"{commit}:{SHARED_FILE}").stdout.decode().strip()
+        if size.isdigit() and int(size) > MAX_SHARED_BYTES:
+            raise StateError(f"the shared state on {self.describe()} ({commit[:12]}) is "
+                             f"{int(size) // 1048576} MB, more than a state ever needs; it is "
+                             f"not used or overwritten: fix the ref by hand, or "
+                             f"`{cli_name()} remote disable`")
         proc = self.git("cat-file", "blob", f"{commit}:{SHARED_FILE}")
         return proc.stdout if proc.returncode == 0 else None
 
@@ -1214,12 +1283,14 @@ class SharedRef:
         if "[remote rejected]" in output:
             reason = one_line(output.split("[remote rejected]", 1)[1].splitlines()[0].strip(" ()"))
             if any(race in reason for race in RACE_LOST):  # the server's compare-and-swap, or a
-                return self.settled(commit, parent, reason)  # stuck lock there: look
-            raise RemoteUnavailable(f"{self.remote} refused the write ({reason}); nothing was "
-                                    "written anywhere, no lock was taken")
+                return self.settled(commit, parent, quote_data(reason, 300))  # stuck lock: look
+            raise RemoteUnavailable(f"{self.remote} refused the write (the server says "
+                                    f"{quote_data(reason, 300)}); nothing was written "
+                                    "anywhere, no lock was taken")
         if "[rejected]" in output or "stale info" in output or "fetch first" in output:
             raise RemoteMoved(f"{self.describe()} moved meanwhile")
-        return self.settled(commit, parent, one_line(last_line(output)), cut_off=True)
+        return self.settled(commit, parent, f"git says {quote_data(last_line(output), 300)}",
+                            cut_off=True)
 
     def settled(self, commit, parent, reason, cut_off=False):
         """After a push that did not say plainly how it ended, the remote's ref decides: our
@@ -1246,10 +1317,14 @@ class SharedRef:
                                 "written anywhere, no lock was taken")
 
     def checked(self, *args, data=None, env=None):
+        """git's answer to a local step of a write (an object, a commit); StateError when it
+        fails (a full disk, a broken object store): nothing was written anywhere."""
         proc = self.git(*args, data=data, env=env)
         if proc.returncode != 0:
-            raise InternalError(f"git {args[0]} failed: "
-                                f"{one_line(last_line(proc.stderr.decode('utf-8', 'replace')))}")
+            reason = quote_data(last_line(proc.stderr.decode("utf-8", "replace")), 300)
+            raise StateError(f"git {args[0]} failed in this clone ({reason}); nothing was "
+                             "written anywhere: check the disk and the repository "
+                             "(`git fsck`), then run the command again")
         return proc.stdout.decode().strip()
 
     def history(self, count):
@@ -1394,7 +1469,9 @@ class Store:
             if cached:
                 state, self.warnings = cached
             else:
+                previous = self.previous_state()
                 state = self.validate_bytes(raw)
+                self.keep_lost_entries(previous, state)
                 self.write_cache(raw, state)
             self.validated = (raw, state, self.warnings)
         if not any(state[key] for key in TOP_LEVEL_KEYS):
@@ -1487,6 +1564,48 @@ class Store:
             return (f"fix it by hand, or restore the last good copy: "
                     f"cp {shlex.quote(path + '.bak')} {shlex.quote(path)}")
         return f"fix it by hand (`{cli_name()} validate` shows what is wrong)"
+
+    def previous_state(self):
+        """The state this machine's tool last wrote or validated here (its cache, whatever
+        bytes it was for), or None."""
+        try:
+            cached = marshal.loads(read_regular(self.cache_path) or b"")
+            if isinstance(cached, dict) and cached.get("format") == code_version() \
+                    and cached.get("path") == self.path:
+                state = marshal.loads(cached["state"])
+                return state if isinstance(state, dict) else None
+        except (OSError, ValueError, EOFError, TypeError, KeyError):
+            pass
+        return None
+
+    def keep_lost_entries(self, previous, state):
+        """Sessions and locks the tool had that a write it did not make removed (an editor
+        saving a stale buffer over a `lock`): kept in a file beside the state, and said, with
+        the command that restores the tool's last copy."""
+        if not previous:
+            return
+        lost = {key: [entry for entry in previous.get(key, []) if entry_identity(key, entry)
+                      not in {entry_identity(key, e) for e in state[key]}]
+                for key in ENTRY_IDENTITY}
+        count = sum(map(len, lost.values()))
+        if not count:
+            return
+        kept = unused_name(f"{self.path}.lost")
+        try:
+            atomic_write(kept, emit_state({**empty_state(), **lost}).encode("utf-8"),
+                         durable=False)
+        except (OSError, ValueError):
+            return
+        import shlex
+        path = shorter_path(self.path)
+        warning = (f"{count} {'entry' if count == 1 else 'entries'} the tool wrote "
+                   f"({', '.join(entry_label(key, e) for key in lost for e in lost[key])}) "
+                   f"vanished from the file through a write it did not make (an editor saving "
+                   f"an older copy?); they are kept in {kept}. If that was not on purpose, "
+                   f"restore the tool's last copy: cp {shlex.quote(path + '.bak')} "
+                   f"{shlex.quote(path)}")
+        self.warnings = list(self.warnings) + [warning]
+        print(f"orchestrator: {warning}", file=sys.stderr)
 
     def read_cache(self, raw):
         """(state, warnings) cached for exactly the bytes `raw`, or None. marshal, not json:
@@ -1701,7 +1820,7 @@ class Store:
 
     def keep_hand_edit(self, local):
         """The local copy held changes the shared state never had: keep them, say where."""
-        kept = f"{self.path}.local-{utc_stamp()}"
+        kept = unused_name(f"{self.path}.local-{utc_stamp()}")
         try:
             atomic_write(kept, local, durable=False)
         except OSError:
@@ -1711,12 +1830,23 @@ class Store:
               f"the shared state (edit it through the commands, which push)", file=sys.stderr)
 
     def check_shared(self, data, commit):
-        """The remote's bytes validated like the local file's; StateError, never used, if not."""
+        """The remote's bytes validated like the local file's, its texts held to the limits of
+        typed input, and an empty state refused while this clone's copy holds entries (a
+        commit that empties the ref must not empty every clone); StateError, never used, if
+        not."""
         label = f"the shared state on {self.shared.describe()} ({commit[:12]})"
         try:
             state, warnings, entries = validate_state_text(data.decode("utf-8"), label,
                                                            self.read_entries())
             self.write_entries(entries)
+            too_long = longest_text(state)
+            if too_long > MAX_TEXT_CHARS:
+                raise StateError(f"{label} holds a text of {too_long} characters (at most "
+                                 f"{MAX_TEXT_CHARS} may be typed)")
+            local = self.read_bytes()
+            if not any(state[key] for key in TOP_LEVEL_KEYS) and local and b"\n  - " in local:
+                raise StateError(f"{label} holds no entry at all, while this clone's copy "
+                                 "holds entries: the shared state was emptied")
             return state, warnings
         except UnicodeDecodeError:
             raise StateError(f"{label} is not UTF-8 text; it is not used or overwritten: fix "
@@ -1736,7 +1866,9 @@ class Store:
         return commit
 
     def mark_fetched(self, commit):
-        """Remember the remote's commit the local file holds, and when it was fetched."""
+        """Remember the remote's commit the local file holds, and when it was fetched; a
+        refresh that failed earlier is history now."""
+        self.note_refresh(None)
         try:
             handle = os.open(self.fetched_marker, os.O_WRONLY | os.O_CREAT | os.O_TRUNC
                              | getattr(os, "O_NOFOLLOW", 0), 0o644)
@@ -2855,13 +2987,14 @@ def file_system_ignores_case(folder):
 
 
 def run_git(checkout, *args):
+    """git's output for a local question, "" when it fails or takes over 20 s (its whole
+    process group is then ended: see run_in_own_group)."""
     import subprocess
     try:
-        proc = subprocess.run(["git", "-C", str(checkout), *args], capture_output=True,
-                              text=True, timeout=20, stdin=subprocess.DEVNULL)
+        proc = run_in_own_group(["git", "-C", str(checkout), *args], timeout=20)
     except (OSError, subprocess.SubprocessError):
         return ""
-    return proc.stdout if proc.returncode == 0 else ""
+    return proc.stdout.decode("utf-8", "surrogateescape") if proc.returncode == 0 else ""
 
 
 def files_changed_since(ctx, session):
@@ -4571,10 +4704,11 @@ WATCH_NOTES = 3  # the newest notes the live board shows
 
 
 def watch_frame(state, now, width, height, session_id=None, color=True, error=None,
-                is_folder=is_glob, fold_case=False):
+                is_folder=is_glob, fold_case=False, shared_age=None):
     """The live board (`watch`) as lines of at most `width` characters, at most `height` of
-    them: conflicts first, then sessions, locks with a bar of the time left, the newest notes.
-    Pure, so a test can compare a frame to the letter."""
+    them: conflicts first, then sessions, locks with a bar of the time left, the newest notes;
+    with the state shared, how old this clone's copy is (`shared_age`). Pure, so a test can
+    compare a frame to the letter."""
     def paint(text, code):
         return f"\x1b[{code}m{text}\x1b[0m" if color else text
 
@@ -4596,7 +4730,8 @@ def watch_frame(state, now, width, height, session_id=None, color=True, error=No
         return "".join(kept) + "…"
 
     lines = [(f"Session Orchestrator · watch · {now.replace('T', ' ')[:19]} UTC"
-              + (f" · as {session_id}" if session_id else "") + " · q quits", "1")]
+              + (f" · as {session_id}" if session_id else "")
+              + (f" · shared copy {shared_age}" if shared_age else "") + " · q quits", "1")]
     if error:
         lines.append((f"! {one_line(error)}", "31"))
     conflicts = sessions_in_foreign_locks(state, now, session_id, is_folder, fold_case=fold_case)
@@ -5267,15 +5402,6 @@ def install_pack(ctx, target, agents, force):
     return EXIT_REFUSED if missing_hooks else EXIT_OK
 
 
-def unused_name(path):
-    """`path`, or `path.2`, `path.3`, ...: the first name nothing has (copies never collide)."""
-    candidate, number = path, 1
-    while os.path.lexists(candidate):
-        number += 1
-        candidate = f"{path}.{number}"
-    return candidate
-
-
 # ---------------------------------------------------------------------------- questions (a person at a terminal)
 
 QUESTION_IO = {}  # tests pass prompt_toolkit's pipe input and a dummy output through this
@@ -5609,18 +5735,15 @@ class Output:
 
 def warn_unregistered(ctx, state, session_id):
     """A reading command answers for any well-formed id, but an id nobody registered is most
-    likely a typo: say so (on stderr, which leaves the silent check silent; in --json as a
-    notice), with the nearest registered id, and answer as asked."""
+    likely a typo: say so on stderr (stdout stays the answer: the silent check silent, --json
+    one object), with the nearest registered id, and answer as asked."""
     if not session_id or find_session(state, session_id) is not None:
         return
     import difflib
     close = difflib.get_close_matches(session_id, [s["id"] for s in state["active_sessions"]], 1)
     line = message("unregistered_session", session=session_id,
                    hint=f"; did you mean {close[0]}?" if close else "")
-    if ctx.out.as_json:
-        ctx.out.notice(line)
-    else:
-        print(f"orchestrator: {line}", file=sys.stderr)
+    print(f"orchestrator: {line}", file=sys.stderr)
 
 
 def require_session(state, session_id):
@@ -5863,6 +5986,7 @@ def cmd_watch(ctx, args):
             except OSError:
                 signature = None
             now = utc_now()
+            ctx.refresh_shared_in_background()  # as check does: a detached fetch when stale
             if signature != seen:
                 try:
                     state, error = ctx.store.load(), None
@@ -5871,8 +5995,13 @@ def cmd_watch(ctx, args):
                 seen = signature
             if (signature, now) != drawn:  # a change, or a second of countdown
                 columns, rows = os.get_terminal_size(out.fileno())
-                frame = watch_frame(state, now, columns, rows, session_id, color, error,
-                                    ctx.is_folder, fold_case=ctx.fold_case)
+                failed = ctx.store.shared and read_text_or_none(ctx.store.refresh_failure_marker)
+                frame = watch_frame(state, now, columns, rows, session_id, color,
+                                    error or (failed and message(
+                                        "shared_unreachable", reason=failed,
+                                        age=ctx.shared_age_text())),
+                                    ctx.is_folder, fold_case=ctx.fold_case,
+                                    shared_age=ctx.store.shared and ctx.shared_age_text())
                 out.write("\x1b[H" + "\x1b[K\r\n".join(frame) + "\x1b[K\x1b[J")
                 out.flush()
                 drawn = (signature, now)
@@ -6576,7 +6705,7 @@ def cmd_remote(ctx, args):
         try:
             commit = ctx.store.refresh_shared()
             ctx.store.note_refresh(None)
-        except RemoteUnavailable as error:
+        except (RemoteUnavailable, StateError) as error:  # a hostile ref is never adopted
             ctx.store.note_refresh(error.message)
             raise
         finally:
@@ -6625,6 +6754,11 @@ def enable_shared(ctx, args):
     if not ref.startswith("refs/") and not all(ch.isalnum() or ch in "-_/." for ch in ref):
         raise UsageError(f"--ref {ref!r} is not a ref or branch name, e.g. refs/orchestrator/state")
     shared = SharedRef(ctx.main_root, remote, ref)
+    current = SharedRef.configured(ctx.main_root)
+    if current is not None and (current.remote, current.ref) == (remote, shared.ref):
+        ctx.out.emit(message("shared_already", remote=remote, ref=shared.ref, cli=cli_name()),
+                     {"shared": True, "remote": remote, "ref": shared.ref, "changed": False})
+        return EXIT_OK
     store = ctx.store
     store.shared = shared
     kept = None
@@ -6638,9 +6772,7 @@ def enable_shared(ctx, args):
                 store.write_local(data, state, transaction.lock)
             store.mark_fetched(commit)
     if adopted and store.replaced_local is not None:
-        kept = store.path + ".before-shared"
-        if os.path.lexists(kept):  # an earlier one stays as it is
-            kept = f"{kept}-{utc_stamp()}"
+        kept = unused_name(store.path + ".before-shared")  # an earlier one stays as it is
         atomic_write(kept, store.replaced_local, durable=False)
     git_config(ctx.main_root, f"{SHARED_CONFIG_SECTION}.remote", remote)
     git_config(ctx.main_root, f"{SHARED_CONFIG_SECTION}.ref", ref)
@@ -6667,8 +6799,10 @@ def cmd_log(ctx, args):
         entries = [e for e in entries if e["session"] == session_id][:args.count]
     lines = [f"{e['when']}  {as_label(e['machine'] or '?')}  {as_label(e['session'] or '-')}  "
              f"{as_label(e['command'])}  {e['commit'][:12]}" for e in entries]
-    ctx.out.emit("\n".join(lines) or message("shared_log_empty", remote=shared.remote,
-                                             ref=shared.ref), {"log": entries})
+    empty = (message("shared_log_no_session", session=session_id, remote=shared.remote,
+                     ref=shared.ref) if session_id else
+             message("shared_log_empty", remote=shared.remote, ref=shared.ref))
+    ctx.out.emit("\n".join(lines) or empty, {"log": entries})
     return EXIT_OK
 
 
@@ -6760,6 +6894,9 @@ class Context:
             self.store.note_refresh(error.message)
             self.out.notice(message("shared_unreachable", reason=error.message,
                                     age=self.shared_age_text()))
+        except StateError as error:  # a ref that would empty or wedge this clone: not adopted
+            self.store.note_refresh(error.message)
+            raise
 
     def refresh_shared_in_background(self, notice=False):
         """For a read that must not wait (check, the hooks, build-failure): when the local copy

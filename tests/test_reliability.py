@@ -473,7 +473,12 @@ def assert_clean_outcome(argv, code, out, err):
     if command != "hook":
         assert err.count("\n") <= 1, (argv, err)   # errors are one line
     if "--json" in argv and "--" not in argv and command != "hook":
-        assert out.count("\n") == 1 and err == "", (argv, out, err)
+        # stderr holds nothing but the one-line warnings a reader must see even in --json:
+        # an unregistered --session, entries that vanished since the tool's last write (the
+        # test puts the base state back under the tool's feet)
+        warnings = ("orchestrator: no active session ", "orchestrator: 1 entry the tool wrote",
+                    "orchestrator: 2 entries the tool wrote")
+        assert out.count("\n") == 1 and (err == "" or err.startswith(warnings)), (argv, out, err)
         assert isinstance(json.loads(out), dict), (argv, out)
 
 

@@ -538,3 +538,165 @@ def test_a_write_overtaken_every_time_gives_up_with_exit_4(shared, monkeypatch, 
     assert len(attempts) == o.SHARED_ATTEMPTS
     assert "kept moving" in capsys.readouterr().err
     assert shared_state(remote)["global_notes"] == [] and a.state()["global_notes"] == []
+
+
+# ---------------------------------------------------------------------------- a hostile ref
+
+def push_by_hand(work, remote, text=None, kind="commit"):
+    """Point the shared ref at what a hostile or careless clone would push: a commit holding
+    `text` as the state, or (kind) a tree, an annotated tag or a blob."""
+    git(work, "fetch", "-q", "origin", o.DEFAULT_SHARED_REF)  # the parent's objects
+    blob = git(work, "hash-object", "-w", "--stdin", input=text or "").stdout.strip()
+    tree = git(work, "mktree", input=f"100644 blob {blob}\t{o.SHARED_FILE}\n").stdout.strip()
+    parent = git(remote, "rev-parse", o.DEFAULT_SHARED_REF).stdout.strip()
+    commit = git(work, "-c", "user.name=t", "-c", "user.email=t@t", "commit-tree", tree, "-p",
+                 parent, "-m", "by hand").stdout.strip()
+    target = {"commit": commit, "tree": tree, "blob": blob}.get(kind)
+    if kind == "tag":
+        git(work, "-c", "user.name=t", "-c", "user.email=t@t", "tag", "-a", "-m", "t",
+            "hostile", commit)
+        target = git(work, "rev-parse", "hostile").stdout.strip()
+    git(work, "push", "-q", "--force", "origin", f"{target}:{o.DEFAULT_SHARED_REF}")
+    return target
+
+
+@pytest.mark.parametrize("text", ["", "# Session Orchestrator shared state\n",
+                                  "active_sessions: []\nlocks: []\n"])
+def test_a_ref_emptied_by_hand_never_empties_a_clone(shared, text):
+    """A commit on the ref holding an empty, comment-only or entry-less state, while the
+    clone's copy holds entries: exit 3 on every read and write, the copy and its backup left
+    as they were, and the hook still judges from the last good state."""
+    remote, a, b = shared
+    assert a.lock("api", "backend", "src/api").returncode == 0
+    push_by_hand(b.folder, remote, text)
+    state_file = a.folder / STATE
+    before = state_file.read_bytes(), (a.folder / (STATE + ".bak")).read_bytes()
+    for argv in (("status",), ("note", "--session", "api", "hi"), ("remote", "refresh")):
+        result = a.run(*argv)
+        assert result.returncode == o.EXIT_STATE, (argv, result.stderr)
+        assert "holds no entry at all" in result.stderr and "remote disable" in result.stderr
+    assert (state_file.read_bytes(), (a.folder / (STATE + ".bak")).read_bytes()) == before
+    verdict = a.run("--json", "build-failure", "--session", "someone", "--path", "src/api/x.py")
+    assert json.loads(verdict.stdout)["verdict"] == "report_only"
+
+
+@pytest.mark.parametrize("kind", ["tree", "tag", "blob"])
+def test_a_ref_pointing_at_no_commit_is_refused_not_adopted(shared, kind):
+    remote, a, b = shared
+    push_by_hand(b.folder, remote, (a.folder / STATE).read_text(), kind=kind)
+    before = (a.folder / STATE).read_bytes()
+    for argv in (("status",), ("note", "--session", "api", "hi")):
+        result = a.run(*argv)
+        assert result.returncode == o.EXIT_STATE, (argv, result.stderr)
+        assert "not a commit" in result.stderr
+    assert (a.folder / STATE).read_bytes() == before
+
+
+def test_texts_on_the_ref_are_held_to_the_limits_of_typed_input(shared, monkeypatch, capsys):
+    """A note far longer than `note` accepts is refused (exit 3, nothing adopted); a state
+    larger than any state needs is refused before it is read."""
+    remote, a, b = shared
+    text = (a.folder / STATE).read_text()
+    push_by_hand(b.folder, remote, text.replace("global_notes: []",
+                                                "global_notes:\n  - " + "x" * 2500))
+    result = a.run("status")
+    assert result.returncode == o.EXIT_STATE and "a text of 2500 characters" in result.stderr
+    in_process(monkeypatch, a)
+    monkeypatch.setattr(o, "MAX_SHARED_BYTES", 1000)
+    assert o.main(["status"]) == o.EXIT_STATE
+    assert "more than a state ever needs" in capsys.readouterr().err
+
+
+def test_a_failed_local_git_step_of_a_shared_write_is_exit_3_not_70(shared, monkeypatch, capsys):
+    """Fault injection at the process boundary: git's hash-object fails as on a full disk."""
+    remote, a, b = shared
+    in_process(monkeypatch, a)
+    real = o.SharedRef.git
+
+    def full_disk(self, *args, **kwargs):
+        if args and args[0] == "hash-object":
+            return subprocess.CompletedProcess(args, 128, b"",
+                                               b"error: write error: No space left on device\n")
+        return real(self, *args, **kwargs)
+    monkeypatch.setattr(o.SharedRef, "git", full_disk)
+    before = git(remote, "rev-parse", o.DEFAULT_SHARED_REF).stdout
+    assert o.main(["note", "--session", "api", "hi"]) == o.EXIT_STATE
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "nothing was written anywhere" in err
+    assert git(remote, "rev-parse", o.DEFAULT_SHARED_REF).stdout == before
+
+
+def test_a_hung_remote_leaves_no_process_behind_and_says_how_to_go_on(shared, tmp_path,
+                                                                      monkeypatch, capsys):
+    """An ssh remote whose transport never answers: at the timeout git and its ssh child are
+    ended together, and the message says `remote disable`."""
+    remote, a, b = shared
+    pids = tmp_path / "pids"
+    fake_ssh = tmp_path / "fake-ssh"
+    fake_ssh.write_text(f"#!/bin/sh\necho $$ >> {pids}\nexec sleep 120\n")
+    fake_ssh.chmod(0o755)
+    git(a.folder, "remote", "set-url", "origin", "ssh://example.invalid/remote.git")
+    in_process(monkeypatch, a)
+    monkeypatch.setenv("GIT_SSH_COMMAND", str(fake_ssh))
+    monkeypatch.setattr(o, "NETWORK_SECONDS", 2)
+    assert o.main(["note", "--session", "api", "hi"]) == o.EXIT_REMOTE
+    assert "remote disable" in capsys.readouterr().err
+    started = [int(pid) for pid in pids.read_text().split()]
+    assert started
+    for pid in started:
+        deadline = time.monotonic() + 30  # bounded wait for the kernel to reap it
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError(f"the transport process {pid} outlived the command")
+
+
+def test_a_good_fetch_clears_an_earlier_refresh_failure(shared):
+    remote, a, b = shared
+    marker = a.folder / ".windsurf/orchestrator/shared-refresh-failed"
+    marker.write_text("origin did not answer within 20 s")
+    assert "could not be refreshed" in a.run("remote", "status").stdout
+    assert a.run("remote", "refresh").returncode == 0
+    assert "could not be refreshed" not in a.run("remote", "status").stdout
+    marker.write_text("origin did not answer within 20 s")
+    assert a.run("note", "--session", "api", "hi").returncode == 0  # a push clears it too
+    assert not marker.exists()
+
+
+def test_enabling_the_same_ref_again_changes_nothing_and_says_so(shared):
+    remote, a, b = shared
+    before = (b.folder / STATE).read_bytes()
+    again = b.run("remote", "enable")
+    assert again.returncode == 0 and "already shared" in again.stdout
+    assert "sync --session" not in again.stdout
+    assert (b.folder / STATE).read_bytes() == before
+    assert not list((b.folder / STATE).parent.glob("*.before-shared*"))
+
+
+def test_log_for_a_session_without_history_says_so(shared):
+    remote, a, b = shared
+    result = a.run("log", "--session", "nobody")
+    assert result.returncode == 0
+    assert result.stdout.strip() == (f"No write by session nobody in the recent history on "
+                                     f"origin {o.DEFAULT_SHARED_REF}")
+
+
+def test_kept_copies_made_within_one_second_never_overwrite_each_other(shared):
+    remote, a, b = shared
+    for round_number in range(4):
+        assert b.run("remote", "disable").returncode == 0
+        b.sync(f"solo-{round_number}", "docs")
+        assert b.run("remote", "enable").returncode == 0
+    kept = sorted((b.folder / STATE).parent.glob("*.before-shared*"))
+    assert len(kept) == 4, kept
+    assert len({p.read_bytes() for p in kept}) == 4
+
+
+def test_watch_shows_how_old_the_shared_copy_is():
+    frame = o.watch_frame(o.empty_state(), "2026-12-06T10:00:00+00:00", 120, 20, color=False,
+                          shared_age="12 s old")
+    assert "shared copy 12 s old" in frame[0]

@@ -960,3 +960,24 @@ def test_environment_override_reaches_a_real_process(cli, repo, tmp_path, state_
     assert orchestrator.parse_state_text(target.read_text(encoding="utf-8"), "t")[0][
         "global_notes"] == ["from env"]
     assert not state_path.exists()
+
+
+def test_a_stale_editor_buffer_saved_over_a_lock_is_noticed_and_the_lock_kept(run, session,
+                                                                              state_path):
+    """An editor holding the file from before a `lock` saves it: the lock is gone from the
+    file, and the next read says so, keeps it beside the state and gives the restore command."""
+    session("api")
+    stale = state_path.read_bytes()  # what the editor's buffer holds
+    assert run("lock", "--session", "api", "--area", "backend", "--scope", "src",
+               "--reason", "r").code == 0
+    state_path.write_bytes(stale)
+    status = run("status")
+    assert status.code == 0
+    assert "api's lock on backend" in status.err and "vanished" in status.err
+    assert "cp .windsurf/orchestrator/session_state.yaml.bak" in status.err
+    assert "vanished" in status.out  # the report says it too, until the next write
+    lost = state_path.parent / "session_state.yaml.lost"
+    kept, _ = orchestrator.parse_state_text(lost.read_text(encoding="utf-8"), "lost")
+    assert [lock["owner"] for lock in kept["locks"]] == ["api"]
+    state_path.write_bytes((state_path.parent / "session_state.yaml.bak").read_bytes())
+    assert run("--json", "status").out.count('"owner": "api"') == 1

@@ -20,6 +20,7 @@ def whole_document(text):
         if o.is_blank_yaml(text):
             return "valid", o.empty_state(), []
         state, warnings = o.normalise_state(o.load_yaml(text, o.state_schema(), LABEL), LABEL)
+        o.refuse_duplicate_sessions(state, text, LABEL)  # the one rule a schema cannot say
         return "valid", state, warnings
     except o.OrchestratorError as error:
         return "invalid", error.message, None

@@ -228,3 +228,45 @@ def test_check_and_hook_on_a_validated_state_import_no_heavy_module(run, session
         proc = subprocess.run([sys.executable, "-c", code, str(orchestrator.HERE)], cwd=repo,
                               input=stdin, capture_output=True, text=True)
         assert proc.stdout.strip() == "0 []", (argv, proc.stdout, proc.stderr)
+
+
+def test_a_new_area_is_checked_as_typed_with_the_flags_rule(ask, run, session):
+    """`widgets; rm` is a pasted command line, which --area refuses: the question refuses it
+    as it is typed (it cannot submit), so no later step fails naming a flag nobody typed."""
+    session("api", "backend")
+    erase = "\x7f" * len("widgets; rm")
+    keys = (DOWN + ENTER + "widgets; rm" + ENTER + erase + "widgets" + ENTER + "src/w" + ENTER
+            + "because" + ENTER + "n" + "n" + ENTER)
+    code, out, err = ask(keys, "lock", "--session", "api")
+    assert code == 0, (out, err)
+    assert "--area" not in err
+    assert [lock["area"] for lock in state_of(run)["locks"]] == ["widgets"]
+
+
+def test_a_rule_is_checked_as_typed_with_the_flags_rule(ask, run, session):
+    session("api", "backend")
+    erase = "\x7f" * len("Build Failure!")
+    keys = ("Build Failure!" + ENTER + erase + "Build Failure" + ENTER + "skip it" + ENTER
+            + "the user said so" + ENTER)
+    code, out, err = ask(keys, "directive", "--session", "api")
+    assert code == 0, (out, err)
+    assert state_of(run)["directive_log"][0]["rule_overridden"] == "build_failure"
+
+
+@pytest.mark.parametrize("command", ["unlock", "renew"])
+def test_unlock_and_renew_offer_only_sessions_that_hold_locks(ask, run, session, command):
+    session("idle", "docs")
+    session("holder", "backend")
+    assert run("lock", "--session", "holder", "--area", "backend", "--scope", "src",
+               "--reason", "r").code == 0
+    # The first (and only) choice is holder: Enter takes it; the rest is answered by default.
+    code, out, err = ask(ENTER + ENTER + ENTER, command)
+    assert code == 0, (out, err)
+    assert "idle" not in out
+    assert ("backend" in out) if command == "renew" else ("holder" in out)
+
+
+def test_unlock_with_no_lock_anywhere_says_so_before_asking(ask, session):
+    session("idle", "docs")
+    code, out, err = ask("", "unlock")
+    assert code == 1 and "no session holds a lock" in err
