@@ -82,6 +82,15 @@ PROMPTS_DIR = os.path.join(HERE, "prompts")
 WORKFLOWS_DIR = os.path.join(HERE, "workflows")
 STATE_RELATIVE_PATH = ".windsurf/orchestrator/session_state.yaml"
 STATE_FOLDER = ".windsurf/orchestrator"  # the state, its lock and backup, the launcher
+# The pack's paths in a repository, spelled here only: the hooks judge them, install writes them.
+SHIM_PATH = ".windsurf/bin/orchestrator"  # committed; every agent's hooks and commands call it
+LAUNCHER_PATH = ".windsurf/orchestrator/launcher"  # per machine, git-ignored
+WINDSURF_HOOKS_PATH = ".windsurf/hooks.json"
+CLAUDE_SETTINGS_PATH = ".claude/settings.json"
+CURSOR_HOOKS_PATH = ".cursor/hooks.json"
+DEVIN_HOOKS_PATH = ".devin/hooks.v1.json"
+GIT_HOOK_PATH = ".git/hooks/pre-commit"  # in the main checkout's git folder
+AGENTS = ("windsurf", "claude", "cursor", "agents-md")  # what `install --agent` serves
 STATE_ENV = "ORCHESTRATOR_STATE"
 LOCK_TIMEOUT_ENV = "ORCHESTRATOR_LOCK_TIMEOUT"
 DEFAULT_LOCK_TIMEOUT_SECONDS = 10.0
@@ -104,6 +113,9 @@ MAX_CONVERSATION_CHARS = 200  # a hook event's conversation id, as the state may
 UNUSABLE_CONVERSATION = ""  # stands for one that is too long or holds control characters
 MAX_PATH_CHARS = 32767  # the longest path Windows allows; Linux allows deeper ones through cd
 MAX_TEXT_CHARS = 2000
+NOTES_SHOWN = 10  # the newest notes a report shows (global, and each session's); --all-notes
+
+
 DURATION_PATTERN = r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?"
 
 # The fields of each list's entries, in the order they are written: (name, what it holds,
@@ -1642,57 +1654,6 @@ class Store:
             atomic_write(self.cache_path, marshal.dumps(payload), durable=False, mode=0o600)
         except (OSError, ValueError):
             pass  # a cache that cannot be written only costs speed
-
-    # -- when a shell command started, for the report after it: a marker beside the state,
-    # whose time comes from the clock of the file system the repository is usually on
-    MARKER_PREFIX = "command-started-"
-    MARKER_LIFETIME_NS = 86400 * 10**9  # older: a command whose after-event never came
-
-    def command_start_marker(self, key):
-        import binascii
-        crc = binascii.crc32(key.encode("utf-8", "surrogatepass"))
-        return os.path.join(os.path.dirname(self.path),
-                            f"{self.MARKER_PREFIX}{crc:08x}-{len(key)}")
-
-    def mark_command_start(self, key, now_ns, snapshot=None):
-        """Mark when the command keyed `key` starts, with what the other sessions' locks held
-        then (`snapshot`), unless a live marker for that key is there already (an earlier
-        command still running: its start covers both). Leftover markers are swept."""
-        try:
-            self.check_folders()
-            folder = os.path.dirname(self.path)
-            for name in os.listdir(folder):
-                if name.startswith(self.MARKER_PREFIX):
-                    leftover = os.path.join(folder, name)
-                    if now_ns - os.lstat(leftover).st_mtime_ns > self.MARKER_LIFETIME_NS:
-                        os.unlink(leftover)
-            handle = os.open(self.command_start_marker(key),
-                             os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            try:
-                if snapshot is not None:
-                    os.write(handle, marshal.dumps(snapshot))
-            finally:
-                os.close(handle)
-        except (OSError, OrchestratorError, ValueError):
-            pass  # a marker there already, or none possible: nothing worse than no report
-
-    def take_command_start(self, key, now_ns):
-        """(when the command keyed `key` started (its marker's time), the snapshot kept with
-        it or None), or None without a marker; the marker is removed."""
-        marker = self.command_start_marker(key)
-        try:
-            started = os.lstat(marker).st_mtime_ns
-            kept = read_regular(marker)
-            os.unlink(marker)
-        except OSError:
-            return None
-        try:
-            snapshot = marshal.loads(kept) if kept else None
-        except (ValueError, EOFError, TypeError):
-            snapshot = None
-        if now_ns - started >= self.MARKER_LIFETIME_NS:
-            return None
-        return started, snapshot if isinstance(snapshot, dict) else None
 
     # Entries validated one by one, keyed by (list, exact text), valid for as long as the
     # schema's version holds, whatever the module's. A few new ones (a hand edit) go to a
@@ -3350,6 +3311,163 @@ def check_status(value, allowed=SESSION_STATUSES):
 
 # What the agents' hooks send: a Windsurf, Claude Code or Cursor event, read into one shape.
 
+# Every command's flags, declared once: (flag, kind, help, argparse's other options). argparse's
+# parser (help, errors, anything unusual) and the fast parser (plain command lines, without
+# importing argparse) are both built from this table.
+VALUE, VALUES, SWITCH, TEXT = "value", "values", "switch", "text"  # VALUES: repeatable
+
+
+CHOICE = "choice"  # one positional word
+
+
+LOCK_FLAGS = (
+    ("--reason", VALUE, "why the lock exists, shown to other sessions", {}),
+    ("--unstable", SWITCH, "builds in this area are expected to break for a while", {}),
+    ("--allow-external-fixes", SWITCH, "other sessions may fix build failures in this area", {}),
+    ("--duration", VALUE, f"how long the lock lasts (default {DEFAULT_LOCK_DURATION}; 45m, 2h, "
+                          "1h30m, 1d)", {}),
+    ("--force", SWITCH, "take the lock even where another session's lock overlaps", {}))
+
+
+SCOPE_HELP = ("path or glob, relative to the current folder like --path (repeatable); stored "
+              "relative to the repository root")
+
+
+ALL_NOTES = ("--all-notes", SWITCH, f"show every note, not only the newest {NOTES_SHOWN}", {})
+
+
+YOUR_SESSION = ("--session", VALUE, "your session's kebab-case id", {})
+
+
+COMMAND_FLAGS = {
+    "sync": ("sweep expired locks, report the state; register a session and lock", (
+        ("--session", VALUE, "this session's kebab-case id", {}),
+        ("--focus", VALUE, "what this session works on", {}),
+        ("--area", VALUES, "area or path this session touches (repeatable)", {}),
+        ("--status", VALUE, f"one of {', '.join(SESSION_STATUSES)} (new sessions: "
+                            f"{DEFAULT_STATUS})", {}),
+        ("--lock-area", VALUE, "area to lock (default: the first --area)", {}),
+        ALL_NOTES,
+        ("--lock-scope", VALUES, SCOPE_HELP, {"metavar": "PATH"}), *LOCK_FLAGS)),
+    "lock": ("claim an advisory lock on an area", (
+        YOUR_SESSION,
+        ("--area", VALUE, "high-level area, e.g. backend", {}),
+        ("--scope", VALUES, SCOPE_HELP, {"metavar": "PATH"}), *LOCK_FLAGS)),
+    "renew": ("extend this session's live locks from now", (
+        YOUR_SESSION,
+        ("--area", VALUE, "renew only the lock on this area", {}),
+        ("--duration", VALUE, f"new length from now (default {DEFAULT_LOCK_DURATION})", {}))),
+    "unlock": ("release this session's own locks", (
+        YOUR_SESSION,
+        ("--area", VALUE, None, {}),
+        ("--all", SWITCH, "release every lock this session holds", {}))),
+    "status": ("show the state; changes nothing", (
+        ("--session", VALUE, "show it from this session's point of view", {}), ALL_NOTES)),
+    "watch": ("a live board of sessions and locks in the terminal; q quits", (
+        ("--session", VALUE, "show conflicts from this session's point of view", {}),)),
+    "update": ("edit this session's own entry", (
+        YOUR_SESSION,
+        ("--status", VALUE, None, {}),
+        ("--add-note", VALUES, None, {}),
+        ("--add-area", VALUES, None, {}),
+        ("--add-risk", VALUES, None, {}))),
+    "complete": ("end a session: record the outcome, release its locks", (
+        YOUR_SESSION,
+        ("--outcome", VALUE, "brief summary of what was done", {}),
+        ("--file", VALUES, "key file changed (repeatable)", {}))),
+    "note": ("add a note every session sees", (
+        ("text", TEXT, None, {}),
+        ("--session", VALUE, "the session writing the note", {}))),
+    "check": ("silent session-start check: exit 1 with a warning on conflict", (
+        YOUR_SESSION,
+        ("--area", VALUES, None, {}),
+        ("--path", VALUES, None, {}))),
+    "build-failure": ("may this session fix a failing build here? fix, fix_and_notify or "
+                      "report_only", (
+        ("--session", VALUE, "the session asking", {}),
+        ("--area", VALUE, "the area whose build failed", {}),
+        ("--path", VALUE, "a file or folder where the build failed", {}))),
+    "directive": ("log a @directive override of a default rule", (
+        YOUR_SESSION,
+        ("--rule", VALUE, "the rule overridden, e.g. intent_scope, escalation", {}),
+        ("--directive", VALUE, "the override as the user gave it", {}),
+        ("--reason", VALUE, "why the override was needed", {}))),
+    "audit": ("propose new defaults for rules overridden again and again; writes nothing", (
+        ("--threshold", VALUE, f"overrides of one rule that call for a proposal (default "
+                               f"{AUDIT_THRESHOLD})", {"type": int, "default": AUDIT_THRESHOLD}),)),
+    "validate": ("check the state file against the schema", ()),
+    "remote": ("share the state through the repository's git remote, across machines", (
+        ("action", CHOICE, "enable, disable, status, or refresh (fetch the shared state now)",
+         {"choices": ("enable", "disable", "status", "refresh")}),
+        ("--remote", VALUE, f"the git remote (enable; default {DEFAULT_SHARED_REMOTE})", {}),
+        ("--ref", VALUE, f"the ref that holds the state (enable; default {DEFAULT_SHARED_REF}; "
+                         "a bare name is a branch, for hosts that take only branches)", {}),
+        ("--background", SWITCH, "(for the detached refresh reads start)", {}))),
+    "log": ("the history of the shared state: when, which machine, which session, what", (
+        ("-n", VALUE, "how many changes, newest first (default 20)",
+         {"type": int, "default": 20, "dest": "count"}),
+        ("--session", VALUE, "only this session's changes", {}))),
+    "commit-check": ("git pre-commit: refuse staged files inside another session's lock", (
+        ("--block-exit", VALUE, "exit with CODE instead of 1 to refuse (the installed git hook "
+                                "maps it back, so that no other failure can refuse a commit)",
+         {"metavar": "CODE"}),)),
+    "hook": ("read one Cascade or Claude Code hook event (JSON) on stdin; exit 2 blocks a write "
+             "into another session's lock", (
+        ("--block-exit", VALUE, "exit with CODE instead of 2 to block (the installed hook "
+                                "command maps it back to 2, so that no other failure can block)",
+         {"metavar": "CODE"}),)),
+    "install": ("install the Windsurf pack into a repository", (
+        ("--target", VALUE, "root of the repository (default: here)", {"default": "."}),
+        ("--force", SWITCH, "overwrite pack files you changed", {}),
+        ("--agent", VALUES, "which agent to install for (repeatable; default windsurf)",
+         {"choices": sorted(AGENTS)}))),
+}
+
+
+# The tool's writing commands: running one with --session binds a conversation to it.
+WRITING_COMMANDS = ("sync", "lock", "renew", "unlock", "update", "complete", "note", "directive")
+
+
+# Commands whose plain command lines skip argparse: those that run all the time or write.
+FAST_PATH_COMMANDS = ("check", "hook", "commit-check") + WRITING_COMMANDS
+
+
+def parse_fast_path(argv):
+    """Parse a command's flags without importing argparse: the session-start check and the
+    write hook run all the time, and a write's whole budget is 1.2x `import strictyaml`.
+    Anything unusual (help, an unknown or abbreviated flag, a value that looks like a flag)
+    returns None, and argparse takes over, so its help and error messages stay as they are."""
+    if not argv or argv[0] not in FAST_PATH_COMMANDS:
+        return None
+    flags = COMMAND_FLAGS[argv[0]][1]
+    single = {flag for flag, kind, _, _ in flags if kind == VALUE} | {"--state"}
+    repeatable = {flag for flag, kind, _, _ in flags if kind == VALUES}
+    switches = {flag for flag, kind, _, _ in flags if kind == SWITCH}
+    positional = next((flag for flag, kind, _, _ in flags if kind == TEXT), None)
+    values = {flag[2:].replace("-", "_"): None for flag in single | repeatable}
+    values.update({flag[2:].replace("-", "_"): False for flag in switches | {"--json"}})
+    values.update(command=argv[0])
+    if positional:
+        values[positional] = []
+    words = iter(argv[1:])
+    for word in words:
+        flag, equals, value = word.partition("=")
+        name = flag[2:].replace("-", "_")
+        if word == "--json" or word in switches:
+            values[name] = True
+        elif flag in single or flag in repeatable:
+            if not equals:
+                value = next(words, None)
+                if value is None or value.startswith("-"):
+                    return None
+            values[name] = (values[name] or []) + [value] if flag in repeatable else value
+        elif positional and not word.startswith("-"):
+            values[positional].append(word)
+        else:
+            return None
+    return Arguments(**values)
+
+
 # Edit tools: Claude Code's, and Cursor's (its own hooks, or Claude Code's hooks run by it);
 # the hooks install writes match exactly these.
 CLAUDE_WRITE_TOOLS = ("Edit", "Write", "MultiEdit", "NotebookEdit")
@@ -3504,10 +3622,8 @@ def hook_reply(event, verdict, text):
     return ("", text, True) if verdict == DENY else (text, "", False)
 
 
-# The tool's writing commands: running one with --session binds a conversation to it.
-BINDING_COMMANDS = {"sync", "lock", "renew", "unlock", "update", "complete", "note", "directive"}
 SHELL_PROGRAMS = {"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "busybox"}
-TOOL_PATH_ENDINGS = (".windsurf/bin/orchestrator", ".windsurf/orchestrator/launcher")
+TOOL_PATH_ENDINGS = (SHIM_PATH, LAUNCHER_PATH)
 # Longest first: the first that matches at a position is the operator there.
 SHELL_OPERATORS = ("&>>", "<<<", "<<-", "&&", "||", ";;", "|&", "&>", "<<", ">>", "<&", ">&",
                    "<>", ">|", ";", "&", "|", "(", ")", "<", ">", "\n")
@@ -3822,22 +3938,18 @@ def session_of_invocation(words, nesting):
 
 
 def session_in_tool_arguments(arguments):
-    """`--session S` of a writing command, with the global flags anywhere, as argparse takes
-    them; None for a reading command, a malformed id, help, or another state file."""
-    command = session = None
-    words = iter(arguments)
-    for word in words:
-        if word == "--" or word in ("-h", "--help") or word.startswith("--state"):
-            return None
-        if word == "--session":
-            session = next(words, None)
-        elif word.startswith("--session="):
-            session = word[len("--session="):]
-        elif command is None and not word.startswith("-"):
-            command = word
-    if command in BINDING_COMMANDS and session and is_kebab_case(session):
-        return session
-    return None
+    """`--session S` of a writing command, read through the same flag table as the parsers
+    (parse_fast_path), with `--json` anywhere; None for a reading command, a malformed id,
+    help, another state file, or a command line the tool itself would not take plainly."""
+    words = [word for word in arguments if word != "--json"]
+    if any(word == "--" or word in ("-h", "--help") or word.startswith("--state")
+           for word in words):
+        return None
+    parsed = parse_fast_path(words)
+    if parsed is None or parsed.command not in WRITING_COMMANDS:
+        return None
+    session = parsed.session
+    return session if session and is_kebab_case(session) else None
 
 
 # ---------------------------------------------------------------------------- shell commands: what they change
@@ -4869,9 +4981,6 @@ def session_view(session, now, all_notes=True):
             "idle_seconds": idle, "notes": notes, "older_notes": older_notes}
 
 
-NOTES_SHOWN = 10  # the newest notes a report shows (global, and each session's); --all-notes
-
-
 def newest(items, all_items):
     """(the newest NOTES_SHOWN of `items`, oldest first, how many older ones are left out)."""
     if all_items or len(items) <= NOTES_SHOWN:
@@ -4929,10 +5038,9 @@ def describe_conflicts(conflicts, now, examples=()):
 
 # ---------------------------------------------------------------------------- the pack
 
-PACK_CLI = "sh .windsurf/bin/orchestrator"
-LAUNCHER_PATH = ".windsurf/orchestrator/launcher"
+PACK_CLI = f"sh {SHIM_PATH}"
 GENERATED_MARK = "generated by Session Orchestrator install"
-SHIM = (".windsurf/bin/orchestrator", "shim.sh.j2", "sh")
+SHIM = (SHIM_PATH, "shim.sh.j2", "sh")
 AGENT_FILES = {  # committed files per agent: (path in the target repository, template, style)
     "windsurf": ((".windsurf/workflows/orchestrator.md", "orchestrator.md.j2", "md"),
                  (".windsurf/rules/orchestrator.md", "rule.md.j2", "md")),
@@ -4966,7 +5074,7 @@ def hook_command(project_dir_variable=None, json_answer=False):
     launcher or a crash can never block the agent. With `json_answer` (Cursor, which takes
     anything but a JSON object from a permission hook as a failure) every path prints one:
     `{}` when the tool itself said nothing."""
-    shim = SHIM[0]
+    shim = SHIM_PATH
     steps = [f"s={shim}", "d=."]
     if project_dir_variable:
         steps.append(f'[ -n "${{{project_dir_variable}:-}}" ] && d="${project_dir_variable}"')
@@ -5011,10 +5119,10 @@ CURSOR_RETIRED_EVENTS = ("afterShellExecution",)
 def is_our_hook_command(command):
     """A hook command this pack wrote, of this version or an earlier one (replaced on install:
     an old one may block when its shim is missing)."""
-    return isinstance(command, str) and SHIM[0] in command and " hook" in command
+    return isinstance(command, str) and SHIM_PATH in command and " hook" in command
 # The hooks configuration each agent reads: without it the agent runs unenforced.
-HOOK_CONFIG_AGENTS = {".windsurf/hooks.json": "windsurf", ".claude/settings.json": "claude",
-                      ".cursor/hooks.json": "cursor"}
+HOOK_CONFIG_AGENTS = {WINDSURF_HOOKS_PATH: "windsurf", CLAUDE_SETTINGS_PATH: "claude",
+                      CURSOR_HOOKS_PATH: "cursor"}
 AGENTS_MD_BEGIN = "<!-- session-orchestrator:begin (managed by orchestrator.py install) -->"
 AGENTS_MD_END = "<!-- session-orchestrator:end -->"
 
@@ -5028,7 +5136,7 @@ def pack_context():
 
 def render_pack(agents=("windsurf",)):
     """The files of the pack meant to be committed: {relative path: text}."""
-    files = {SHIM[0]: mark_generated(render(SHIM[1], **pack_context()), SHIM[2])}
+    files = {SHIM_PATH: mark_generated(render(SHIM[1], **pack_context()), SHIM[2])}
     for agent in agents:
         for path, template, style in AGENT_FILES[agent]:
             files[path] = mark_generated(render(template, **pack_context()), style)
@@ -5292,10 +5400,10 @@ def install_git_hook(target):
     if existing is not None and GIT_HOOK_MARK.encode() not in existing:
         if os.path.exists(chained):
             return {"path": path, "action": "kept", "note": "a hook is there and "
-                    "pre-commit.before-orchestrator too: add `sh .windsurf/bin/orchestrator "
-                    "commit-check` to it by hand"}
+                    f"pre-commit.before-orchestrator too: add `{PACK_CLI} commit-check` to it "
+                    "by hand"}
         os.replace(path, chained)
-    text = render("pre_commit.sh.j2", shim=SHIM[0])
+    text = render("pre_commit.sh.j2", shim=SHIM_PATH)
     atomic_write(path, text.encode("utf-8"), mode=0o755)
     os.chmod(path, 0o755)
     note = "this machine only; runs the hook that was there first" if existing is not None \
@@ -5316,19 +5424,19 @@ def install_pack(ctx, target, agents, force):
             continue
         action, diff = plan_file(destination, text, force)
         if action in ("created", "updated", "overwritten"):
-            writes.append((destination, text, relative.startswith(".windsurf/bin/")))
+            writes.append((destination, text, relative == SHIM_PATH))
         if diff:
             diffs.append(diff)
         files.append({"path": relative, "action": action})
     merged = [(".gitignore", planned_gitignore)]
     if "windsurf" in agents:
-        merged.append((".windsurf/hooks.json",
+        merged.append((WINDSURF_HOOKS_PATH,
                        lambda text: planned_json(text, merge_windsurf_hooks, claude=False)))
     if "claude" in agents:
-        merged.append((".claude/settings.json",
+        merged.append((CLAUDE_SETTINGS_PATH,
                        lambda text: planned_json(text, merge_claude_hooks, claude=True)))
     if "cursor" in agents:
-        merged.append((".cursor/hooks.json",
+        merged.append((CURSOR_HOOKS_PATH,
                        lambda text: planned_json(text, merge_cursor_hooks, claude=False)))
     if "agents-md" in agents:
         section = render("agents_md_section.md.j2", **pack_context())
@@ -6385,9 +6493,9 @@ def worktree_check(ctx, event):
     root = enclosing_checkout(event["cwd"] or os.getcwd())
     if found is None or root is None or found[1] != root[1]:
         return message("worktree_elsewhere", worktree=worktree)
-    if not os.path.isfile(os.path.join(worktree, SHIM[0])):
+    if not os.path.isfile(os.path.join(worktree, SHIM_PATH)):
         return message("worktree_without_pack", worktree=worktree,
-                       shim=os.path.join(found[1], SHIM[0]))
+                       shim=os.path.join(found[1], SHIM_PATH))
     return ""
 
 
@@ -6416,8 +6524,8 @@ def session_start_check(ctx, event):
 
 # The files that make the locks enforced: an agent bound by a lock must not be able to switch
 # them off. The state's folder (the state, its backup, the launcher) is never the agents'.
-ENFORCEMENT_FILES = (SHIM[0], ".windsurf/hooks.json", ".claude/settings.json",
-                     ".cursor/hooks.json", ".devin/hooks.v1.json", ".git/hooks/pre-commit")
+ENFORCEMENT_FILES = (SHIM_PATH, WINDSURF_HOOKS_PATH, CLAUDE_SETTINGS_PATH, CURSOR_HOOKS_PATH,
+                     DEVIN_HOOKS_PATH, GIT_HOOK_PATH)
 
 
 def guarded_files_in(path, tree):
@@ -6495,6 +6603,60 @@ def path_in_lock(lock, path, fold_case=False):
                               for scope in lock["scope"])
 
 
+# When a shell command started, for the report after it: a marker beside the state, whose
+# time comes from the clock of the file system the repository is usually on.
+MARKER_PREFIX = "command-started-"
+MARKER_LIFETIME_NS = 86400 * 10**9  # older: a command whose after-event never came
+
+
+def command_start_marker(store, key):
+    import binascii
+    crc = binascii.crc32(key.encode("utf-8", "surrogatepass"))
+    return os.path.join(os.path.dirname(store.path), f"{MARKER_PREFIX}{crc:08x}-{len(key)}")
+
+
+def mark_command_start(store, key, now_ns, snapshot=None):
+    """Mark when the command keyed `key` starts, with what the other sessions' locks held
+    then (`snapshot`), unless a live marker for that key is there already (an earlier
+    command still running: its start covers both). Leftover markers are swept."""
+    try:
+        store.check_folders()
+        folder = os.path.dirname(store.path)
+        for name in os.listdir(folder):
+            if name.startswith(MARKER_PREFIX):
+                leftover = os.path.join(folder, name)
+                if now_ns - os.lstat(leftover).st_mtime_ns > MARKER_LIFETIME_NS:
+                    os.unlink(leftover)
+        handle = os.open(command_start_marker(store, key),
+                         os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            if snapshot is not None:
+                os.write(handle, marshal.dumps(snapshot))
+        finally:
+            os.close(handle)
+    except (OSError, OrchestratorError, ValueError):
+        pass  # a marker there already, or none possible: nothing worse than no report
+
+
+def take_command_start(store, key, now_ns):
+    """(when the command keyed `key` started (its marker's time), the snapshot kept with it
+    or None), or None without a marker; the marker is removed."""
+    marker = command_start_marker(store, key)
+    try:
+        started = os.lstat(marker).st_mtime_ns
+        kept = read_regular(marker)
+        os.unlink(marker)
+    except OSError:
+        return None
+    try:
+        snapshot = marshal.loads(kept) if kept else None
+    except (ValueError, EOFError, TypeError):
+        snapshot = None
+    if now_ns - started >= MARKER_LIFETIME_NS:
+        return None
+    return started, snapshot if isinstance(snapshot, dict) else None
+
+
 def command_key(event):
     """What pairs a command's before- and after-events: the conversation, and Claude Code's
     tool_use_id when it sends one (two commands of one conversation may overlap)."""
@@ -6542,7 +6704,7 @@ def note_locked_files(ctx, event, folder, named):
     own = [os.path.relpath(path, checkout).replace(os.sep, "/") for path in named
            if (path + os.sep).startswith(os.path.join(checkout, ""))]
     if scopes or (session and own):
-        store.mark_command_start(command_key(event), time.time_ns(), {
+        mark_command_start(store, command_key(event), time.time_ns(), {
             "checkout": checkout, "scopes": scopes, "named": own,
             "files": files_in_scopes(checkout, scopes, fold_case=ctx.fold_case)
             if scopes else {}})
@@ -6560,7 +6722,7 @@ def report_command_changes(ctx, event):
     store, checkout, _ = coordinating_checkout(ctx, event, event_folder(ctx, event))
     if store is None:
         return ""
-    started = store.take_command_start(command_key(event), time.time_ns())
+    started = take_command_start(store, command_key(event), time.time_ns())
     if started is None:
         return ""
     started_ns, kept = started
@@ -6940,110 +7102,6 @@ class Context:
         return "never fetched" if age is None else f"{humanize_seconds(age)} old"
 
 
-# Every command's flags, declared once: (flag, kind, help, argparse's other options). argparse's
-# parser (help, errors, anything unusual) and the fast parser (plain command lines, without
-# importing argparse) are both built from this table.
-VALUE, VALUES, SWITCH, TEXT = "value", "values", "switch", "text"  # VALUES: repeatable
-CHOICE = "choice"  # one positional word
-LOCK_FLAGS = (
-    ("--reason", VALUE, "why the lock exists, shown to other sessions", {}),
-    ("--unstable", SWITCH, "builds in this area are expected to break for a while", {}),
-    ("--allow-external-fixes", SWITCH, "other sessions may fix build failures in this area", {}),
-    ("--duration", VALUE, f"how long the lock lasts (default {DEFAULT_LOCK_DURATION}; 45m, 2h, "
-                          "1h30m, 1d)", {}),
-    ("--force", SWITCH, "take the lock even where another session's lock overlaps", {}))
-SCOPE_HELP = ("path or glob, relative to the current folder like --path (repeatable); stored "
-              "relative to the repository root")
-ALL_NOTES = ("--all-notes", SWITCH, f"show every note, not only the newest {NOTES_SHOWN}", {})
-YOUR_SESSION = ("--session", VALUE, "your session's kebab-case id", {})
-COMMAND_FLAGS = {
-    "sync": ("sweep expired locks, report the state; register a session and lock", (
-        ("--session", VALUE, "this session's kebab-case id", {}),
-        ("--focus", VALUE, "what this session works on", {}),
-        ("--area", VALUES, "area or path this session touches (repeatable)", {}),
-        ("--status", VALUE, f"one of {', '.join(SESSION_STATUSES)} (new sessions: "
-                            f"{DEFAULT_STATUS})", {}),
-        ("--lock-area", VALUE, "area to lock (default: the first --area)", {}),
-        ALL_NOTES,
-        ("--lock-scope", VALUES, SCOPE_HELP, {"metavar": "PATH"}), *LOCK_FLAGS)),
-    "lock": ("claim an advisory lock on an area", (
-        YOUR_SESSION,
-        ("--area", VALUE, "high-level area, e.g. backend", {}),
-        ("--scope", VALUES, SCOPE_HELP, {"metavar": "PATH"}), *LOCK_FLAGS)),
-    "renew": ("extend this session's live locks from now", (
-        YOUR_SESSION,
-        ("--area", VALUE, "renew only the lock on this area", {}),
-        ("--duration", VALUE, f"new length from now (default {DEFAULT_LOCK_DURATION})", {}))),
-    "unlock": ("release this session's own locks", (
-        YOUR_SESSION,
-        ("--area", VALUE, None, {}),
-        ("--all", SWITCH, "release every lock this session holds", {}))),
-    "status": ("show the state; changes nothing", (
-        ("--session", VALUE, "show it from this session's point of view", {}), ALL_NOTES)),
-    "watch": ("a live board of sessions and locks in the terminal; q quits", (
-        ("--session", VALUE, "show conflicts from this session's point of view", {}),)),
-    "update": ("edit this session's own entry", (
-        YOUR_SESSION,
-        ("--status", VALUE, None, {}),
-        ("--add-note", VALUES, None, {}),
-        ("--add-area", VALUES, None, {}),
-        ("--add-risk", VALUES, None, {}))),
-    "complete": ("end a session: record the outcome, release its locks", (
-        YOUR_SESSION,
-        ("--outcome", VALUE, "brief summary of what was done", {}),
-        ("--file", VALUES, "key file changed (repeatable)", {}))),
-    "note": ("add a note every session sees", (
-        ("text", TEXT, None, {}),
-        ("--session", VALUE, "the session writing the note", {}))),
-    "check": ("silent session-start check: exit 1 with a warning on conflict", (
-        YOUR_SESSION,
-        ("--area", VALUES, None, {}),
-        ("--path", VALUES, None, {}))),
-    "build-failure": ("may this session fix a failing build here? fix, fix_and_notify or "
-                      "report_only", (
-        ("--session", VALUE, "the session asking", {}),
-        ("--area", VALUE, "the area whose build failed", {}),
-        ("--path", VALUE, "a file or folder where the build failed", {}))),
-    "directive": ("log a @directive override of a default rule", (
-        YOUR_SESSION,
-        ("--rule", VALUE, "the rule overridden, e.g. intent_scope, escalation", {}),
-        ("--directive", VALUE, "the override as the user gave it", {}),
-        ("--reason", VALUE, "why the override was needed", {}))),
-    "audit": ("propose new defaults for rules overridden again and again; writes nothing", (
-        ("--threshold", VALUE, f"overrides of one rule that call for a proposal (default "
-                               f"{AUDIT_THRESHOLD})", {"type": int, "default": AUDIT_THRESHOLD}),)),
-    "validate": ("check the state file against the schema", ()),
-    "remote": ("share the state through the repository's git remote, across machines", (
-        ("action", CHOICE, "enable, disable, status, or refresh (fetch the shared state now)",
-         {"choices": ("enable", "disable", "status", "refresh")}),
-        ("--remote", VALUE, f"the git remote (enable; default {DEFAULT_SHARED_REMOTE})", {}),
-        ("--ref", VALUE, f"the ref that holds the state (enable; default {DEFAULT_SHARED_REF}; "
-                         "a bare name is a branch, for hosts that take only branches)", {}),
-        ("--background", SWITCH, "(for the detached refresh reads start)", {}))),
-    "log": ("the history of the shared state: when, which machine, which session, what", (
-        ("-n", VALUE, "how many changes, newest first (default 20)",
-         {"type": int, "default": 20, "dest": "count"}),
-        ("--session", VALUE, "only this session's changes", {}))),
-    "commit-check": ("git pre-commit: refuse staged files inside another session's lock", (
-        ("--block-exit", VALUE, "exit with CODE instead of 1 to refuse (the installed git hook "
-                                "maps it back, so that no other failure can refuse a commit)",
-         {"metavar": "CODE"}),)),
-    "hook": ("read one Cascade or Claude Code hook event (JSON) on stdin; exit 2 blocks a write "
-             "into another session's lock", (
-        ("--block-exit", VALUE, "exit with CODE instead of 2 to block (the installed hook "
-                                "command maps it back to 2, so that no other failure can block)",
-         {"metavar": "CODE"}),)),
-    "install": ("install the Windsurf pack into a repository", (
-        ("--target", VALUE, "root of the repository (default: here)", {"default": "."}),
-        ("--force", SWITCH, "overwrite pack files you changed", {}),
-        ("--agent", VALUES, "which agent to install for (repeatable; default windsurf)",
-         {"choices": sorted(AGENT_FILES)}))),
-}
-# Commands whose plain command lines skip argparse: those that run all the time or write.
-FAST_PATH_COMMANDS = ("check", "hook", "commit-check", "sync", "lock", "renew", "unlock",
-                      "update", "complete", "note", "directive")
-
-
 def build_parser(only=None):
     import argparse
     known_flags = []  # every flag of the commands built, for suggestions on a misspelled one
@@ -7145,42 +7203,6 @@ def parse_arguments(argv):
         if not hasattr(args, name):
             setattr(args, name, default)
     return args
-
-
-def parse_fast_path(argv):
-    """Parse a command's flags without importing argparse: the session-start check and the
-    write hook run all the time, and a write's whole budget is 1.2x `import strictyaml`.
-    Anything unusual (help, an unknown or abbreviated flag, a value that looks like a flag)
-    returns None, and argparse takes over, so its help and error messages stay as they are."""
-    if not argv or argv[0] not in FAST_PATH_COMMANDS:
-        return None
-    flags = COMMAND_FLAGS[argv[0]][1]
-    single = {flag for flag, kind, _, _ in flags if kind == VALUE} | {"--state"}
-    repeatable = {flag for flag, kind, _, _ in flags if kind == VALUES}
-    switches = {flag for flag, kind, _, _ in flags if kind == SWITCH}
-    positional = next((flag for flag, kind, _, _ in flags if kind == TEXT), None)
-    values = {flag[2:].replace("-", "_"): None for flag in single | repeatable}
-    values.update({flag[2:].replace("-", "_"): False for flag in switches | {"--json"}})
-    values.update(command=argv[0])
-    if positional:
-        values[positional] = []
-    words = iter(argv[1:])
-    for word in words:
-        flag, equals, value = word.partition("=")
-        name = flag[2:].replace("-", "_")
-        if word == "--json" or word in switches:
-            values[name] = True
-        elif flag in single or flag in repeatable:
-            if not equals:
-                value = next(words, None)
-                if value is None or value.startswith("-"):
-                    return None
-            values[name] = (values[name] or []) + [value] if flag in repeatable else value
-        elif positional and not word.startswith("-"):
-            values[positional].append(word)
-        else:
-            return None
-    return Arguments(**values)
 
 
 def main(argv=None):
