@@ -44,14 +44,15 @@ Sections, in the order data flows (none uses a later one; tests/test_module_layo
   9. policy: sessions and locks — conflicts, placing and releasing locks
   10. policy: build failures, directives, intent — verdicts, the audit, drift
   11. the clock, git and the files — the reads policy decides on
-  12. input checks — flags and values, and hook events as they come in
-  13. shell commands: what they change — a command line read as the shell runs it
-  14. rendering — reports and messages from templates
+  12. input checks — flags and values; every command's flags, declared once
+  13. rendering — reports and messages from templates
+  14. hooks — each agent's events and answers, the shell reader, the verdicts, the report
+      after a command
   15. the pack — install: the workflows, prompts, hooks and shim
   16. questions (a person at a terminal) — questionary for what is missing
   17. output — one JSON line or text
   18. commands — parse -> load -> policy -> save -> render, one function each
-  19. command line — the context, both parsers, main()
+  19. command line — the context, argparse's parser, main()
 
 Exit codes: 0 done; 1 refused or conflict found (nothing written); 2 bad input or usage
 (nothing written); 3 the state file cannot be read or breaks the schema (file untouched);
@@ -2983,159 +2984,6 @@ def files_changed_since(ctx, session):
     return sorted({f for f in files if not f.startswith(own_folder)})
 
 
-LITERAL_PATHSPECS = 200  # files named to git one by one; past this, the scopes' globs
-
-
-WALK_LIMIT = 20000  # entries the after-command walk looks at before it leaves the rest to git
-
-
-def files_written_in_scopes_after(checkout, scopes, since_ns, fold_case=False):
-    """Files under `scopes` in `checkout` changed at or after `since_ns` (their modification
-    or status-change time: a copy that keeps the old modification time, a move or a
-    checkout still changes the latter) that git tracks or would add (not ignored). The
-    scopes' folders are walked first, which costs no process; git is asked about what the
-    walk found, or about the whole scopes when the walk would be too long. A file that was
-    deleted has no time and is not seen."""
-    found = recently_written(checkout, scopes, since_ns, fold_case=fold_case)
-    if found == []:
-        return []
-    if found is not None and len(found) <= LITERAL_PATHSPECS:
-        specs = [f":(literal){name}" for name in found]
-    else:  # a pathspec a file makes git's matching quadratic: let it match the scopes
-        specs = [f":(glob){scope}{suffix}" for scope in scopes for suffix in ("", "/**")]
-    listed = run_git(checkout, "ls-files", "-z", "--cached", "--others", "--exclude-standard",
-                     "--", *specs)
-    wanted = None if found is None else set(found)
-    changed = []
-    for name in unique_in_order(listed.split("\0")):
-        if not name or (wanted is not None and name not in wanted):
-            continue
-        try:
-            info = os.lstat(os.path.join(checkout, name))
-        except OSError:
-            continue
-        if max(info.st_mtime_ns, info.st_ctime_ns) >= since_ns:
-            changed.append(name)
-    return changed
-
-
-def recently_written(checkout, scopes, since_ns, fold_case=False):
-    """Files and symlinks in `scopes` changed at or after `since_ns` (modification or status
-    change); None past WALK_LIMIT entries (see files_in_scopes)."""
-    found = files_in_scopes(checkout, scopes, fold_case=fold_case, with_times=True)
-    if found is None:
-        return None
-    return [path for path, (_, mtime, ctime) in found.items() if max(mtime, ctime) >= since_ns]
-
-
-def files_in_scopes(checkout, scopes, fold_case=False, with_times=False):
-    """{path: inode} of the files and symlinks in `scopes`, or with `with_times` {path:
-    (inode, modification ns, status change ns)}, walking the scopes' literal folders (not
-    through symlinks, not into .git); None past WALK_LIMIT entries. Names and inodes come
-    with the folder's listing, so only `with_times` costs a stat a file (about 3 ms a
-    thousand files); below a folder a scope covers whole (`src`, `src/**`) nothing more is
-    asked."""
-    roots = set("/".join(literal_prefix(scope, fold_case=fold_case)) for scope in scopes)
-    whole = set()
-    for scope in scopes:
-        folder = scope[:-3] if scope.endswith("/**") else scope
-        if not is_glob(folder):
-            whole.add("/".join(path_segments(folder, fold_case=fold_case)))
-    # A root inside another root is walked with it (looked up folder by folder: thousands of
-    # locks must not cost thousands squared comparisons).
-    pending = [("", False)] if "" in roots else [
-        (root, False) for root in roots if not any(
-            "/".join(root.split("/")[:depth]) in roots for depth in range(1, root.count("/") + 1))]
-    base = os.path.join(checkout, "")
-    by_prefix = {}  # each scope under the folder its literal start names
-    for scope in scopes:
-        by_prefix.setdefault(literal_prefix(scope, fold_case=fold_case), []).append(scope)
-
-    def in_scopes(path):
-        segments = path_segments(path, fold_case=fold_case)
-        return any(not is_glob(scope) or path_in_scope(path, scope, fold_case=fold_case)
-                   for depth in range(len(segments) + 1)
-                   for scope in by_prefix.get(tuple(segments[:depth]), ()))
-
-    def facts(info):
-        return (info.st_ino, info.st_mtime_ns, info.st_ctime_ns) if with_times else info.st_ino
-
-    from stat import S_ISDIR
-    found, seen = {}, 0
-    while pending:
-        relative, covered = pending.pop()
-        try:
-            info = os.lstat(base + relative)
-        except OSError:
-            continue
-        if not S_ISDIR(info.st_mode):  # a scope that names one file
-            if covered or in_scopes(relative):
-                found[relative] = facts(info)
-            continue
-        covered = covered or "/".join(path_segments(relative, fold_case=fold_case)) in whole
-        try:
-            with os.scandir(base + relative) as listing:
-                entries = list(listing)
-        except OSError:
-            continue
-        seen += len(entries)
-        if seen > WALK_LIMIT:
-            return None
-        prefix = relative + "/" if relative else ""
-        for entry in entries:
-            path = prefix + entry.name
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    if entry.name != ".git":
-                        pending.append((path, covered))
-                elif covered or in_scopes(path):
-                    found[path] = facts(entry.stat(follow_symlinks=False)) if with_times \
-                        else entry.inode()
-            except OSError:
-                continue
-    return found
-
-
-def snapshot_changes(before, after, since_ns):
-    """What happened between a files_in_scopes snapshot ({path: inode}) and one with times
-    taken after `since_ns`: {"created", "changed", "deleted": [path], "moved": [(from, to)]}.
-    A file whose inode changed, or whose times are after `since_ns`, changed; a deleted file
-    whose inode a new one has, not written since (a new file may reuse a freed inode), was
-    moved."""
-    created = [p for p in after if p not in before]
-    deleted = [p for p in before if p not in after]
-    changed = [p for p in after if p in before and (
-        after[p][0] != before[p] or max(after[p][1], after[p][2]) >= since_ns)]
-    by_inode = {}
-    for path in created:
-        if after[path][1] < since_ns:
-            by_inode.setdefault(after[path][0], []).append(path)
-    moved = []
-    for path in list(deleted):
-        same = by_inode.get(before[path])
-        if same:
-            target = same.pop(0)
-            moved.append((path, target))
-            deleted.remove(path)
-            created.remove(target)
-    return {"created": sorted(created), "changed": sorted(changed), "deleted": sorted(deleted),
-            "moved": sorted(moved)}
-
-
-def ignored_by_git(checkout, paths):
-    """Those of `paths` git ignores in `checkout` (build output, caches): not anyone's work."""
-    if not paths:
-        return set()
-    import subprocess
-    try:
-        proc = subprocess.run(["git", "-C", checkout, "check-ignore", "-z", "--stdin"],
-                              input="\0".join(paths) + "\0", capture_output=True, text=True,
-                              timeout=20)
-    except (OSError, subprocess.SubprocessError):
-        return set()
-    return {name for name in proc.stdout.split("\0") if name}
-
-
 # ---------------------------------------------------------------------------- input checks
 
 class Arguments:
@@ -3309,17 +3157,11 @@ def check_status(value, allowed=SESSION_STATUSES):
     return value
 
 
-# What the agents' hooks send: a Windsurf, Claude Code or Cursor event, read into one shape.
-
 # Every command's flags, declared once: (flag, kind, help, argparse's other options). argparse's
 # parser (help, errors, anything unusual) and the fast parser (plain command lines, without
 # importing argparse) are both built from this table.
 VALUE, VALUES, SWITCH, TEXT = "value", "values", "switch", "text"  # VALUES: repeatable
-
-
 CHOICE = "choice"  # one positional word
-
-
 LOCK_FLAGS = (
     ("--reason", VALUE, "why the lock exists, shown to other sessions", {}),
     ("--unstable", SWITCH, "builds in this area are expected to break for a while", {}),
@@ -3327,18 +3169,10 @@ LOCK_FLAGS = (
     ("--duration", VALUE, f"how long the lock lasts (default {DEFAULT_LOCK_DURATION}; 45m, 2h, "
                           "1h30m, 1d)", {}),
     ("--force", SWITCH, "take the lock even where another session's lock overlaps", {}))
-
-
 SCOPE_HELP = ("path or glob, relative to the current folder like --path (repeatable); stored "
               "relative to the repository root")
-
-
 ALL_NOTES = ("--all-notes", SWITCH, f"show every note, not only the newest {NOTES_SHOWN}", {})
-
-
 YOUR_SESSION = ("--session", VALUE, "your session's kebab-case id", {})
-
-
 COMMAND_FLAGS = {
     "sync": ("sweep expired locks, report the state; register a session and lock", (
         ("--session", VALUE, "this session's kebab-case id", {}),
@@ -3426,8 +3260,6 @@ COMMAND_FLAGS = {
 
 # The tool's writing commands: running one with --session binds a conversation to it.
 WRITING_COMMANDS = ("sync", "lock", "renew", "unlock", "update", "complete", "note", "directive")
-
-
 # Commands whose plain command lines skip argparse: those that run all the time or write.
 FAST_PATH_COMMANDS = ("check", "hook", "commit-check") + WRITING_COMMANDS
 
@@ -3467,6 +3299,256 @@ def parse_fast_path(argv):
             return None
     return Arguments(**values)
 
+
+# ---------------------------------------------------------------------------- rendering
+
+
+def humanize_seconds(seconds):
+    seconds = abs(int(seconds))
+    if seconds < 60:
+        return "under a minute"
+    minutes = seconds // 60
+    days, minutes = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(minutes, 60)
+    parts = [f"{days} d" if days else "", f"{hours} h" if hours else "",
+             f"{minutes} min" if minutes and not days else ""]
+    return " ".join(p for p in parts if p)
+
+
+WATCH_NOTES = 3  # the newest notes the live board shows
+
+
+def watch_frame(state, now, width, height, session_id=None, color=True, error=None,
+                is_folder=is_glob, fold_case=False, shared_age=None):
+    """The live board (`watch`) as lines of at most `width` characters, at most `height` of
+    them: conflicts first, then sessions, locks with a bar of the time left, the newest notes;
+    with the state shared, how old this clone's copy is (`shared_age`). Pure, so a test can
+    compare a frame to the letter."""
+    def paint(text, code):
+        return f"\x1b[{code}m{text}\x1b[0m" if color else text
+
+    def fit(text):  # by screen columns: a wide character (CJK) takes two
+        try:
+            from wcwidth import wcwidth  # comes with prompt_toolkit, which questionary brings
+        except ImportError:
+            def wcwidth(ch):
+                return 1
+        widths = [max(wcwidth(ch), 0) for ch in text]
+        if sum(widths) <= width:
+            return text
+        used, kept = 0, []
+        for ch, columns in zip(text, widths):
+            if used + columns > width - 1:  # room for the ellipsis
+                break
+            kept.append(ch)
+            used += columns
+        return "".join(kept) + "…"
+
+    lines = [(f"Session Orchestrator · watch · {now.replace('T', ' ')[:19]} UTC"
+              + (f" · as {session_id}" if session_id else "")
+              + (f" · shared copy {shared_age}" if shared_age else "") + " · q quits", "1")]
+    if error:
+        lines.append((f"! {one_line(error)}", "31"))
+    conflicts = sessions_in_foreign_locks(state, now, session_id, is_folder, fold_case=fold_case)
+    pairs = overlapping_lock_pairs(state, now, fold_case=fold_case)
+    lines.append(("CONFLICTS" + ("" if conflicts or pairs else ": none"), "1"))
+    for conflict in conflicts:
+        lock = conflict["lock"]
+        mark, tone = ("~", "33") if lock["allow_external_fixes"] else ("!", "31")
+        lines.append((f"  {mark} {conflict['session']} on {', '.join(map(as_label, conflict['overlapping']))}"
+                      f" inside {lock['owner']}'s lock on {as_label(lock['area'])}", tone))
+    for first, second in pairs:
+        lines.append((f"  ! {first['owner']} and {second['owner']} lock the same paths: "
+                      f"{as_label(first['area'])} / {as_label(second['area'])}", "31"))
+    lines.append((f"SESSIONS ({len(state['active_sessions'])})", "1"))
+    for session in state["active_sessions"]:
+        idle = seconds_between(session["last_updated"], now)
+        place = session.get("branch") or session.get("worktree") or ""
+        lines.append((f"  {session['id']:<12} {session['status']:<11} "
+                      f"{as_label(place) if place else '':<15} "
+                      f"idle {humanize_short(idle):<5} {clean_text(one_line(session['focus']))}",
+                      ""))
+    lines.append((f"LOCKS ({len(state['locks'])})", "1"))
+    for lock in state["locks"]:
+        left = remaining_seconds(lock, now)
+        span = seconds_between(lock.get("acquired_at") or now, lock["expires_at"]) or 1
+        filled = max(0, min(10, round(10 * left / span))) if left > 0 else 0
+        bar = "[" + "#" * filled + "-" * (10 - filled) + "]"
+        when = f"{humanize_short(left)} left" if left > 0 else "expired"
+        flags = ("unstable" if lock["expected_instability"] else "stable") + \
+            (", fixes ok" if lock["allow_external_fixes"] else ", no fixes")
+        lines.append((f"  {as_label(lock['area']):<10} {lock['owner']:<12} {bar} {when:<9} "
+                      f"{flags} {', '.join(map(as_label, lock['scope']))}",
+                      "2" if left <= 0 else ""))
+    notes = state["global_notes"]
+    shown = notes[-WATCH_NOTES:]
+    lines.append((f"NOTES ({len(notes)}" + (f", newest {len(shown)})" if len(notes) > len(shown)
+                                            else ")"), "1"))
+    lines += [(f"  - {clean_text(one_line(note))}", "") for note in shown]
+    if len(lines) > height:  # keep the head of each part over a tail nobody can see
+        hidden = len(lines) - height + 1
+        lines = lines[:height - 1] + [(f"  … {hidden} more lines: make the terminal taller, "
+                                       "or run status", "2")]
+    return [paint(fit(text), tone) if tone else fit(text) for text, tone in lines]
+
+
+def humanize_short(seconds):
+    """12s, 4m, 1h20m, 2d3h: a column's worth of humanize_seconds."""
+    seconds = max(int(seconds), 0)
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"{minutes}m"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h{minutes:02d}m" if minutes else f"{hours}h"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours}h" if hours else f"{days}d"
+
+
+_messages = None
+
+
+class Count(int):
+    """A number that is written with its noun: f"{Count(2):lock}" is "2 locks". Regular
+    nouns only (the plural adds an s)."""
+
+    def __format__(self, noun):
+        if not noun:
+            return str(int(self))
+        return f"{int(self)} {noun if self == 1 else noun + 's'}"
+
+
+def message(key, **fields):
+    """A one-line confirmation from prompts/messages.txt (plain str.format: a write never
+    pays for importing jinja2). A number given with a noun, `{locks:lock}`, agrees with it."""
+    global _messages
+    if _messages is None:
+        _messages = {}
+        for line in read_text(os.path.join(PROMPTS_DIR, "messages.txt")).splitlines():
+            if line.strip() and not line.startswith("#"):
+                name, _, text = line.partition("=")
+                _messages[name.strip()] = text.strip()
+    return _messages[key].format_map({k: Count(v) if type(v) is int else Text(v)
+                                      for k, v in fields.items()})
+
+
+class Text:
+    """A message field: `{reason:data}` prints it quoted as data (quote_data; a list as its
+    items quoted, comma-separated), a plain `{owner}` cleaned of control characters."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __format__(self, spec):
+        items = self.value if isinstance(self.value, (list, tuple)) else [self.value]
+        if spec == "data":
+            return ", ".join(quote_data(item, 300) for item in items)
+        if spec == "label":
+            return ", ".join(as_label(item) for item in items)
+        return ", ".join(clean_text(item) for item in items)
+
+
+_environment = None
+
+
+def render(template, **context):
+    """Render a report from prompts/; jinja2 is imported only when a report is printed."""
+    global _environment
+    if _environment is None:
+        import jinja2
+        _environment = jinja2.Environment(
+            loader=jinja2.FileSystemLoader([PROMPTS_DIR, WORKFLOWS_DIR]),
+            undefined=jinja2.StrictUndefined,
+            autoescape=False, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+            finalize=lambda value: clean_text(value) if isinstance(value, str) else value)
+        import shlex
+        _environment.filters.update(data=quote_data, label=as_label, duration=humanize_seconds,
+                                    line=one_line,
+                                    shell_quote=shlex.quote, counted=lambda n, noun: f"{Count(n):{noun}}")
+        _environment.globals.update(expiring_soon_seconds=EXPIRING_SOON_SECONDS)
+    return _environment.get_template(template).render(**context)
+
+
+def lock_view(lock, now):
+    seconds = remaining_seconds(lock, now)
+    return {**lock, "expired": seconds <= 0, "remaining_seconds": seconds}
+
+
+def session_view(session, now, all_notes=True):
+    age = seconds_between(session["started_at"], now)
+    idle = seconds_between(session["last_updated"], now)
+    notes, older_notes = newest(session["notes"], all_notes)
+    return {"branch": None, "worktree": None, "machine": None, **session, "age_seconds": age,
+            "idle_seconds": idle, "notes": notes, "older_notes": older_notes}
+
+
+def newest(items, all_items):
+    """(the newest NOTES_SHOWN of `items`, oldest first, how many older ones are left out)."""
+    if all_items or len(items) <= NOTES_SHOWN:
+        return list(items), 0
+    return list(items[-NOTES_SHOWN:]), len(items) - NOTES_SHOWN
+
+
+def report_context(state, now, session_id=None, conflicts=(), swept=(), all_notes=False,
+                   fold_case=False):
+    """What the report shows: every session and lock; of the notes, which only ever grow,
+    the newest (NOTES_SHOWN) unless `all_notes`, so what an agent reads on every sync stays
+    small. --json output holds everything."""
+    locks = [lock_view(lock, now) for lock in state["locks"]]
+    notes, older_notes = newest(state["global_notes"], all_notes)
+    expiring = [l for l in locks if session_id and l["owner"] == session_id
+                and 0 < l["remaining_seconds"] <= EXPIRING_SOON_SECONDS]
+    return {
+        "now": now, "viewer": session_id,
+        "sessions": [session_view(s, now, all_notes) for s in state["active_sessions"]],
+        "locks": locks, "expiring": expiring, "swept": list(swept),
+        "conflicts": list(conflicts),
+        "overlaps": overlapping_lock_pairs(state, now, fold_case=fold_case),
+        "shared_worktrees": shared_worktrees(state),
+        "notes": notes, "older_notes": older_notes, "cli": cli_name(),
+        "viewer_unknown": bool(session_id) and find_session(state, session_id) is None,
+    }
+
+
+def split_by_outside_fixes(conflicts):
+    """(conflicts, notices): as build-failure and the write hook decide, a lock that allows
+    outside fixes may be edited in (tell its owner), so it is a notice, not a conflict."""
+    return ([c for c in conflicts if not c["lock"]["allow_external_fixes"]],
+            [c for c in conflicts if c["lock"]["allow_external_fixes"]])
+
+
+def conflict_view(conflict, now):
+    return {"lock": lock_view(conflict["lock"], now), "overlapping": conflict["overlapping"]}
+
+
+def status_payload(state, now):
+    payload = {key: state[key] for key in TOP_LEVEL_KEYS}
+    payload["locks"] = [lock_view(lock, now) for lock in state["locks"]]
+    return payload
+
+
+def describe_conflicts(conflicts, now, examples=()):
+    examples = list(examples) + [None] * (len(conflicts) - len(examples))
+    parts = [f"{quote_data(c['area'])} ({', '.join(map(quote_data, c['scope']))}) is locked by {c['owner']} for "
+             f"{humanize_seconds(remaining_seconds(c, now))} more: {quote_data(c['reason'])}"
+             + (f" (both claim {as_label(e)})" if e else "")
+             for c, e in zip(conflicts, examples)]
+    return ("refused, nothing written: " + "; ".join(parts) +
+            ". Ask the user, pick another scope, or pass --force to take it anyway")
+
+
+# ---------------------------------------------------------------------------- hooks
+
+# Everything the agents' hooks do, top to bottom: the events each agent sends, read into one
+# shape; the answer in each agent's contract; the shell reader that judges a command line by
+# what it changes; where a path belongs and who is acting; the verdicts on edits and shell
+# commands; what changed during a command, and the report after it.
+
+
+# -- the events each agent sends (a Windsurf, Claude Code or Cursor event, read into one
+# shape), and the answer in its contract
 
 # Edit tools: Claude Code's, and Cursor's (its own hooks, or Claude Code's hooks run by it);
 # the hooks install writes match exactly these.
@@ -3952,7 +4034,7 @@ def session_in_tool_arguments(arguments):
     return session if session and is_kebab_case(session) else None
 
 
-# ---------------------------------------------------------------------------- shell commands: what they change
+# -- the shell reader
 
 # A command line is judged by what it would change, not by how it is spelled: the shell's own
 # reading (shell_tokens), then prefixes and wrappers removed, `sh -c` and `eval` of literal
@@ -4797,243 +4879,586 @@ def shell_effects(command_line, folder, git=None, home=None):
     return reader.effects
 
 
-# ---------------------------------------------------------------------------- rendering
+# -- what changed in the other sessions' locks while a command ran
+
+LITERAL_PATHSPECS = 200  # files named to git one by one; past this, the scopes' globs
 
 
-def humanize_seconds(seconds):
-    seconds = abs(int(seconds))
-    if seconds < 60:
-        return "under a minute"
-    minutes = seconds // 60
-    days, minutes = divmod(minutes, 24 * 60)
-    hours, minutes = divmod(minutes, 60)
-    parts = [f"{days} d" if days else "", f"{hours} h" if hours else "",
-             f"{minutes} min" if minutes and not days else ""]
-    return " ".join(p for p in parts if p)
+WALK_LIMIT = 20000  # entries the after-command walk looks at before it leaves the rest to git
 
 
-WATCH_NOTES = 3  # the newest notes the live board shows
-
-
-def watch_frame(state, now, width, height, session_id=None, color=True, error=None,
-                is_folder=is_glob, fold_case=False, shared_age=None):
-    """The live board (`watch`) as lines of at most `width` characters, at most `height` of
-    them: conflicts first, then sessions, locks with a bar of the time left, the newest notes;
-    with the state shared, how old this clone's copy is (`shared_age`). Pure, so a test can
-    compare a frame to the letter."""
-    def paint(text, code):
-        return f"\x1b[{code}m{text}\x1b[0m" if color else text
-
-    def fit(text):  # by screen columns: a wide character (CJK) takes two
+def files_written_in_scopes_after(checkout, scopes, since_ns, fold_case=False):
+    """Files under `scopes` in `checkout` changed at or after `since_ns` (their modification
+    or status-change time: a copy that keeps the old modification time, a move or a
+    checkout still changes the latter) that git tracks or would add (not ignored). The
+    scopes' folders are walked first, which costs no process; git is asked about what the
+    walk found, or about the whole scopes when the walk would be too long. A file that was
+    deleted has no time and is not seen."""
+    found = recently_written(checkout, scopes, since_ns, fold_case=fold_case)
+    if found == []:
+        return []
+    if found is not None and len(found) <= LITERAL_PATHSPECS:
+        specs = [f":(literal){name}" for name in found]
+    else:  # a pathspec a file makes git's matching quadratic: let it match the scopes
+        specs = [f":(glob){scope}{suffix}" for scope in scopes for suffix in ("", "/**")]
+    listed = run_git(checkout, "ls-files", "-z", "--cached", "--others", "--exclude-standard",
+                     "--", *specs)
+    wanted = None if found is None else set(found)
+    changed = []
+    for name in unique_in_order(listed.split("\0")):
+        if not name or (wanted is not None and name not in wanted):
+            continue
         try:
-            from wcwidth import wcwidth  # comes with prompt_toolkit, which questionary brings
-        except ImportError:
-            def wcwidth(ch):
-                return 1
-        widths = [max(wcwidth(ch), 0) for ch in text]
-        if sum(widths) <= width:
-            return text
-        used, kept = 0, []
-        for ch, columns in zip(text, widths):
-            if used + columns > width - 1:  # room for the ellipsis
-                break
-            kept.append(ch)
-            used += columns
-        return "".join(kept) + "…"
-
-    lines = [(f"Session Orchestrator · watch · {now.replace('T', ' ')[:19]} UTC"
-              + (f" · as {session_id}" if session_id else "")
-              + (f" · shared copy {shared_age}" if shared_age else "") + " · q quits", "1")]
-    if error:
-        lines.append((f"! {one_line(error)}", "31"))
-    conflicts = sessions_in_foreign_locks(state, now, session_id, is_folder, fold_case=fold_case)
-    pairs = overlapping_lock_pairs(state, now, fold_case=fold_case)
-    lines.append(("CONFLICTS" + ("" if conflicts or pairs else ": none"), "1"))
-    for conflict in conflicts:
-        lock = conflict["lock"]
-        mark, tone = ("~", "33") if lock["allow_external_fixes"] else ("!", "31")
-        lines.append((f"  {mark} {conflict['session']} on {', '.join(map(as_label, conflict['overlapping']))}"
-                      f" inside {lock['owner']}'s lock on {as_label(lock['area'])}", tone))
-    for first, second in pairs:
-        lines.append((f"  ! {first['owner']} and {second['owner']} lock the same paths: "
-                      f"{as_label(first['area'])} / {as_label(second['area'])}", "31"))
-    lines.append((f"SESSIONS ({len(state['active_sessions'])})", "1"))
-    for session in state["active_sessions"]:
-        idle = seconds_between(session["last_updated"], now)
-        place = session.get("branch") or session.get("worktree") or ""
-        lines.append((f"  {session['id']:<12} {session['status']:<11} "
-                      f"{as_label(place) if place else '':<15} "
-                      f"idle {humanize_short(idle):<5} {clean_text(one_line(session['focus']))}",
-                      ""))
-    lines.append((f"LOCKS ({len(state['locks'])})", "1"))
-    for lock in state["locks"]:
-        left = remaining_seconds(lock, now)
-        span = seconds_between(lock.get("acquired_at") or now, lock["expires_at"]) or 1
-        filled = max(0, min(10, round(10 * left / span))) if left > 0 else 0
-        bar = "[" + "#" * filled + "-" * (10 - filled) + "]"
-        when = f"{humanize_short(left)} left" if left > 0 else "expired"
-        flags = ("unstable" if lock["expected_instability"] else "stable") + \
-            (", fixes ok" if lock["allow_external_fixes"] else ", no fixes")
-        lines.append((f"  {as_label(lock['area']):<10} {lock['owner']:<12} {bar} {when:<9} "
-                      f"{flags} {', '.join(map(as_label, lock['scope']))}",
-                      "2" if left <= 0 else ""))
-    notes = state["global_notes"]
-    shown = notes[-WATCH_NOTES:]
-    lines.append((f"NOTES ({len(notes)}" + (f", newest {len(shown)})" if len(notes) > len(shown)
-                                            else ")"), "1"))
-    lines += [(f"  - {clean_text(one_line(note))}", "") for note in shown]
-    if len(lines) > height:  # keep the head of each part over a tail nobody can see
-        hidden = len(lines) - height + 1
-        lines = lines[:height - 1] + [(f"  … {hidden} more lines: make the terminal taller, "
-                                       "or run status", "2")]
-    return [paint(fit(text), tone) if tone else fit(text) for text, tone in lines]
+            info = os.lstat(os.path.join(checkout, name))
+        except OSError:
+            continue
+        if max(info.st_mtime_ns, info.st_ctime_ns) >= since_ns:
+            changed.append(name)
+    return changed
 
 
-def humanize_short(seconds):
-    """12s, 4m, 1h20m, 2d3h: a column's worth of humanize_seconds."""
-    seconds = max(int(seconds), 0)
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes = seconds // 60
-    if minutes < 60:
-        return f"{minutes}m"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours}h{minutes:02d}m" if minutes else f"{hours}h"
-    days, hours = divmod(hours, 24)
-    return f"{days}d{hours}h" if hours else f"{days}d"
+def recently_written(checkout, scopes, since_ns, fold_case=False):
+    """Files and symlinks in `scopes` changed at or after `since_ns` (modification or status
+    change); None past WALK_LIMIT entries (see files_in_scopes)."""
+    found = files_in_scopes(checkout, scopes, fold_case=fold_case, with_times=True)
+    if found is None:
+        return None
+    return [path for path, (_, mtime, ctime) in found.items() if max(mtime, ctime) >= since_ns]
 
 
-_messages = None
+def files_in_scopes(checkout, scopes, fold_case=False, with_times=False):
+    """{path: inode} of the files and symlinks in `scopes`, or with `with_times` {path:
+    (inode, modification ns, status change ns)}, walking the scopes' literal folders (not
+    through symlinks, not into .git); None past WALK_LIMIT entries. Names and inodes come
+    with the folder's listing, so only `with_times` costs a stat a file (about 3 ms a
+    thousand files); below a folder a scope covers whole (`src`, `src/**`) nothing more is
+    asked."""
+    roots = set("/".join(literal_prefix(scope, fold_case=fold_case)) for scope in scopes)
+    whole = set()
+    for scope in scopes:
+        folder = scope[:-3] if scope.endswith("/**") else scope
+        if not is_glob(folder):
+            whole.add("/".join(path_segments(folder, fold_case=fold_case)))
+    # A root inside another root is walked with it (looked up folder by folder: thousands of
+    # locks must not cost thousands squared comparisons).
+    pending = [("", False)] if "" in roots else [
+        (root, False) for root in roots if not any(
+            "/".join(root.split("/")[:depth]) in roots for depth in range(1, root.count("/") + 1))]
+    base = os.path.join(checkout, "")
+    by_prefix = {}  # each scope under the folder its literal start names
+    for scope in scopes:
+        by_prefix.setdefault(literal_prefix(scope, fold_case=fold_case), []).append(scope)
+
+    def in_scopes(path):
+        segments = path_segments(path, fold_case=fold_case)
+        return any(not is_glob(scope) or path_in_scope(path, scope, fold_case=fold_case)
+                   for depth in range(len(segments) + 1)
+                   for scope in by_prefix.get(tuple(segments[:depth]), ()))
+
+    def facts(info):
+        return (info.st_ino, info.st_mtime_ns, info.st_ctime_ns) if with_times else info.st_ino
+
+    from stat import S_ISDIR
+    found, seen = {}, 0
+    while pending:
+        relative, covered = pending.pop()
+        try:
+            info = os.lstat(base + relative)
+        except OSError:
+            continue
+        if not S_ISDIR(info.st_mode):  # a scope that names one file
+            if covered or in_scopes(relative):
+                found[relative] = facts(info)
+            continue
+        covered = covered or "/".join(path_segments(relative, fold_case=fold_case)) in whole
+        try:
+            with os.scandir(base + relative) as listing:
+                entries = list(listing)
+        except OSError:
+            continue
+        seen += len(entries)
+        if seen > WALK_LIMIT:
+            return None
+        prefix = relative + "/" if relative else ""
+        for entry in entries:
+            path = prefix + entry.name
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if entry.name != ".git":
+                        pending.append((path, covered))
+                elif covered or in_scopes(path):
+                    found[path] = facts(entry.stat(follow_symlinks=False)) if with_times \
+                        else entry.inode()
+            except OSError:
+                continue
+    return found
 
 
-class Count(int):
-    """A number that is written with its noun: f"{Count(2):lock}" is "2 locks". Regular
-    nouns only (the plural adds an s)."""
-
-    def __format__(self, noun):
-        if not noun:
-            return str(int(self))
-        return f"{int(self)} {noun if self == 1 else noun + 's'}"
-
-
-def message(key, **fields):
-    """A one-line confirmation from prompts/messages.txt (plain str.format: a write never
-    pays for importing jinja2). A number given with a noun, `{locks:lock}`, agrees with it."""
-    global _messages
-    if _messages is None:
-        _messages = {}
-        for line in read_text(os.path.join(PROMPTS_DIR, "messages.txt")).splitlines():
-            if line.strip() and not line.startswith("#"):
-                name, _, text = line.partition("=")
-                _messages[name.strip()] = text.strip()
-    return _messages[key].format_map({k: Count(v) if type(v) is int else Text(v)
-                                      for k, v in fields.items()})
-
-
-class Text:
-    """A message field: `{reason:data}` prints it quoted as data (quote_data; a list as its
-    items quoted, comma-separated), a plain `{owner}` cleaned of control characters."""
-
-    def __init__(self, value):
-        self.value = value
-
-    def __format__(self, spec):
-        items = self.value if isinstance(self.value, (list, tuple)) else [self.value]
-        if spec == "data":
-            return ", ".join(quote_data(item, 300) for item in items)
-        if spec == "label":
-            return ", ".join(as_label(item) for item in items)
-        return ", ".join(clean_text(item) for item in items)
+def snapshot_changes(before, after, since_ns):
+    """What happened between a files_in_scopes snapshot ({path: inode}) and one with times
+    taken after `since_ns`: {"created", "changed", "deleted": [path], "moved": [(from, to)]}.
+    A file whose inode changed, or whose times are after `since_ns`, changed; a deleted file
+    whose inode a new one has, not written since (a new file may reuse a freed inode), was
+    moved."""
+    created = [p for p in after if p not in before]
+    deleted = [p for p in before if p not in after]
+    changed = [p for p in after if p in before and (
+        after[p][0] != before[p] or max(after[p][1], after[p][2]) >= since_ns)]
+    by_inode = {}
+    for path in created:
+        if after[path][1] < since_ns:
+            by_inode.setdefault(after[path][0], []).append(path)
+    moved = []
+    for path in list(deleted):
+        same = by_inode.get(before[path])
+        if same:
+            target = same.pop(0)
+            moved.append((path, target))
+            deleted.remove(path)
+            created.remove(target)
+    return {"created": sorted(created), "changed": sorted(changed), "deleted": sorted(deleted),
+            "moved": sorted(moved)}
 
 
-_environment = None
+def ignored_by_git(checkout, paths):
+    """Those of `paths` git ignores in `checkout` (build output, caches): not anyone's work."""
+    if not paths:
+        return set()
+    import subprocess
+    try:
+        proc = subprocess.run(["git", "-C", checkout, "check-ignore", "-z", "--stdin"],
+                              input="\0".join(paths) + "\0", capture_output=True, text=True,
+                              timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return set()
+    return {name for name in proc.stdout.split("\0") if name}
 
 
-def render(template, **context):
-    """Render a report from prompts/; jinja2 is imported only when a report is printed."""
-    global _environment
-    if _environment is None:
-        import jinja2
-        _environment = jinja2.Environment(
-            loader=jinja2.FileSystemLoader([PROMPTS_DIR, WORKFLOWS_DIR]),
-            undefined=jinja2.StrictUndefined,
-            autoescape=False, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
-            finalize=lambda value: clean_text(value) if isinstance(value, str) else value)
-        import shlex
-        _environment.filters.update(data=quote_data, label=as_label, duration=humanize_seconds,
-                                    line=one_line,
-                                    shell_quote=shlex.quote, counted=lambda n, noun: f"{Count(n):{noun}}")
-        _environment.globals.update(expiring_soon_seconds=EXPIRING_SOON_SECONDS)
-    return _environment.get_template(template).render(**context)
+# -- where a path belongs, who is acting, and the verdicts
+
+def event_folder(ctx, event):
+    """Where the agent acts: the event's own folder, Claude Code's project folder, the
+    repository of the state the shim pinned; the process's folder only when none is known."""
+    return (event["cwd"] or os.environ.get("CLAUDE_PROJECT_DIR")
+            or repository_of_state(ctx.store.path) or os.getcwd())
 
 
-def lock_view(lock, now):
-    seconds = remaining_seconds(lock, now)
-    return {**lock, "expired": seconds <= 0, "remaining_seconds": seconds}
+def store_for_repository(ctx, main_root, pinned):
+    """The state whose locks apply to the repository with main checkout `main_root`: the one
+    the shim pinned when it is that repository's, else that repository's own state if it has
+    one, else None."""
+    if pinned == main_root:
+        return ctx.store
+    own = os.path.join(main_root, STATE_RELATIVE_PATH)
+    if not os.path.isfile(own):
+        return None
+    store = Store(own)
+    store.deadline = ctx.store.deadline
+    store.shared = SharedRef.configured(main_root)  # that repository's own sharing, if any
+    if store.shared is not None:
+        store.shared.timeout = HOOK_NETWORK_SECONDS
+    store.purpose = ctx.store.purpose
+    return store
 
 
-def session_view(session, now, all_notes=True):
-    age = seconds_between(session["started_at"], now)
-    idle = seconds_between(session["last_updated"], now)
-    notes, older_notes = newest(session["notes"], all_notes)
-    return {"branch": None, "worktree": None, "machine": None, **session, "age_seconds": age,
-            "idle_seconds": idle, "notes": notes, "older_notes": older_notes}
+def coordinating_checkout(ctx, event, target):
+    """(store, checkout folder, path relative to it) that decide about `target` (a file or a
+    folder), or (None, None, None) when no coordinated repository holds it. The innermost
+    checkout with a state decides, so a submodule or a nested repository inside a locked
+    folder is still that folder's. A state kept elsewhere (--state) serves the repository the
+    agent works in."""
+    pinned = repository_of_state(ctx.store.path)
+    if pinned is None:
+        around = enclosing_checkout(event_folder(ctx, event))
+        pinned = around[1] if around else None
+    for checkout, main_root in checkouts_holding(target):
+        store = store_for_repository(ctx, main_root, pinned)
+        if store is not None:
+            relative = os.path.relpath(os.path.abspath(target), checkout).replace(os.sep, "/")
+            return store, checkout, ("" if relative == "." else relative)
+    return None, None, None
 
 
-def newest(items, all_items):
-    """(the newest NOTES_SHOWN of `items`, oldest first, how many older ones are left out)."""
-    if all_items or len(items) <= NOTES_SHOWN:
-        return list(items), 0
-    return list(items[-NOTES_SHOWN:]), len(items) - NOTES_SHOWN
+def store_and_path(ctx, event, target):
+    store, _, path = coordinating_checkout(ctx, event, target)
+    return store, path
 
 
-def report_context(state, now, session_id=None, conflicts=(), swept=(), all_notes=False,
-                   fold_case=False):
-    """What the report shows: every session and lock; of the notes, which only ever grow,
-    the newest (NOTES_SHOWN) unless `all_notes`, so what an agent reads on every sync stays
-    small. --json output holds everything."""
-    locks = [lock_view(lock, now) for lock in state["locks"]]
-    notes, older_notes = newest(state["global_notes"], all_notes)
-    expiring = [l for l in locks if session_id and l["owner"] == session_id
-                and 0 < l["remaining_seconds"] <= EXPIRING_SOON_SECONDS]
-    return {
-        "now": now, "viewer": session_id,
-        "sessions": [session_view(s, now, all_notes) for s in state["active_sessions"]],
-        "locks": locks, "expiring": expiring, "swept": list(swept),
-        "conflicts": list(conflicts),
-        "overlaps": overlapping_lock_pairs(state, now, fold_case=fold_case),
-        "shared_worktrees": shared_worktrees(state),
-        "notes": notes, "older_notes": older_notes, "cli": cli_name(),
-        "viewer_unknown": bool(session_id) and find_session(state, session_id) is None,
-    }
+def handle_hook_event(ctx, event):
+    """Act on one hook event: (ALLOW, ASK or DENY, what the agent should read, or "")."""
+    if event["kind"] == "session_start":
+        return ALLOW, session_start_check(ctx, event)
+    if event["kind"] == "setup_worktree":
+        return ALLOW, worktree_check(ctx, event)
+    if event["kind"] == "run_command":
+        bind_from_command(ctx, event)
+        if event["phase"] == "pre":
+            return shell_command_verdict(ctx, event)
+        if event["phase"] == "post":
+            return ALLOW, report_command_changes(ctx, event)
+        return ALLOW, ""
+    if event["kind"] != "write" or not event["file_path"] or event["phase"] not in ("pre", "post"):
+        return ALLOW, ""  # an event we do not know is never answered as a pre-event
+    file_path = os.path.join(event_folder(ctx, event), event["file_path"])
+    if event["phase"] == "pre":
+        return write_verdict(ctx, event, file_path)
+    store, path = store_and_path(ctx, event, file_path)
+    if store is not None:  # else not a file of a repository whose sessions we coordinate
+        record_touched(store, event["conversation"], [path], ctx.machine)
+    return ALLOW, ""
 
 
-def split_by_outside_fixes(conflicts):
-    """(conflicts, notices): as build-failure and the write hook decide, a lock that allows
-    outside fixes may be edited in (tell its owner), so it is a notice, not a conflict."""
-    return ([c for c in conflicts if not c["lock"]["allow_external_fixes"]],
-            [c for c in conflicts if c["lock"]["allow_external_fixes"]])
+def bind_from_command(ctx, event):
+    """A command line that runs one of the tool's writing commands with --session S binds
+    this conversation to S (before the command and after it: a `sync` registers S)."""
+    session_id = session_named_in_command(event["command_line"])
+    if session_id and event["conversation"] == UNUSABLE_CONVERSATION:
+        print("orchestrator hook: the conversation id is too long or holds control "
+              "characters; nothing was bound", file=sys.stderr)
+    elif session_id and event["conversation"]:
+        store, _ = store_and_path(ctx, event, event_folder(ctx, event))
+        state = store.load() if store else None
+        bound = state and session_of_conversation(state, event["conversation"], ctx.machine)
+        if state and find_session(state, session_id) and (bound or {}).get("id") != session_id:
+            write_retrying(store, lambda state: bind_conversation(
+                state, event["conversation"], session_id))
 
 
-def conflict_view(conflict, now):
-    return {"lock": lock_view(conflict["lock"], now), "overlapping": conflict["overlapping"]}
+def record_touched(store, conversation, paths, machine=None):
+    """Add `paths` to the touched files of the session bound to `conversation`, if any."""
+    acting = session_of_conversation(store.load(), conversation, machine)
+    if acting is None:
+        return
+    fit = [p for p in paths if len(p) <= MAX_PATH_CHARS and not has_control_characters(p)
+           and "\n" not in p and "\t" not in p]
+    if len(fit) < len(paths):
+        print("orchestrator hook: a file name with control characters or over "
+              f"{MAX_PATH_CHARS} characters is not recorded", file=sys.stderr)
+    if not [p for p in fit if p not in acting.get("touched_files", [])]:
+        return
+    def record(state):
+        session = find_session(state, acting["id"])
+        if session is not None:
+            add_touched_files(session, fit)
+    write_retrying(store, record)
 
 
-def status_payload(state, now):
-    payload = {key: state[key] for key in TOP_LEVEL_KEYS}
-    payload["locks"] = [lock_view(lock, now) for lock in state["locks"]]
-    return payload
+def write_retrying(store, change):
+    """A hook's own write (`change(state)`), applied again when the shared state's ref moved
+    meanwhile, as Context.run does for a command."""
+    for attempt in range(SHARED_ATTEMPTS):
+        try:
+            with Transaction(store) as state:
+                change(state)
+            return
+        except RemoteMoved:
+            wait_to_retry(attempt)
+    print("orchestrator hook: other writers kept overtaking this one on the shared remote; "
+          "what this event would record was not recorded", file=sys.stderr)
 
 
-def describe_conflicts(conflicts, now, examples=()):
-    examples = list(examples) + [None] * (len(conflicts) - len(examples))
-    parts = [f"{quote_data(c['area'])} ({', '.join(map(quote_data, c['scope']))}) is locked by {c['owner']} for "
-             f"{humanize_seconds(remaining_seconds(c, now))} more: {quote_data(c['reason'])}"
-             + (f" (both claim {as_label(e)})" if e else "")
-             for c, e in zip(conflicts, examples)]
-    return ("refused, nothing written: " + "; ".join(parts) +
-            ". Ask the user, pick another scope, or pass --force to take it anyway")
+def worktree_check(ctx, event):
+    """Windsurf's post_setup_worktree: does the new worktree see the pack and the shared state
+    of the repository it was made from? One line when it does not, saying what to run."""
+    worktree = event["file_path"]
+    if not worktree:
+        return ""
+    found = enclosing_checkout(worktree)
+    root = enclosing_checkout(event["cwd"] or os.getcwd())
+    if found is None or root is None or found[1] != root[1]:
+        return message("worktree_elsewhere", worktree=worktree)
+    if not os.path.isfile(os.path.join(worktree, SHIM_PATH)):
+        return message("worktree_without_pack", worktree=worktree,
+                       shim=os.path.join(found[1], SHIM_PATH))
+    return ""
+
+
+def session_start_check(ctx, event):
+    """The silent session-start check, run by the agent itself (Claude Code's and Cursor's
+    session-start events): what it says becomes part of the conversation, so it says only a
+    conflict of the bound session's areas, or after /clear, how an unbound conversation
+    binds again."""
+    store, _ = store_and_path(ctx, event, event_folder(ctx, event))
+    if store is None:
+        return ""
+    state, now = store.load(), utc_now()
+    session = session_of_conversation(state, event["conversation"], ctx.machine)
+    if session is None:
+        if event["source"] == "clear" and state["active_sessions"]:
+            return message("session_start_unbound", cli=cli_name())
+        return ""
+    found = [conflict_view(c, now) for c in foreign_locks_in_the_way(
+        state, session["id"], session["touched_areas"], [], now, fold_case=ctx.fold_case)]
+    if not found:
+        return ""
+    conflicts, shared = split_by_outside_fixes(found)
+    return render("check_warning.txt.j2", session=session["id"], drift=[], cli=cli_name(),
+                  conflicts=conflicts, shared=shared).rstrip("\n")
+
+
+# The files that make the locks enforced: an agent bound by a lock must not be able to switch
+# them off. The state's folder (the state, its backup, the launcher) is never the agents'.
+ENFORCEMENT_FILES = (SHIM_PATH, WINDSURF_HOOKS_PATH, CLAUDE_SETTINGS_PATH, CURSOR_HOOKS_PATH,
+                     DEVIN_HOOKS_PATH, GIT_HOOK_PATH)
+
+
+def guarded_files_in(path, tree):
+    """(touches the state's folder?, the enforcement files it touches) for a change of the
+    repository-relative `path` (with `tree`, of everything below it too)."""
+    def touches(guarded):
+        return (path + "/").startswith(guarded + "/") or (
+            tree and (path == "" or (guarded + "/").startswith(path + "/")))
+    return touches(STATE_FOLDER), [f for f in ENFORCEMENT_FILES if touches(f)]
+
+
+def write_verdict(ctx, event, file_path, tree=False, certain=True):
+    """Before a change of `file_path` (with `tree`, of everything below it too), by an edit
+    tool or a shell command: (DENY, why) when it goes into another session's lock that allows
+    no outside fixes, into the shared state, or into the enforcement while another session
+    holds a live lock; (ALLOW, a note naming the owner) inside a lock that allows outside
+    fixes. A path is judged as written and, when a symlink on the way leads elsewhere, as the
+    file the change really reaches: either one inside a foreign lock decides. A folder that
+    an uncertain command only names (not `certain`) is judged by the locks in it: holding the
+    state's folder is no reason to ask about every command run from the top."""
+    verdict, text = write_verdict_of_path(ctx, event, file_path, tree, certain)
+    real = os.path.realpath(file_path)
+    if verdict == ALLOW and real != os.path.abspath(file_path):
+        verdict_there, text_there = write_verdict_of_path(ctx, event, real, tree, certain)
+        if verdict_there != ALLOW or not text:
+            return verdict_there, text_there
+    return verdict, text
+
+
+def write_verdict_of_path(ctx, event, file_path, tree=False, certain=True):
+    store, path = store_and_path(ctx, event, file_path)
+    if store is None and tree:  # a folder that holds a whole coordinated checkout
+        store, path = store_and_path(ctx, event, event_folder(ctx, event))
+        if store is None or not os.path.join(repository_of_state(store.path) or "", "").startswith(
+                os.path.join(os.path.abspath(file_path), "")):
+            return ALLOW, ""
+        path = ""
+    if store is None:
+        return ALLOW, ""  # not a file of a repository whose sessions we coordinate
+    state, now = store.load(), utc_now()
+    session = session_of_conversation(state, event["conversation"], ctx.machine)
+    session_id = session["id"] if session else None
+    state_folder, enforcement = guarded_files_in(path, tree and certain)
+    shown = path or "."
+    if state_folder:
+        return DENY, message("hook_state_file", path=shown, cli=cli_name())
+    holders = [lock for lock in live_locks(state, now) if lock["owner"] != session_id]
+    if enforcement and holders:
+        return DENY, message("hook_enforcement_file", path=enforcement[0],
+                             owner=holders[0]["owner"], cli=cli_name())
+    if tree:
+        found = [c["lock"] for c in foreign_locks_in_the_way(
+            state, session_id, [], [path] if path else [], now, is_folder=lambda item: True,
+            fold_case=ctx.fold_case)] if path else holders
+        strict = [lock for lock in found if not lock["allow_external_fixes"]]
+        lock = (strict or found or [None])[0]
+        verdict = None if lock is None else "report_only" if strict else "fix_and_notify"
+    else:
+        verdict, lock, _ = build_failure_verdict(state, session_id, path=path, now=now,
+                                                 fold_case=ctx.fold_case)
+    if verdict in (None, "fix"):
+        return ALLOW, ""
+    fields = {"path": shown, "owner": lock["owner"], "cli": cli_name(), "area": lock["area"],
+              "until": lock["expires_at"], "reason": lock["reason"], "scope": lock["scope"],
+              "you": session_id or "<your-session>"}
+    if verdict == "fix_and_notify":
+        return ALLOW, message("hook_allowed_in_lock", **fields)
+    return DENY, "\n".join([message("hook_blocked_folder" if tree and not path_in_lock(
+        lock, path, ctx.fold_case) else "hook_blocked", **fields),
+        message("hook_what_to_do" if session else "hook_unbound", **fields)])
+
+
+def path_in_lock(lock, path, fold_case=False):
+    return bool(path) and any(path_in_scope(path, scope, fold_case=fold_case)
+                              for scope in lock["scope"])
+
+
+# When a shell command started, for the report after it: a marker beside the state, whose
+# time comes from the clock of the file system the repository is usually on.
+MARKER_PREFIX = "command-started-"
+MARKER_LIFETIME_NS = 86400 * 10**9  # older: a command whose after-event never came
+
+
+def command_start_marker(store, key):
+    import binascii
+    crc = binascii.crc32(key.encode("utf-8", "surrogatepass"))
+    return os.path.join(os.path.dirname(store.path), f"{MARKER_PREFIX}{crc:08x}-{len(key)}")
+
+
+def mark_command_start(store, key, now_ns, snapshot=None):
+    """Mark when the command keyed `key` starts, with what the other sessions' locks held
+    then (`snapshot`), unless a live marker for that key is there already (an earlier
+    command still running: its start covers both). Leftover markers are swept."""
+    try:
+        store.check_folders()
+        folder = os.path.dirname(store.path)
+        for name in os.listdir(folder):
+            if name.startswith(MARKER_PREFIX):
+                leftover = os.path.join(folder, name)
+                if now_ns - os.lstat(leftover).st_mtime_ns > MARKER_LIFETIME_NS:
+                    os.unlink(leftover)
+        handle = os.open(command_start_marker(store, key),
+                         os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            if snapshot is not None:
+                os.write(handle, marshal.dumps(snapshot))
+        finally:
+            os.close(handle)
+    except (OSError, OrchestratorError, ValueError):
+        pass  # a marker there already, or none possible: nothing worse than no report
+
+
+def take_command_start(store, key, now_ns):
+    """(when the command keyed `key` started (its marker's time), the snapshot kept with it
+    or None), or None without a marker; the marker is removed."""
+    marker = command_start_marker(store, key)
+    try:
+        started = os.lstat(marker).st_mtime_ns
+        kept = read_regular(marker)
+        os.unlink(marker)
+    except OSError:
+        return None
+    try:
+        snapshot = marshal.loads(kept) if kept else None
+    except (ValueError, EOFError, TypeError):
+        snapshot = None
+    if now_ns - started >= MARKER_LIFETIME_NS:
+        return None
+    return started, snapshot if isinstance(snapshot, dict) else None
+
+
+def command_key(event):
+    """What pairs a command's before- and after-events: the conversation, and Claude Code's
+    tool_use_id when it sends one (two commands of one conversation may overlap)."""
+    return event["conversation"] + ("/" + event["tool_use"] if event["tool_use"] else "")
+
+
+def shell_command_verdict(ctx, event):
+    """Before a shell command, judged by what it would change (shell_effects): a certain
+    change that an edit of the same path would be denied is denied; a command whose effect its
+    words do not tell and that names a path such an edit would be denied (or a folder holding
+    one) is asked about; otherwise it runs, and when other sessions hold live locks in this
+    worktree what their locks hold is noted first, so that what changes there while it runs
+    is reported after it (report_command_changes)."""
+    folder = event_folder(ctx, event)
+    effects = shell_effects(event["command_line"], folder)
+    notes = []
+    for path, tree in effects.changes:
+        verdict, text = write_verdict(ctx, event, path, tree)
+        if verdict == DENY:
+            return DENY, text
+        if text and text not in notes:
+            notes.append(text)
+    for why, named in effects.uncertain:
+        for path, tree in named:
+            verdict, text = write_verdict(ctx, event, path, tree and not os.path.isfile(path),
+                                          certain=False)
+            if verdict == DENY:
+                return ASK, message("hook_ask", why=why, detail=text.split("\n")[0])
+    note_locked_files(ctx, event, folder, [path for path, _ in effects.changes])
+    return ALLOW, "\n".join(notes)
+
+
+def note_locked_files(ctx, event, folder, named):
+    """Keep, beside the state, what the other sessions' live locks hold in the worktree the
+    command runs in, and the files its own line names as changed (`named`, absolute), for
+    the report after it."""
+    store, checkout, _ = coordinating_checkout(ctx, event, folder)
+    if store is None or not event["conversation"]:
+        return
+    state = store.load()
+    session = session_of_conversation(state, event["conversation"], ctx.machine)
+    scopes = unique_in_order(scope for lock in live_locks(state, utc_now())
+                             if lock["owner"] != (session or {}).get("id")
+                             for scope in lock["scope"])
+    own = [os.path.relpath(path, checkout).replace(os.sep, "/") for path in named
+           if (path + os.sep).startswith(os.path.join(checkout, ""))]
+    if scopes or (session and own):
+        mark_command_start(store, command_key(event), time.time_ns(), {
+            "checkout": checkout, "scopes": scopes, "named": own,
+            "files": files_in_scopes(checkout, scopes, fold_case=ctx.fold_case)
+            if scopes else {}})
+
+
+def report_command_changes(ctx, event):
+    """After a shell command: the files created, changed, deleted or moved inside other
+    sessions' live locks while it ran (git ignores none of them), one line per lock, told to
+    the agent (and in Windsurf to the person) and noted in the state for the owner. They may
+    be the command's doing or the owner's own work at the same moment, and the message says
+    so: they are reported, never added to anyone's touched files. The files the command's own
+    line names as changed are the acting session's touched files."""
+    if not event["conversation"]:
+        return ""
+    store, checkout, _ = coordinating_checkout(ctx, event, event_folder(ctx, event))
+    if store is None:
+        return ""
+    started = take_command_start(store, command_key(event), time.time_ns())
+    if started is None:
+        return ""
+    started_ns, kept = started
+    state, now = store.load(), utc_now()
+    session = session_of_conversation(state, event["conversation"], ctx.machine)
+    session_id = (session or {}).get("id")
+    if kept and isinstance(kept.get("checkout"), str):
+        checkout = kept["checkout"]
+    named = [p for p in (kept or {}).get("named", []) if isinstance(p, str)]
+    if session and named:
+        record_touched(store, event["conversation"], named, ctx.machine)
+    scopes = unique_in_order(scope for lock in live_locks(state, now) if lock["owner"] != session_id
+                             for scope in lock["scope"])
+    if not scopes:
+        return ""
+    before = kept.get("files") if kept else None
+    after = files_in_scopes(checkout, scopes, fold_case=ctx.fold_case,
+                            with_times=True) if isinstance(before, dict) else None
+    if after is not None:
+        happened = snapshot_changes(before, after, started_ns)
+    else:  # too many files to keep: what changed by its times (deletions are not seen)
+        happened = {"created": [], "deleted": [], "moved": [], "changed": files_written_in_scopes_after(
+            checkout, scopes, started_ns, fold_case=ctx.fold_case)}
+    ignored = ignored_by_git(checkout, [p for kind in ("created", "changed", "deleted")
+                                        for p in happened[kind]] +
+                             [p for pair in happened["moved"] for p in pair])
+    lines, notes = [], []
+    for lock, paths in changes_in_foreign_locks(state, session_id, [
+            p for kind in ("created", "changed", "deleted") for p in happened[kind]
+            if p not in ignored] + [p for pair in happened["moved"] for p in pair
+                                    if pair[0] not in ignored], now, fold_case=ctx.fold_case):
+        described = describe_changes(happened, set(paths))
+        key = "hook_changed_in_shared_lock" if lock["allow_external_fixes"] else "hook_changed_in_lock"
+        fields = {"changes": described, "owner": lock["owner"], "area": lock["area"],
+                  "cli": cli_name(), "you": session_id or "<your-session>"}
+        lines.append(message(key, **fields))
+        notes.append(message("hook_changed_note", **fields))
+    if not lines:
+        return ""
+
+    def remember(state):
+        state["global_notes"].extend(note for note in notes if note not in state["global_notes"])
+    write_retrying(store, remember)
+    return "\n".join(lines)
+
+
+CHANGED_FILES_SHOWN = 10  # files named per lock after a command; the rest are counted
+
+
+def describe_changes(happened, paths):
+    """One phrase for what happened to `paths`: created, changed, deleted, moved."""
+    parts = []
+    for kind in ("created", "changed", "deleted"):
+        chosen = [p for p in happened[kind] if p in paths]
+        if chosen:
+            shown = chosen[:CHANGED_FILES_SHOWN]
+            more = f" and {len(chosen) - len(shown)} more" if len(chosen) > len(shown) else ""
+            parts.append(message(f"changes_{kind}", files=shown, more=more))
+    moved = [pair for pair in happened["moved"] if pair[0] in paths or pair[1] in paths]
+    for old, new in moved[:CHANGED_FILES_SHOWN]:
+        parts.append(message("changes_moved", old=old, new=new))
+    return ", ".join(parts)
 
 
 # ---------------------------------------------------------------------------- the pack
@@ -5049,7 +5474,6 @@ AGENT_FILES = {  # committed files per agent: (path in the target repository, te
     "agents-md": (),  # a marked section of AGENTS.md, merged by merge_agents_md
 }
 GITIGNORE_LINES = (".windsurf/orchestrator/",)
-CHANGED_FILES_SHOWN = 10  # files named per lock after a command; the rest are counted
 HOOK_BLOCK_EXIT = 42  # what the shim's hook exits with to block; the hook command maps it to 2
 
 
@@ -6360,428 +6784,6 @@ def cmd_hook(ctx, args):
     if err:
         print(err, file=sys.stderr)
     return block_exit if exit_blocks else EXIT_OK
-
-
-def event_folder(ctx, event):
-    """Where the agent acts: the event's own folder, Claude Code's project folder, the
-    repository of the state the shim pinned; the process's folder only when none is known."""
-    return (event["cwd"] or os.environ.get("CLAUDE_PROJECT_DIR")
-            or repository_of_state(ctx.store.path) or os.getcwd())
-
-
-def store_for_repository(ctx, main_root, pinned):
-    """The state whose locks apply to the repository with main checkout `main_root`: the one
-    the shim pinned when it is that repository's, else that repository's own state if it has
-    one, else None."""
-    if pinned == main_root:
-        return ctx.store
-    own = os.path.join(main_root, STATE_RELATIVE_PATH)
-    if not os.path.isfile(own):
-        return None
-    store = Store(own)
-    store.deadline = ctx.store.deadline
-    store.shared = SharedRef.configured(main_root)  # that repository's own sharing, if any
-    if store.shared is not None:
-        store.shared.timeout = HOOK_NETWORK_SECONDS
-    store.purpose = ctx.store.purpose
-    return store
-
-
-def coordinating_checkout(ctx, event, target):
-    """(store, checkout folder, path relative to it) that decide about `target` (a file or a
-    folder), or (None, None, None) when no coordinated repository holds it. The innermost
-    checkout with a state decides, so a submodule or a nested repository inside a locked
-    folder is still that folder's. A state kept elsewhere (--state) serves the repository the
-    agent works in."""
-    pinned = repository_of_state(ctx.store.path)
-    if pinned is None:
-        around = enclosing_checkout(event_folder(ctx, event))
-        pinned = around[1] if around else None
-    for checkout, main_root in checkouts_holding(target):
-        store = store_for_repository(ctx, main_root, pinned)
-        if store is not None:
-            relative = os.path.relpath(os.path.abspath(target), checkout).replace(os.sep, "/")
-            return store, checkout, ("" if relative == "." else relative)
-    return None, None, None
-
-
-def store_and_path(ctx, event, target):
-    store, _, path = coordinating_checkout(ctx, event, target)
-    return store, path
-
-
-def handle_hook_event(ctx, event):
-    """Act on one hook event: (ALLOW, ASK or DENY, what the agent should read, or "")."""
-    if event["kind"] == "session_start":
-        return ALLOW, session_start_check(ctx, event)
-    if event["kind"] == "setup_worktree":
-        return ALLOW, worktree_check(ctx, event)
-    if event["kind"] == "run_command":
-        bind_from_command(ctx, event)
-        if event["phase"] == "pre":
-            return shell_command_verdict(ctx, event)
-        if event["phase"] == "post":
-            return ALLOW, report_command_changes(ctx, event)
-        return ALLOW, ""
-    if event["kind"] != "write" or not event["file_path"] or event["phase"] not in ("pre", "post"):
-        return ALLOW, ""  # an event we do not know is never answered as a pre-event
-    file_path = os.path.join(event_folder(ctx, event), event["file_path"])
-    if event["phase"] == "pre":
-        return write_verdict(ctx, event, file_path)
-    store, path = store_and_path(ctx, event, file_path)
-    if store is not None:  # else not a file of a repository whose sessions we coordinate
-        record_touched(store, event["conversation"], [path], ctx.machine)
-    return ALLOW, ""
-
-
-def bind_from_command(ctx, event):
-    """A command line that runs one of the tool's writing commands with --session S binds
-    this conversation to S (before the command and after it: a `sync` registers S)."""
-    session_id = session_named_in_command(event["command_line"])
-    if session_id and event["conversation"] == UNUSABLE_CONVERSATION:
-        print("orchestrator hook: the conversation id is too long or holds control "
-              "characters; nothing was bound", file=sys.stderr)
-    elif session_id and event["conversation"]:
-        store, _ = store_and_path(ctx, event, event_folder(ctx, event))
-        state = store.load() if store else None
-        bound = state and session_of_conversation(state, event["conversation"], ctx.machine)
-        if state and find_session(state, session_id) and (bound or {}).get("id") != session_id:
-            write_retrying(store, lambda state: bind_conversation(
-                state, event["conversation"], session_id))
-
-
-def record_touched(store, conversation, paths, machine=None):
-    """Add `paths` to the touched files of the session bound to `conversation`, if any."""
-    acting = session_of_conversation(store.load(), conversation, machine)
-    if acting is None:
-        return
-    fit = [p for p in paths if len(p) <= MAX_PATH_CHARS and not has_control_characters(p)
-           and "\n" not in p and "\t" not in p]
-    if len(fit) < len(paths):
-        print("orchestrator hook: a file name with control characters or over "
-              f"{MAX_PATH_CHARS} characters is not recorded", file=sys.stderr)
-    if not [p for p in fit if p not in acting.get("touched_files", [])]:
-        return
-    def record(state):
-        session = find_session(state, acting["id"])
-        if session is not None:
-            add_touched_files(session, fit)
-    write_retrying(store, record)
-
-
-def write_retrying(store, change):
-    """A hook's own write (`change(state)`), applied again when the shared state's ref moved
-    meanwhile, as Context.run does for a command."""
-    for attempt in range(SHARED_ATTEMPTS):
-        try:
-            with Transaction(store) as state:
-                change(state)
-            return
-        except RemoteMoved:
-            wait_to_retry(attempt)
-    print("orchestrator hook: other writers kept overtaking this one on the shared remote; "
-          "what this event would record was not recorded", file=sys.stderr)
-
-
-def worktree_check(ctx, event):
-    """Windsurf's post_setup_worktree: does the new worktree see the pack and the shared state
-    of the repository it was made from? One line when it does not, saying what to run."""
-    worktree = event["file_path"]
-    if not worktree:
-        return ""
-    found = enclosing_checkout(worktree)
-    root = enclosing_checkout(event["cwd"] or os.getcwd())
-    if found is None or root is None or found[1] != root[1]:
-        return message("worktree_elsewhere", worktree=worktree)
-    if not os.path.isfile(os.path.join(worktree, SHIM_PATH)):
-        return message("worktree_without_pack", worktree=worktree,
-                       shim=os.path.join(found[1], SHIM_PATH))
-    return ""
-
-
-def session_start_check(ctx, event):
-    """The silent session-start check, run by the agent itself (Claude Code's and Cursor's
-    session-start events): what it says becomes part of the conversation, so it says only a
-    conflict of the bound session's areas, or after /clear, how an unbound conversation
-    binds again."""
-    store, _ = store_and_path(ctx, event, event_folder(ctx, event))
-    if store is None:
-        return ""
-    state, now = store.load(), utc_now()
-    session = session_of_conversation(state, event["conversation"], ctx.machine)
-    if session is None:
-        if event["source"] == "clear" and state["active_sessions"]:
-            return message("session_start_unbound", cli=cli_name())
-        return ""
-    found = [conflict_view(c, now) for c in foreign_locks_in_the_way(
-        state, session["id"], session["touched_areas"], [], now, fold_case=ctx.fold_case)]
-    if not found:
-        return ""
-    conflicts, shared = split_by_outside_fixes(found)
-    return render("check_warning.txt.j2", session=session["id"], drift=[], cli=cli_name(),
-                  conflicts=conflicts, shared=shared).rstrip("\n")
-
-
-# The files that make the locks enforced: an agent bound by a lock must not be able to switch
-# them off. The state's folder (the state, its backup, the launcher) is never the agents'.
-ENFORCEMENT_FILES = (SHIM_PATH, WINDSURF_HOOKS_PATH, CLAUDE_SETTINGS_PATH, CURSOR_HOOKS_PATH,
-                     DEVIN_HOOKS_PATH, GIT_HOOK_PATH)
-
-
-def guarded_files_in(path, tree):
-    """(touches the state's folder?, the enforcement files it touches) for a change of the
-    repository-relative `path` (with `tree`, of everything below it too)."""
-    def touches(guarded):
-        return (path + "/").startswith(guarded + "/") or (
-            tree and (path == "" or (guarded + "/").startswith(path + "/")))
-    return touches(STATE_FOLDER), [f for f in ENFORCEMENT_FILES if touches(f)]
-
-
-def write_verdict(ctx, event, file_path, tree=False, certain=True):
-    """Before a change of `file_path` (with `tree`, of everything below it too), by an edit
-    tool or a shell command: (DENY, why) when it goes into another session's lock that allows
-    no outside fixes, into the shared state, or into the enforcement while another session
-    holds a live lock; (ALLOW, a note naming the owner) inside a lock that allows outside
-    fixes. A path is judged as written and, when a symlink on the way leads elsewhere, as the
-    file the change really reaches: either one inside a foreign lock decides. A folder that
-    an uncertain command only names (not `certain`) is judged by the locks in it: holding the
-    state's folder is no reason to ask about every command run from the top."""
-    verdict, text = write_verdict_of_path(ctx, event, file_path, tree, certain)
-    real = os.path.realpath(file_path)
-    if verdict == ALLOW and real != os.path.abspath(file_path):
-        verdict_there, text_there = write_verdict_of_path(ctx, event, real, tree, certain)
-        if verdict_there != ALLOW or not text:
-            return verdict_there, text_there
-    return verdict, text
-
-
-def write_verdict_of_path(ctx, event, file_path, tree=False, certain=True):
-    store, path = store_and_path(ctx, event, file_path)
-    if store is None and tree:  # a folder that holds a whole coordinated checkout
-        store, path = store_and_path(ctx, event, event_folder(ctx, event))
-        if store is None or not os.path.join(repository_of_state(store.path) or "", "").startswith(
-                os.path.join(os.path.abspath(file_path), "")):
-            return ALLOW, ""
-        path = ""
-    if store is None:
-        return ALLOW, ""  # not a file of a repository whose sessions we coordinate
-    state, now = store.load(), utc_now()
-    session = session_of_conversation(state, event["conversation"], ctx.machine)
-    session_id = session["id"] if session else None
-    state_folder, enforcement = guarded_files_in(path, tree and certain)
-    shown = path or "."
-    if state_folder:
-        return DENY, message("hook_state_file", path=shown, cli=cli_name())
-    holders = [lock for lock in live_locks(state, now) if lock["owner"] != session_id]
-    if enforcement and holders:
-        return DENY, message("hook_enforcement_file", path=enforcement[0],
-                             owner=holders[0]["owner"], cli=cli_name())
-    if tree:
-        found = [c["lock"] for c in foreign_locks_in_the_way(
-            state, session_id, [], [path] if path else [], now, is_folder=lambda item: True,
-            fold_case=ctx.fold_case)] if path else holders
-        strict = [lock for lock in found if not lock["allow_external_fixes"]]
-        lock = (strict or found or [None])[0]
-        verdict = None if lock is None else "report_only" if strict else "fix_and_notify"
-    else:
-        verdict, lock, _ = build_failure_verdict(state, session_id, path=path, now=now,
-                                                 fold_case=ctx.fold_case)
-    if verdict in (None, "fix"):
-        return ALLOW, ""
-    fields = {"path": shown, "owner": lock["owner"], "cli": cli_name(), "area": lock["area"],
-              "until": lock["expires_at"], "reason": lock["reason"], "scope": lock["scope"],
-              "you": session_id or "<your-session>"}
-    if verdict == "fix_and_notify":
-        return ALLOW, message("hook_allowed_in_lock", **fields)
-    return DENY, "\n".join([message("hook_blocked_folder" if tree and not path_in_lock(
-        lock, path, ctx.fold_case) else "hook_blocked", **fields),
-        message("hook_what_to_do" if session else "hook_unbound", **fields)])
-
-
-def path_in_lock(lock, path, fold_case=False):
-    return bool(path) and any(path_in_scope(path, scope, fold_case=fold_case)
-                              for scope in lock["scope"])
-
-
-# When a shell command started, for the report after it: a marker beside the state, whose
-# time comes from the clock of the file system the repository is usually on.
-MARKER_PREFIX = "command-started-"
-MARKER_LIFETIME_NS = 86400 * 10**9  # older: a command whose after-event never came
-
-
-def command_start_marker(store, key):
-    import binascii
-    crc = binascii.crc32(key.encode("utf-8", "surrogatepass"))
-    return os.path.join(os.path.dirname(store.path), f"{MARKER_PREFIX}{crc:08x}-{len(key)}")
-
-
-def mark_command_start(store, key, now_ns, snapshot=None):
-    """Mark when the command keyed `key` starts, with what the other sessions' locks held
-    then (`snapshot`), unless a live marker for that key is there already (an earlier
-    command still running: its start covers both). Leftover markers are swept."""
-    try:
-        store.check_folders()
-        folder = os.path.dirname(store.path)
-        for name in os.listdir(folder):
-            if name.startswith(MARKER_PREFIX):
-                leftover = os.path.join(folder, name)
-                if now_ns - os.lstat(leftover).st_mtime_ns > MARKER_LIFETIME_NS:
-                    os.unlink(leftover)
-        handle = os.open(command_start_marker(store, key),
-                         os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        try:
-            if snapshot is not None:
-                os.write(handle, marshal.dumps(snapshot))
-        finally:
-            os.close(handle)
-    except (OSError, OrchestratorError, ValueError):
-        pass  # a marker there already, or none possible: nothing worse than no report
-
-
-def take_command_start(store, key, now_ns):
-    """(when the command keyed `key` started (its marker's time), the snapshot kept with it
-    or None), or None without a marker; the marker is removed."""
-    marker = command_start_marker(store, key)
-    try:
-        started = os.lstat(marker).st_mtime_ns
-        kept = read_regular(marker)
-        os.unlink(marker)
-    except OSError:
-        return None
-    try:
-        snapshot = marshal.loads(kept) if kept else None
-    except (ValueError, EOFError, TypeError):
-        snapshot = None
-    if now_ns - started >= MARKER_LIFETIME_NS:
-        return None
-    return started, snapshot if isinstance(snapshot, dict) else None
-
-
-def command_key(event):
-    """What pairs a command's before- and after-events: the conversation, and Claude Code's
-    tool_use_id when it sends one (two commands of one conversation may overlap)."""
-    return event["conversation"] + ("/" + event["tool_use"] if event["tool_use"] else "")
-
-
-def shell_command_verdict(ctx, event):
-    """Before a shell command, judged by what it would change (shell_effects): a certain
-    change that an edit of the same path would be denied is denied; a command whose effect its
-    words do not tell and that names a path such an edit would be denied (or a folder holding
-    one) is asked about; otherwise it runs, and when other sessions hold live locks in this
-    worktree what their locks hold is noted first, so that what changes there while it runs
-    is reported after it (report_command_changes)."""
-    folder = event_folder(ctx, event)
-    effects = shell_effects(event["command_line"], folder)
-    notes = []
-    for path, tree in effects.changes:
-        verdict, text = write_verdict(ctx, event, path, tree)
-        if verdict == DENY:
-            return DENY, text
-        if text and text not in notes:
-            notes.append(text)
-    for why, named in effects.uncertain:
-        for path, tree in named:
-            verdict, text = write_verdict(ctx, event, path, tree and not os.path.isfile(path),
-                                          certain=False)
-            if verdict == DENY:
-                return ASK, message("hook_ask", why=why, detail=text.split("\n")[0])
-    note_locked_files(ctx, event, folder, [path for path, _ in effects.changes])
-    return ALLOW, "\n".join(notes)
-
-
-def note_locked_files(ctx, event, folder, named):
-    """Keep, beside the state, what the other sessions' live locks hold in the worktree the
-    command runs in, and the files its own line names as changed (`named`, absolute), for
-    the report after it."""
-    store, checkout, _ = coordinating_checkout(ctx, event, folder)
-    if store is None or not event["conversation"]:
-        return
-    state = store.load()
-    session = session_of_conversation(state, event["conversation"], ctx.machine)
-    scopes = unique_in_order(scope for lock in live_locks(state, utc_now())
-                             if lock["owner"] != (session or {}).get("id")
-                             for scope in lock["scope"])
-    own = [os.path.relpath(path, checkout).replace(os.sep, "/") for path in named
-           if (path + os.sep).startswith(os.path.join(checkout, ""))]
-    if scopes or (session and own):
-        mark_command_start(store, command_key(event), time.time_ns(), {
-            "checkout": checkout, "scopes": scopes, "named": own,
-            "files": files_in_scopes(checkout, scopes, fold_case=ctx.fold_case)
-            if scopes else {}})
-
-
-def report_command_changes(ctx, event):
-    """After a shell command: the files created, changed, deleted or moved inside other
-    sessions' live locks while it ran (git ignores none of them), one line per lock, told to
-    the agent (and in Windsurf to the person) and noted in the state for the owner. They may
-    be the command's doing or the owner's own work at the same moment, and the message says
-    so: they are reported, never added to anyone's touched files. The files the command's own
-    line names as changed are the acting session's touched files."""
-    if not event["conversation"]:
-        return ""
-    store, checkout, _ = coordinating_checkout(ctx, event, event_folder(ctx, event))
-    if store is None:
-        return ""
-    started = take_command_start(store, command_key(event), time.time_ns())
-    if started is None:
-        return ""
-    started_ns, kept = started
-    state, now = store.load(), utc_now()
-    session = session_of_conversation(state, event["conversation"], ctx.machine)
-    session_id = (session or {}).get("id")
-    if kept and isinstance(kept.get("checkout"), str):
-        checkout = kept["checkout"]
-    named = [p for p in (kept or {}).get("named", []) if isinstance(p, str)]
-    if session and named:
-        record_touched(store, event["conversation"], named, ctx.machine)
-    scopes = unique_in_order(scope for lock in live_locks(state, now) if lock["owner"] != session_id
-                             for scope in lock["scope"])
-    if not scopes:
-        return ""
-    before = kept.get("files") if kept else None
-    after = files_in_scopes(checkout, scopes, fold_case=ctx.fold_case,
-                            with_times=True) if isinstance(before, dict) else None
-    if after is not None:
-        happened = snapshot_changes(before, after, started_ns)
-    else:  # too many files to keep: what changed by its times (deletions are not seen)
-        happened = {"created": [], "deleted": [], "moved": [], "changed": files_written_in_scopes_after(
-            checkout, scopes, started_ns, fold_case=ctx.fold_case)}
-    ignored = ignored_by_git(checkout, [p for kind in ("created", "changed", "deleted")
-                                        for p in happened[kind]] +
-                             [p for pair in happened["moved"] for p in pair])
-    lines, notes = [], []
-    for lock, paths in changes_in_foreign_locks(state, session_id, [
-            p for kind in ("created", "changed", "deleted") for p in happened[kind]
-            if p not in ignored] + [p for pair in happened["moved"] for p in pair
-                                    if pair[0] not in ignored], now, fold_case=ctx.fold_case):
-        described = describe_changes(happened, set(paths))
-        key = "hook_changed_in_shared_lock" if lock["allow_external_fixes"] else "hook_changed_in_lock"
-        fields = {"changes": described, "owner": lock["owner"], "area": lock["area"],
-                  "cli": cli_name(), "you": session_id or "<your-session>"}
-        lines.append(message(key, **fields))
-        notes.append(message("hook_changed_note", **fields))
-    if not lines:
-        return ""
-
-    def remember(state):
-        state["global_notes"].extend(note for note in notes if note not in state["global_notes"])
-    write_retrying(store, remember)
-    return "\n".join(lines)
-
-
-def describe_changes(happened, paths):
-    """One phrase for what happened to `paths`: created, changed, deleted, moved."""
-    parts = []
-    for kind in ("created", "changed", "deleted"):
-        chosen = [p for p in happened[kind] if p in paths]
-        if chosen:
-            shown = chosen[:CHANGED_FILES_SHOWN]
-            more = f" and {len(chosen) - len(shown)} more" if len(chosen) > len(shown) else ""
-            parts.append(message(f"changes_{kind}", files=shown, more=more))
-    moved = [pair for pair in happened["moved"] if pair[0] in paths or pair[1] in paths]
-    for old, new in moved[:CHANGED_FILES_SHOWN]:
-        parts.append(message("changes_moved", old=old, new=new))
-    return ", ".join(parts)
 
 
 def cmd_commit_check(ctx, args):
