@@ -90,7 +90,7 @@ WINDSURF_HOOKS_PATH = ".windsurf/hooks.json"
 CLAUDE_SETTINGS_PATH = ".claude/settings.json"
 CURSOR_HOOKS_PATH = ".cursor/hooks.json"
 DEVIN_HOOKS_PATH = ".devin/hooks.v1.json"
-GIT_HOOK_PATH = ".git/hooks/pre-commit"  # in the main checkout's git folder
+GIT_HOOKS_FOLDER = ".git/hooks"  # in the main checkout: the commit guard, and any hook git runs
 AGENTS = ("windsurf", "claude", "cursor", "agents-md")  # what `install --agent` serves
 STATE_ENV = "ORCHESTRATOR_STATE"
 LOCK_TIMEOUT_ENV = "ORCHESTRATOR_LOCK_TIMEOUT"
@@ -1145,7 +1145,7 @@ def remote_ref_name(ref):
     return ref if ref.startswith("refs/") else f"refs/heads/{ref}"
 
 
-def run_in_own_group(argv, data=None, timeout=None, env=None):
+def run_in_own_group(argv, data=None, timeout=None, env=None, cwd=None):
     """subprocess.run's result for `argv`, run in a process group of its own: at the timeout
     the whole group is killed (git's transport children, `ssh` for one, would outlive git
     itself) and subprocess.TimeoutExpired is raised."""
@@ -1153,7 +1153,7 @@ def run_in_own_group(argv, data=None, timeout=None, env=None):
     import subprocess
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE if data is not None else
                             subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=env, start_new_session=True)
+                            env=env, cwd=cwd, start_new_session=True)
     try:
         out, err = proc.communicate(data, timeout=timeout)
     except BaseException:  # the timeout, Ctrl-C: nothing of it may outlive the command
@@ -3739,26 +3739,48 @@ def literal_word(text):
     return ShellWord(text, "".join("\\" + ch for ch in text))
 
 
+def skip_quoted(line, i):
+    """The index after the quoted or escaped text that starts at `line[i]` (a backslash,
+    '...', $'...' or "..."), or None when `line[i]` starts none; ValueError when it never
+    ends."""
+    char, end = line[i], len(line)
+    if char == "\\":
+        return i + 2
+    if char == "'":
+        close = line.find("'", i + 1)
+        if close == -1:
+            raise ValueError("unterminated quote")
+        return close + 1
+    if char == "$" and line[i + 1:i + 2] == "'":
+        j = i + 2
+        while j < end and line[j] != "'":
+            j += 2 if line[j] == "\\" else 1
+        if j >= end:
+            raise ValueError("unterminated quote")
+        return j + 1
+    if char == '"':
+        j = i + 1
+        while j < end and line[j] != '"':
+            j += 2 if line[j] == "\\" else 1
+        if j >= end:
+            raise ValueError("unterminated quote")
+        return j + 1
+    return None
+
+
 def closing_parenthesis(line, i):
-    """The index just after the `)` that closes the `(` at `i - 1`, skipping quoted text and
-    nested parentheses; raises ValueError when there is none."""
+    """The index just after the `)` that closes the `(` at `i - 1`, skipping quoted text,
+    comments and nested parentheses; raises ValueError when there is none."""
     depth, end = 1, len(line)
     while i < end:
+        skipped = skip_quoted(line, i)
+        if skipped is not None:
+            i = skipped
+            continue
         char = line[i]
-        if char == "\\":
-            i += 2
-            continue
-        if char == "'":
-            close = line.find("'", i + 1)
-            if close == -1:
-                raise ValueError("unterminated quote")
-            i = close + 1
-            continue
-        if char == '"':
-            i += 1
-            while i < end and line[i] != '"':
-                i += 2 if line[i] == "\\" else 1
-            i += 1
+        if char == "#" and (i == 0 or line[i - 1] in " \t\n;(&|"):
+            newline = line.find("\n", i)
+            i = end if newline == -1 else newline
             continue
         depth += {"(": 1, ")": -1}.get(char, 0)
         i += 1
@@ -3767,20 +3789,93 @@ def closing_parenthesis(line, i):
     raise ValueError("unterminated substitution")
 
 
+def closing_brace(line, i):
+    """The index just after the `}` that closes `${` (whose `{` is at `i - 1`), skipping
+    quoted text and nested `${...}`; ValueError when there is none."""
+    depth, end = 1, len(line)
+    while i < end:
+        skipped = skip_quoted(line, i)
+        if skipped is not None:
+            i = skipped
+            continue
+        if line.startswith("${", i):
+            depth, i = depth + 1, i + 2
+            continue
+        if line[i] == "}":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    raise ValueError("unterminated ${")
+
+
+def substitutions_in(text):
+    """The command lines substituted anywhere in `text` (`$(...)` and backquotes, also inside
+    `${...}` and arithmetic), as a here-document body or a parameter's default expands them."""
+    found, i = [], 0
+    while i < len(text):
+        if text.startswith("$(", i):
+            try:
+                close = closing_parenthesis(text, i + 2)
+            except ValueError:
+                return found + [text[i + 2:]]
+            found.append(text[i + 2:close - 1])
+            i = close
+        elif text[i] == "`":
+            close = text.find("`", i + 1)
+            found.append(text[i + 1:] if close == -1 else text[i + 1:close])
+            i = len(text) if close == -1 else close + 1
+        elif text[i] == "\\":
+            i += 2
+        else:
+            i += 1
+    return found
+
+
 ANSI_C_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "'": "'", '"': '"', "a": "\a",
-                  "b": "\b", "e": "\x1b", "E": "\x1b", "f": "\f", "v": "\v"}
+                  "b": "\b", "e": "\x1b", "E": "\x1b", "f": "\f", "v": "\v", "?": "?"}
+
+
+def ansi_c_escape(line, j):
+    """(the character a `$'...'` escape at `line[j] == "\\"` stands for, the index after it),
+    as bash reads \\n, \\xHH, \\NNN, \\uHHHH, \\UHHHHHHHH and \\cX."""
+    kind = line[j + 1:j + 2]
+    if kind in ANSI_C_ESCAPES:
+        return ANSI_C_ESCAPES[kind], j + 2
+    for prefix, digits, base in (("x", 2, 16), ("u", 4, 16), ("U", 8, 16)):
+        if kind == prefix:
+            k = j + 2
+            while k < j + 2 + digits and k < len(line) and line[k] in "0123456789abcdefABCDEF":
+                k += 1
+            if k > j + 2:
+                try:
+                    return chr(int(line[j + 2:k], base)), k
+                except (ValueError, OverflowError):
+                    return "", k
+            return "\\" + kind, j + 2
+    if kind and kind in "01234567":
+        k = j + 1
+        while k < j + 4 and k < len(line) and line[k] in "01234567":
+            k += 1
+        return chr(int(line[j + 1:k], 8) & 0xFF), k
+    if kind == "c" and j + 2 < len(line):
+        return chr(ord(line[j + 2]) & 0x1F), j + 3
+    return "\\" + kind, j + 2
 
 
 def shell_tokens(line):
     """A shell command line as (is_operator, text, word) tokens (word: a ShellWord, None for an
     operator), read the way a POSIX shell reads it: quotes and backslashes make text literal,
     `$'...'` as bash and zsh read it, `$NAME`, `${...}`, `$((...))`, `$(...)` and backquotes
-    expand (the last two run a command: its text is kept), `#` at the start of a word comments
-    out the rest of the line, a number just before `<` or `>` is a file descriptor, and
-    here-document bodies are skipped. Raises ValueError on an unterminated quote."""
+    expand (a substitution runs a command: its text is kept, also inside `${...}`, arithmetic
+    and an unquoted here-document's body), `#` at the start of a word comments out the rest
+    of the line, a number just before `<` or `>` is a file descriptor, `[[ ... ]]` compares
+    (its `<` and `>` redirect nothing) and `(( ... ))` counts (a `:` word stands for it).
+    Raises ValueError on an unterminated quote."""
     tokens, i, end = [], 0, len(line)
-    heredocs, want_delimiter = [], False
+    heredocs, want_delimiter = [], False  # heredocs: (delimiter, whether its body expands)
     text, pattern, subs, dynamic_at, started = [], [], [], -1, False
+    in_test = False  # inside [[ ... ]]
 
     def literal(chars, quoted):
         nonlocal started
@@ -3788,15 +3883,14 @@ def shell_tokens(line):
         text.append(chars)
         pattern.append("".join("\\" + ch for ch in chars) if quoted else chars)
 
-    def expansion(raw, substituted=None):
+    def expansion(raw, substituted=()):
         nonlocal dynamic_at, started
         if dynamic_at < 0:
             dynamic_at = len("".join(text))
         started = True
         text.append(raw)
         pattern.append("".join("\\" + ch for ch in raw))
-        if substituted is not None:
-            subs.append(substituted)
+        subs.extend(substituted)
 
     def dollar(i):
         """Read the expansion at `line[i] == "$"`; the index after it."""
@@ -3804,15 +3898,14 @@ def shell_tokens(line):
         if after == "(":
             close = closing_parenthesis(line, i + 2)
             inner = line[i + 2:close - 1]
-            arithmetic = inner.startswith("(") and inner.endswith(")")
-            expansion(line[i:close], None if arithmetic else inner)
+            # $((...)) counts, but its text may hold substitutions, and `$((cmd); (cmd))` is
+            # a command: read the inner text as commands either way (counting runs none).
+            expansion(line[i:close], [inner])
             return close
         if after == "{":
-            close = line.find("}", i + 2)
-            if close == -1:
-                raise ValueError("unterminated ${")
-            expansion(line[i:close + 1])
-            return close + 1
+            close = closing_brace(line, i + 2)
+            expansion(line[i:close], substitutions_in(line[i + 2:close - 1]))
+            return close
         j = i + 1
         if after and (after.isalpha() or after == "_"):
             while j < end and (line[j].isalnum() or line[j] == "_"):
@@ -3831,16 +3924,23 @@ def shell_tokens(line):
             j += 2 if line[j] == "\\" else 1
         if j >= end:
             raise ValueError("unterminated backquote")
-        expansion(line[i:j + 1], line[i + 1:j].replace("\\`", "`"))
+        expansion(line[i:j + 1], [line[i + 1:j].replace("\\`", "`").replace("\\\\", "\\")])
         return j + 1
 
+    def at_command_start():
+        return not tokens or tokens[-1][0] or tokens[-1][1] in SHELL_KEYWORDS
+
     def finish():
-        nonlocal text, pattern, subs, dynamic_at, started, want_delimiter
+        nonlocal text, pattern, subs, dynamic_at, started, want_delimiter, in_test
         if started:
             word = ShellWord("".join(text), "".join(pattern), dynamic_at, subs)
             if want_delimiter:
-                heredocs.append(word.text)
+                heredocs.append((word.text, word.pattern == word.text))
                 want_delimiter = False
+            if word.text == "[[" and word.pattern == "[[" and at_command_start():
+                in_test = True
+            elif word.text == "]]" and in_test:
+                in_test = False
             tokens.append((False, word.text, word))
         text, pattern, subs, dynamic_at, started = [], [], [], -1, False
 
@@ -3865,8 +3965,8 @@ def shell_tokens(line):
             j, chars = i + 2, []
             while j < end and line[j] != "'":
                 if line[j] == "\\" and j + 1 < end:
-                    chars.append(ANSI_C_ESCAPES.get(line[j + 1], "\\" + line[j + 1]))
-                    j += 2
+                    decoded, j = ansi_c_escape(line, j)
+                    chars.append(decoded)
                 else:
                     chars.append(line[j])
                     j += 1
@@ -3896,22 +3996,45 @@ def shell_tokens(line):
             i = dollar(i)
         elif char == "`":
             i = backquote(i)
+        elif in_test and char in "<>":
+            literal(char, False)  # a comparison inside [[ ... ]]
+            i += 1
+        elif char == "(" and started and text and text[-1][-1:] in "@+!?*":
+            close = closing_parenthesis(line, i + 1)  # bash's extglob, zsh's qualifiers: x@(a|b)
+            literal(line[i:close], False)
+            i = close
+        elif char == "(" and line.startswith("((", i) and not started and at_command_start():
+            close = closing_parenthesis(line, i + 1)  # (( ... )): arithmetic, no command
+            inner = line[i + 2:close - 1]
+            close = close + 1 if line[close:close + 1] == ")" else close
+            tokens.append((False, ":", ShellWord(":", ":", -1, substitutions_in(inner))))
+            i = close
+        elif char in "<>" and line[i + 1:i + 2] == "(":
+            close = closing_parenthesis(line, i + 2)  # <(cmd), >(cmd): a path to a pipe
+            expansion(line[i:close], [line[i + 2:close - 1]])
+            i = close
         elif char in ";&|()<>\n":
             operator = next(op for op in SHELL_OPERATORS if line.startswith(op, i))
             if char in "<>" and started and "".join(pattern).isdigit():
                 text, pattern, subs, dynamic_at, started = [], [], [], -1, False  # `2>`: a descriptor
             finish()
-            tokens.append((True, operator, None))
             i += len(operator)
+            if operator in (">", ">>") and line[i:i + 1] == "!":
+                i += 1  # zsh's >! and >>! (clobber anyway): the same writes
+            tokens.append((True, operator, None))
             want_delimiter = operator in ("<<", "<<-")
             if operator == "\n":
-                for delimiter in heredocs:  # a here-document's body is data, not commands
+                for delimiter, expands in heredocs:  # a here-document's body is data...
                     while i < end:
                         stop = line.find("\n", i)
                         stop = end if stop == -1 else stop
                         body_line, i = line[i:stop], stop + 1
                         if body_line.lstrip("\t") == delimiter:
                             break
+                        if expands:  # ...but an unquoted delimiter's body expands
+                            for command in substitutions_in(body_line):
+                                tokens.append((False, ":", ShellWord(":", ":", -1, [command])))
+                                tokens.append((True, ";", None))
                 heredocs = []
         else:
             literal(char, False)
@@ -4088,7 +4211,11 @@ GIT_MERGING = {"merge", "pull", "rebase", "cherry-pick", "revert", "am", "bisect
 # find's words that leave -delete removing everything below its starting points.
 FIND_DELETING_ALL = {"-delete", "-depth", "-xdev", "-mount", "-ignore_readdir_race"}
 MAX_BRACE_WORDS = 1000  # a brace expansion larger than this is not expanded
-MAX_SHELL_NESTING = 4  # `sh -c`, eval and substitutions read this deep
+MAX_FOLDERS_FOLLOWED = 8  # folders a line of failing `cd`s may be in; more is not known
+FIND_SECONDS = 3  # a find asked what it would remove; longer, and the command is uncertain
+FOUND_STAND_IN = "__paths-found-at-run-time__"  # what xargs and find -exec hand a command
+MAX_SHELL_NESTING = 16  # `sh -c`, eval and substitutions read this deep; deeper is uncertain
+MAX_GLOB_MATCHES = 5000  # a glob matching more is judged as uncertain, not path by path
 
 
 def unescape_pattern(pattern):
@@ -4116,12 +4243,21 @@ def unescaped_positions(pattern, characters):
 
 
 def expand_braces(pattern):
-    """bash's and zsh's brace expansion of an escaped pattern: `{a,b}` and `{1..3}`, nested,
-    in order; a pattern with no such brace is itself."""
+    """bash's and zsh's brace expansion of an escaped pattern: `{a,b}` and `{1..3}` (also with a
+    step), nested, in order; a pattern with no such brace is itself; None when it would make
+    more than MAX_BRACE_WORDS words or nests deeper than the shell would bother to."""
+    if len(unescaped_positions(pattern, "{")) > 64:
+        return None
+    words = brace_words(pattern, [0])
+    return None if words is None else words
+
+
+def brace_words(pattern, made):
+    """expand_braces' work; `made` counts the words made so far, to stop at the limit."""
     opening = unescaped_positions(pattern, "{}")
     for start in (i for i in opening if pattern[i] == "{"):
         depth, commas, close = 0, [], None
-        for i in (j for j in unescaped_positions(pattern[start:], "{},") ):
+        for i in unescaped_positions(pattern[start:], "{},"):
             char = pattern[start + i]
             depth += {"{": 1, "}": -1}.get(char, 0)
             if char == "," and depth == 1:
@@ -4136,31 +4272,56 @@ def expand_braces(pattern):
             cuts = [start] + commas + [close]
             parts = [pattern[a + 1:b] for a, b in zip(cuts, cuts[1:])]
         else:
-            low, dots, high = body.partition("..")
-            if not dots or not (low.lstrip("-").isdigit() and high.lstrip("-").isdigit()):
-                if dots and len(low) == len(high) == 1 and low.isalpha() and high.isalpha():
-                    step = 1 if low <= high else -1
-                    parts = [chr(c) for c in range(ord(low), ord(high) + step, step)]
-                else:
-                    continue
-            else:
-                a, b = int(low), int(high)
-                if abs(b - a) > MAX_BRACE_WORDS:
-                    return [pattern]
-                parts = [str(n) for n in range(a, b + (1 if a <= b else -1), 1 if a <= b else -1)]
+            try:
+                parts = brace_sequence(body)
+            except OverflowError:
+                return None
+            if parts is None:
+                continue
+        if len(parts) > MAX_BRACE_WORDS:
+            return None
         words = []
         for part in parts:
-            words += expand_braces(head + part + tail)
-            if len(words) > MAX_BRACE_WORDS:
-                return [pattern]
+            more = brace_words(head + part + tail, made)
+            if more is None:
+                return None
+            words += more
+            made[0] += len(more)
+            if len(words) > MAX_BRACE_WORDS or made[0] > 4 * MAX_BRACE_WORDS:
+                return None
         return words
     return [pattern]
 
 
+def brace_sequence(body):
+    """The words of a sequence brace's body (`1..5`, `a..e`, `1..10..2`), or None when it is
+    no sequence; OverflowError past MAX_BRACE_WORDS."""
+    parts = body.split("..")
+    if len(parts) not in (2, 3):
+        return None
+    low, high = parts[0], parts[1]
+    step = parts[2] if len(parts) == 3 else "1"
+    if not step.lstrip("-").isdigit() or int(step) == 0:
+        return None
+    step = abs(int(step))
+    if low.lstrip("-").isdigit() and high.lstrip("-").isdigit():
+        a, b = int(low), int(high)
+        if abs(b - a) // step > MAX_BRACE_WORDS:
+            raise OverflowError("more words than MAX_BRACE_WORDS")
+        return [str(n) for n in range(a, b + (1 if a <= b else -1), step if a <= b else -step)]
+    if len(low) == len(high) == 1 and low.isalpha() and high.isalpha():
+        direction = 1 if low <= high else -1
+        return [chr(c) for c in range(ord(low), ord(high) + direction, step * direction)]
+    return None
+
+
 def glob_on_disk(pattern, folder):
     """The paths an escaped shell pattern matches from `folder`, sorted as the shell sorts
-    them; [] when it matches nothing (the shell then passes the word as it is)."""
+    them; [] when it matches nothing (the shell then passes the word as it is); None past
+    MAX_GLOB_MATCHES. `**` crosses folders (zsh's, and bash's with globstar) below `folder`
+    only: an absolute pattern is not walked through the whole file system."""
     import glob
+    import itertools
     parts, i = [], 0
     while i < len(pattern):  # the shell's backslash escapes as glob's brackets
         if pattern[i] == "\\" and i + 1 < len(pattern):
@@ -4170,13 +4331,15 @@ def glob_on_disk(pattern, folder):
             parts.append(pattern[i])
             i += 1
     translated = "".join(parts)
-    absolute = translated if os.path.isabs(translated) else os.path.join(
-        glob.escape(folder), translated)
-    return sorted(glob.glob(absolute, recursive=True))
+    relative = not os.path.isabs(translated)
+    absolute = os.path.join(glob.escape(folder), translated) if relative else translated
+    found = list(itertools.islice(glob.iglob(absolute, recursive=relative),
+                                  MAX_GLOB_MATCHES + 1))
+    return None if len(found) > MAX_GLOB_MATCHES else sorted(found)
 
 
-PYTHON_READING_MODULES = {"pytest", "unittest", "mypy", "pydoc", "json.tool", "pyflakes",
-                          "flake8", "pylint", "doctest", "timeit", "tabnanny"}
+PYTHON_READING_MODULES = {"pytest", "unittest", "mypy", "pyflakes", "flake8", "pylint",
+                          "doctest", "tabnanny"}
 
 
 def is_this_tool(program):
@@ -4192,14 +4355,88 @@ class ShellEffects:
     with the paths they name."""
 
     def __init__(self):
-        self.changes, self.uncertain = [], []
+        self.changes, self.uncertain, self.seen = [], [], set()
 
     def change(self, path, tree=False):
-        if (path, tree) not in self.changes:
+        if (path, tree) not in self.seen:
+            self.seen.add((path, tree))
             self.changes.append((path, tree))
 
     def unsure(self, why, named):
         self.uncertain.append((why, list(named)))
+
+
+# Tools that only read (or write only their own caches and build folders) when run this way:
+# program -> the subcommands that read, or a test of its arguments.
+READING_SUBCOMMANDS = {
+    "npm": {"test", "t", "ls", "list", "outdated", "audit", "view", "info", "run-script"},
+    "yarn": {"test", "list", "info", "why", "audit"}, "pnpm": {"test", "list", "ls", "why"},
+    "cargo": {"test", "check", "clippy", "build", "bench", "doc", "tree", "metadata", "run"},
+    "go": {"test", "vet", "build", "list", "doc", "env", "version", "run"},
+    "make": {"test", "check", "tests", "lint"}, "docker": {"build", "ps", "images", "logs",
+                                                           "inspect", "run", "compose"},
+    "ruff": {"check"}, "mypy": None, "tox": None, "nox": None,
+}
+READING_TOOLS = {"jest", "vitest", "mocha", "ava", "tap", "coverage", "code", "open",
+                 "xdg-open", "cat", "bundle", "rspec", "phpunit", "gradle", "mvn", "dotnet"}
+WRITING_FLAGS = {"--fix", "--write", "-w", "--fix-only", "-u", "--updateSnapshot", "--in-place",
+                 "-i", "format", "fmt", "--unsafe-fixes"}
+
+
+def reads_only(program, arguments):
+    """Is `program ARGUMENTS` a build, a test run or a check that writes no source file?
+    (npm test, cargo check, ruff check, black --check, prettier --check, tsc --noEmit, ...)"""
+    if any(a in WRITING_FLAGS or a.startswith("--fix") for a in arguments):
+        return program in ("ruff",) and "format" in arguments and "--check" in arguments
+    if program in READING_TOOLS:
+        return True
+    if program in ("black", "prettier", "isort", "autopep8", "gofmt", "rustfmt", "clang-format"):
+        return any(a in ("--check", "-c", "--diff", "-l", "--list-different", "-d")
+                   for a in arguments)
+    if program == "ruff":
+        return bool(arguments) and (arguments[0] == "check" or (
+            arguments[0] == "format" and "--check" in arguments))
+    if program in ("tsc", "vue-tsc"):
+        return "--noEmit" in arguments
+    if program in ("node", "deno", "bun") and arguments[:1] == ["--test"] or arguments[:1] == [
+            "test"] and program in ("deno", "bun"):
+        return True
+    if program == "eslint":
+        return True  # --fix is a writing flag, caught above
+    if program in READING_SUBCOMMANDS:
+        subcommands = READING_SUBCOMMANDS[program]
+        words = [a for a in arguments if not a.startswith("-")]
+        if subcommands is None:
+            return True
+        if program in ("npm", "yarn", "pnpm") and words[:1] == ["run"]:
+            return len(words) > 1 and words[1] in ("test", "lint", "typecheck", "check",
+                                                   "build")
+        return bool(words) and words[0] in subcommands
+    return False
+
+
+# Variables that make a program run other code, or work on other files, than its words say.
+RISKY_VARIABLES = {"BASH_ENV", "ENV", "PS4", "PROMPT_COMMAND", "LESSOPEN", "LESSCLOSE",
+                   "LD_PRELOAD", "LD_LIBRARY_PATH", "PYTHONSTARTUP", "PYTHONPATH", "PERL5OPT",
+                   "NODE_OPTIONS", "RUBYOPT", "EDITOR", "VISUAL", "PAGER", "MANPAGER", "SHELL",
+                   "GIT_EDITOR", "GIT_PAGER", "GIT_EXTERNAL_DIFF", "GIT_SSH", "GIT_SSH_COMMAND",
+                   "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_CONFIG", "GIT_CONFIG_COUNT",
+                   "GIT_CONFIG_PARAMETERS", "GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM",
+                   "GIT_EXEC_PATH", "GIT_TEMPLATE_DIR"}
+# Builtins whose quoted arguments the shell may still run (array subscripts, callbacks).
+EVALUATING_BUILTINS = {"let", "test", "[", "printf", "declare", "typeset", "local", "export",
+                       "readonly", "mapfile", "readarray", "read", "unset", "[["}
+# Interpreters and the options that give them code to run.
+CODE_OPTIONS = {"node": ("-e", "-p", "--eval", "--print"),
+                "ruby": ("-e",), "php": ("-r",), "deno": ("eval",), "bun": ("-e", "--eval"),
+                "lua": ("-e",), "Rscript": ("-e",), "osascript": ("-e",)}
+
+
+def paths_in_code(code):
+    """Words of a program's source text that look like paths (`os.remove('src/a.py')`)."""
+    import re
+    return [literal_word(found) for found in re.findall(r"[\w./~+-]+", code)
+            if "/" in found or "." in found.strip(".")]
 
 
 class ShellReader:
@@ -4211,14 +4448,35 @@ class ShellReader:
         self.folders, self.known = [self.origin], True  # where the next command runs
         self.previous, self.stack, self.aliases = None, [], {}
         self.git, self.home = git, home
+        self.cdpath = False  # CDPATH or cdable_vars: a relative `cd NAME` may go anywhere
+        self.links = {}  # links made earlier on the line: link path -> what it reaches
+        self.options = set()  # shopt/setopt options seen on the line
+        self.variables = {}  # NAME=literal assignments seen on the line
+        self.created = set()  # folders made earlier on the line
         self.effects = ShellEffects()
 
     # -- the command line, command by command
     def read(self, line, nesting=0):
+        if nesting > MAX_SHELL_NESTING:
+            self.effects.unsure("commands nested deeper than this tool reads",
+                                [(self.here(), True)])
+            return
         try:
             tokens = shell_tokens(line)
         except ValueError:
-            return  # the shell would refuse the line: it runs nothing
+            # The shell runs the complete lines before the one it cannot read.
+            lines = line.split("\n")
+            while lines:
+                lines.pop()
+                try:
+                    tokens = shell_tokens("\n".join(lines))
+                    break
+                except ValueError:
+                    continue
+            else:
+                tokens = []
+            self.effects.unsure("part of the command line is not complete shell syntax",
+                                [(self.here(), True)])
         saved = []
         for words, redirects, ending in simple_commands(tokens):
             self.command(words, redirects, nesting)
@@ -4230,13 +4488,15 @@ class ShellReader:
     def command(self, words, redirects, nesting):
         for word in words + [target for _, target in redirects]:
             for substituted in word.substitutions:
-                if nesting < MAX_SHELL_NESTING:
-                    self.in_subshell(substituted, nesting + 1)
+                self.in_subshell(substituted, nesting + 1)
         for redirection, target in redirects:
             if redirection in WRITING_REDIRECTIONS and not (
                     redirection == ">&" and (target.text.isdigit() or target.text == "-")):
                 self.write(target, "a redirection")
-        words = self.unwrapped(words, nesting)
+        words = self.braces_expanded(words)
+        if words is None:
+            return
+        words = self.unwrapped(words, nesting, redirects)
         if not words:
             return
         if words[0].dynamic:
@@ -4245,8 +4505,18 @@ class ShellReader:
         program, arguments = os.path.basename(words[0].text), words[1:]
         if is_this_tool(words[0].text):
             return  # it changes the state only, by its own rules
-        if program.startswith("python") and (program[6:] == "" or program[6:].replace(".", "").isdigit()):
+        if program in EVALUATING_BUILTINS and any("$(" in w.text or "`" in w.text
+                                                  for w in arguments):
+            self.effects.unsure(f"`{program}` may run the code in its arguments",
+                                [(self.here(), True)])
+        if program.startswith("python") and (program[6:] == ""
+                                             or program[6:].replace(".", "").isdigit()):
             self.python(arguments)
+        elif program in CODE_OPTIONS and any(w.text in CODE_OPTIONS[program]
+                                             or w.text.split("=")[0] in CODE_OPTIONS[program]
+                                             for w in arguments):
+            self.effects.unsure(f"{program} runs code given on its command line",
+                                self.named(paths_in_code(" ".join(w.text for w in arguments))))
         elif program in self.aliases:
             self.alias(program, arguments, nesting)
         elif program in ("cd", "pushd", "popd"):
@@ -4256,31 +4526,95 @@ class ShellReader:
                 name, equals, value = word.text.partition("=")
                 if equals:
                     self.aliases[name] = value
+        elif program in ("shopt", "setopt"):
+            self.options.update(w.text for w in arguments if not w.text.startswith("-"))
+            if self.options & {"cdable_vars", "auto_cd", "autocd", "cdablevars"}:
+                self.cdpath = True
+        elif program in ("export", "declare", "typeset", "local", "readonly"):
+            self.assignments([w for w in arguments if not w.text.startswith("-")])
+        elif program == "trap":
+            if arguments and not arguments[0].text.startswith("-"):
+                self.in_subshell(arguments[0].text, nesting + 1)
+        elif program in ("source", "."):
+            elsewhere = any(w.dynamic or w.text.startswith(("/dev/", "/proc/"))
+                            for w in arguments[:1])  # a pipe, stdin: code the words do not show
+            self.effects.unsure("the script it reads runs here", self.named(arguments) + (
+                self.anywhere(arguments[0]) if elsewhere else [(self.here(), False)]))
+        elif program in ("mapfile", "readarray") and any(w.text.startswith("-C")
+                                                         for w in arguments):
+            self.effects.unsure(f"`{program} -C` runs code", [(self.here(), True)])
         elif program == "git":
             self.git_command(arguments)
         elif program in WRITERS:
             WRITERS[program](self, arguments)
         elif program == "xargs":
             self.xargs(arguments)
+        elif program in ("npx", "pnpx", "bunx") and arguments:
+            self.command(arguments, [], nesting + 1)  # the package's program, as if run here
+        elif reads_only(program, [w.text for w in arguments]):
+            return
         elif program not in READING_PROGRAMS:
+            # It names its paths, and may write where it runs: asked when that lies in a lock.
             self.effects.unsure(f"`{as_label(program, 60)}` is a program this tool cannot read "
-                                "the effect of", self.named(arguments))
+                                "the effect of", self.named(arguments, only_paths=True)
+                                + [(self.here(), False)])
 
     def in_subshell(self, line, nesting):
         saved = (list(self.folders), self.known, self.previous, list(self.stack))
         self.read(line, nesting)
         self.folders, self.known, self.previous, self.stack = saved
 
-    def unwrapped(self, words, nesting):
+    def braces_expanded(self, words):
+        """The words with bash's and zsh's brace expansion applied (the program's word too);
+        None, with the command uncertain, when an expansion is too large to follow."""
+        expanded = []
+        for word in words:
+            if word.dynamic or not unescaped_positions(word.pattern, "{"):
+                expanded.append(word)
+                continue
+            patterns = expand_braces(word.pattern)
+            if patterns is None:
+                self.effects.unsure("a brace expansion too large to follow",
+                                    [(self.here(), True)])
+                return None
+            expanded += [ShellWord(unescape_pattern(p), p) for p in patterns]
+        return expanded
+
+    def assignments(self, words):
+        """`NAME=value` words (before a program, or given to export): a variable that makes
+        programs run other code makes the command uncertain; HOME and CDPATH change where
+        `cd` goes."""
+        for word in words:
+            name, equals, _ = word.text.partition("=")
+            if not (equals and name.isidentifier()):
+                continue
+            if name in RISKY_VARIABLES or name.startswith("GIT_CONFIG_"):
+                self.effects.unsure(f"{name} makes programs run other code or reach other files",
+                                    [(self.here(), True)])
+            elif name == "HOME":
+                self.home = None
+            elif name in ("CDPATH", "OLDPWD"):
+                self.cdpath = True
+            value = word.text.partition("=")[2]
+            if word.dynamic and not self.substituted(ShellWord(value, value, 0)).dynamic:
+                value = self.substituted(ShellWord(value, value, 0)).text
+            elif word.dynamic:
+                self.variables.pop(name, None)
+                continue
+            self.variables[name] = value
+
+    def unwrapped(self, words, nesting, redirects=()):
         """The words with assignments, keywords, prefixes and wrappers removed; None when they
-        were read another way (`sh -c`, eval, env -S)."""
+        were read another way (`sh -c`, eval, env -S) or run no program (`[[ ... ]]`)."""
         words = list(words)
         while words:
             first = words[0]
             name, equals, _ = first.text.partition("=")
             program = os.path.basename(first.text)
             if equals and name.isidentifier():
-                words.pop(0)
+                self.assignments([words.pop(0)])
+            elif first.text == "[[":
+                return None  # a test: its words name no command (substitutions read above)
             elif first.text in SHELL_KEYWORDS:
                 words.pop(0)
             elif first.text in ("for", "case", "select"):
@@ -4291,14 +4625,26 @@ class ShellReader:
                     option = rest.pop(0).text
                     if option in ("-C", "--chdir") and rest:
                         self.change_folder("cd", [rest.pop(0)])
-                    elif option.startswith("--chdir="):
-                        self.change_folder("cd", [literal_word(option.partition("=")[2])])
+                    elif option.startswith("--chdir=") or (option.startswith("-C")
+                                                          and len(option) > 2):
+                        value = option.partition("=")[2] if option.startswith("--") else option[2:]
+                        self.change_folder("cd", [literal_word(value)])
                     elif option in ("-S", "--split-string") and rest:
                         self.read(" ".join(w.text for w in rest), nesting + 1)
                         return None
                     elif option in ("-u", "--unset") and rest:
                         rest.pop(0)
                 words = rest
+            elif program in ("flock", "script") and any(
+                    w.text in ("-c", "--command") or (w.text[:1] == "-" and w.text[1:2] != "-"
+                                                      and "c" in w.text and program == "script")
+                    for w in words[1:]):
+                at = next(i for i, w in enumerate(words) if i and (
+                    w.text in ("-c", "--command") or (program == "script" and w.text[:1] == "-"
+                                                      and w.text[1:2] != "-" and "c" in w.text)))
+                if at + 1 < len(words):
+                    self.in_subshell(words[at + 1].text, nesting + 1)
+                return None
             elif program in PREFIX_PROGRAMS:
                 valued, operands = PREFIX_PROGRAMS[program]
                 if program == "command" and any(w.text in ("-v", "-V") for w in words[1:2]):
@@ -4306,48 +4652,82 @@ class ShellReader:
                 texts = skip_options([w.text for w in words[1:]], valued)
                 words = words[len(words) - len(texts):][operands:]
             elif program in SHELL_PROGRAMS:
-                return self.shell(words, nesting)
+                return self.shell(words, nesting, redirects)
             elif program == "eval":
                 if any(w.dynamic for w in words[1:]):
                     self.effects.unsure("eval runs text set at run time", [(self.here(), True)])
-                elif nesting < MAX_SHELL_NESTING:
+                else:
                     self.read(" ".join(w.text for w in words[1:]), nesting + 1)
                 return None
             else:
                 break
         return words
 
-    def shell(self, words, nesting):
-        """`sh -c TEXT` (also bash, zsh, `-lc`, `-ec`): TEXT read as a command line."""
+    def shell(self, words, nesting, redirects=()):
+        """`sh -c TEXT` (also bash, zsh, `-lc`, `-ec`): TEXT read as a command line. A shell
+        given no script reads its commands from standard input: a here-string's literal text
+        is read, anything else is uncertain."""
         arguments = [w.text for w in words[1:]]
         options = arguments[:len(arguments) - len(skip_options(list(arguments),
                                                                ("-o", "+o", "-O", "+O")))]
         rest = words[1 + len(options):]
-        if any(o[:1] == "-" and o[1:2] != "-" and "c" in o[1:] for o in options):
+        short = [o for o in options if o[:1] == "-" and o[1:2] != "-"]
+        if any("c" in o[1:] for o in short):
             if not rest:
                 return None
             if rest[0].dynamic:
                 self.effects.unsure("the shell runs text set at run time", [(self.here(), True)])
-            elif nesting < MAX_SHELL_NESTING and not any("n" in o[1:] for o in options
-                                                         if o[:1] == "-" and o[1:2] != "-"):
+            elif not any("n" in o[1:] for o in short):
                 self.in_subshell(rest[0].text, nesting + 1)
             return None
-        if rest and not is_this_tool(rest[0].text):  # a script: what it writes is its own
-            self.effects.unsure("a shell script's effect is not read here", self.named(rest[1:]))
+        if rest and not any("s" in o[1:] for o in short):
+            if not is_this_tool(rest[0].text):  # a script: what it writes is its own
+                self.effects.unsure("a shell script's effect is not read here",
+                                    self.named(rest[1:], only_paths=True))
+            return None
+        for redirection, target in redirects:
+            if redirection == "<<<" and not target.dynamic:
+                self.in_subshell(target.text, nesting + 1)
+                return None
+        self.effects.unsure("the shell reads its commands from standard input",
+                            [(self.here(), True)])
         return None
 
     def python(self, arguments):
-        """Python running this tool, a module known to only read (pytest, ...), or a program
-        whose effect is not read here."""
+        """Python running this tool, a module known to only read (pytest, ...), code whose
+        paths are named in it, or a program whose effect is not read here."""
         options, operands = split_options(arguments, ("-c", "-m", "-W", "-X"))
         module = next((v.text for o, v in options if o == "-m" and v is not None), None)
+        code = next((v.text for o, v in options if o == "-c" and v is not None), None)
         if module in PYTHON_READING_MODULES:
+            if module == "pytest":
+                self.pytest(arguments)
             return
-        if module is None and operands and is_this_tool(operands[0].text):
+        if module == "json.tool" and len(operands) >= 2:
+            self.write(operands[1], "python -m json.tool")
             return
-        code = module is not None or any(o == "-c" for o, _ in options)
-        named = self.named(operands if code else operands[1:])
-        self.effects.unsure("python runs a program this tool cannot read the effect of", named)
+        if module is None and code is None and operands and is_this_tool(operands[0].text):
+            return
+        named = self.named(operands if module or code is not None else operands[1:],
+                           only_paths=True)
+        if code is not None or module == "timeit":
+            named += self.named(paths_in_code(code or " ".join(w.text for w in arguments)))
+        self.effects.unsure("python runs a program this tool cannot read the effect of",
+                            named + [(self.here(), False)])
+
+    def pytest(self, arguments):
+        """pytest reads, but --basetemp empties its folder, --junitxml writes a file, and code
+        this line wrote (a conftest.py, a module it imports) runs."""
+        if any(path.endswith(".py") for path, _ in self.effects.changes):
+            self.effects.unsure("pytest runs Python code this command line wrote",
+                                [(self.here(), True)])
+        options, _ = split_options(arguments, ("--basetemp", "--junitxml", "--junit-xml",
+                                               "-p", "-k", "-m", "-o", "-c", "--rootdir"))
+        for option, value in options:
+            if option == "--basetemp" and value is not None:
+                self.write(value, "pytest --basetemp", tree=True)
+            elif option in ("--junitxml", "--junit-xml") and value is not None:
+                self.write(value, "pytest --junitxml")
 
     def alias(self, program, arguments, nesting):
         """An alias defined earlier on the line: whether the shell expands it depends on the
@@ -4361,13 +4741,33 @@ class ShellReader:
         if named:
             self.effects.unsure(f"`{as_label(program, 60)}` is an alias", named)
 
+    def inner_effects(self, words, found_in):
+        """What a command run on paths found at run time (xargs, find -exec) would change: its
+        own words read with a stand-in for those paths (`{}`, or appended), where a change of
+        the stand-in is a change of what `found_in` (path, tree) items hold."""
+        inner = ShellReader(self.here(), self.git, self.home)
+        stand_in = literal_word(FOUND_STAND_IN)
+        inner.command([stand_in if w.text == "{}" else w for w in words]
+                      + ([] if any(w.text == "{}" for w in words) else [stand_in]), [], 1)
+        items = list(inner.effects.changes) + [item for _, named in inner.effects.uncertain
+                                               for item in named]
+        mine = [item for item in items if os.path.basename(item[0]) != FOUND_STAND_IN]
+        return mine + (list(found_in) if len(mine) < len(items) else [])
+
+
     # -- folders
     def here(self):
         return self.folders[0] if self.known and len(self.folders) == 1 else self.origin
 
     def change_folder(self, program, arguments):
-        texts = skip_options([w.text for w in arguments], ())
-        word = arguments[len(arguments) - len(texts)] if texts else None
+        texts = [w.text for w in arguments]
+        if program in ("pushd", "popd") and any(t == "-n" or (t[:1] in "+-" and t[1:].isdigit())
+                                                 for t in texts):
+            self.folders, self.known = [self.origin], False  # a stack rotation: not followed
+            return
+        physical = "-P" in texts
+        left = skip_options(list(texts), ())
+        word = arguments[len(arguments) - len(left)] if left else None
         current = (list(self.folders), self.known)
         if program == "popd":
             if self.stack:
@@ -4393,35 +4793,94 @@ class ShellReader:
         self.previous = current
         if word is None:
             target = [self.home] if self.home else None
+        elif self.cdpath and not word.text.startswith(("/", ".", "~")):
+            target = None  # CDPATH or a variable's name may send it anywhere
         else:
-            target = self.resolved(word)
+            target = self.resolved(word, logical=not physical)
         if not target:
             self.folders, self.known = [self.origin], False
             return
-        moved = target[:1]
-        if os.path.isdir(moved[0]):
+        moved = [os.path.realpath(target[-1]) if physical else target[0]]  # [-1]: via a new link
+        if os.path.isdir(moved[0]) or moved[0] in self.created:
             self.folders = moved
         else:  # the cd may fail: the next command runs in either folder
             self.folders = unique_in_order(self.folders + moved)
+            if len(self.folders) > MAX_FOLDERS_FOLLOWED:
+                self.folders, self.known = [self.origin], False
 
     # -- words as paths
-    def resolved(self, word, folder=None):
-        """The absolute paths a word stands for (braces and globs expanded, `~` as the home
-        folder), from each folder the command may run in; None when it is set at run time."""
-        if word.dynamic:
+    def substituted(self, word):
+        """`word` with `$NAME` and `${NAME}` of variables assigned a literal value earlier on
+        the line (and $PWD, $OLDPWD, $HOME as the line leaves them) put in; still dynamic when
+        anything else expands in it."""
+        if not word.dynamic:
+            return word
+        import re
+        known = {"PWD": self.here(), **({"HOME": self.home} if self.home else {}),
+                 **({"OLDPWD": self.previous[0][0]} if self.previous and self.previous[1]
+                    else {}), **self.variables}
+        text = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: known.get(m.group(1) or m.group(2),
+                                                                    m.group(0)), word.text)
+        if "$" in text or "`" in text:
+            return word
+        return literal_word(text)
+
+    def resolved(self, word, folder=None, logical=False):
+        """The absolute paths a word stands for (globs expanded, `~`, `~+` and `~-` as the
+        shell reads them, links made earlier on the line followed), from each folder the
+        command may run in; None when it is set at run time or its glob cannot be followed.
+        A path to a file keeps its `..` for the kernel to resolve (after a symlink it is not
+        the textual parent); `logical` normalises it as `cd` does."""
+        word = self.substituted(word)
+        if word.dynamic or "\0" in word.text:
             return None
+        pattern = word.pattern
         paths = []
+        if any(marker in pattern for marker in ("[[:", "@(", "+(", "!(", "?(", "*(")):
+            return None  # extglob, a POSIX class, a zsh qualifier: read differently by Python
         for base in ([folder] if folder else self.folders):
-            for pattern in expand_braces(word.pattern):
-                texts = ([unescape_pattern(pattern)]
-                         if not unescaped_positions(pattern, GLOB_CHARACTERS)
-                         else glob_on_disk(pattern, base) or [unescape_pattern(pattern)])
-                for text in texts:
-                    if pattern.startswith("~") and self.home and (text == "~" or
-                                                                  text.startswith("~/")):
-                        text = self.home + text[1:]
-                    paths.append(os.path.normpath(os.path.join(base, text)))
-        return unique_in_order(paths)
+            if unescaped_positions(pattern, GLOB_CHARACTERS):
+                if self.options & {"nocaseglob", "extglob", "nullglob", "failglob"}:
+                    return None  # a glob Python's would read differently
+                found = glob_on_disk(pattern, base)
+                if found is None:
+                    return None  # too many matches to judge one by one
+                texts = found or [unescape_pattern(pattern)]
+            else:
+                texts = [unescape_pattern(pattern)]
+            for text in texts:
+                if pattern.startswith("~"):
+                    head, slash, tail = text.partition("/")
+                    if head == "~+":
+                        text = base + slash + tail
+                    elif head == "~-":
+                        previous = self.previous[0][0] if self.previous else None
+                        if previous is None:
+                            return None
+                        text = previous + slash + tail
+                    elif head == "~":
+                        if not self.home:
+                            return None
+                        text = self.home + slash + tail
+                    else:
+                        text = os.path.expanduser(text)
+                if text.startswith("/proc/self/cwd"):
+                    text = base + text[len("/proc/self/cwd"):]
+                path = os.path.join(base, text)
+                paths.append(os.path.normpath(path) if logical else path)
+        linked = []
+        for path in paths:  # a link made earlier on this line: the write reaches its target
+            for link, reached in self.links.items():
+                if path == link or path.startswith(link + "/"):
+                    linked.append(reached + path[len(link):])
+        return unique_in_order(paths + linked)
+
+    def anywhere(self, word):
+        """Where a word set at run time may lead: below its literal start's folder, and (a
+        variable may hold `..` or an absolute path) anywhere from the folders the command
+        and the line started in."""
+        return unique_in_order([(self.dynamic_folder(word), True), (self.here(), True),
+                                (self.origin, True)])
 
     def dynamic_folder(self, word):
         """The folder a word set at run time surely lies in: its literal start's folder."""
@@ -4429,9 +4888,11 @@ class ShellReader:
         folder = start[:start.rfind("/") + 1] if "/" in start else ""
         return os.path.normpath(os.path.join(self.here(), folder or "."))
 
-    def named(self, words):
+    def named(self, words, only_paths=False):
         """The paths words name, as (path, stands for everything below it): every operand and
-        every `--option=VALUE`, a folder standing for what it holds."""
+        every `--option=VALUE` (with `only_paths`, those that look like paths: on disk, with a
+        `/`, or `.`), a folder standing for what it holds. A word set at run time stands for
+        its literal folder and for the folder the command runs in (a variable may hold `..`)."""
         named = []
         for word in words:
             text = word.text
@@ -4439,10 +4900,13 @@ class ShellReader:
                 if "=" not in text:
                     continue
                 word = literal_word(text.partition("=")[2])
-            if word.dynamic:
-                named.append((self.dynamic_folder(word), True))
+            if self.substituted(word).dynamic:
+                named += self.anywhere(word)
                 continue
             for path in self.resolved(word) or []:
+                if only_paths and "/" not in word.text and word.text not in (".", "..") \
+                        and not os.path.lexists(path):
+                    continue
                 named.append((path, os.path.isdir(path)))
         return named
 
@@ -4451,8 +4915,7 @@ class ShellReader:
         names."""
         paths = self.resolved(word, folder)
         if paths is None:
-            self.effects.unsure(f"{why} whose target is set at run time",
-                                [(self.dynamic_folder(word), True)])
+            self.effects.unsure(f"{why} whose target is set at run time", self.anywhere(word))
         elif folder is None and not os.path.isabs(word.text) and not (
                 self.known and len(self.folders) == 1):
             named = [(path, tree) for path in paths]
@@ -4503,6 +4966,11 @@ class ShellReader:
                         tree = not links and (recursive or os.path.isdir(path))
                         written = os.path.join(place, os.path.basename(path)) if into else place
                         self.effects.change(os.path.normpath(written), tree)
+                        if links:  # later words on the line reach the target through it
+                            symbolic = any(o in ("-s", "--symbolic") for o, _ in options)
+                            reached = os.path.join(os.path.dirname(written), source.text) \
+                                if symbolic and not os.path.isabs(source.text) else path
+                            self.links[os.path.normpath(written)] = os.path.normpath(reached)
         if moves:
             self.write_all(sources, why, tree=True)
 
@@ -4511,18 +4979,28 @@ class ShellReader:
                                                       "--file", "--line-length"))
         in_place = any(o in ("-i", "--in-place") or o.startswith("--in-place")
                        for o, _ in options)
+        scripted = any(o in ("-e", "-f", "--expression", "--file") for o, _ in options)
+        scripts = [v.text for o, v in options if o in ("-e", "--expression") and v is not None]
+        scripts += [] if scripted or not operands else [operands[0].text]
         if in_place:
-            scripted = any(o in ("-e", "-f", "--expression", "--file") for o, _ in options)
             self.write_all(operands if scripted else operands[1:], "sed -i")
+        if any(sed_runs_or_writes(script) for script in scripts) or any(
+                o in ("-f", "--file") for o, _ in options):
+            self.effects.unsure("the sed script writes files or runs commands",
+                                self.named(paths_in_code(" ".join(scripts)))
+                                + [(self.here(), True)])
 
     def perl(self, arguments):
+        """perl -i writes its files; the code it is given (-e) may write anything it names."""
         options, operands = split_options(arguments, ("-e", "-E", "-M", "-m", "-I", "-x"))
-        if not any(o == "-i" for o, _ in options):
-            self.effects.unsure("perl runs a program this tool cannot read the effect of",
-                                self.named(operands))
-            return
-        scripted = any(o in ("-e", "-E") for o, _ in options)
-        self.write_all(operands if scripted else operands[1:], "perl -i")
+        code = " ".join(v.text for o, v in options if o in ("-e", "-E") and v is not None)
+        scripted = bool(code)
+        if any(o == "-i" for o, _ in options):
+            self.write_all(operands if scripted else operands[1:], "perl -i")
+        named = self.named(paths_in_code(code)) + (
+            [] if scripted else self.named(operands, only_paths=True))
+        if named or not any(o == "-i" for o, _ in options):
+            self.effects.unsure("perl runs code this tool cannot read the effect of", named)
 
     def remove(self, arguments):
         options, operands = split_options(arguments, ())
@@ -4530,12 +5008,96 @@ class ShellReader:
         self.write_all(operands, "rm", tree=recursive)
 
     def compress(self, arguments):
-        options, operands = split_options(arguments, ("-S", "--suffix", "-b", "-T", "-o"))
+        options, operands = split_options(arguments, ("-S", "--suffix", "-b", "-T", "-o",
+                                                      "--output", "-D"))
+        for option, value in options:
+            if option in ("-o", "--output") and value is not None:
+                self.write(value, "a compressor's -o")
         if any(o in ("-c", "--stdout", "--to-stdout", "-t", "--test", "-l", "--list", "-h",
                      "--help") for o, _ in options):
             return
         tree = any(o in ("-r", "--recursive") for o, _ in options)
         self.write_all(operands, "a compressor", tree=tree)
+
+    def chmod(self, arguments):
+        """chmod MODE FILE...: a mode may look like an option (`-w`), so the first word that
+        is no option of chmod's own is the mode."""
+        words = [w for w in arguments if w.text not in ("-R", "--recursive", "-v", "-c", "-f",
+                                                        "--verbose", "--changes", "--silent",
+                                                        "--quiet", "--")]
+        tree = len(words) < len(arguments) and any(w.text in ("-R", "--recursive")
+                                                    for w in arguments)
+        if any(w.text.startswith("--reference") for w in words):
+            words = [w for w in words if not w.text.startswith("--reference")]
+        else:
+            words = words[1:]
+        self.write_all(words, "chmod", tree=tree)
+
+    def download(self, arguments):
+        """curl -o FILE / --output FILE / -O; wget -O FILE / -P DIR (or the current folder)."""
+        options, operands = split_options(arguments, ("-o", "--output", "-O", "-P", "-d", "-H",
+                                                      "-X", "-u", "-A", "-e", "--data",
+                                                      "--header", "--directory-prefix",
+                                                      "--output-document"))
+        for option, value in options:
+            if option in ("-o", "--output", "--output-document") and value is not None:
+                self.write(value, "a download")
+            elif option in ("-O", "-P", "--directory-prefix") and value is not None:
+                self.write(value, "a download", tree=option != "-O")
+
+    def extract(self, arguments):
+        """tar -x / unzip: what it writes comes from the archive, below -C / -d or here."""
+        texts = [w.text for w in arguments]
+        extracting = any(t in ("-x", "--extract", "--get") or (
+            t[:1] != "-" and "x" in t and t is texts[0]) or (t[:1] == "-" and t[1:2] != "-"
+                                                           and "x" in t) for t in texts)
+        options, operands = split_options(arguments, ("-f", "-C", "-d", "--directory", "--file",
+                                                      "-T", "-X"))
+        folder = next((v for o, v in options if o in ("-C", "-d", "--directory")), None)
+        if texts[:1] in (["-l"], ["-t"], ["l"], ["t"]) and not extracting:
+            return  # a listing
+        named = self.named([folder]) if folder is not None else [(self.here(), True)]
+        self.effects.unsure("it writes the files the archive holds", named)
+
+    def tar(self, arguments):
+        texts = [w.text for w in arguments]
+        first = texts[0] if texts else ""
+        if any(t in ("-x", "--extract", "--get") for t in texts) or (
+                first[:1] != "-" and "x" in first) or any(
+                t[:1] == "-" and t[1:2] != "-" and "x" in t for t in texts):
+            self.extract(arguments)
+            return
+        options, _ = split_options(arguments, ("-f", "-C", "--file", "--directory", "-T", "-X"))
+        for option, value in options:  # creating: the archive is what it writes
+            if option in ("-f", "--file") and value is not None and value.text != "-":
+                self.write(value, "tar -f")
+        if first[:1] != "-" and "f" in first and "c" in first and len(arguments) > 1:
+            self.write(arguments[1], "tar")
+
+    def mkdir(self, arguments):
+        """mkdir makes folders: a `cd` into one later on the line goes there."""
+        _, operands = split_options(arguments, ("-m", "--mode"))
+        self.write_all(operands, "mkdir")
+        for word in operands:
+            self.created.update(self.resolved(word, logical=True) or [])
+
+    def cmake(self, arguments):
+        """cmake configures into its build folder (-B, or where it runs), or builds there."""
+        options, _ = split_options(arguments, ("-S", "-B", "-G", "-D", "-C", "--build",
+                                               "--install", "-P", "--target", "-j"))
+        build = next((v for o, v in options if o in ("-B", "--build") and v is not None), None)
+        if build is not None:
+            self.write(build, "cmake", tree=True)
+        elif self.known and len(self.folders) == 1:
+            self.effects.change(self.here(), True)
+        else:
+            self.effects.unsure("cmake writes where it runs", [(self.here(), True)])
+
+    def history(self, arguments):
+        for option, value in split_options(arguments, ())[0]:
+            if option in ("-w", "-a"):
+                operands = split_options(arguments, ())[1]
+                self.write_all(operands or [literal_word("~/.bash_history")], "history -w")
 
     def dd(self, arguments):
         for word in arguments:
@@ -4579,8 +5141,9 @@ class ShellReader:
                for o, v in options):
             scripted = any(o in ("-f", "--file") for o, _ in options)
             self.write_all(operands if scripted else operands[1:], "awk -i inplace")
-        elif operands and any(ch in operands[0].text for ch in (">", "system")):
-            self.effects.unsure("the awk program may write files", self.named(operands[1:])
+        elif operands and awk_writes(operands[0].text):
+            self.effects.unsure("the awk program writes files or runs commands",
+                                self.named(paths_in_code(operands[0].text))
                                 + [(self.here(), True)])
 
     def find(self, arguments):
@@ -4592,31 +5155,108 @@ class ShellReader:
         starts = starts or [literal_word(".")]
         if "-delete" in expression and set(expression) <= FIND_DELETING_ALL:
             self.write_all(starts, "find -delete", tree=True)
-        elif "-delete" in expression:
+            return
+        removing = self.find_removals(starts, arguments[i:])
+        if removing is not None:  # asked of find itself, printing instead of removing
+            for path in removing:
+                self.effects.change(path, True)
+            return
+        if "-delete" in expression:
             self.effects.unsure("find -delete removes what its tests match", self.named(starts))
         for action in ("-fprint", "-fprint0", "-fprintf", "-fls"):
             if action in expression:
                 at = expression.index(action) + 1
                 if at < len(expression):
                     self.write(arguments[i + at], f"find {action}")
-        if any(a in expression for a in ("-exec", "-execdir", "-ok", "-okdir")):
-            self.effects.unsure("find -exec runs a command on each file it finds",
-                                self.named(starts))
+        for at, word in enumerate(expression):
+            if word in ("-exec", "-execdir", "-ok", "-okdir"):
+                stop = next((j for j in range(at + 1, len(expression))
+                             if expression[j] in (";", "+")), len(expression))
+                named = self.inner_effects(arguments[i + at + 1:i + stop],
+                                           [(path, True) for path, _ in self.named(starts)])
+                if named:
+                    self.effects.unsure("find -exec runs a command that writes on each file it "
+                                        "finds", named)
+
+    def find_removals(self, starts, expression):
+        """What `find STARTS EXPRESSION` would remove, when its only action is -delete or
+        `-exec rm ... {} +`/`;` and every word is literal: find run with -print0 in its place
+        (it reads only); None when that cannot be asked."""
+        texts = [w.text for w in expression]
+        if any(w.dynamic for w in list(starts) + list(expression)) or not self.known or \
+                len(self.folders) != 1:
+            return None
+        if any(action in texts for action in ("-fprint", "-fprint0", "-fprintf", "-fls", "-ok",
+                                              "-okdir", "-execdir", "-print", "-printf",
+                                              "-print0", "-ls", "-quit")):
+            return None
+        kept, at, removing = [], 0, False
+        while at < len(texts):
+            if texts[at] == "-delete":
+                removing, at = True, at + 1
+            elif texts[at] == "-exec":
+                stop = next((j for j in range(at + 1, len(texts)) if texts[j] in (";", "+")), None)
+                inner = texts[at + 1:stop] if stop else []
+                if stop is None or not inner or os.path.basename(inner[0]) != "rm" or \
+                        inner[-1] != "{}" or any(t.startswith("-") and t not in (
+                            "-r", "-R", "-f", "-rf", "-fr", "-Rf", "-fR", "--recursive",
+                            "--force") for t in inner[1:-1]):
+                    return None
+                removing, at = True, stop + 1
+            else:
+                kept.append(texts[at])
+                at += 1
+        if not removing:
+            return None
+        import subprocess
+        try:
+            listed = run_in_own_group(["find", *[w.text for w in starts], *kept, "-print0"],
+                                      timeout=FIND_SECONDS, cwd=self.here())
+        except (OSError, subprocess.SubprocessError):
+            return None
+        if listed.returncode not in (0, 1):
+            return None
+        names = [n for n in listed.stdout.decode("utf-8", "surrogateescape").split("\0") if n]
+        if len(names) > MAX_GLOB_MATCHES:
+            return None
+        return [os.path.join(self.here(), name) for name in names]
 
     def xargs(self, arguments):
         texts = skip_options([w.text for w in arguments], (
             "-a", "-d", "-E", "-I", "-i", "-L", "-l", "-n", "-P", "-s", "--arg-file",
             "--delimiter", "--max-args", "--max-procs", "--max-lines", "--replace"))
         inner = arguments[len(arguments) - len(texts):]
-        program = os.path.basename(inner[0].text) if inner else "echo"
-        if program in READING_PROGRAMS:
-            return
-        if program == "git" and len(inner) > 1 and inner[1].text in GIT_READING:
-            return
-        self.effects.unsure("xargs runs a command on paths it reads at run time",
-                            self.named(inner[1:]) + [(self.here(), True)])
+        if not inner:
+            return  # echo
+        named = self.inner_effects(inner, [(self.here(), True)])
+        if named:
+            self.effects.unsure("xargs runs a command that writes on paths it reads at run "
+                                "time", named)
 
     # -- git: asked which files its worktree-changing commands would touch
+    def git_config(self, folder, rest):
+        """`git config -f FILE` writes FILE; setting a key that makes git run code or skip
+        its hooks (core.hooksPath, core.fsmonitor, an alias, ...) changes the enforcement."""
+        options, operands = split_options(rest, ("-f", "--file", "--blob", "--type",
+                                                 "--default"))
+        for option, value in options:
+            if option in ("-f", "--file") and value is not None:
+                self.write(value, "git config -f", folder=folder)
+                return
+        reading = {"--get", "--get-all", "--get-regexp", "--list", "-l", "--get-urlmatch",
+                   "--show-origin", "--show-scope", "--name-only"}
+        if any(o in reading for o, _ in options) or len(operands) < 1:
+            return
+        key = operands[0].text.lower()
+        writes = len(operands) >= 2 or any(o.startswith(("--unset", "--remove", "--rename",
+                                                         "--replace", "--add"))
+                                           for o, _ in options)
+        if writes and (key.split(".")[0] in ("alias", "filter", "diff", "merge", "credential")
+                       or key in RISKY_GIT_KEYS):
+            top = self.git(folder, "rev-parse", "--path-format=absolute",
+                           "--git-common-dir").strip()
+            self.effects.change(os.path.join(top or os.path.join(folder, ".git"), "hooks"), True)
+
     def git_command(self, arguments):
         folder = self.here()
         words = list(arguments)
@@ -4629,7 +5269,12 @@ class ShellReader:
                                         [(self.origin, True)])
                     return
                 folder = found[0]
-            elif option in ("-c", "--exec-path", "--namespace", "--config-env") and words:
+            elif option in ("-c", "--config-env", "--exec-path") or option.startswith(
+                    ("--exec-path=", "--config-env=")):
+                self.effects.unsure("git run with configuration given on the command line may "
+                                    "run other code", [(folder, True)])
+                return
+            elif option == "--namespace" and words:
                 words.pop(0)
             elif option.startswith(("--git-dir", "--work-tree")):
                 self.effects.unsure("git runs on another worktree or git folder",
@@ -4638,13 +5283,32 @@ class ShellReader:
         if not words:
             return
         command, rest = words[0].text, words[1:]
+        texts = [w.text for w in rest]
+        for at, text in enumerate(texts):  # a reading command can still write or run
+            name, equals, value = text.partition("=")
+            if name in ("--output", "-o") and command in ("log", "diff", "show", "format-patch",
+                                                          "whatchanged", "range-diff"):
+                target = literal_word(value) if equals else (rest[at + 1] if at + 1 < len(rest)
+                                                             else None)
+                if target is not None:
+                    self.write(target, f"git {command} {name}", folder=folder)
+            if name in ("--open-files-in-pager", "-O", "--upload-pack", "--receive-pack",
+                        "--exec", "--ext-diff", "--textconv", "--pathspec-from-file"):
+                self.effects.unsure(f"git {command} {name} runs or reads something else",
+                                    [(folder, True)])
+        if command == "config":
+            self.git_config(folder, rest)
+            return
+        if command in ("bisect", "submodule") and texts[:1] and texts[0] in (
+                "log", "view", "visualize", "status", "summary"):
+            return
         if command in GIT_READING:
             return
         if any(w.dynamic for w in rest):
             self.effects.unsure(f"git {command} names something set at run time",
                                 [(folder, True)])
             return
-        answer = git_changes(self.git, folder, command, [w.text for w in rest])
+        answer = git_changes(self.git, folder, command, texts)
         if answer is None:
             self.effects.unsure(f"what `git {as_label(command, 40)}` changes is not read here",
                                 [(folder, True)] if command in GIT_MERGING
@@ -4700,6 +5364,33 @@ def split_options(arguments, valued=()):
     return options, operands
 
 
+def first_operand_writer(why, valued=()):
+    """A writer of its first operand only (`zip ARCHIVE FILES...`)."""
+    def writer(reader, arguments):
+        _, operands = split_options(arguments, valued)
+        if operands:
+            reader.write(operands[0], why)
+    return writer
+
+
+def last_operand_writer(why, valued=()):
+    """A writer into its last operand (`rsync SOURCES... DEST`), everything below it."""
+    def writer(reader, arguments):
+        _, operands = split_options(arguments, valued)
+        if len(operands) >= 2:
+            reader.write(operands[-1], why, tree=True)
+    return writer
+
+
+def second_operand_writer(why, valued=()):
+    """A writer of its second operand (`xxd IN OUT`)."""
+    def writer(reader, arguments):
+        _, operands = split_options(arguments, valued)
+        if len(operands) >= 2:
+            reader.write(operands[1], why)
+    return writer
+
+
 def operand_writer(why, valued=(), skip_first=False, tree_options=()):
     """A writer that changes its operands (after the first, a mode or owner, unless
     --reference names it), all below them with one of `tree_options`."""
@@ -4710,6 +5401,27 @@ def operand_writer(why, valued=(), skip_first=False, tree_options=()):
         tree = any(o in tree_options for o, _ in options)
         reader.write_all(operands, why, tree=tree)
     return writer
+
+
+# git settings that make git run other code, or skip its hooks (which enforce the locks).
+RISKY_GIT_KEYS = {"core.hookspath", "core.fsmonitor", "core.sshcommand", "core.editor",
+                  "core.pager", "core.askpass", "sequence.editor", "gpg.program",
+                  "core.worktree", "uploadpack.packobjectshook"}
+
+
+def sed_runs_or_writes(script):
+    """Does a sed script write a file (`w`, `W`, `s///w`) or run a command (`e`)?"""
+    import re
+    return bool(re.search(r"(^|[;\n{}]|\d|\$|/)\s*[wWe](\s|$)"
+                          r"|s(?P<d>.).*(?P=d).*(?P=d)[gpiImMe0-9]*[we]", script))
+
+
+def awk_writes(program):
+    """Does an awk program write a file or run a command (`print > f`, `| "cmd"`,
+    `system(...)`, `getline` from a command)?"""
+    import re
+    return bool(re.search(r"\b(print|printf)\b[^;{}]*(>|\|)|\bsystem\s*\(|\|\s*getline|"
+                          r"\bfflush\b", program))
 
 
 WRITERS = {
@@ -4731,8 +5443,15 @@ WRITERS = {
     "shred": operand_writer("shred", ("-n", "-s", "--iterations", "--size")),
     "touch": operand_writer("touch", ("-r", "-d", "-t", "--reference", "--date")),
     "truncate": operand_writer("truncate", ("-r", "-s", "--reference", "--size")),
-    "mkdir": operand_writer("mkdir", ("-m", "--mode")),
-    "chmod": operand_writer("chmod", (), True, ("-R", "--recursive")),
+    "mkdir": ShellReader.mkdir,
+    "chmod": ShellReader.chmod, "curl": ShellReader.download, "wget": ShellReader.download,
+    "tar": ShellReader.tar, "bsdtar": ShellReader.tar, "unzip": ShellReader.extract,
+    "7z": ShellReader.extract, "xxd": second_operand_writer("xxd"),
+    "history": ShellReader.history, "pytest": ShellReader.pytest,
+    "zip": first_operand_writer("zip", ("-b", "-t", "-tt", "-n", "-x", "-i")),
+    "rsync": last_operand_writer("rsync", ("-e", "--rsh", "--exclude", "--include",
+                                            "--filter", "-f")),
+    "cmake": ShellReader.cmake,
     "chown": operand_writer("chown", (), True, ("-R", "--recursive")),
     "chgrp": operand_writer("chgrp", (), True, ("-R", "--recursive")),
     "dd": ShellReader.dd, "patch": ShellReader.patch, "find": ShellReader.find,
@@ -4758,7 +5477,7 @@ def git_changes(git, folder, command, arguments):
     """[(absolute path, whether all below it)] that `git COMMAND ARGUMENTS` run in `folder`
     would change in its worktree, asked of git without changing anything; None when only
     running it would tell (a merge, an unknown command or alias, a patch on stdin)."""
-    if command not in GIT_VALUED:
+    if command not in GIT_VALUED or any(a.startswith("--pathspec-from-file") for a in arguments):
         return None
     top = git(folder, "rev-parse", "--show-toplevel").strip()
     if not top:
@@ -4859,9 +5578,11 @@ def git_changes(git, folder, command, arguments):
     if flags & {"--cached", "--check", "--stat", "--numstat", "--summary"} and not flags & {
             "--apply", "--index"}:
         return []
-    if not texts or "-" in texts:
-        return None  # the patch comes on standard input
+    if not texts or "-" in texts or not all(os.path.isfile(os.path.join(folder, t))
+                                            for t in texts):
+        return None  # the patch comes on standard input, or is written on the same line
     strip = [f"-p{value['-p']}"] if "-p" in value else []
+    strip += [f"--directory={value['--directory']}"] if "--directory" in value else []
     listed = git(folder, "apply", "--numstat", "-z", *strip, "--",
                  *[os.path.join(folder, t) for t in texts])
     found = []
@@ -5199,7 +5920,7 @@ def session_start_check(ctx, event):
 # The files that make the locks enforced: an agent bound by a lock must not be able to switch
 # them off. The state's folder (the state, its backup, the launcher) is never the agents'.
 ENFORCEMENT_FILES = (SHIM_PATH, WINDSURF_HOOKS_PATH, CLAUDE_SETTINGS_PATH, CURSOR_HOOKS_PATH,
-                     DEVIN_HOOKS_PATH, GIT_HOOK_PATH)
+                     DEVIN_HOOKS_PATH, GIT_HOOKS_FOLDER)
 
 
 def guarded_files_in(path, tree):
@@ -5221,7 +5942,10 @@ def write_verdict(ctx, event, file_path, tree=False, certain=True):
     an uncertain command only names (not `certain`) is judged by the locks in it: holding the
     state's folder is no reason to ask about every command run from the top."""
     verdict, text = write_verdict_of_path(ctx, event, file_path, tree, certain)
-    real = os.path.realpath(file_path)
+    try:
+        real = os.path.realpath(file_path)
+    except (OSError, ValueError):  # /proc's unreadable links, a name the OS refuses
+        real = os.path.abspath(file_path)
     if verdict == ALLOW and real != os.path.abspath(file_path):
         verdict_there, text_there = write_verdict_of_path(ctx, event, real, tree, certain)
         if verdict_there != ALLOW or not text:
@@ -5348,19 +6072,32 @@ def shell_command_verdict(ctx, event):
     effects = shell_effects(event["command_line"], folder)
     notes = []
     for path, tree in effects.changes:
-        verdict, text = write_verdict(ctx, event, path, tree)
+        verdict, text = judged_path(ctx, event, path, tree, certain=True)
         if verdict == DENY:
             return DENY, text
         if text and text not in notes:
             notes.append(text)
+    asked = None
     for why, named in effects.uncertain:
         for path, tree in named:
-            verdict, text = write_verdict(ctx, event, path, tree and not os.path.isfile(path),
-                                          certain=False)
-            if verdict == DENY:
-                return ASK, message("hook_ask", why=why, detail=text.split("\n")[0])
+            verdict, text = judged_path(ctx, event, path, tree, certain=False)
+            if verdict == DENY and asked is None:
+                asked = message("hook_ask", why=why, detail=text.split("\n")[0])
+    # Noted before an asked command too: if the person lets it run (and in Windsurf, which
+    # cannot ask, it runs), what it changed is reported after it.
     note_locked_files(ctx, event, folder, [path for path, _ in effects.changes])
-    return ALLOW, "\n".join(notes)
+    return (ASK, asked) if asked else (ALLOW, "\n".join(notes))
+
+
+def judged_path(ctx, event, path, tree, certain):
+    """write_verdict for one path a command names; a name no file system could hold (a NUL,
+    a lone surrogate) is no file the command can change."""
+    try:
+        if not certain and tree and os.path.isfile(path):
+            tree = False  # a file an uncertain command names stands for itself
+        return write_verdict(ctx, event, path, tree, certain)
+    except (ValueError, UnicodeError):
+        return ALLOW, ""
 
 
 def note_locked_files(ctx, event, folder, named):

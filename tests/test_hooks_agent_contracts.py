@@ -262,7 +262,8 @@ def test_claude_reads_whose_lock_an_allowed_edit_is_in(target, tmp_path):
 
 # ---------------------------------------------------------------------------- after a command
 
-SCRIPTED_WRITE = "python3 -c \"open('src/a.py', 'w').write('changed')\""
+# The path is built at run time: nothing in the command line names it.
+SCRIPTED_WRITE = "python3 -c \"open('sr' + 'c/a.py', 'w').write('changed')\""
 
 
 def test_what_a_command_changed_inside_a_foreign_lock_is_reported_and_recorded(target, tmp_path):
