@@ -38,7 +38,8 @@ Sections, in the order data flows (none uses a later one; tests/test_module_layo
   3. text — what may be typed and printed
   4. schema — strictyaml's schema; validating the state entry by entry
   5. emitter — writing the state back in the tool's fixed layout
-  6. store — the file, its lock, caches and backup; transactions
+  6. store — the file, its lock, caches and backup; SharedRef, the state on the git
+     remote; transactions
   7. policy: time — moments and durations
   8. policy: paths — git's glob language, scope matching and overlap
   9. policy: sessions and locks — conflicts, placing and releasing locks
@@ -6735,7 +6736,8 @@ def known_areas(state):
 def ask_session(asker, state, args, message="Which session?", ctx=None, holding_locks=False):
     """The session first, chosen from the active ones (with `holding_locks`, those that hold a
     lock: the others have nothing to release or renew); with none, register one right here
-    (the answers of `sync`) or stop before any other question."""
+    (the answers of `sync`, run before the command: `args.run_first`) or stop before any
+    other question. Questions only learn what to run; the command line runs it."""
     if args.session:
         return
     ids = [s["id"] for s in state["active_sessions"]]
@@ -6757,7 +6759,7 @@ def ask_session(asker, state, args, message="Which session?", ctx=None, holding_
                          all_notes=False, state=None, json=False)
     register.session = ask_new_session_id(ctx)
     ask_sync(ctx, register, state)
-    ctx.run(register)
+    args.run_first = [register]
     args.session = register.session
 
 
@@ -7953,6 +7955,10 @@ def main(argv=None):
             raise UsageError(f"give a command, e.g. `{cli_name()} status` (see --help)")
         ctx = Context(args)
         ask_for_missing(ctx, args)
+        for first in getattr(args, "run_first", ()):  # what the questions found must come first
+            code = ctx.run(first)
+            if code != EXIT_OK:
+                return code
         return ctx.run(args)
     except SystemExit as exit_request:  # --help
         return exit_request.code if isinstance(exit_request.code, int) else EXIT_OK

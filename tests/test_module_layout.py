@@ -65,3 +65,33 @@ def test_the_sections_come_in_the_order_the_module_docstring_lists():
     _, headers, _, _ = sections_and_definitions()
     listed = re.findall(r"^  \d+\. (.+?)(?: +—|$)", o.__doc__, re.MULTILINE)
     assert listed == [name for _, name in headers]
+
+
+def test_no_section_before_the_commands_runs_a_command_through_the_context():
+    """Attribute access hides from the test above: a question flow that calls `ctx.run(...)`
+    would run a command from below the commands. Questions return what they learned."""
+    tree, headers, section_of, _ = sections_and_definitions()
+    commands = next(number for number, (_, name) in enumerate(headers, 1) if name == "commands")
+    reaching = []
+    for node in tree.body:
+        if not isinstance(node, (ast.FunctionDef, ast.ClassDef)) or section_of(node.lineno) >= commands:
+            continue
+        for inner in ast.walk(node):
+            if (isinstance(inner, ast.Call) and isinstance(inner.func, ast.Attribute)
+                    and inner.func.attr == "run" and isinstance(inner.func.value, ast.Name)
+                    and inner.func.value.id == "ctx"):
+                reaching.append(f"line {inner.lineno}: {node.name} calls ctx.run")
+    assert reaching == []
+
+
+def test_the_readmes_map_of_the_module_is_the_docstrings():
+    """The README's list of the module's sections names the docstring's sections in the same
+    order, and its error kinds are those EXIT_CODES maps."""
+    readme = open(o.HERE + "/README.md", encoding="utf-8").read()
+    layout = readme[readme.index("## How the module is laid out"):]
+    layout = layout[:layout.index("\n## ", 3)] if "\n## " in layout[3:] else layout
+    listed = re.findall(r"^\d+\. (.+?) —", layout, re.MULTILINE)
+    documented = re.findall(r"^  \d+\. (.+?)(?: +—|$)", o.__doc__, re.MULTILINE)
+    assert listed == documented
+    for kind, _ in o.EXIT_CODES:
+        assert f"`{kind.__name__}`" in layout, kind.__name__
