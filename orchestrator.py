@@ -38,22 +38,23 @@ Sections, in the order data flows (none uses a later one; tests/test_module_layo
   3. text — what may be typed and printed
   4. schema — strictyaml's schema; validating the state entry by entry
   5. emitter — writing the state back in the tool's fixed layout
-  6. store — the file, its lock, caches and backup; SharedRef, the state on the git
-     remote; transactions
-  7. policy: time — moments and durations
-  8. policy: paths — git's glob language, scope matching and overlap
-  9. policy: sessions and locks — conflicts, placing and releasing locks
-  10. policy: build failures, directives, intent — verdicts, the audit, drift
-  11. the clock, git and the files — the reads policy decides on
-  12. input checks — flags and values; every command's flags, declared once
-  13. rendering — reports and messages from templates
-  14. hooks — each agent's events and answers, the shell reader, the verdicts, the report
+  6. store — the file, its lock, caches and backup; transactions
+  7. sharing through git — SharedRef, the state on a ref of the remote, and
+      SharedCopy, what sharing adds to a store
+  8. policy: time — moments and durations
+  9. policy: paths — git's glob language, scope matching and overlap
+  10. policy: sessions and locks — conflicts, placing and releasing locks
+  11. policy: build failures, directives, intent — verdicts, the audit, drift
+  12. the clock, git and the files — the reads policy decides on
+  13. input checks — flags and values; every command's flags, declared once
+  14. rendering — reports and messages from templates
+  15. hooks — each agent's events and answers, the shell reader, the verdicts, the report
       after a command
-  15. the pack — install: the workflows, prompts, hooks and shim
-  16. questions (a person at a terminal) — questionary for what is missing
-  17. output — one JSON line or text
-  18. commands — parse -> load -> policy -> save -> render, one function each
-  19. command line — the context, argparse's parser, main()
+  16. the pack — install: the workflows, prompts, hooks and shim
+  17. questions (a person at a terminal) — questionary for what is missing
+  18. output — one JSON line or text
+  19. commands — parse -> load -> policy -> save -> render, one function each
+  20. command line — the context, argparse's parser, main()
 
 Exit codes: 0 done; 1 refused or conflict found (nothing written); 2 bad input or usage
 (nothing written); 3 the state file cannot be read or breaks the schema (file untouched);
@@ -1103,49 +1104,6 @@ def user_cache_folder():
     return os.path.join(base, "session-orchestrator")
 
 
-# -- the shared state on a ref of the repository's git remote (`remote enable`). The remote is
-# the engine: a push that is not a fast-forward of what the server holds is refused, so every
-# write is a compare-and-swap on the ref. The local state file stays the copy every read uses.
-SHARED_CONFIG_SECTION = "orchestrator"  # in the clone's git config: shared by its worktrees
-DEFAULT_SHARED_REMOTE = "origin"
-DEFAULT_SHARED_REF = "refs/orchestrator/state"
-FETCHED_REF = "refs/orchestrator/fetched"  # this clone's copy of the remote's ref
-SHARED_FILE = "session_state.yaml"  # the one file in each commit's tree
-DEFAULT_SHARED_MAX_AGE = 30  # seconds a read trusts the local copy before refreshing it
-NETWORK_SECONDS = 20  # a fetch or push that takes longer counts as an unreachable remote
-REFRESH_SECONDS = 5  # how long sync and status wait to refresh their view first
-HOOK_NETWORK_SECONDS = 3  # a hook's own write (a binding, touched files) waits no longer
-SHARED_ATTEMPTS = 8  # a command applied again this often when other writers keep overtaking it
-
-
-def read_git_config(main_checkout):
-    """{key: value} of the [orchestrator] section of the clone's git config, read as text (a
-    hook must not fork git to learn that nothing is shared): `key = value` lines, keys in
-    lower case as git compares them. `main_checkout` is the clone's main checkout (see
-    main_checkout_of), whose git dir holds the config every worktree shares."""
-    found, inside = {}, False
-    try:
-        git_dir = git_dir_of(main_checkout)
-        if git_dir is None:
-            return found
-        text = read_text(os.path.join(git_dir, "config"))
-    except (OSError, ValueError):
-        return found
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith("["):
-            inside = line.strip("[]").strip().lower() == SHARED_CONFIG_SECTION
-        elif inside and "=" in line and not line.startswith(("#", ";")):
-            key, _, value = line.partition("=")
-            found[key.strip().lower()] = value.strip().strip('"')
-    return found
-
-
-def remote_ref_name(ref):
-    """A ref as the remote names it: a bare name is a branch (some hosts accept only those)."""
-    return ref if ref.startswith("refs/") else f"refs/heads/{ref}"
-
-
 def run_in_own_group(argv, data=None, timeout=None, env=None, cwd=None):
     """subprocess.run's result for `argv`, run in a process group of its own: at the timeout
     the whole group is killed (git's transport children, `ssh` for one, would outlive git
@@ -1174,204 +1132,6 @@ def unused_name(path):
         number += 1
         candidate = f"{path}.{number}"
     return candidate
-
-
-MAX_SHARED_BYTES = 16 * 1024 * 1024  # a state on the ref larger than this is not read
-
-
-class SharedRef:
-    """The state on `ref` of `remote`, reached through git in `checkout` (the main checkout)."""
-
-    def __init__(self, checkout, remote, ref, max_age=DEFAULT_SHARED_MAX_AGE):
-        self.checkout, self.remote, self.ref = checkout, remote, remote_ref_name(ref)
-        self.max_age = max_age
-        self.timeout = NETWORK_SECONDS  # for a fetch or a push
-
-    @classmethod
-    def configured(cls, checkout):
-        config = read_git_config(checkout)
-        if not config.get("remote"):
-            return None
-        try:
-            max_age = max(float(config.get("maxage", DEFAULT_SHARED_MAX_AGE)), 0.0)
-        except ValueError:
-            max_age = DEFAULT_SHARED_MAX_AGE
-        return cls(checkout, config["remote"], config.get("ref") or DEFAULT_SHARED_REF, max_age)
-
-    def describe(self):
-        return f"{self.remote} {self.ref}"
-
-    def git(self, *args, data=None, env=None, timeout=None):
-        import subprocess
-        timeout = timeout or self.timeout
-        environment = dict(os.environ, GIT_TERMINAL_PROMPT="0", LC_ALL="C", **(env or {}))
-        try:
-            return run_in_own_group(["git", "-C", self.checkout, *args], data, timeout,
-                                    environment)
-        except subprocess.TimeoutExpired:
-            raise RemoteUnavailable(self.no_answer(timeout)) from None
-        except OSError as error:
-            raise RemoteUnavailable(f"cannot run git: {error.strerror}") from None
-
-    def no_answer(self, timeout):
-        return (f"{self.remote} did not answer within {timeout:g} s; try again later, or "
-                f"`{cli_name()} remote disable` to work on this machine only")
-
-    def fetch(self, timeout=None):
-        """The remote's commit of the shared state (its objects now in this clone), or None
-        when the remote has no such ref. RemoteUnavailable when it cannot be reached. The
-        fetch lands on a ref of this process's own: a refresh running beside a write must
-        not fight it over one ref (FETCHED_REF moves only under the local lock: remember)."""
-        landing = f"refs/orchestrator/fetching/{os.getpid()}-{os.urandom(4).hex()}"
-        try:
-            proc = self.git("fetch", "--quiet", "--no-tags", "--no-write-fetch-head",
-                            "--no-recurse-submodules", self.remote, f"+{self.ref}:{landing}",
-                            timeout=timeout)
-        except RemoteUnavailable:
-            raise RemoteUnavailable(self.no_answer(timeout or self.timeout)) from None
-        if proc.returncode != 0:
-            why = proc.stderr.decode("utf-8", "replace")
-            if "couldn't find remote ref" in why:
-                return None
-            raise RemoteUnavailable(f"cannot fetch the shared state from {self.remote} "
-                                    f"(git says {quote_data(git_reason(why), 300)}; check `git "
-                                    f"remote -v`, or `{cli_name()} remote disable` to work on "
-                                    "this machine only)")
-        found = self.git("rev-parse", "--verify", "--quiet", landing).stdout.decode().strip()
-        kind = self.git("cat-file", "-t", landing).stdout.decode().strip() if found else ""
-        self.git("update-ref", "-d", landing)
-        if found and kind != "commit":  # a tree, a tag, a blob: no state any writer can build on
-            raise StateError(f"the shared state's ref {self.describe()} points at a {kind or 'missing object'}, "
-                             f"not a commit; it is not used or overwritten: point it at the "
-                             f"last good commit by hand, or `{cli_name()} remote disable`")
-        return found or None
-
-    def remember(self, commit):
-        """Point FETCHED_REF (what `log` reads) at `commit`; the caller holds the local lock."""
-        if commit:
-            self.git("update-ref", FETCHED_REF, commit)
-        else:
-            self.git("update-ref", "-d", FETCHED_REF)
-
-    def read_or_none(self, commit):
-        """The state file's bytes in `commit`, or None when it holds none. One larger than
-        MAX_SHARED_BYTES is refused before it is read (a 60 MB note took strictyaml 50 s)."""
-        size = self.git("cat-file", "-s", f"{commit}:{SHARED_FILE}").stdout.decode().strip()
-        if size.isdigit() and int(size) > MAX_SHARED_BYTES:
-            raise StateError(f"the shared state on {self.describe()} ({commit[:12]}) is "
-                             f"{int(size) // 1048576} MB, more than a state ever needs; it is "
-                             f"not used or overwritten: fix the ref by hand, or "
-                             f"`{cli_name()} remote disable`")
-        proc = self.git("cat-file", "blob", f"{commit}:{SHARED_FILE}")
-        return proc.stdout if proc.returncode == 0 else None
-
-    def read(self, commit):
-        data = self.read_or_none(commit)
-        if data is None:
-            raise StateError(f"the shared state on {self.describe()} ({commit[:12]}) holds no "
-                             f"{SHARED_FILE}; it is not used or overwritten: fix the ref by "
-                             "hand, or `remote disable`")
-        return data
-
-    def publish(self, data, parent, message, author):
-        """Push a commit of `data` on top of `parent` (None: the ref must not exist yet); the
-        new commit. RemoteMoved when the ref moved meanwhile, RemoteUnavailable when the remote
-        cannot be reached or refuses. The working tree, the index and HEAD are not touched."""
-        blob = self.checked("hash-object", "-w", "--stdin", data=data)
-        tree = self.checked("mktree", data=f"100644 blob {blob}\t{SHARED_FILE}\n".encode())
-        name, email = author
-        identity = {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email,
-                    "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
-        commit = self.checked("commit-tree", tree, *(["-p", parent] if parent else []),
-                              data=message.encode("utf-8"), env=identity)
-        try:
-            proc = self.git("push", "--porcelain", "--quiet", "--no-verify",
-                            f"--force-with-lease={self.ref}:{parent or ''}", self.remote,
-                            f"{commit}:{self.ref}")
-        except RemoteUnavailable:  # cut off: the server may have taken it, or may yet
-            return self.settled(commit, parent, f"cut off after {self.timeout:g} s",
-                                cut_off=True)
-        output = (proc.stdout + proc.stderr).decode("utf-8", "replace")
-        if proc.returncode == 0:
-            return commit
-        if "[remote rejected]" in output:
-            reason = one_line(output.split("[remote rejected]", 1)[1].splitlines()[0].strip(" ()"))
-            if any(race in reason for race in RACE_LOST):  # the server's compare-and-swap, or a
-                return self.settled(commit, parent, quote_data(reason, 300))  # stuck lock: look
-            raise RemoteUnavailable(f"{self.remote} refused the write (the server says "
-                                    f"{quote_data(reason, 300)}); nothing was written "
-                                    "anywhere, no lock was taken")
-        if "[rejected]" in output or "stale info" in output or "fetch first" in output:
-            raise RemoteMoved(f"{self.describe()} moved meanwhile")
-        return self.settled(commit, parent, f"git says {quote_data(last_line(output), 300)}",
-                            cut_off=True)
-
-    def settled(self, commit, parent, reason, cut_off=False):
-        """After a push that did not say plainly how it ended, the remote's ref decides: our
-        commit in its history means written (another writer may have built on it already);
-        another history means it moved, so the command is applied again (our push, if still
-        on its way, can no longer land: its lease names the old value); the parent means the
-        server failed, or, for a push cut off on the way, that it may still arrive."""
-        unknown = RemoteUnavailable(
-            f"the push to {self.remote} did not finish ({reason}) and may still arrive: check "
-            f"with `{cli_name()} remote refresh` and `{cli_name()} log` before running the "
-            "command again (this clone's copy is unchanged)")
-        try:
-            value = self.fetch(min(REFRESH_SECONDS, self.timeout))
-        except RemoteUnavailable:
-            raise unknown from None
-        if value is not None and (value == commit or self.git(
-                "merge-base", "--is-ancestor", commit, value).returncode == 0):
-            return commit
-        if value != parent:
-            raise RemoteMoved(f"{self.describe()} moved meanwhile ({reason})")
-        if cut_off:
-            raise unknown
-        raise RemoteUnavailable(f"{self.remote} did not take the write ({reason}); nothing was "
-                                "written anywhere, no lock was taken")
-
-    def checked(self, *args, data=None, env=None):
-        """git's answer to a local step of a write (an object, a commit); StateError when it
-        fails (a full disk, a broken object store): nothing was written anywhere."""
-        proc = self.git(*args, data=data, env=env)
-        if proc.returncode != 0:
-            reason = quote_data(last_line(proc.stderr.decode("utf-8", "replace")), 300)
-            raise StateError(f"git {args[0]} failed in this clone ({reason}); nothing was "
-                             "written anywhere: check the disk and the repository "
-                             "(`git fsck`), then run the command again")
-        return proc.stdout.decode().strip()
-
-    def history(self, count):
-        """The newest `count` commits of the fetched ref: [{commit, when, session, machine,
-        command}], newest first, read from each commit's trailers."""
-        proc = self.git("log", f"-{count}", "--format=%H%x1f%cI%x1f%B%x1e", FETCHED_REF, "--")
-        entries = []
-        for record in proc.stdout.decode("utf-8", "replace").split("\x1e"):
-            fields = record.strip("\n").split("\x1f")
-            if len(fields) != 3:
-                continue
-            trailers = {}
-            for line in fields[2].splitlines():
-                key, colon, value = line.partition(": ")
-                if colon and key in ("Command", "Session", "Machine"):
-                    trailers[key.lower()] = value.strip()
-            entries.append({"commit": fields[0], "when": fields[1], **{
-                key: trailers.get(key, "") for key in ("command", "session", "machine")}})
-        return entries
-
-
-# How a server says another push changed the ref first (receive-pack's locked ref update).
-RACE_LOST = ("failed to update ref", "cannot lock ref", "failed to lock",
-             "incorrect old value")
-
-
-def git_reason(text):
-    """The line of git's stderr that says what went wrong (its first `fatal:` or `error:`,
-    not the advice after it)."""
-    for line in text.splitlines():
-        if line.startswith(("fatal: ", "error: ")):
-            return one_line(line.split(": ", 1)[1])
-    return one_line(last_line(text))
 
 
 def last_line(text):
@@ -1440,10 +1200,7 @@ class Store:
         self.entries_read = {}  # the entries cache as read_entries found it
         self.refused = None  # (bytes, error) this process found invalid: not parsed twice
         self.deadline = None  # a time.monotonic() moment validation must not outlast
-        self.shared = None  # a SharedRef when the state is shared through the git remote
-        self.shared_commit = None  # the remote's commit this transaction builds on
-        self.purpose = ("", None, "")  # (command, session, machine): for the shared history
-        self.replaced_local = None  # what the local file held before a fetch replaced it
+        self.sharing = None  # a SharedCopy when the state is shared through the git remote
         # Where install puts the state, the folders on its way inside the repository must be
         # real folders: a symlinked `.windsurf` would carry every write outside.
         root = repository_of_state(self.path)
@@ -1740,129 +1497,6 @@ class Store:
         self.loaded_raw = data
         self.write_cache(data, after)
 
-    # -- the shared state on the remote: fetched into the local file under the local lock, and
-    # each change pushed as a commit on top of what was fetched
-    @property
-    def fetched_marker(self):
-        return os.path.join(os.path.dirname(self.path), "shared-fetched")
-
-    def pull_shared(self, timeout=None):
-        """Make the local file the remote's state (the caller holds the local lock)."""
-        commit = self.shared_commit = self.shared.fetch(timeout)
-        self.adopt_shared(commit)
-        return commit
-
-    def refresh_shared(self, timeout=None):
-        """Fetch without the local lock (a slow remote must not hold up this machine's other
-        commands), then take it only to adopt what was fetched."""
-        commit = self.shared.fetch(timeout)
-        with InterProcessLock(self.lock_path, lock_timeout()):
-            held = read_text_or_none(self.fetched_marker)
-            if commit and held and held != commit and self.shared.git(
-                    "merge-base", "--is-ancestor", commit, held).returncode == 0:
-                return held  # a writer here pushed something newer meanwhile: keep it
-            self.adopt_shared(commit)
-        return commit
-
-    def adopt_shared(self, commit):
-        """Write the state of the remote's `commit` into the local file. What the file held
-        that the last fetched commit did not (a hand edit) is kept beside it and said."""
-        if commit is not None:
-            data, local = self.shared.read(commit), self.read_bytes()
-            if data != local:
-                state, warnings = self.check_shared(data, commit)
-                self.replaced_local = local if local and local.strip() else None
-                held = read_text_or_none(self.fetched_marker)
-                if self.replaced_local and held and local != self.shared.read_or_none(held):
-                    self.keep_hand_edit(local)
-                self.loaded_raw = local  # read under the lock: what write_local replaces
-                self.check_folders()
-                self.write_local(data, state, warnings=warnings)
-        self.shared.remember(commit)
-        self.mark_fetched(commit)
-
-    def keep_hand_edit(self, local):
-        """The local copy held changes the shared state never had: keep them, say where."""
-        kept = unused_name(f"{self.path}.local-{utc_stamp()}")
-        try:
-            atomic_write(kept, local, durable=False)
-        except OSError:
-            return
-        print(f"orchestrator: this clone's copy of the shared state had changes the remote "
-              f"does not (a hand edit?); they were kept in {kept}, and the copy now holds "
-              f"the shared state (edit it through the commands, which push)", file=sys.stderr)
-
-    def check_shared(self, data, commit):
-        """The remote's bytes validated like the local file's, its texts held to the limits of
-        typed input, and an empty state refused while this clone's copy holds entries (a
-        commit that empties the ref must not empty every clone); StateError, never used, if
-        not."""
-        label = f"the shared state on {self.shared.describe()} ({commit[:12]})"
-        try:
-            state, warnings, entries = validate_state_text(data.decode("utf-8"), label,
-                                                           self.read_entries())
-            self.write_entries(entries)
-            too_long = longest_text(state)
-            if too_long > MAX_TEXT_CHARS:
-                raise StateError(f"{label} holds a text of {too_long} characters (at most "
-                                 f"{MAX_TEXT_CHARS} may be typed)")
-            local = self.read_bytes()
-            if not any(state[key] for key in TOP_LEVEL_KEYS) and local and b"\n  - " in local:
-                raise StateError(f"{label} holds no entry at all, while this clone's copy "
-                                 "holds entries: the shared state was emptied")
-            return state, warnings
-        except UnicodeDecodeError:
-            raise StateError(f"{label} is not UTF-8 text; it is not used or overwritten: fix "
-                             "the ref by hand, or `remote disable`") from None
-        except StateError as error:
-            raise StateError(f"{error.message}; it is not used or overwritten: fix the ref by "
-                             "hand, or `remote disable`") from None
-
-    def push_shared(self, data):
-        command, session_id, machine = self.purpose
-        who = session_id or "orchestrator"
-        message = (f"{command} by {who} on {machine}\n\nCommand: {command}\n"
-                   f"Session: {session_id or ''}\nMachine: {machine}\n")
-        commit = self.shared.publish(data, self.shared_commit, message,
-                                     (who, f"{who}@{machine or 'localhost'}"))
-        self.shared.remember(commit)
-        return commit
-
-    def mark_fetched(self, commit):
-        """Remember the remote's commit the local file holds, and when it was fetched; a
-        refresh that failed earlier is history now."""
-        self.note_refresh(None)
-        try:
-            handle = os.open(self.fetched_marker, os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-                             | getattr(os, "O_NOFOLLOW", 0), 0o644)
-            try:
-                os.write(handle, (commit or "").encode())
-            finally:
-                os.close(handle)
-        except OSError:
-            pass  # only the view's age is lost
-
-    @property
-    def refresh_failure_marker(self):
-        return os.path.join(os.path.dirname(self.path), "shared-refresh-failed")
-
-    def note_refresh(self, failure):
-        """Remember why the last refresh failed (None: it worked), for the reads after it."""
-        try:
-            if failure is None:
-                os.unlink(self.refresh_failure_marker)
-            else:
-                atomic_write(self.refresh_failure_marker, failure.encode("utf-8"), durable=False)
-        except OSError:
-            pass
-
-    def fetched_age(self, now_seconds):
-        """Seconds since the local copy was last fetched or pushed; None if it never was."""
-        try:
-            return max(now_seconds - os.lstat(self.fetched_marker).st_mtime, 0.0)
-        except OSError:
-            return None
-
     def still_ours(self, lock):
         """Right before the rename: do we still hold the lock every command takes, and is the
         state the one we read? (Deleting the lock file must not let two writers in.)"""
@@ -2100,9 +1734,9 @@ class Transaction:
             self.lock.__exit__(None, None, None)
         try:
             self.store.remove_stale_temp_files()
-            if self.store.shared is not None:
+            if self.store.sharing is not None:
                 try:  # a read that may fall back to the local copy waits briefly
-                    self.store.pull_shared(REFRESH_SECONDS if self.offline_read else None)
+                    self.store.sharing.pull(briefly=self.offline_read)
                 except RemoteUnavailable as error:
                     if not self.offline_read:
                         raise RemoteUnavailable(f"{error.message}; nothing was written anywhere, "
@@ -2119,16 +1753,17 @@ class Transaction:
         try:
             if exc_type is None and self.state != self.before and not self.offline:
                 data = self.store.encoded(self.before, self.state)
-                if self.store.shared is None:
+                sharing = self.store.sharing
+                if sharing is None:
                     self.store.write_local(data, self.state, self.lock)
                     return False
-                commit = self.store.push_shared(data)  # the remote first: it decides
+                commit = sharing.push(data)  # the remote first: it decides
                 try:
                     self.store.write_local(data, self.state, self.lock)
-                    self.store.mark_fetched(commit)  # only now does the copy hold it
+                    sharing.mark_fetched(commit)  # only now does the copy hold it
                 except OrchestratorError as error:  # written where it counts: not again
                     raise StateError(
-                        f"the change reached {self.store.shared.describe()}, but this clone's "
+                        f"the change reached {sharing.ref.describe()}, but this clone's "
                         f"copy could not be updated ({error.message}); `{cli_name()} remote "
                         "refresh` updates it: do not run the command again") from None
         finally:
@@ -2136,7 +1771,389 @@ class Transaction:
         return False
 
 
-# What git says a checkout changed: reading, like the store, before any policy.
+# ---------------------------------------------------------------------------- sharing through git
+
+# The state shared through the repository's git remote (`remote enable`). The remote is the
+# engine: a push that is not a fast-forward of what the server holds is refused, so every
+# write is a compare-and-swap on the ref. The local state file stays the copy every read uses.
+
+SHARED_CONFIG_SECTION = "orchestrator"  # in the clone's git config: shared by its worktrees
+DEFAULT_SHARED_REMOTE = "origin"
+DEFAULT_SHARED_REF = "refs/orchestrator/state"
+FETCHED_REF = "refs/orchestrator/fetched"  # this clone's copy of the remote's ref
+SHARED_FILE = "session_state.yaml"  # the one file in each commit's tree
+DEFAULT_SHARED_MAX_AGE = 30  # seconds a read trusts the local copy before refreshing it
+NETWORK_SECONDS = 20  # a fetch or push that takes longer counts as an unreachable remote
+REFRESH_SECONDS = 5  # how long sync and status wait to refresh their view first
+HOOK_NETWORK_SECONDS = 3  # a hook's own write (a binding, touched files) waits no longer
+SHARED_ATTEMPTS = 8  # a command applied again this often when other writers keep overtaking it
+
+
+def read_git_config(main_checkout):
+    """{key: value} of the [orchestrator] section of the clone's git config, read as text (a
+    hook must not fork git to learn that nothing is shared): `key = value` lines, keys in
+    lower case as git compares them. `main_checkout` is the clone's main checkout (see
+    main_checkout_of), whose git dir holds the config every worktree shares."""
+    found, inside = {}, False
+    try:
+        git_dir = git_dir_of(main_checkout)
+        if git_dir is None:
+            return found
+        text = read_text(os.path.join(git_dir, "config"))
+    except (OSError, ValueError):
+        return found
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            inside = line.strip("[]").strip().lower() == SHARED_CONFIG_SECTION
+        elif inside and "=" in line and not line.startswith(("#", ";")):
+            key, _, value = line.partition("=")
+            found[key.strip().lower()] = value.strip().strip('"')
+    return found
+
+
+def remote_ref_name(ref):
+    """A ref as the remote names it: a bare name is a branch (some hosts accept only those)."""
+    return ref if ref.startswith("refs/") else f"refs/heads/{ref}"
+
+
+MAX_SHARED_BYTES = 16 * 1024 * 1024  # a state on the ref larger than this is not read
+
+
+class SharedRef:
+    """The state on `ref` of `remote`, reached through git in `checkout` (the main checkout)."""
+
+    def __init__(self, checkout, remote, ref, max_age=DEFAULT_SHARED_MAX_AGE):
+        self.checkout, self.remote, self.ref = checkout, remote, remote_ref_name(ref)
+        self.max_age = max_age
+        self.timeout = NETWORK_SECONDS  # for a fetch or a push
+
+    @classmethod
+    def configured(cls, checkout):
+        config = read_git_config(checkout)
+        if not config.get("remote"):
+            return None
+        try:
+            max_age = max(float(config.get("maxage", DEFAULT_SHARED_MAX_AGE)), 0.0)
+        except ValueError:
+            max_age = DEFAULT_SHARED_MAX_AGE
+        return cls(checkout, config["remote"], config.get("ref") or DEFAULT_SHARED_REF, max_age)
+
+    def describe(self):
+        return f"{self.remote} {self.ref}"
+
+    def git(self, *args, data=None, env=None, timeout=None):
+        import subprocess
+        timeout = timeout or self.timeout
+        environment = dict(os.environ, GIT_TERMINAL_PROMPT="0", LC_ALL="C", **(env or {}))
+        try:
+            return run_in_own_group(["git", "-C", self.checkout, *args], data, timeout,
+                                    environment)
+        except subprocess.TimeoutExpired:
+            raise RemoteUnavailable(self.no_answer(timeout)) from None
+        except OSError as error:
+            raise RemoteUnavailable(f"cannot run git: {error.strerror}") from None
+
+    def no_answer(self, timeout):
+        return (f"{self.remote} did not answer within {timeout:g} s; try again later, or "
+                f"`{cli_name()} remote disable` to work on this machine only")
+
+    def fetch(self, timeout=None):
+        """The remote's commit of the shared state (its objects now in this clone), or None
+        when the remote has no such ref. RemoteUnavailable when it cannot be reached. The
+        fetch lands on a ref of this process's own: a refresh running beside a write must
+        not fight it over one ref (FETCHED_REF moves only under the local lock: remember)."""
+        landing = f"refs/orchestrator/fetching/{os.getpid()}-{os.urandom(4).hex()}"
+        try:
+            proc = self.git("fetch", "--quiet", "--no-tags", "--no-write-fetch-head",
+                            "--no-recurse-submodules", self.remote, f"+{self.ref}:{landing}",
+                            timeout=timeout)
+        except RemoteUnavailable:
+            raise RemoteUnavailable(self.no_answer(timeout or self.timeout)) from None
+        if proc.returncode != 0:
+            why = proc.stderr.decode("utf-8", "replace")
+            if "couldn't find remote ref" in why:
+                return None
+            raise RemoteUnavailable(f"cannot fetch the shared state from {self.remote} "
+                                    f"(git says {quote_data(git_reason(why), 300)}; check `git "
+                                    f"remote -v`, or `{cli_name()} remote disable` to work on "
+                                    "this machine only)")
+        found = self.git("rev-parse", "--verify", "--quiet", landing).stdout.decode().strip()
+        kind = self.git("cat-file", "-t", landing).stdout.decode().strip() if found else ""
+        self.git("update-ref", "-d", landing)
+        if found and kind != "commit":  # a tree, a tag, a blob: no state any writer can build on
+            raise StateError(f"the shared state's ref {self.describe()} points at a {kind or 'missing object'}, "
+                             f"not a commit; it is not used or overwritten: point it at the "
+                             f"last good commit by hand, or `{cli_name()} remote disable`")
+        return found or None
+
+    def remember(self, commit):
+        """Point FETCHED_REF (what `log` reads) at `commit`; the caller holds the local lock."""
+        if commit:
+            self.git("update-ref", FETCHED_REF, commit)
+        else:
+            self.git("update-ref", "-d", FETCHED_REF)
+
+    def read_or_none(self, commit):
+        """The state file's bytes in `commit`, or None when it holds none. One larger than
+        MAX_SHARED_BYTES is refused before it is read (a 60 MB note took strictyaml 50 s)."""
+        size = self.git("cat-file", "-s", f"{commit}:{SHARED_FILE}").stdout.decode().strip()
+        if size.isdigit() and int(size) > MAX_SHARED_BYTES:
+            raise StateError(f"the shared state on {self.describe()} ({commit[:12]}) is "
+                             f"{int(size) // 1048576} MB, more than a state ever needs; it is "
+                             f"not used or overwritten: fix the ref by hand, or "
+                             f"`{cli_name()} remote disable`")
+        proc = self.git("cat-file", "blob", f"{commit}:{SHARED_FILE}")
+        return proc.stdout if proc.returncode == 0 else None
+
+    def read(self, commit):
+        data = self.read_or_none(commit)
+        if data is None:
+            raise StateError(f"the shared state on {self.describe()} ({commit[:12]}) holds no "
+                             f"{SHARED_FILE}; it is not used or overwritten: fix the ref by "
+                             "hand, or `remote disable`")
+        return data
+
+    def publish(self, data, parent, message, author):
+        """Push a commit of `data` on top of `parent` (None: the ref must not exist yet); the
+        new commit. RemoteMoved when the ref moved meanwhile, RemoteUnavailable when the remote
+        cannot be reached or refuses. The working tree, the index and HEAD are not touched."""
+        blob = self.checked("hash-object", "-w", "--stdin", data=data)
+        tree = self.checked("mktree", data=f"100644 blob {blob}\t{SHARED_FILE}\n".encode())
+        name, email = author
+        identity = {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email,
+                    "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
+        commit = self.checked("commit-tree", tree, *(["-p", parent] if parent else []),
+                              data=message.encode("utf-8"), env=identity)
+        try:
+            proc = self.git("push", "--porcelain", "--quiet", "--no-verify",
+                            f"--force-with-lease={self.ref}:{parent or ''}", self.remote,
+                            f"{commit}:{self.ref}")
+        except RemoteUnavailable:  # cut off: the server may have taken it, or may yet
+            return self.settled(commit, parent, f"cut off after {self.timeout:g} s",
+                                cut_off=True)
+        output = (proc.stdout + proc.stderr).decode("utf-8", "replace")
+        if proc.returncode == 0:
+            return commit
+        if "[remote rejected]" in output:
+            reason = one_line(output.split("[remote rejected]", 1)[1].splitlines()[0].strip(" ()"))
+            if any(race in reason for race in RACE_LOST):  # the server's compare-and-swap, or a
+                return self.settled(commit, parent, quote_data(reason, 300))  # stuck lock: look
+            raise RemoteUnavailable(f"{self.remote} refused the write (the server says "
+                                    f"{quote_data(reason, 300)}); nothing was written "
+                                    "anywhere, no lock was taken")
+        if "[rejected]" in output or "stale info" in output or "fetch first" in output:
+            raise RemoteMoved(f"{self.describe()} moved meanwhile")
+        return self.settled(commit, parent, f"git says {quote_data(last_line(output), 300)}",
+                            cut_off=True)
+
+    def settled(self, commit, parent, reason, cut_off=False):
+        """After a push that did not say plainly how it ended, the remote's ref decides: our
+        commit in its history means written (another writer may have built on it already);
+        another history means it moved, so the command is applied again (our push, if still
+        on its way, can no longer land: its lease names the old value); the parent means the
+        server failed, or, for a push cut off on the way, that it may still arrive."""
+        unknown = RemoteUnavailable(
+            f"the push to {self.remote} did not finish ({reason}) and may still arrive: check "
+            f"with `{cli_name()} remote refresh` and `{cli_name()} log` before running the "
+            "command again (this clone's copy is unchanged)")
+        try:
+            value = self.fetch(min(REFRESH_SECONDS, self.timeout))
+        except RemoteUnavailable:
+            raise unknown from None
+        if value is not None and (value == commit or self.git(
+                "merge-base", "--is-ancestor", commit, value).returncode == 0):
+            return commit
+        if value != parent:
+            raise RemoteMoved(f"{self.describe()} moved meanwhile ({reason})")
+        if cut_off:
+            raise unknown
+        raise RemoteUnavailable(f"{self.remote} did not take the write ({reason}); nothing was "
+                                "written anywhere, no lock was taken")
+
+    def checked(self, *args, data=None, env=None):
+        """git's answer to a local step of a write (an object, a commit); StateError when it
+        fails (a full disk, a broken object store): nothing was written anywhere."""
+        proc = self.git(*args, data=data, env=env)
+        if proc.returncode != 0:
+            reason = quote_data(last_line(proc.stderr.decode("utf-8", "replace")), 300)
+            raise StateError(f"git {args[0]} failed in this clone ({reason}); nothing was "
+                             "written anywhere: check the disk and the repository "
+                             "(`git fsck`), then run the command again")
+        return proc.stdout.decode().strip()
+
+    def history(self, count):
+        """The newest `count` commits of the fetched ref: [{commit, when, session, machine,
+        command}], newest first, read from each commit's trailers."""
+        proc = self.git("log", f"-{count}", "--format=%H%x1f%cI%x1f%B%x1e", FETCHED_REF, "--")
+        entries = []
+        for record in proc.stdout.decode("utf-8", "replace").split("\x1e"):
+            fields = record.strip("\n").split("\x1f")
+            if len(fields) != 3:
+                continue
+            trailers = {}
+            for line in fields[2].splitlines():
+                key, colon, value = line.partition(": ")
+                if colon and key in ("Command", "Session", "Machine"):
+                    trailers[key.lower()] = value.strip()
+            entries.append({"commit": fields[0], "when": fields[1], **{
+                key: trailers.get(key, "") for key in ("command", "session", "machine")}})
+        return entries
+
+
+# How a server says another push changed the ref first (receive-pack's locked ref update).
+RACE_LOST = ("failed to update ref", "cannot lock ref", "failed to lock",
+             "incorrect old value")
+
+
+def git_reason(text):
+    """The line of git's stderr that says what went wrong (its first `fatal:` or `error:`,
+    not the advice after it)."""
+    for line in text.splitlines():
+        if line.startswith(("fatal: ", "error: ")):
+            return one_line(line.split(": ", 1)[1])
+    return one_line(last_line(text))
+
+
+class SharedCopy:
+    """What sharing through the git remote adds to a store: the local file is a copy of the
+    state on `ref`, fetched into it under the local lock, and each change is pushed as a
+    commit on top of the fetched one (`commit`) before the copy is written. Its marks beside
+    the state say which commit the copy holds, since when, and why a refresh failed."""
+
+    def __init__(self, store, ref, purpose=("", None, "")):
+        self.store, self.ref = store, ref
+        self.commit = None  # the remote's commit this transaction builds on
+        self.purpose = purpose  # (command, session, machine): for the shared history
+        self.replaced_local = None  # what the local file held before a fetch replaced it
+
+    @property
+    def fetched_marker(self):
+        return os.path.join(os.path.dirname(self.store.path), "shared-fetched")
+
+    def pull(self, briefly=False):
+        """Make the local file the remote's state (the caller holds the local lock); a read
+        that may answer from the local copy (`briefly`) waits REFRESH_SECONDS at most."""
+        commit = self.commit = self.ref.fetch(REFRESH_SECONDS if briefly else None)
+        self.adopt(commit)
+        return commit
+
+    def refresh(self, timeout=None):
+        """Fetch without the local lock (a slow remote must not hold up this machine's other
+        commands), then take it only to adopt what was fetched."""
+        commit = self.ref.fetch(timeout)
+        with InterProcessLock(self.store.lock_path, lock_timeout()):
+            held = read_text_or_none(self.fetched_marker)
+            if commit and held and held != commit and self.ref.git(
+                    "merge-base", "--is-ancestor", commit, held).returncode == 0:
+                return held  # a writer here pushed something newer meanwhile: keep it
+            self.adopt(commit)
+        return commit
+
+    def adopt(self, commit):
+        """Write the state of the remote's `commit` into the local file. What the file held
+        that the last fetched commit did not (a hand edit) is kept beside it and said."""
+        if commit is not None:
+            data, local = self.ref.read(commit), self.store.read_bytes()
+            if data != local:
+                state, warnings = self.check(data, commit)
+                self.replaced_local = local if local and local.strip() else None
+                held = read_text_or_none(self.fetched_marker)
+                if self.replaced_local and held and local != self.ref.read_or_none(held):
+                    self.keep_hand_edit(local)
+                self.store.loaded_raw = local  # read under the lock: what write_local replaces
+                self.store.check_folders()
+                self.store.write_local(data, state, warnings=warnings)
+        self.ref.remember(commit)
+        self.mark_fetched(commit)
+
+    def keep_hand_edit(self, local):
+        """The local copy held changes the shared state never had: keep them, say where."""
+        kept = unused_name(f"{self.store.path}.local-{utc_stamp()}")
+        try:
+            atomic_write(kept, local, durable=False)
+        except OSError:
+            return
+        print(f"orchestrator: this clone's copy of the shared state had changes the remote "
+              f"does not (a hand edit?); they were kept in {kept}, and the copy now holds "
+              f"the shared state (edit it through the commands, which push)", file=sys.stderr)
+
+    def check(self, data, commit):
+        """The remote's bytes validated like the local file's, its texts held to the limits of
+        typed input, and an empty state refused while this clone's copy holds entries (a
+        commit that empties the ref must not empty every clone); StateError, never used, if
+        not."""
+        label = f"the shared state on {self.ref.describe()} ({commit[:12]})"
+        try:
+            state, warnings, entries = validate_state_text(data.decode("utf-8"), label,
+                                                           self.store.read_entries())
+            self.store.write_entries(entries)
+            too_long = longest_text(state)
+            if too_long > MAX_TEXT_CHARS:
+                raise StateError(f"{label} holds a text of {too_long} characters (at most "
+                                 f"{MAX_TEXT_CHARS} may be typed)")
+            local = self.store.read_bytes()
+            if not any(state[key] for key in TOP_LEVEL_KEYS) and local and b"\n  - " in local:
+                raise StateError(f"{label} holds no entry at all, while this clone's copy "
+                                 "holds entries: the shared state was emptied")
+            return state, warnings
+        except UnicodeDecodeError:
+            raise StateError(f"{label} is not UTF-8 text; it is not used or overwritten: fix "
+                             "the ref by hand, or `remote disable`") from None
+        except StateError as error:
+            raise StateError(f"{error.message}; it is not used or overwritten: fix the ref by "
+                             "hand, or `remote disable`") from None
+
+    def push(self, data):
+        command, session_id, machine = self.purpose
+        who = session_id or "orchestrator"
+        message = (f"{command} by {who} on {machine}\n\nCommand: {command}\n"
+                   f"Session: {session_id or ''}\nMachine: {machine}\n")
+        commit = self.ref.publish(data, self.commit, message,
+                                     (who, f"{who}@{machine or 'localhost'}"))
+        self.ref.remember(commit)
+        return commit
+
+    def mark_fetched(self, commit):
+        """Remember the remote's commit the local file holds, and when it was fetched; a
+        refresh that failed earlier is history now."""
+        self.note_refresh(None)
+        try:
+            handle = os.open(self.fetched_marker, os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+                             | getattr(os, "O_NOFOLLOW", 0), 0o644)
+            try:
+                os.write(handle, (commit or "").encode())
+            finally:
+                os.close(handle)
+        except OSError:
+            pass  # only the view's age is lost
+
+    @property
+    def refresh_failure_marker(self):
+        return os.path.join(os.path.dirname(self.store.path), "shared-refresh-failed")
+
+    def note_refresh(self, failure):
+        """Remember why the last refresh failed (None: it worked), for the reads after it."""
+        try:
+            if failure is None:
+                os.unlink(self.refresh_failure_marker)
+            else:
+                atomic_write(self.refresh_failure_marker, failure.encode("utf-8"), durable=False)
+        except OSError:
+            pass
+
+    def fetched_age(self, now_seconds):
+        """Seconds since the local copy was last fetched or pushed; None if it never was."""
+        try:
+            return max(now_seconds - os.lstat(self.fetched_marker).st_mtime, 0.0)
+        except OSError:
+            return None
+
+
+def share_through(store, ref, purpose=("", None, "")):
+    """The one place a store is wired to its shared ref (None: not shared); the store."""
+    store.sharing = None if ref is None else SharedCopy(store, ref, purpose)
+    return store
 
 
 # ---------------------------------------------------------------------------- policy: time
@@ -5776,10 +5793,11 @@ def store_for_repository(ctx, main_root, pinned):
         return None
     store = Store(own)
     store.deadline = ctx.store.deadline
-    store.shared = SharedRef.configured(main_root)  # that repository's own sharing, if any
-    if store.shared is not None:
-        store.shared.timeout = HOOK_NETWORK_SECONDS
-    store.purpose = ctx.store.purpose
+    ref = SharedRef.configured(main_root)  # that repository's own sharing, if any
+    if ref is not None:
+        ref.timeout = HOOK_NETWORK_SECONDS
+    share_through(store, ref, ctx.store.sharing.purpose if ctx.store.sharing else
+                  ("hook", None, ctx.machine))
     return store
 
 
@@ -7266,13 +7284,14 @@ def cmd_watch(ctx, args):
                 seen = signature
             if (signature, now) != drawn:  # a change, or a second of countdown
                 columns, rows = os.get_terminal_size(out.fileno())
-                failed = ctx.store.shared and read_text_or_none(ctx.store.refresh_failure_marker)
+                sharing = ctx.store.sharing
+                failed = sharing and read_text_or_none(sharing.refresh_failure_marker)
                 frame = watch_frame(state, now, columns, rows, session_id, color,
                                     error or (failed and message(
                                         "shared_unreachable", reason=failed,
                                         age=ctx.shared_age_text())),
                                     ctx.is_folder, fold_case=ctx.fold_case,
-                                    shared_age=ctx.store.shared and ctx.shared_age_text())
+                                    shared_age=sharing and ctx.shared_age_text())
                 out.write("\x1b[H" + "\x1b[K\r\n".join(frame) + "\x1b[K\x1b[J")
                 out.flush()
                 drawn = (signature, now)
@@ -7589,16 +7608,17 @@ def cmd_remote(ctx, args):
     """`remote enable|disable|status|refresh`: the state shared through the git remote."""
     if args.action == "enable":
         return enable_shared(ctx, args)
-    shared = ctx.store.shared
-    if shared is None:
+    sharing = ctx.store.sharing
+    if sharing is None:
         if args.action == "refresh" and args.background:
             return EXIT_OK
         ctx.out.emit(message("shared_not_enabled", cli=cli_name()), {"shared": False})
         return EXIT_OK if args.action == "status" else EXIT_REFUSED
+    shared = sharing.ref
     if args.action == "disable":
         git_config(ctx.main_root, "--remove-section", SHARED_CONFIG_SECTION)
         try:  # the copy goes its own way now: no later enable may take it for a hand edit
-            os.unlink(ctx.store.fetched_marker)
+            os.unlink(sharing.fetched_marker)
         except OSError:
             pass
         ctx.out.emit(message("shared_disabled", remote=shared.remote, ref=shared.ref),
@@ -7606,10 +7626,10 @@ def cmd_remote(ctx, args):
         return EXIT_OK
     if args.action == "refresh":
         try:
-            commit = ctx.store.refresh_shared()
-            ctx.store.note_refresh(None)
+            commit = sharing.refresh()
+            sharing.note_refresh(None)
         except (RemoteUnavailable, StateError) as error:  # a hostile ref is never adopted
-            ctx.store.note_refresh(error.message)
+            sharing.note_refresh(error.message)
             raise
         finally:
             if args.background:
@@ -7622,9 +7642,9 @@ def cmd_remote(ctx, args):
                      {"shared": True, "remote": shared.remote, "ref": shared.ref,
                       "commit": commit})
         return EXIT_OK
-    commit = read_text_or_none(ctx.store.fetched_marker)
-    age = ctx.store.fetched_age(time.time())
-    failed = read_text_or_none(ctx.store.refresh_failure_marker)
+    commit = read_text_or_none(sharing.fetched_marker)
+    age = sharing.fetched_age(time.time())
+    failed = read_text_or_none(sharing.refresh_failure_marker)
     if failed:
         ctx.out.notice(message("shared_unreachable", reason=failed, age=ctx.shared_age_text()))
     ctx.out.emit(message("shared_status", remote=shared.remote, ref=shared.ref,
@@ -7662,21 +7682,21 @@ def enable_shared(ctx, args):
         ctx.out.emit(message("shared_already", remote=remote, ref=shared.ref, cli=cli_name()),
                      {"shared": True, "remote": remote, "ref": shared.ref, "changed": False})
         return EXIT_OK
-    store = ctx.store
-    store.shared = shared
+    store = share_through(ctx.store, shared, ctx.purpose)
+    sharing = store.sharing
     kept = None
     transaction = Transaction(store)
     with transaction as state:  # fetches: the remote's state is now the local one
-        adopted = store.shared_commit is not None
+        adopted = sharing.commit is not None
         if not adopted:  # publish, and the copy holds exactly what was published
             data = emit_state(state).encode("utf-8")
-            commit = store.push_shared(data)
+            commit = sharing.push(data)
             if data != store.read_bytes():
                 store.write_local(data, state, transaction.lock)
-            store.mark_fetched(commit)
-    if adopted and store.replaced_local is not None:
+            sharing.mark_fetched(commit)
+    if adopted and sharing.replaced_local is not None:
         kept = unused_name(store.path + ".before-shared")  # an earlier one stays as it is
-        atomic_write(kept, store.replaced_local, durable=False)
+        atomic_write(kept, sharing.replaced_local, durable=False)
     git_config(ctx.main_root, f"{SHARED_CONFIG_SECTION}.remote", remote)
     git_config(ctx.main_root, f"{SHARED_CONFIG_SECTION}.ref", ref)
     counts = {"sessions": len(state["active_sessions"]), "locks": len(state["locks"])}
@@ -7690,9 +7710,9 @@ def enable_shared(ctx, args):
 
 
 def cmd_log(ctx, args):
-    shared = ctx.store.shared
-    if shared is None:
+    if ctx.store.sharing is None:
         raise UsageError(message("shared_not_enabled", cli=cli_name()))
+    shared = ctx.store.sharing.ref
     if args.count < 1:
         raise UsageError(f"-n {args.count} must be 1 or more")
     session_id = check_session_id(args.session) if args.session else None
@@ -7731,13 +7751,13 @@ class Context:
                 or os.path.join(self.main_root, STATE_RELATIVE_PATH))
         self.store = Store(path)
         self.machine = this_machine()
+        self.purpose = (args.command, getattr(args, "session", None), self.machine)
         shared = SharedRef.configured(self.main_root)  # None: one machine (the usual case)
         if shared is not None and os.path.realpath(path) == os.path.realpath(
                 os.path.join(self.main_root, STATE_RELATIVE_PATH)):
             if args.command == "hook":
                 shared.timeout = HOOK_NETWORK_SECONDS  # an agent is waiting
-            self.store.shared = shared
-        self.store.purpose = (args.command, getattr(args, "session", None), self.machine)
+            share_through(self.store, shared, self.purpose)
         self.out = Output(args.json)
         self.interactive = not args.json and terminal_is_interactive()
         self.asker = None
@@ -7780,39 +7800,39 @@ class Context:
                 return COMMANDS[args.command](self, args)
             except RemoteMoved:
                 wait_to_retry(attempt)
-        raise Busy(f"the shared state on {self.store.shared.describe()} kept moving: "
+        raise Busy(f"the shared state on {self.store.sharing.ref.describe()} kept moving: "
                    f"{SHARED_ATTEMPTS} attempts, each overtaken by another writer; nothing was "
                    "written, run the command again")
 
     def refresh_shared(self):
         """Before a report (sync, status): fetch the shared state, briefly. A notice when the
         view is older than the ref's max age because the remote could not be reached."""
-        shared = self.store.shared
-        if shared is None:
+        sharing = self.store.sharing
+        if sharing is None:
             return
         try:
-            self.store.refresh_shared(REFRESH_SECONDS)
-            self.store.note_refresh(None)
+            sharing.refresh(REFRESH_SECONDS)
+            sharing.note_refresh(None)
         except RemoteUnavailable as error:
-            self.store.note_refresh(error.message)
+            sharing.note_refresh(error.message)
             self.out.notice(message("shared_unreachable", reason=error.message,
                                     age=self.shared_age_text()))
         except StateError as error:  # a ref that would empty or wedge this clone: not adopted
-            self.store.note_refresh(error.message)
+            sharing.note_refresh(error.message)
             raise
 
     def refresh_shared_in_background(self, notice=False):
         """For a read that must not wait (check, the hooks, build-failure): when the local copy
         is older than the max age, start one detached refresh and answer from the copy now
         (with `notice`, saying how old it is)."""
-        shared = self.store.shared
-        if shared is None:
+        sharing = self.store.sharing
+        if sharing is None:
             return
-        age = self.store.fetched_age(time.time())
-        if age is not None and age <= shared.max_age:
+        age = sharing.fetched_age(time.time())
+        if age is not None and age <= sharing.ref.max_age:
             return
         if notice:
-            failed = read_text_or_none(self.store.refresh_failure_marker)
+            failed = read_text_or_none(sharing.refresh_failure_marker)
             self.out.notice(message("shared_unreachable", reason=failed,
                                     age=self.shared_age_text()) if failed else
                             message("shared_stale", age=self.shared_age_text()))
@@ -7839,7 +7859,7 @@ class Context:
             pass
 
     def shared_age_text(self):
-        age = self.store.fetched_age(time.time())
+        age = self.store.sharing.fetched_age(time.time()) if self.store.sharing else None
         return "never fetched" if age is None else f"{humanize_seconds(age)} old"
 
 
