@@ -83,11 +83,11 @@ EXIT_INTERNAL, EXIT_CANCELLED = 70, 130
 HERE = os.path.dirname(os.path.realpath(__file__))
 PROMPTS_DIR = os.path.join(HERE, "prompts")
 WORKFLOWS_DIR = os.path.join(HERE, "workflows")
-STATE_RELATIVE_PATH = ".windsurf/orchestrator/session_state.yaml"
 STATE_FOLDER = ".windsurf/orchestrator"  # the state, its lock and backup, the launcher
+STATE_RELATIVE_PATH = STATE_FOLDER + "/session_state.yaml"
 # The pack's paths in a repository, spelled here only: the hooks judge them, install writes them.
 SHIM_PATH = ".windsurf/bin/orchestrator"  # committed; every agent's hooks and commands call it
-LAUNCHER_PATH = ".windsurf/orchestrator/launcher"  # per machine, git-ignored
+LAUNCHER_PATH = STATE_FOLDER + "/launcher"  # per machine, git-ignored
 WINDSURF_HOOKS_PATH = ".windsurf/hooks.json"
 CLAUDE_SETTINGS_PATH = ".claude/settings.json"
 CURSOR_HOOKS_PATH = ".cursor/hooks.json"
@@ -3573,7 +3573,8 @@ def describe_conflicts(conflicts, now, examples=()):
 CLAUDE_WRITE_TOOLS = ("Edit", "Write", "MultiEdit", "NotebookEdit")
 CURSOR_WRITE_TOOLS = ("Write", "Edit", "Delete")
 WRITE_TOOLS = {*CLAUDE_WRITE_TOOLS, *CURSOR_WRITE_TOOLS}
-SHELL_TOOLS = {"Bash", "Shell"}  # Claude Code's name, and Cursor's
+CLAUDE_SHELL_TOOL, CURSOR_SHELL_TOOL = "Bash", "Shell"
+SHELL_TOOLS = {CLAUDE_SHELL_TOOL, CURSOR_SHELL_TOOL}
 # Events that carry a tool: Claude Code's names, and Cursor's for the same events.
 TOOL_EVENT_PHASES = {"PreToolUse": "pre", "preToolUse": "pre", "PostToolUse": "post",
                      "postToolUse": "post", "PostToolUseFailure": "post",
@@ -6229,7 +6230,7 @@ AGENT_FILES = {  # committed files per agent: (path in the target repository, te
     "cursor": ((".cursor/rules/orchestrator.mdc", "cursor_rule.mdc.j2", "md"),),
     "agents-md": (),  # a marked section of AGENTS.md, merged by merge_agents_md
 }
-GITIGNORE_LINES = (".windsurf/orchestrator/",)
+GITIGNORE_LINES = (STATE_FOLDER + "/",)
 HOOK_BLOCK_EXIT = 42  # what the shim's hook exits with to block; the hook command maps it to 2
 
 
@@ -6281,16 +6282,16 @@ HOOK_COMMAND = hook_command()
 WINDSURF_HOOKS = {"pre_write_code": True, "post_write_code": False, "pre_run_command": False,
                   "post_run_command": True, "post_setup_worktree": True}  # event: show_output
 CLAUDE_HOOK_COMMAND = hook_command("CLAUDE_PROJECT_DIR")
-CLAUDE_HOOKS = {"PreToolUse": ("|".join(CLAUDE_WRITE_TOOLS), "Bash"),
-                "PostToolUse": ("|".join(CLAUDE_WRITE_TOOLS), "Bash"),
-                "PostToolUseFailure": ("Bash",),  # a command that failed may have written too
+CLAUDE_HOOKS = {"PreToolUse": ("|".join(CLAUDE_WRITE_TOOLS), CLAUDE_SHELL_TOOL),
+                "PostToolUse": ("|".join(CLAUDE_WRITE_TOOLS), CLAUDE_SHELL_TOOL),
+                "PostToolUseFailure": (CLAUDE_SHELL_TOOL,),  # a failed command may have written
                 "SessionStart": ("startup|resume|clear|compact",)}
 CURSOR_HOOK_COMMAND = hook_command("CURSOR_PROJECT_DIR", json_answer=True)
 CURSOR_HOOKS_VERSION = 1
 # Cursor's own events (cursor.com/docs/agent/hooks): event -> matcher (None: every one).
 CURSOR_HOOKS = {"sessionStart": None, "preToolUse": "|".join(CURSOR_WRITE_TOOLS),
-                "beforeShellExecution": None, "postToolUse": "Shell",
-                "postToolUseFailure": "Shell", "afterFileEdit": None}
+                "beforeShellExecution": None, "postToolUse": CURSOR_SHELL_TOOL,
+                "postToolUseFailure": CURSOR_SHELL_TOOL, "afterFileEdit": None}
 # postToolUse answers additional_context, which the agent reads; afterShellExecution has no
 # answer field. Entries an earlier install wrote under events no longer used are removed.
 CURSOR_RETIRED_EVENTS = ("afterShellExecution",)
