@@ -3770,21 +3770,15 @@ def skip_quoted(line, i):
         if close == -1:
             raise ValueError("unterminated quote")
         return close + 1
-    if char == "$" and line[i + 1:i + 2] == "'":
-        j = i + 2
-        while j < end and line[j] != "'":
-            j += 2 if line[j] == "\\" else 1
-        if j >= end:
-            raise ValueError("unterminated quote")
-        return j + 1
-    if char == '"':
-        j = i + 1
-        while j < end and line[j] != '"':
-            j += 2 if line[j] == "\\" else 1
-        if j >= end:
-            raise ValueError("unterminated quote")
-        return j + 1
-    return None
+    quoted = {"$": ("'", i + 2), '"': ('"', i + 1)}.get(char)
+    if quoted is None or (char == "$" and line[i + 1:i + 2] != "'"):
+        return None
+    closing, j = quoted  # $'...' and "..." end at their first unescaped quote
+    while j < end and line[j] != closing:
+        j += 2 if line[j] == "\\" else 1
+    if j >= end:
+        raise ValueError("unterminated quote")
+    return j + 1
 
 
 def closing_parenthesis(line, i):
@@ -5065,16 +5059,13 @@ class ShellReader:
                 self.write(value, "a download", tree=option != "-O")
 
     def extract(self, arguments):
-        """tar -x / unzip: what it writes comes from the archive, below -C / -d or here."""
-        texts = [w.text for w in arguments]
-        extracting = any(t in ("-x", "--extract", "--get") or (
-            t[:1] != "-" and "x" in t and t is texts[0]) or (t[:1] == "-" and t[1:2] != "-"
-                                                           and "x" in t) for t in texts)
-        options, operands = split_options(arguments, ("-f", "-C", "-d", "--directory", "--file",
-                                                      "-T", "-X"))
+        """tar -x, unzip, 7z x: what it writes comes from the archive, below -C / -d or where it
+        runs; a listing or a test of the archive (-l, -t, l, t) writes nothing."""
+        if [w.text for w in arguments[:1]] in (["-l"], ["-t"], ["-Z"], ["l"], ["t"]):
+            return
+        options, _ = split_options(arguments, ("-f", "-C", "-d", "--directory", "--file", "-T",
+                                               "-X", "-x"))
         folder = next((v for o, v in options if o in ("-C", "-d", "--directory")), None)
-        if texts[:1] in (["-l"], ["-t"], ["l"], ["t"]) and not extracting:
-            return  # a listing
         named = self.named([folder]) if folder is not None else [(self.here(), True)]
         self.effects.unsure("it writes the files the archive holds", named)
 
