@@ -93,7 +93,7 @@ CLAUDE_SETTINGS_PATH = ".claude/settings.json"
 CURSOR_HOOKS_PATH = ".cursor/hooks.json"
 DEVIN_HOOKS_PATH = ".devin/hooks.v1.json"
 GIT_HOOKS_FOLDER = ".git/hooks"  # in the main checkout: the commit guard, and any hook git runs
-AGENTS = ("windsurf", "claude", "cursor", "agents-md")  # what `install --agent` serves
+AGENTS = ("windsurf", "claude", "cursor", "devin", "agents-md")  # what `install --agent` serves
 STATE_ENV = "ORCHESTRATOR_STATE"
 LOCK_TIMEOUT_ENV = "ORCHESTRATOR_LOCK_TIMEOUT"
 DEFAULT_LOCK_TIMEOUT_SECONDS = 10.0
@@ -3572,9 +3572,12 @@ def describe_conflicts(conflicts, now, examples=()):
 # the hooks install writes match exactly these.
 CLAUDE_WRITE_TOOLS = ("Edit", "Write", "MultiEdit", "NotebookEdit")
 CURSOR_WRITE_TOOLS = ("Write", "Edit", "Delete")
-WRITE_TOOLS = {*CLAUDE_WRITE_TOOLS, *CURSOR_WRITE_TOOLS}
-CLAUDE_SHELL_TOOL, CURSOR_SHELL_TOOL = "Bash", "Shell"
-SHELL_TOOLS = {CLAUDE_SHELL_TOOL, CURSOR_SHELL_TOOL}
+# Devin Local (Devin Desktop's default agent) and the Devin CLI name their tools their own way
+# (docs.devin.ai/cli/extensibility/hooks/lifecycle-hooks): `exec` for the shell.
+DEVIN_WRITE_TOOLS = ("edit", "write", "apply_patch", "multi_edit")
+WRITE_TOOLS = {*CLAUDE_WRITE_TOOLS, *CURSOR_WRITE_TOOLS, *DEVIN_WRITE_TOOLS}
+CLAUDE_SHELL_TOOL, CURSOR_SHELL_TOOL, DEVIN_SHELL_TOOL = "Bash", "Shell", "exec"
+SHELL_TOOLS = {CLAUDE_SHELL_TOOL, CURSOR_SHELL_TOOL, DEVIN_SHELL_TOOL}
 # Events that carry a tool: Claude Code's names, and Cursor's for the same events.
 TOOL_EVENT_PHASES = {"PreToolUse": "pre", "preToolUse": "pre", "PostToolUse": "post",
                      "postToolUse": "post", "PostToolUseFailure": "post",
@@ -3611,10 +3614,11 @@ def load_json(text):
 
 
 def parse_hook_event(text):
-    """Windsurf's, Claude Code's or Cursor's hook JSON -> {dialect, event_name, phase, kind,
-    conversation, file_path, command_line, cwd}. The dialect says how to answer (hook_reply):
-    Claude Code names its events in PascalCase, Cursor in camelCase (also when it runs Claude
-    Code's hooks), Windsurf sends `agent_action_name`."""
+    """Windsurf's, Claude Code's, Cursor's or Devin's hook JSON -> {dialect, event_name, phase,
+    kind, conversation, file_path, file_paths, command_line, cwd}. The dialect says how to
+    answer (hook_reply): Claude Code names its events in PascalCase, Cursor in camelCase (also
+    when it runs Claude Code's hooks), Devin in PascalCase with its own tool names and a
+    `prompt_id`, Windsurf sends `agent_action_name`."""
     try:
         raw = load_json(text)
     except ValueError:
@@ -3625,9 +3629,10 @@ def parse_hook_event(text):
     if "hook_event_name" in raw:  # Claude Code, or Cursor
         name = str(raw.get("hook_event_name"))
         cursor_fields = ("conversation_id", "cursor_version", "workspace_roots")
-        dialect = ("cursor" if any(f in raw for f in cursor_fields) or not name[:1].isupper()
-                   else "claude")
         tool, tool_input = str(raw.get("tool_name")), raw.get("tool_input")
+        dialect = ("cursor" if any(f in raw for f in cursor_fields) or not name[:1].isupper()
+                   else "devin" if "prompt_id" in raw or tool in DEVIN_WRITE_TOOLS
+                   or tool == DEVIN_SHELL_TOOL else "claude")
         tool_input = tool_input if isinstance(tool_input, dict) else {}
         phase, kind = CURSOR_EVENTS.get(name) or (
             TOOL_EVENT_PHASES.get(name),
@@ -3639,7 +3644,9 @@ def parse_hook_event(text):
                           if isinstance(fields.get(key), str)), None)
         command_line = fields.get("command")
         roots = raw.get("workspace_roots")
-        cwd = raw.get("cwd") or (roots[0] if isinstance(roots, list) and roots else None)
+        cwd = raw.get("cwd") or (roots[0] if isinstance(roots, list) and roots else None) or (
+            os.environ.get("DEVIN_PROJECT_DIR") if dialect == "devin" else None)
+        patched = patched_files(tool_input) if tool == "apply_patch" else []
         # Cursor's conversation_id is stable over a conversation; Claude Code's is session_id.
         conversation = raw.get("conversation_id") or raw.get("session_id")
     else:  # Windsurf Cascade
@@ -3650,6 +3657,7 @@ def parse_hook_event(text):
         info = info if isinstance(info, dict) else {}
         file_path, command_line, cwd = info.get("file_path"), info.get("command_line"), info.get("cwd")
         conversation = raw.get("trajectory_id")
+        patched = []
         if name == "post_setup_worktree":
             kind, file_path = "setup_worktree", info.get("worktree_path")
             cwd = info.get("root_workspace_path") if isinstance(
@@ -3660,13 +3668,30 @@ def parse_hook_event(text):
                                      or has_control_characters(conversation)):
         conversation = UNUSABLE_CONVERSATION  # never stored: a 5 MB id is no id
     tool_use = raw.get("tool_use_id") if dialect == "claude" else None
+    file_path = file_path if isinstance(file_path, str) and "\0" not in file_path else None
     return {"dialect": dialect, "event_name": name, "phase": phase, "kind": kind,
             "conversation": conversation, "source": source,
             "tool_use": tool_use if isinstance(tool_use, str) and tool_use.isprintable()
             and len(tool_use) <= MAX_CONVERSATION_CHARS else None,
-            "file_path": file_path if isinstance(file_path, str) and "\0" not in file_path else None,
+            "file_path": file_path or (patched[0] if patched else None),
+            "file_paths": ([file_path] if file_path else []) + patched,
             "command_line": command_line if isinstance(command_line, str) else None,
             "cwd": cwd if isinstance(cwd, str) else None}
+
+
+def patched_files(tool_input):
+    """The files an apply_patch call names (`*** Update File: path`, `*** Add File:`,
+    `*** Delete File:`, `*** Move to:`), in any string field of its input."""
+    found = []
+    for value in tool_input.values():
+        if not isinstance(value, str):
+            continue
+        for line in value.splitlines():
+            for marker in ("*** Update File: ", "*** Add File: ", "*** Delete File: ",
+                           "*** Move to: "):
+                if line.startswith(marker) and "\0" not in line:
+                    found.append(line[len(marker):].strip())
+    return unique_in_order(found)
 
 
 def json_text(value):
@@ -3697,6 +3722,13 @@ def hook_reply(event, verdict, text):
     dialect = event["dialect"]
     if event["phase"] != "pre":
         verdict = ALLOW  # after the fact there is nothing to deny
+    if dialect == "devin":  # Devin reads `decision: block` with exit 2, and additionalContext;
+        if verdict == DENY:  # it has no ask: an uncertain command runs and is reported after
+            return json_text({"decision": "block", "reason": text}), text, True
+        if text:
+            return json_text({"hookSpecificOutput": {
+                "hookEventName": event["event_name"], "additionalContext": text}}), "", False
+        return "", "", False
     if dialect == "claude":
         if verdict != ALLOW:
             return json_text({"hookSpecificOutput": {
@@ -5770,7 +5802,7 @@ def ignored_by_git(checkout, paths):
 def event_folder(ctx, event):
     """Where the agent acts: the event's own folder, Claude Code's project folder, the
     repository of the state the shim pinned; the process's folder only when none is known."""
-    return (event["cwd"] or os.environ.get("CLAUDE_PROJECT_DIR")
+    return (event["cwd"] or os.environ.get("CLAUDE_PROJECT_DIR") or os.environ.get("DEVIN_PROJECT_DIR")
             or repository_of_state(ctx.store.path) or os.getcwd())
 
 
@@ -5831,13 +5863,19 @@ def handle_hook_event(ctx, event):
         return ALLOW, ""
     if event["kind"] != "write" or not event["file_path"] or event["phase"] not in ("pre", "post"):
         return ALLOW, ""  # an event we do not know is never answered as a pre-event
-    file_path = os.path.join(event_folder(ctx, event), event["file_path"])
-    if event["phase"] == "pre":
-        return write_verdict(ctx, event, file_path)
-    store, path = store_and_path(ctx, event, file_path)
-    if store is not None:  # else not a file of a repository whose sessions we coordinate
-        record_touched(store, event["conversation"], [path], ctx.machine)
-    return ALLOW, ""
+    notes = []
+    for written in event["file_paths"] or [event["file_path"]]:  # an apply_patch names several
+        file_path = os.path.join(event_folder(ctx, event), written)
+        if event["phase"] == "pre":
+            verdict, text = write_verdict(ctx, event, file_path)
+            if verdict == DENY:
+                return verdict, text
+            notes += [text] if text and text not in notes else []
+            continue
+        store, path = store_and_path(ctx, event, file_path)
+        if store is not None:  # else not a file of a repository whose sessions we coordinate
+            record_touched(store, event["conversation"], [path], ctx.machine)
+    return ALLOW, "\n".join(notes)
 
 
 def bind_from_command(ctx, event):
@@ -6219,6 +6257,7 @@ AGENT_FILES = {  # committed files per agent: (path in the target repository, te
                  (".windsurf/rules/orchestrator.md", "rule.md.j2", "md")),
     "claude": ((".claude/commands/orchestrator.md", "claude_command.md.j2", "md"),),
     "cursor": ((".cursor/rules/orchestrator.mdc", "cursor_rule.mdc.j2", "md"),),
+    "devin": ((".devin/rules/orchestrator.md", "rule.md.j2", "md"),),
     "agents-md": (),  # a marked section of AGENTS.md, merged by merge_agents_md
 }
 GITIGNORE_LINES = (STATE_FOLDER + "/",)
@@ -6278,6 +6317,11 @@ CLAUDE_HOOKS = {"PreToolUse": ("|".join(CLAUDE_WRITE_TOOLS), CLAUDE_SHELL_TOOL),
                 "PostToolUseFailure": (CLAUDE_SHELL_TOOL,),  # a failed command may have written
                 "SessionStart": ("startup|resume|clear|compact",)}
 CURSOR_HOOK_COMMAND = hook_command("CURSOR_PROJECT_DIR", json_answer=True)
+DEVIN_HOOK_COMMAND = hook_command("DEVIN_PROJECT_DIR")
+# Devin's events (docs.devin.ai/cli/extensibility/hooks/lifecycle-hooks): event -> matchers.
+DEVIN_HOOKS = {"PreToolUse": ("|".join(DEVIN_WRITE_TOOLS), DEVIN_SHELL_TOOL),
+               "PostToolUse": ("|".join(DEVIN_WRITE_TOOLS), DEVIN_SHELL_TOOL),
+               "SessionStart": ("",)}
 CURSOR_HOOKS_VERSION = 1
 # Cursor's own events (cursor.com/docs/agent/hooks): event -> matcher (None: every one).
 CURSOR_HOOKS = {"sessionStart": None, "preToolUse": "|".join(CURSOR_WRITE_TOOLS),
@@ -6294,7 +6338,7 @@ def is_our_hook_command(command):
     return isinstance(command, str) and SHIM_PATH in command and " hook" in command
 # The hooks configuration each agent reads: without it the agent runs unenforced.
 HOOK_CONFIG_AGENTS = {WINDSURF_HOOKS_PATH: "windsurf", CLAUDE_SETTINGS_PATH: "claude",
-                      CURSOR_HOOKS_PATH: "cursor"}
+                      CURSOR_HOOKS_PATH: "cursor", DEVIN_HOOKS_PATH: "devin"}
 AGENTS_MD_BEGIN = "<!-- session-orchestrator:begin (managed by orchestrator.py install) -->"
 AGENTS_MD_END = "<!-- session-orchestrator:end -->"
 
@@ -6329,8 +6373,21 @@ def merge_windsurf_hooks(config):
 def merge_claude_hooks(settings):
     """Add our Claude Code hooks to settings.json (exit 2 from PreToolUse blocks the edit),
     keeping the user's and replacing the ones an earlier install wrote."""
-    hooks = settings.setdefault("hooks", {})
-    for event, matchers in CLAUDE_HOOKS.items():
+    merge_matcher_blocks(settings.setdefault("hooks", {}), CLAUDE_HOOKS, CLAUDE_HOOK_COMMAND)
+    return settings
+
+
+def merge_devin_hooks(config):
+    """The same for Devin's `.devin/hooks.v1.json`, whose events stand at the top level
+    (docs.devin.ai/cli/extensibility/hooks/overview)."""
+    merge_matcher_blocks(config, DEVIN_HOOKS, DEVIN_HOOK_COMMAND)
+    return config
+
+
+def merge_matcher_blocks(hooks, table, command):
+    """Claude Code's shape (`{EVENT: [{"matcher", "hooks": [{"type", "command"}]}]}`): ours
+    added for each matcher of `table`, the user's kept, an earlier install's replaced."""
+    for event, matchers in table.items():
         blocks = []
         for block in hooks.get(event, []):
             if isinstance(block, dict) and isinstance(block.get("hooks"), list):
@@ -6342,9 +6399,8 @@ def merge_claude_hooks(settings):
             blocks.append(block)
         for matcher in matchers:
             blocks.append({"matcher": matcher,
-                           "hooks": [{"type": "command", "command": CLAUDE_HOOK_COMMAND}]})
+                           "hooks": [{"type": "command", "command": command}]})
         hooks[event] = blocks
-    return settings
 
 
 def merge_cursor_hooks(config):
@@ -6519,9 +6575,10 @@ def read_json_exactly(text):
     return value
 
 
-def check_hooks_shape(config, claude):
-    """Kept unless `config` has the shape the agent's documentation gives its hooks."""
-    hooks = config.get("hooks", {})
+def check_hooks_shape(config, claude, top_level=False):
+    """Kept unless `config` has the shape the agent's documentation gives its hooks (under
+    "hooks", or with `top_level` the events themselves, as Devin's file holds them)."""
+    hooks = config if top_level else config.get("hooks", {})
     if not isinstance(hooks, dict):
         raise Kept('its "hooks" is not an object: add ours by hand (see the README)')
     for event, entries in hooks.items():
@@ -6532,11 +6589,11 @@ def check_hooks_shape(config, claude):
                 raise Kept(f'a {event!r} block\'s "hooks" is not a list: add ours by hand')
 
 
-def planned_json(existing, merge, claude):
+def planned_json(existing, merge, claude, top_level=False):
     import copy
     import json
     config = read_json_exactly(existing) if existing is not None else {}
-    check_hooks_shape(config, claude)
+    check_hooks_shape(config, claude, top_level)
     merged = merge(copy.deepcopy(config))
     if existing is not None and merged == config:
         return existing
@@ -6610,6 +6667,9 @@ def install_pack(ctx, target, agents, force):
     if "cursor" in agents:
         merged.append((CURSOR_HOOKS_PATH,
                        lambda text: planned_json(text, merge_cursor_hooks, claude=False)))
+    if "devin" in agents:
+        merged.append((DEVIN_HOOKS_PATH, lambda text: planned_json(
+            text, merge_devin_hooks, claude=True, top_level=True)))
     if "agents-md" in agents:
         section = render("agents_md_section.md.j2", **pack_context())
         merged.append(("AGENTS.md", lambda text: planned_agents_md(text, section)))
