@@ -3271,7 +3271,7 @@ COMMAND_FLAGS = {
     "install": ("install the Windsurf pack into a repository", (
         ("--target", VALUE, "root of the repository (default: here)", {"default": "."}),
         ("--force", SWITCH, "overwrite pack files you changed", {}),
-        ("--agent", VALUES, "which agent to install for (repeatable; default windsurf)",
+        ("--agent", VALUES, "which agent to install for (repeatable; default windsurf and devin)",
          {"choices": sorted(AGENTS)}))),
 }
 
@@ -7556,7 +7556,8 @@ def cmd_install(ctx, args):
     except ImportError as error:
         raise UsageError(f"install: {error.name} is missing for {sys.executable}; run "
                          "`make install` in the tool's folder and use its .venv/bin/python")
-    agents = tuple(unique_in_order(args.agent or ["windsurf"]))
+    # A Windsurf user may open either of Devin Desktop's agents: Cascade, or Devin Local.
+    agents = tuple(unique_in_order(args.agent or ["windsurf", "devin"]))
     try:
         return install_pack(ctx, target, agents, args.force)
     except OSError as error:
