@@ -6257,7 +6257,8 @@ AGENT_FILES = {  # committed files per agent: (path in the target repository, te
                  (".windsurf/rules/orchestrator.md", "rule.md.j2", "md")),
     "claude": ((".claude/commands/orchestrator.md", "claude_command.md.j2", "md"),),
     "cursor": ((".cursor/rules/orchestrator.mdc", "cursor_rule.mdc.j2", "md"),),
-    "devin": ((".devin/rules/orchestrator.md", "rule.md.j2", "md"),),
+    "devin": ((".devin/rules/orchestrator.md", "rule.md.j2", "md"),
+              (".devin/skills/orchestrator/SKILL.md", "devin_skill.md.j2", "md")),
     "agents-md": (),  # a marked section of AGENTS.md, merged by merge_agents_md
 }
 GITIGNORE_LINES = (STATE_FOLDER + "/",)

@@ -70,6 +70,12 @@ def test_install_writes_devins_hooks_at_the_top_level_with_its_tool_names(shop):
     assert [e["matcher"] for e in config["PreToolUse"]] == ["edit|write|apply_patch|multi_edit",
                                                              "exec"]
     assert (shop / ".devin/rules/orchestrator.md").exists()
+    # /orchestrator as a skill a person invokes (docs.devin.ai/cli/extensibility/skills/
+    # creating-skills: .devin/skills/NAME/SKILL.md, frontmatter name, description, triggers)
+    skill = (shop / ".devin/skills/orchestrator/SKILL.md").read_text()
+    frontmatter = skill.split("---\n")[1]
+    assert "name: orchestrator" in frontmatter and "  - user" in frontmatter
+    assert "sh .windsurf/bin/orchestrator sync" in skill
     again = orchestrator.main(["install", "--target", str(shop), "--agent", "devin"])
     assert again == 0 and json.loads((shop / orchestrator.DEVIN_HOOKS_PATH).read_text()) == config
 
