@@ -6313,15 +6313,19 @@ HOOK_COMMAND = hook_command()
 WINDSURF_HOOKS = {"pre_write_code": True, "post_write_code": False, "pre_run_command": False,
                   "post_run_command": True, "post_setup_worktree": True}  # event: show_output
 CLAUDE_HOOK_COMMAND = hook_command("CLAUDE_PROJECT_DIR")
-CLAUDE_HOOKS = {"PreToolUse": ("|".join(CLAUDE_WRITE_TOOLS), CLAUDE_SHELL_TOOL),
-                "PostToolUse": ("|".join(CLAUDE_WRITE_TOOLS), CLAUDE_SHELL_TOOL),
+# Devin loads `.claude/` hooks too, with its own tool names: matchers for those as well. When
+# both `.claude/` and `.devin/` answer one Devin event, the tool acts once: a verdict is the
+# same twice, a binding or a touched file is recorded once, the after-command mark is taken by
+# the first to come.
+DEVIN_MATCHERS = ("|".join(DEVIN_WRITE_TOOLS), DEVIN_SHELL_TOOL)
+CLAUDE_HOOKS = {"PreToolUse": ("|".join(CLAUDE_WRITE_TOOLS), CLAUDE_SHELL_TOOL) + DEVIN_MATCHERS,
+                "PostToolUse": ("|".join(CLAUDE_WRITE_TOOLS), CLAUDE_SHELL_TOOL) + DEVIN_MATCHERS,
                 "PostToolUseFailure": (CLAUDE_SHELL_TOOL,),  # a failed command may have written
                 "SessionStart": ("startup|resume|clear|compact",)}
 CURSOR_HOOK_COMMAND = hook_command("CURSOR_PROJECT_DIR", json_answer=True)
 DEVIN_HOOK_COMMAND = hook_command("DEVIN_PROJECT_DIR")
 # Devin's events (docs.devin.ai/cli/extensibility/hooks/lifecycle-hooks): event -> matchers.
-DEVIN_HOOKS = {"PreToolUse": ("|".join(DEVIN_WRITE_TOOLS), DEVIN_SHELL_TOOL),
-               "PostToolUse": ("|".join(DEVIN_WRITE_TOOLS), DEVIN_SHELL_TOOL),
+DEVIN_HOOKS = {"PreToolUse": DEVIN_MATCHERS, "PostToolUse": DEVIN_MATCHERS,
                "SessionStart": ("",)}
 CURSOR_HOOKS_VERSION = 1
 # Cursor's own events (cursor.com/docs/agent/hooks): event -> matcher (None: every one).

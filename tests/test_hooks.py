@@ -303,8 +303,9 @@ def test_install_merges_claude_settings(tmp_path):
     assert merged["permissions"] == theirs["permissions"]
     pre = merged["hooks"]["PreToolUse"]
     assert pre[0] == theirs["hooks"]["PreToolUse"][0]
-    assert [b["matcher"] for b in pre[1:]] == ["Edit|Write|MultiEdit|NotebookEdit", "Bash"]
-    assert len(merged["hooks"]["PostToolUse"]) == 2
+    assert [b["matcher"] for b in pre[1:]] == ["Edit|Write|MultiEdit|NotebookEdit", "Bash",
+                                               "edit|write|apply_patch|multi_edit", "exec"]
+    assert len(merged["hooks"]["PostToolUse"]) == len(orchestrator.CLAUDE_HOOKS["PostToolUse"])
     command = (tmp_path / ".claude/commands/orchestrator.md").read_text()
     assert command.startswith("---\ndescription:") and "$ARGUMENTS" in command
     assert "Claude Code sessions" in command and "Cascade" not in command

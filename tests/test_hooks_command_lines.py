@@ -275,7 +275,8 @@ def test_reinstall_replaces_the_old_hook_command_instead_of_adding_one(tmp_path)
     assert [h["command"] for h in hooks] == ["./lint.sh", orchestrator.HOOK_COMMAND]
     claude = json.loads((repo / ".claude/settings.json").read_text())["hooks"]["PreToolUse"]
     commands = [h["command"] for block in claude for h in block["hooks"]]
-    assert commands == [orchestrator.CLAUDE_HOOK_COMMAND] * 2
+    assert commands == [orchestrator.CLAUDE_HOOK_COMMAND] * len(
+        orchestrator.CLAUDE_HOOKS["PreToolUse"])  # one per matcher, the old one replaced
 
 
 # ---------------------------------------------------------------------------- where the hook starts and what a path really is

@@ -136,3 +136,59 @@ def test_a_missing_shim_never_blocks_devin(shop, tmp_path):
                                                                    "multi_edit"), edit,
                  XDG_DATA_HOME=str(nothing))
     assert result.returncode == 0 and "the action was allowed" in result.stderr
+
+
+@pytest.fixture
+def both(shop):
+    """Devin's own hooks and Claude Code's, which Devin also loads from `.claude/`
+    (docs.devin.ai/cli/extensibility/hooks/overview, Where Hooks Live)."""
+    assert orchestrator.main(["install", "--target", str(shop), "--agent", "devin",
+                              "--agent", "claude"]) == 0
+    return shop
+
+
+def claude_command(shop, event, matcher):
+    settings = json.loads((shop / orchestrator.CLAUDE_SETTINGS_PATH).read_text())
+    return next(entry["hooks"][0]["command"] for entry in settings["hooks"][event]
+                if entry["matcher"] == matcher)
+
+
+def test_a_claude_hook_devin_runs_judges_devins_payload(both, tmp_path):
+    """`.claude/settings.json` holds matchers for Devin's tool names too: Devin's `edit` into
+    the lock is denied through it, answered in Devin's contract."""
+    line = claude_command(both, "PreToolUse", "edit|write|apply_patch|multi_edit")
+    edit = devin_event("PreToolUse", "edit", {"file_path": str(both / "src/api.py")})
+    denied = run(both, tmp_path, line, edit)
+    assert denied.returncode == 2 and json.loads(denied.stdout)["decision"] == "block"
+
+
+def test_both_hook_files_answering_one_devin_event_act_once(both, tmp_path):
+    """One Devin command seen by the `.devin/` and the `.claude/` hooks: both deny a write into
+    the lock alike; after a command, the report comes once and nothing is recorded twice."""
+    devin_pre = devin_command(both, "PreToolUse", "exec")
+    claude_pre = claude_command(both, "PreToolUse", "exec")
+    devin_post = devin_command(both, "PostToolUse", "exec")
+    claude_post = claude_command(both, "PostToolUse", "exec")
+    bind = devin_event("PreToolUse", "exec", {"command": f"{CLI} note --session other hi"})
+    for line in (devin_pre, claude_pre):
+        assert run(both, tmp_path, line, bind).returncode == 0
+    bound = {**bind, "hook_event_name": "PostToolUse",
+             "tool_response": {"success": True, "output": "", "error": None}}
+    for line in (devin_post, claude_post):  # the command ran: its after-events come
+        run(both, tmp_path, line, bound)
+    write = devin_event("PreToolUse", "exec", {"command": "echo x > src/api.py"})
+    assert [run(both, tmp_path, line, write).returncode for line in (devin_pre, claude_pre)] == [2, 2]
+    tidy = devin_event("PreToolUse", "exec", {"command": "./tidy.sh && echo x > docs/n.md"})
+    for line in (devin_pre, claude_pre):
+        assert run(both, tmp_path, line, tidy).returncode == 0
+    (both / "src/api.py").unlink()
+    (both / "docs/n.md").write_text("x\n")
+    after = devin_event("PostToolUse", "exec", {"command": "./tidy.sh && echo x > docs/n.md"},
+                        tool_response={"success": True, "output": "", "error": None})
+    said = [run(both, tmp_path, line, after).stdout for line in (devin_post, claude_post)]
+    assert sum("src/api.py deleted" in text for text in said) == 1, said
+    status = json.loads(subprocess.run(["sh", "-c", f"{CLI} status --json"], cwd=both,
+                                       capture_output=True, text=True, check=True).stdout)
+    other = next(s for s in status["active_sessions"] if s["id"] == "other")
+    assert other["trajectories"] == ["devin-1"] and other["touched_files"] == ["docs/n.md"]
+    assert sum("src/api.py deleted" in note for note in status["global_notes"]) == 1
