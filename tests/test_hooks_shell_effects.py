@@ -30,7 +30,8 @@ import orchestrator
 from helpers import git
 
 CLI = "sh .windsurf/bin/orchestrator"
-AGENTS = ("windsurf", "claude", "cursor")
+AGENTS = ("windsurf", "claude", "cursor", "devin")
+NO_ASK = ("windsurf", "devin")  # agents whose hooks cannot ask: an uncertain command runs
 SHELLS = [shell for shell in ("dash", "bash", "zsh") if shutil.which(shell)]
 PATCH = """--- a/src/api.py
 +++ b/src/api.py
@@ -203,7 +204,7 @@ def make_shop(path):
     git(path, "add", "-A")
     git(path, "commit", "-qm", "start")
     assert orchestrator.main(["install", "--target", str(path), "--agent", "windsurf",
-                              "--agent", "claude", "--agent", "cursor"]) == 0
+                              "--agent", "claude", "--agent", "cursor", "--agent", "devin"]) == 0
     git(path, "add", "-A")
     git(path, "commit", "-qm", "pack")
     env = {**os.environ, "PATH": os.environ["PATH"]}
@@ -233,6 +234,10 @@ def installed(target, agent, event="pre"):
     if agent == "cursor":
         hooks = json.loads((target / ".cursor/hooks.json").read_text())["hooks"]
         return hooks["beforeShellExecution" if event == "pre" else "postToolUse"][-1]["command"]
+    if agent == "devin":
+        hooks = json.loads((target / ".devin/hooks.v1.json").read_text())
+        entries = hooks["PreToolUse" if event == "pre" else "PostToolUse"]
+        return next(e["hooks"][0]["command"] for e in entries if e["matcher"] == "exec")
     hooks = json.loads((target / ".claude/settings.json").read_text())["hooks"]
     entries = hooks["PreToolUse" if event == "pre" else "PostToolUse"]
     return next(e["hooks"][0]["command"] for e in entries if "Bash" in e["matcher"])
@@ -244,6 +249,12 @@ def shell_event(agent, conversation, command_line, cwd, phase="pre", tool_use="t
         return {"agent_action_name": f"{phase}_run_command", "trajectory_id": conversation,
                 "execution_id": "e1", "timestamp": "2026-12-06T10:00:00Z",
                 "tool_info": {"command_line": command_line, "cwd": str(cwd)}}
+    if agent == "devin":  # docs.devin.ai/cli/extensibility/hooks/lifecycle-hooks: no cwd
+        return {"session_id": conversation, "prompt_id": "p1", "transcript_path": "/dev/null",
+                "hook_event_name": "PreToolUse" if phase == "pre" else "PostToolUse",
+                "tool_name": "exec", "tool_input": {"command": command_line, "shell_id": "main"},
+                **({} if phase == "pre" else {"tool_response": {"success": True, "output": "",
+                                                                "error": None}})}
     if agent == "claude":
         return {"session_id": conversation, "transcript_path": "/dev/null", "cwd": str(cwd),
                 "permission_mode": "default",
@@ -266,6 +277,9 @@ def verdict_of(agent, code, out):
     if agent == "windsurf":
         return "deny" if code == 2 else "allow"
     answer = json.loads(out) if out.strip() else {}
+    if agent == "devin":
+        assert (code == 2) == (answer.get("decision") == "block"), (code, answer)
+        return "deny" if code == 2 else "allow"
     if agent == "claude":
         assert code == 0
         return answer.get("hookSpecificOutput", {}).get("permissionDecision", "allow")
@@ -291,7 +305,7 @@ def test_each_form_gets_its_layer_from_every_agent(shop, monkeypatch, capsys, li
     for agent in AGENTS:
         code, out, err = in_process(monkeypatch, capsys, shop,
                                     shell_event(agent, "c-other", line, shop))
-        wanted = "allow" if agent == "windsurf" and expected == "ask" else expected
+        wanted = "allow" if agent in NO_ASK and expected == "ask" else expected
         assert verdict_of(agent, code, out) == wanted, (agent, out, err)
     assert (shop / "src/api.py").read_text().startswith("x = 2")  # nothing ran
 
@@ -303,9 +317,10 @@ def test_each_form_through_every_installed_command_line(shop, tmp_path, line, ex
     env = {"PATH": os.path.dirname(shutil.which("git")) + ":/usr/bin:/bin",
            "HOME": str(tmp_path), "XDG_DATA_HOME": os.environ["XDG_DATA_HOME"],
            "XDG_CACHE_HOME": os.environ["XDG_CACHE_HOME"],
-           "CLAUDE_PROJECT_DIR": str(shop), "CURSOR_PROJECT_DIR": str(shop)}
+           "CLAUDE_PROJECT_DIR": str(shop), "CURSOR_PROJECT_DIR": str(shop),
+           "DEVIN_PROJECT_DIR": str(shop)}
     for agent in AGENTS:
-        wanted = "allow" if agent == "windsurf" and expected == "ask" else expected
+        wanted = "allow" if agent in NO_ASK and expected == "ask" else expected
         event = json.dumps(shell_event(agent, "c-other", line, shop))
         for shell in SHELLS:
             result = subprocess.run([shutil.which(shell), "-c", installed(shop, agent)],
@@ -477,5 +492,5 @@ def test_the_readme_table_holds_for_every_agent(shop, monkeypatch, capsys):
             for agent in AGENTS:
                 code, out, err = in_process(monkeypatch, capsys, shop,
                                             shell_event(agent, "c-other", line, shop))
-                wanted = "allow" if agent == "windsurf" and expected == "ask" else expected
+                wanted = "allow" if agent in NO_ASK and expected == "ask" else expected
                 assert verdict_of(agent, code, out) == wanted, (line, agent, out, err)
