@@ -3816,42 +3816,38 @@ def skip_quoted(line, i):
 def closing_parenthesis(line, i):
     """The index just after the `)` that closes the `(` at `i - 1`, skipping quoted text,
     comments and nested parentheses; raises ValueError when there is none."""
-    depth, end = 1, len(line)
-    while i < end:
-        skipped = skip_quoted(line, i)
-        if skipped is not None:
-            i = skipped
-            continue
-        char = line[i]
-        if char == "#" and (i == 0 or line[i - 1] in " \t\n;(&|"):
-            newline = line.find("\n", i)
-            i = end if newline == -1 else newline
-            continue
-        depth += {"(": 1, ")": -1}.get(char, 0)
-        i += 1
-        if depth == 0:
-            return i
-    raise ValueError("unterminated substitution")
+    return closing_of(line, i, "(", ")", comments=True)
 
 
 def closing_brace(line, i):
     """The index just after the `}` that closes `${` (whose `{` is at `i - 1`), skipping
     quoted text and nested `${...}`; ValueError when there is none."""
+    return closing_of(line, i, "${", "}")
+
+
+def closing_of(line, i, opening, closing, comments=False):
+    """The index just after the `closing` character that ends what an `opening` just before
+    `i` began, counting nested ones and skipping quoted text (and, with `comments`, a `#`
+    comment); ValueError when nothing ends it."""
     depth, end = 1, len(line)
     while i < end:
         skipped = skip_quoted(line, i)
         if skipped is not None:
             i = skipped
             continue
-        if line.startswith("${", i):
-            depth, i = depth + 1, i + 2
+        if comments and line[i] == "#" and (i == 0 or line[i - 1] in " \t\n;(&|"):
+            newline = line.find("\n", i)
+            i = end if newline == -1 else newline
             continue
-        if line[i] == "}":
+        if line.startswith(opening, i):
+            depth, i = depth + 1, i + len(opening)
+            continue
+        if line[i] == closing:
             depth -= 1
             if depth == 0:
                 return i + 1
         i += 1
-    raise ValueError("unterminated ${")
+    raise ValueError(f"nothing closes {opening!r}")
 
 
 def substitutions_in(text):
