@@ -46,15 +46,17 @@ Sections, in the order data flows (none uses a later one; tests/test_module_layo
   10. policy: sessions and locks — conflicts, placing and releasing locks
   11. policy: build failures, directives, intent — verdicts, the audit, drift
   12. the clock, git and the files — the reads policy decides on
-  13. input checks — flags and values; every command's flags, declared once
-  14. rendering — reports and messages from templates
-  15. hooks — each agent's events and answers, the shell reader, the verdicts, the report
+  13. presence — who is working, waiting, idle, stale or ended, from what the hooks
+      saw; a session's end
+  14. input checks — flags and values; every command's flags, declared once
+  15. rendering — reports and messages from templates
+  16. hooks — each agent's events and answers, the shell reader, the verdicts, the report
       after a command
-  16. the pack — install: the workflows, prompts, hooks and shim
-  17. questions (a person at a terminal) — questionary for what is missing
-  18. output — one JSON line or text
-  19. commands — parse -> load -> policy -> save -> render, one function each
-  20. command line — the context, argparse's parser, main()
+  17. the pack — install: the workflows, prompts, hooks and shim
+  18. questions (a person at a terminal) — questionary for what is missing
+  19. output — one JSON line or text
+  20. commands — parse -> load -> policy -> save -> render, one function each
+  21. command line — the context, argparse's parser, main()
 
 Exit codes: 0 done; 1 refused or conflict found (nothing written); 2 bad input or usage
 (nothing written); 3 the state file cannot be read or breaks the schema (file untouched);
@@ -97,7 +99,7 @@ AGENTS = ("windsurf", "claude", "cursor", "devin", "agents-md")  # what `install
 STATE_ENV = "ORCHESTRATOR_STATE"
 LOCK_TIMEOUT_ENV = "ORCHESTRATOR_LOCK_TIMEOUT"
 DEFAULT_LOCK_TIMEOUT_SECONDS = 10.0
-CACHE_FORMAT = 2  # bump when the cached shape of the state changes
+CACHE_FORMAT = 3  # bump when the cached shape of the state changes
 
 TOP_LEVEL_KEYS = ("active_sessions", "locks", "completed_sessions", "global_notes", "directive_log")
 SESSION_STATUSES = ("discovery", "in_progress", "blocked", "completed")
@@ -116,6 +118,11 @@ MAX_CONVERSATION_CHARS = 200  # a hook event's conversation id, as the state may
 UNUSABLE_CONVERSATION = ""  # stands for one that is too long or holds control characters
 MAX_PATH_CHARS = 32767  # the longest path Windows allows; Linux allows deeper ones through cd
 MAX_TEXT_CHARS = 2000
+# Presence (what the hooks saw of each session): silent longer than IDLE_AFTER is idle, longer
+# than STALE_AFTER stale; the state is told at most once a FOLD_SECONDS per session.
+IDLE_AFTER_ENV, STALE_AFTER_ENV = "ORCHESTRATOR_IDLE_AFTER", "ORCHESTRATOR_STALE_AFTER"
+DEFAULT_IDLE_AFTER, DEFAULT_STALE_AFTER = "10m", "60m"
+PRESENCE_FOLD_SECONDS = 60
 NOTES_SHOWN = 10  # the newest notes a report shows (global, and each session's); --all-notes
 
 
@@ -136,12 +143,15 @@ ENTRY_FIELDS = {
         ("notes", "texts", DEFAULTED), ("started_at", "moment", REQUIRED),
         ("last_updated", "moment", DEFAULTED), ("worktree", "text", OMISSIBLE),
         ("branch", "text", OMISSIBLE), ("trajectories", "texts", OMISSIBLE),
-        ("touched_files", "texts", OMISSIBLE), ("machine", "text", OMISSIBLE)),
+        ("touched_files", "texts", OMISSIBLE), ("machine", "text", OMISSIBLE),
+        ("last_seen", "moment", OMISSIBLE), ("waiting_since", "moment", OMISSIBLE),
+        ("ended_at", "moment", OMISSIBLE)),
     "locks": (
         ("area", "text", REQUIRED), ("owner", "id", REQUIRED), ("scope", "texts", REQUIRED),
         ("reason", "text", REQUIRED), ("expected_instability", "flag", REQUIRED),
         ("allow_external_fixes", "flag", REQUIRED), ("acquired_at", "moment", OMISSIBLE),
-        ("expires_at", "moment", REQUIRED)),
+        ("expires_at", "moment", REQUIRED), ("taken_over_from", "texts", OMISSIBLE),
+        ("left_uncommitted", "texts", OMISSIBLE)),
     "completed_sessions": (
         ("id", "id", REQUIRED), ("focus", "text", DEFAULTED),
         ("completed_at", "moment", REQUIRED), ("outcome", "text", DEFAULTED),
@@ -2711,6 +2721,7 @@ def touch_session(state, session_id, now):
     session = find_session(state, session_id)
     if session is not None:
         session["last_updated"] = now
+        session.pop("ended_at", None)  # a session that acts is back
     return session
 
 
@@ -2753,19 +2764,31 @@ def signed_note(text, author=None):
     return f"(unsigned) {text}" if text.startswith("[") else text
 
 
-def place_lock(state, request, now, force=False, fold_case=False, is_file=lambda s: False):
+def place_lock(state, request, now, force=False, fold_case=False, is_file=lambda s: False,
+               take_over=()):
     """Add or replace the owner's lock on an area: (lock, conflicts, replaced). Another
     session's live lock overlapping the scopes is a conflict; with one and no `force`, the
-    lock is None and the state is unchanged."""
+    lock is None and the state is unchanged. With every conflict held by a session in
+    `take_over` (gone: stale or ended), their scopes that overlap move into the new lock (a
+    lock left with no scope goes) and the new lock names whom it was taken from."""
     owner, area = request["owner"], request["area"]
     conflicts = foreign_locks_overlapping(state, owner, request["scope"], now,
                                           fold_case=fold_case, is_file=is_file)
-    if conflicts and not force:
+    taking = bool(conflicts) and all(c["owner"] in take_over for c in conflicts)
+    if conflicts and not force and not taking:
         return None, conflicts, False
     lock = {"area": area, "owner": owner, "scope": list(request["scope"]),
             "reason": request["reason"], "expected_instability": request["unstable"],
             "allow_external_fixes": request["allow_external_fixes"],
             "acquired_at": now, "expires_at": moment_after(now, request["duration"])}
+    if taking:  # nothing they held becomes unheld: what overlaps is the new owner's now
+        lock["taken_over_from"] = unique_in_order(c["owner"] for c in conflicts)
+        for theirs in conflicts:
+            moving = [scope for scope in theirs["scope"] if example_in_both(
+                request["scope"], {"scope": [scope]}, fold_case, is_file) is not None]
+            lock["scope"] = unique_in_order(lock["scope"] + moving)
+            theirs["scope"] = [scope for scope in theirs["scope"] if scope not in moving]
+        state["locks"] = [l for l in state["locks"] if l["scope"]]
     replaced = [l for l in state["locks"] if l["owner"] == owner and l["area"] == area]
     state["locks"] = [l for l in state["locks"] if l not in replaced] + [lock]
     session = touch_session(state, owner, now)
@@ -2925,6 +2948,7 @@ def bind_conversation(state, conversation, session_id):
         bound = session.get("trajectories", [])
         if session["id"] == session_id and conversation not in bound:
             session["trajectories"] = bound + [conversation]
+            session.pop("ended_at", None)  # a session a conversation binds to again is back
         elif session["id"] != session_id and conversation in bound:
             session["trajectories"] = [t for t in bound if t != conversation]
 
@@ -2953,9 +2977,14 @@ def drift_paths(claims, paths, fold_case=False):
 
 
 def utc_now():
-    now = time.gmtime()
-    return (f"{now.tm_year:04d}-{now.tm_mon:02d}-{now.tm_mday:02d}T"
-            f"{now.tm_hour:02d}:{now.tm_min:02d}:{now.tm_sec:02d}+00:00")
+    return moment_of(None)
+
+
+def moment_of(seconds):
+    """A moment (see policy: time) of seconds since the epoch; None: now."""
+    at = time.gmtime(seconds)
+    return (f"{at.tm_year:04d}-{at.tm_mon:02d}-{at.tm_mday:02d}T"
+            f"{at.tm_hour:02d}:{at.tm_min:02d}:{at.tm_sec:02d}+00:00")
 
 
 def file_system_ignores_case(folder):
@@ -2989,17 +3018,247 @@ def files_changed_since(ctx, session):
     status = "" if files else run_git(checkout, "status", "--porcelain", "-z",
                                       "--untracked-files=all")
     files += [name for name in log.split("\0") if name]
-    records = status.split("\0")
-    index = 0
+    files += porcelain_paths(status, old_names=False)
+    own_folder = STATE_FOLDER + "/"
+    return sorted({f for f in files if not f.startswith(own_folder)})
+
+
+def porcelain_paths(status, old_names=True):
+    """The paths `git status --porcelain -z` names; a rename's old name too with `old_names`."""
+    paths, records, index = [], status.split("\0"), 0
     while index < len(records):
         record = records[index]
         index += 1
         if len(record) > 3:
-            files.append(record[3:])
+            paths.append(record[3:])
             if record[0] in "RC":
+                if old_names and index < len(records) and records[index]:
+                    paths.append(records[index])
                 index += 1  # a rename's second record is the old name
+    return paths
+
+
+def uncommitted_paths(checkout):
+    """The files of a worktree with changes not committed (staged, unstaged, untracked and not
+    ignored, both names of a rename), or None when git cannot tell."""
+    import subprocess
+    try:
+        proc = run_in_own_group(["git", "-C", str(checkout), "status", "--porcelain", "-z",
+                                 "--untracked-files=all", "--no-renames"], timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if proc.returncode != 0:
+        return None
     own_folder = STATE_FOLDER + "/"
-    return sorted({f for f in files if not f.startswith(own_folder)})
+    return [path for path in porcelain_paths(proc.stdout.decode("utf-8", "surrogateescape"))
+            if not path.startswith(own_folder)]
+
+
+# ---------------------------------------------------------------------------- presence
+
+# What the hooks see of each session, kept cheaply: every hook event and every command of a
+# session leaves a small record beside the state (one file per conversation, or per session
+# for a command run with --session), and the state itself is told at most once a minute per
+# session, so that other machines see it too. A session's presence is the newest of what
+# its records and its state entry say; policy first, then the records on disk.
+
+PRESENCES = ("working", "waiting", "idle", "stale", "ended")
+# At one moment, the later of two signals in this order wins: an end after the last action.
+SIGNAL_RANK = {"working": 0, "running": 1, "waiting": 2, "ended": 3}  # records: the first three
+
+
+def presence_thresholds(environ):
+    """(idle_after, stale_after) in seconds, from ORCHESTRATOR_IDLE_AFTER and
+    ORCHESTRATOR_STALE_AFTER (the tool's durations); a bad value is bad input."""
+    texts = [environ.get(name) or default for name, default in (
+        (IDLE_AFTER_ENV, DEFAULT_IDLE_AFTER), (STALE_AFTER_ENV, DEFAULT_STALE_AFTER))]
+    values = []
+    for name, text in zip((IDLE_AFTER_ENV, STALE_AFTER_ENV), texts):
+        try:
+            values.append(parse_duration(text))
+        except UsageError:
+            raise UsageError(f"{name}={text!r} is not a duration: set it to a form like 90s, "
+                             "10m or 2h, or unset it for the default") from None
+    if values[0] > values[1]:
+        raise UsageError(f"{IDLE_AFTER_ENV}={texts[0]} is longer than {STALE_AFTER_ENV}="
+                         f"{texts[1]}: a session is idle before it is stale; lower the first "
+                         "or raise the second")
+    return values[0], values[1]
+
+
+def session_signals(session, records):
+    """(moment, kind) for everything that tells when `session` last acted: its entry (its
+    last edit, what the hooks folded in, its end) and its records on this machine."""
+    signals = [(session["last_updated"], "working")]
+    signals += [(session[field], kind) for field, kind in (
+        ("last_seen", "working"), ("waiting_since", "waiting"), ("ended_at", "ended"))
+        if session.get(field)]
+    return signals + list(records)
+
+
+def presence_of(signals, now, idle_after, stale_after):
+    """(presence, last seen): the newest signal decides. An end stays an end until the session
+    acts again; silence longer than `stale_after` is stale whatever came last (a person away
+    for the night leaves an agent waiting); a waiting agent waits; a command that has not
+    finished works; otherwise silence longer than `idle_after` is idle."""
+    moment, kind = max(signals, key=lambda signal: (signal[0], SIGNAL_RANK[signal[1]]))
+    if kind == "ended":
+        return "ended", moment
+    silent = seconds_between(moment, now)
+    if silent > stale_after:
+        return "stale", moment
+    if kind == "waiting":
+        return "waiting", moment
+    if kind == "running" or silent <= idle_after:
+        return "working", moment
+    return "idle", moment
+
+
+def is_gone(presence):
+    """May another session take this one's locks over (`lock --take-over`)?"""
+    return presence in ("stale", "ended")
+
+
+def folded_presence(session, kind, now):
+    """What the state's entry should say of a session whose conversation is `kind` now, or
+    None when what it says is recent and the same (told at most once a PRESENCE_FOLD_SECONDS)."""
+    waiting = kind == "waiting"
+    told = max(session.get("last_seen") or "", session["last_updated"])
+    if (bool(session.get("waiting_since")) == waiting and session.get("ended_at") is None
+            and seconds_between(told, now) < PRESENCE_FOLD_SECONDS):
+        return None
+    return {"last_seen": now, "waiting_since": now if waiting else None, "ended_at": None}
+
+
+def apply_fields(entry, fields):
+    """Set each field; None removes it (an OMISSIBLE field that no longer holds)."""
+    for name, value in fields.items():
+        if value is None:
+            entry.pop(name, None)
+        else:
+            entry[name] = value
+
+
+def end_of_session(state, session_id, uncommitted, now, fold_case=False):
+    """The session whose last conversation ended: it is marked ended; each of its live locks
+    over no uncommitted change is released, each over uncommitted work stays, marked with the
+    changed files in it. `uncommitted`: the changed paths of its worktree, or None when git
+    could not tell (then every lock stays). (released locks, kept locks)."""
+    session = find_session(state, session_id)
+    apply_fields(session, {"ended_at": now, "waiting_since": None})
+    released, kept = [], []
+    for lock in live_locks(state, now):
+        if lock["owner"] != session_id:
+            continue
+        inside = None if uncommitted is None else [
+            path for path in uncommitted if path_in_scopes(path, lock["scope"], fold_case)]
+        if inside == []:
+            released.append(lock)
+            continue
+        if inside:
+            lock["left_uncommitted"] = inside
+        kept.append(lock)
+    state["locks"] = [lock for lock in state["locks"] if not any(lock is r for r in released)]
+    return released, kept
+
+
+def path_in_scopes(path, scopes, fold_case=False):
+    return any(path_in_scope(path, scope, fold_case=fold_case) for scope in scopes)
+
+
+# -- the records beside the state
+
+SEEN_PREFIX = "seen-"
+SESSION_KEY_PREFIX = "session:"  # a record of a command run with --session, not a conversation
+
+
+def seen_record_path(store, who):
+    import binascii
+    crc = binascii.crc32(who.encode("utf-8", "surrogatepass"))
+    return os.path.join(os.path.dirname(store.path), f"{SEEN_PREFIX}{crc:08x}-{len(who)}")
+
+
+def record_seen(store, who, kind, at=None):
+    """Note that `who` (a conversation, or SESSION_KEY_PREFIX + a session id) acted now, and
+    how (`kind`, a key of SIGNAL_RANK). One small file beside the state, never through a
+    symlink; where none can be written, presence is only what the state says."""
+    at = time.time() if at is None else at
+    # Every record of one `who` has one length (each kind has 7 letters, the time a fixed
+    # width, the name says the length of `who`), so it is rewritten in place: truncating a
+    # file costs ten times the write, in a hook that runs before every edit.
+    record = f"{kind}\n{at:020.6f}\n{who}".encode("utf-8", "surrogatepass")
+    try:
+        store.check_folders()
+        fd = open_regular(seen_record_path(store, who), os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, record)
+        finally:
+            os.close(fd)
+    except (OSError, OrchestratorError, ValueError):
+        pass
+
+
+def forget_seen(store, who):
+    try:
+        store.check_folders()
+        os.unlink(seen_record_path(store, who))
+    except (OSError, OrchestratorError, ValueError):
+        pass
+
+
+def read_seen(store):
+    """{who: (moment, kind)} of every record beside the state; unreadable ones are skipped."""
+    folder = os.path.dirname(store.path)
+    try:
+        names = [name for name in os.listdir(folder) if name.startswith(SEEN_PREFIX)]
+    except OSError:
+        return {}
+    found = {}
+    for name in names:
+        try:
+            kind, at, who = (read_regular(os.path.join(folder, name)) or b"").decode(
+                "utf-8", "surrogatepass").split("\n", 2)
+            moment = moment_of(float(at))
+        except (OSError, ValueError, OrchestratorError):
+            continue
+        if kind in SIGNAL_RANK:
+            found[who] = (moment, kind)
+    return found
+
+
+SEEN_LIFETIME_SECONDS = 86400  # a record nobody refreshed for a day: a conversation long closed
+
+
+def sweep_seen(store, now_seconds):
+    """Remove the records nobody has refreshed for SEEN_LIFETIME_SECONDS."""
+    folder = os.path.dirname(store.path)
+    try:
+        store.check_folders()
+        for name in os.listdir(folder):
+            path = os.path.join(folder, name)
+            if name.startswith(SEEN_PREFIX) and now_seconds - os.lstat(path).st_mtime > SEEN_LIFETIME_SECONDS:
+                os.unlink(path)
+    except (OSError, OrchestratorError):
+        pass
+
+
+def records_of(session, seen, machine=None):
+    """The records of `session`'s bound conversations and of its own commands on this machine."""
+    keys = [SESSION_KEY_PREFIX + session["id"]]
+    if is_on_machine(session, machine):
+        keys += session.get("trajectories", [])
+    return [seen[key] for key in keys if key in seen]
+
+
+def presences(state, seen, now, thresholds, machine=None):
+    """{session id: {"presence", "last_seen"}} for every active session."""
+    idle_after, stale_after = thresholds
+    found = {}
+    for session in state["active_sessions"]:
+        presence, last_seen = presence_of(session_signals(session, records_of(
+            session, seen, machine)), now, idle_after, stale_after)
+        found[session["id"]] = {"presence": presence, "last_seen": last_seen}
+    return found
 
 
 # ---------------------------------------------------------------------------- input checks
@@ -3186,7 +3445,9 @@ LOCK_FLAGS = (
     ("--allow-external-fixes", SWITCH, "other sessions may fix build failures in this area", {}),
     ("--duration", VALUE, f"how long the lock lasts (default {DEFAULT_LOCK_DURATION}; 45m, 2h, "
                           "1h30m, 1d)", {}),
-    ("--force", SWITCH, "take the lock even where another session's lock overlaps", {}))
+    ("--force", SWITCH, "take the lock even where another session's lock overlaps", {}),
+    ("--take-over", SWITCH, "take over the locks in the way when every holder is gone (stale "
+                            "or ended), in the open: recorded, shown, told", {}))
 SCOPE_HELP = ("path or glob, relative to the current folder like --path (repeatable); stored "
               "relative to the repository root")
 ALL_NOTES = ("--all-notes", SWITCH, f"show every note, not only the newest {NOTES_SHOWN}", {})
@@ -3334,13 +3595,16 @@ def humanize_seconds(seconds):
 
 
 WATCH_NOTES = 3  # the newest notes the live board shows
+WATCH_GROUP_TITLES = ("WAITING FOR YOU", "GONE, HOLDING LOCKS", "WORKING", "IDLE OR GONE")
 
 
 def watch_frame(state, now, width, height, session_id=None, color=True, error=None,
-                is_folder=is_glob, fold_case=False, shared_age=None):
+                is_folder=is_glob, fold_case=False, shared_age=None, presence=None):
     """The live board (`watch`) as lines of at most `width` characters, at most `height` of
     them: conflicts first, then sessions, locks with a bar of the time left, the newest notes;
-    with the state shared, how old this clone's copy is (`shared_age`). Pure, so a test can
+    with the state shared, how old this clone's copy is (`shared_age`). With each session's
+    `presence`, the sessions come in what a person should look at first: waiting for them,
+    gone but holding locks, working, idle (and gone, holding nothing). Pure, so a test can
     compare a frame to the letter."""
     def paint(text, code):
         return f"\x1b[{code}m{text}\x1b[0m" if color else text
@@ -3378,14 +3642,34 @@ def watch_frame(state, now, width, height, session_id=None, color=True, error=No
     for first, second in pairs:
         lines.append((f"  ! {first['owner']} and {second['owner']} lock the same paths: "
                       f"{as_label(first['area'])} / {as_label(second['area'])}", "31"))
-    lines.append((f"SESSIONS ({len(state['active_sessions'])})", "1"))
-    for session in state["active_sessions"]:
-        idle = seconds_between(session["last_updated"], now)
+    def session_line(session):
         place = session.get("branch") or session.get("worktree") or ""
-        lines.append((f"  {session['id']:<12} {session['status']:<11} "
-                      f"{as_label(place) if place else '':<15} "
-                      f"idle {humanize_short(idle):<5} {clean_text(one_line(session['focus']))}",
-                      ""))
+        if presence:
+            seen = presence[session["id"]]
+            when = f"{seen['presence']:<7} {humanize_short(seconds_between(seen['last_seen'], now)):<5}"
+        else:
+            when = f"idle {humanize_short(seconds_between(session['last_updated'], now)):<5}"
+        return (f"  {session['id']:<12} {session['status']:<11} "
+                f"{as_label(place) if place else '':<15} {when} "
+                f"{clean_text(one_line(session['focus']))}")
+
+    if presence is None:
+        lines.append((f"SESSIONS ({len(state['active_sessions'])})", "1"))
+        lines += [(session_line(session), "") for session in state["active_sessions"]]
+    else:
+        holding = {lock["owner"] for lock in live_locks(state, now)}
+        groups = {title: [] for title in WATCH_GROUP_TITLES}
+        for session in state["active_sessions"]:
+            seen = presence[session["id"]]["presence"]
+            title = ("WAITING FOR YOU" if seen == "waiting" else "GONE, HOLDING LOCKS"
+                     if is_gone(seen) and session["id"] in holding else
+                     "WORKING" if seen == "working" else "IDLE OR GONE")
+            groups[title].append(session)
+        for title, members in groups.items():
+            if members:
+                tone = {"WAITING FOR YOU": "33", "GONE, HOLDING LOCKS": "31"}.get(title, "")
+                lines.append((f"{title} ({len(members)})", "1"))
+                lines += [(session_line(session), tone) for session in members]
     lines.append((f"LOCKS ({len(state['locks'])})", "1"))
     for lock in state["locks"]:
         left = remaining_seconds(lock, now)
@@ -3489,17 +3773,28 @@ def render(template, **context):
     return _environment.get_template(template).render(**context)
 
 
-def lock_view(lock, now):
+def lock_view(lock, now, presence=None):
+    """A lock as reports and --json show it; with `presence` (see presences), its holder's
+    presence as `holder`."""
     seconds = remaining_seconds(lock, now)
-    return {**lock, "expired": seconds <= 0, "remaining_seconds": seconds}
+    view = {**lock, "expired": seconds <= 0, "remaining_seconds": seconds}
+    if presence is not None and lock["owner"] in presence:
+        view["holder"] = presence_view(presence[lock["owner"]], now)
+    return view
 
 
-def session_view(session, now, all_notes=True):
+def presence_view(seen, now):
+    return {**seen, "silent_seconds": max(seconds_between(seen["last_seen"], now), 0)}
+
+
+def session_view(session, now, all_notes=True, presence=None):
     age = seconds_between(session["started_at"], now)
     idle = seconds_between(session["last_updated"], now)
     notes, older_notes = newest(session["notes"], all_notes)
+    seen = presence_view(presence[session["id"]], now) if presence else {
+        "presence": None, "last_seen": None, "silent_seconds": None}
     return {"branch": None, "worktree": None, "machine": None, **session, "age_seconds": age,
-            "idle_seconds": idle, "notes": notes, "older_notes": older_notes}
+            "idle_seconds": idle, "notes": notes, "older_notes": older_notes, **seen}
 
 
 def newest(items, all_items):
@@ -3510,17 +3805,17 @@ def newest(items, all_items):
 
 
 def report_context(state, now, session_id=None, conflicts=(), swept=(), all_notes=False,
-                   fold_case=False):
+                   fold_case=False, presence=None):
     """What the report shows: every session and lock; of the notes, which only ever grow,
     the newest (NOTES_SHOWN) unless `all_notes`, so what an agent reads on every sync stays
     small. --json output holds everything."""
-    locks = [lock_view(lock, now) for lock in state["locks"]]
+    locks = [lock_view(lock, now, presence) for lock in state["locks"]]
     notes, older_notes = newest(state["global_notes"], all_notes)
     expiring = [l for l in locks if session_id and l["owner"] == session_id
                 and 0 < l["remaining_seconds"] <= EXPIRING_SOON_SECONDS]
     return {
         "now": now, "viewer": session_id,
-        "sessions": [session_view(s, now, all_notes) for s in state["active_sessions"]],
+        "sessions": [session_view(s, now, all_notes, presence) for s in state["active_sessions"]],
         "locks": locks, "expiring": expiring, "swept": list(swept),
         "conflicts": list(conflicts),
         "overlaps": overlapping_lock_pairs(state, now, fold_case=fold_case),
@@ -3537,24 +3832,43 @@ def split_by_outside_fixes(conflicts):
             [c for c in conflicts if c["lock"]["allow_external_fixes"]])
 
 
-def conflict_view(conflict, now):
-    return {"lock": lock_view(conflict["lock"], now), "overlapping": conflict["overlapping"]}
+def conflict_view(conflict, now, presence=None):
+    return {"lock": lock_view(conflict["lock"], now, presence),
+            "overlapping": conflict["overlapping"]}
 
 
-def status_payload(state, now):
+def status_payload(state, now, presence=None):
+    """The state's five keys as --json shows them: each lock with `expired` and
+    `remaining_seconds`, each active session with its `presence` and `last_seen`."""
     payload = {key: state[key] for key in TOP_LEVEL_KEYS}
     payload["locks"] = [lock_view(lock, now) for lock in state["locks"]]
+    if presence is not None:
+        payload["active_sessions"] = [{**s, **presence[s["id"]]} for s in state["active_sessions"]]
     return payload
 
 
-def describe_conflicts(conflicts, now, examples=()):
+def holder_presence(owner, presence, now):
+    """What a refusal or a block says of a lock's holder: how long a live one has been
+    silent; that a stale or ended one's lock may be taken over. "" without presence."""
+    if not presence or owner not in presence:
+        return ""
+    seen = presence_view(presence[owner], now)
+    key = "holder_gone" if is_gone(seen["presence"]) else "holder_live"
+    return message(key, owner=owner, presence=seen["presence"],
+                   silent=humanize_seconds(seen["silent_seconds"]), cli=cli_name())
+
+
+def describe_conflicts(conflicts, now, examples=(), presence=None):
     examples = list(examples) + [None] * (len(conflicts) - len(examples))
     parts = [f"{quote_data(c['area'])} ({', '.join(map(quote_data, c['scope']))}) is locked by {c['owner']} for "
              f"{humanize_seconds(remaining_seconds(c, now))} more: {quote_data(c['reason'])}"
              + (f" (both claim {as_label(e)})" if e else "")
+             + (f" ({holder_presence(c['owner'], presence, now)})" if presence else "")
              for c, e in zip(conflicts, examples)]
-    return ("refused, nothing written: " + "; ".join(parts) +
-            ". Ask the user, pick another scope, or pass --force to take it anyway")
+    gone = bool(presence) and all(is_gone(presence.get(c["owner"], {}).get("presence"))
+                                  for c in conflicts)
+    return ("refused, nothing written: " + "; ".join(parts) + ". " +
+            message("refused_take_over" if gone else "refused_what_to_do"))
 
 
 # ---------------------------------------------------------------------------- hooks
@@ -3587,6 +3901,12 @@ CURSOR_EVENTS = {"beforeShellExecution": ("pre", "run_command"),
                  "afterShellExecution": ("post", "run_command"),
                  "afterFileEdit": ("post", "write")}
 SESSION_START_EVENTS = {"SessionStart", "sessionStart"}
+SESSION_END_EVENTS = {"SessionEnd", "sessionEnd"}  # `reason`: Claude Code's clear keeps it
+# The agent waits for its person: Claude Code's Notification of these types, and every agent's
+# end of a turn (Claude Code's and Devin's Stop, Cursor's stop, Windsurf's post_cascade_response).
+WAITING_NOTIFICATIONS = {"permission_prompt", "idle_prompt"}
+WAITING_EVENTS = {"Stop", "stop", "post_cascade_response"}
+PROMPT_EVENTS = {"UserPromptSubmit", "pre_user_prompt"}  # the person asked: work goes on
 
 
 def load_json(text):
@@ -3639,6 +3959,13 @@ def parse_hook_event(text):
             "write" if tool in WRITE_TOOLS else "run_command" if tool in SHELL_TOOLS else None)
         if name in SESSION_START_EVENTS:
             phase, kind, source = "start", "session_start", str(raw.get("source"))
+        elif name in SESSION_END_EVENTS:
+            phase, kind, source = "end", "session_end", str(raw.get("reason"))
+        elif name in WAITING_EVENTS or (name == "Notification" and str(
+                raw.get("notification_type")) in WAITING_NOTIFICATIONS):
+            phase, kind = "presence", "waiting"
+        elif name in PROMPT_EVENTS:
+            phase, kind = "presence", "prompt"
         fields = raw if name in CURSOR_EVENTS else tool_input
         file_path = next((fields[key] for key in ("file_path", "notebook_path", "path")
                           if isinstance(fields.get(key), str)), None)
@@ -3662,6 +3989,10 @@ def parse_hook_event(text):
             kind, file_path = "setup_worktree", info.get("worktree_path")
             cwd = info.get("root_workspace_path") if isinstance(
                 info.get("root_workspace_path"), str) else cwd
+        elif name in WAITING_EVENTS:
+            phase, kind = "presence", "waiting"
+        elif name in PROMPT_EVENTS:
+            phase, kind = "presence", "prompt"
     if not isinstance(conversation, (str, type(None))):
         conversation = str(conversation)
     if conversation is not None and (len(conversation) > MAX_CONVERSATION_CHARS
@@ -5846,6 +6177,11 @@ def store_and_path(ctx, event, target):
 
 def handle_hook_event(ctx, event):
     """Act on one hook event: (ALLOW, ASK or DENY, what the agent should read, or "")."""
+    if event["kind"] == "session_end":
+        return ALLOW, end_conversation(ctx, event)
+    note_presence(ctx, event)
+    if event["phase"] == "presence":
+        return ALLOW, ""
     if event["kind"] == "session_start":
         return ALLOW, session_start_check(ctx, event)
     if event["kind"] == "setup_worktree":
@@ -5888,6 +6224,99 @@ def bind_from_command(ctx, event):
         if state and find_session(state, session_id) and (bound or {}).get("id") != session_id:
             write_retrying(store, lambda state: bind_conversation(
                 state, event["conversation"], session_id))
+
+
+def note_presence(ctx, event):
+    """Every event of a conversation is a sign of life: its record beside the state says when
+    and how (a command that has not finished, waiting for the person, working). After an
+    action, never before one, the state is told too when it has not been for a minute or
+    the conversation began or stopped waiting (folded_presence), for other machines' view."""
+    conversation = event["conversation"]
+    if not conversation or event["kind"] == "setup_worktree":
+        return
+    store, _ = store_and_path(ctx, event, event_folder(ctx, event))
+    if store is None:
+        return
+    kind = ("waiting" if event["kind"] == "waiting" else "running"
+            if event["kind"] == "run_command" and event["phase"] == "pre" else "working")
+    record_seen(store, conversation, kind)
+    if event["phase"] == "pre":
+        return
+    session = session_of_conversation(store.load(), conversation, ctx.machine)
+    if session is None or folded_presence(session, kind, utc_now()) is None:
+        return
+
+    def fold(state):
+        found = find_session(state, session["id"])
+        fields = found and folded_presence(found, kind, utc_now())
+        if fields:
+            apply_fields(found, fields)
+    write_retrying(store, fold)
+
+
+def end_conversation(ctx, event):
+    """A conversation ended (Claude Code's and Devin's SessionEnd, Cursor's sessionEnd). It is
+    unbound; when it was its session's last live one (no other conversation of the session
+    acted within the stale threshold), the session has ended: its locks over no uncommitted
+    change in its worktree are released, those over uncommitted work stay, marked, and a
+    note says which (end_of_session). A /clear (reason `clear`) ends nothing: the person
+    goes on in the same window. Idempotent: a second end finds the conversation unbound."""
+    conversation = event["conversation"]
+    if not conversation or event["source"] == "clear":
+        return ""
+    store, checkout, _ = coordinating_checkout(ctx, event, event_folder(ctx, event))
+    if store is None:
+        return ""
+    state = store.load()
+    session = session_of_conversation(state, conversation, ctx.machine)
+    if session is None:
+        forget_seen(store, conversation)
+        return ""
+    _, stale_after = hook_thresholds()
+    now = utc_now()
+    seen = read_seen(store)
+    live = [c for c in session.get("trajectories", []) if c != conversation and c in seen
+            and seconds_between(seen[c][0], now) <= stale_after]
+    worktree = session.get("worktree") if is_on_machine(session, ctx.machine) else None
+    uncommitted = None if live else uncommitted_paths(
+        worktree if worktree and os.path.isdir(worktree) else checkout)
+    told = []
+
+    def end(state):
+        found = find_session(state, session["id"])
+        if found is None or conversation not in found.get("trajectories", []):
+            return
+        rest = [c for c in found["trajectories"] if c != conversation]
+        apply_fields(found, {"trajectories": rest or None})
+        if live:
+            return
+        released, kept = end_of_session(state, found["id"], uncommitted, utc_now(),
+                                        fold_case=ctx.fold_case)
+        told[:] = [session_end_note(found["id"], released, kept, uncommitted)]
+        state["global_notes"].append(told[0])
+    if store.sharing is not None:
+        store.sharing.purpose = ("session-end", session["id"], ctx.machine)
+    write_retrying(store, end)
+    forget_seen(store, conversation)
+    sweep_seen(store, time.time())
+    if told:  # for the agent's hook log: a session that ended reads nothing more
+        print(f"orchestrator hook: {told[0]}", file=sys.stderr)
+    return ""
+
+
+def session_end_note(session_id, released, kept, uncommitted):
+    parts = [message("session_ended_released", areas=[lock["area"] for lock in released])
+             ] if released else []
+    if uncommitted is None:
+        parts.append(message("session_ended_unknown"))
+    for lock in kept:
+        files = lock.get("left_uncommitted", [])
+        shown = files[:CHANGED_FILES_SHOWN]
+        parts.append(message("session_ended_kept", area=lock["area"], files=shown,
+                             more=f" and {len(files) - len(shown)} more" if files[len(shown):]
+                             else "", cli=cli_name()))
+    return message("session_ended_note", session=session_id,
+                   what=" ".join(parts) or message("session_ended_nothing"))
 
 
 def record_touched(store, conversation, paths, machine=None):
@@ -6036,9 +6465,21 @@ def write_verdict_of_path(ctx, event, file_path, tree=False, certain=True):
               "you": session_id or "<your-session>"}
     if verdict == "fix_and_notify":
         return ALLOW, message("hook_allowed_in_lock", **fields)
+    holder = holder_presence(lock["owner"], presences(
+        state, read_seen(store), now, hook_thresholds(), ctx.machine), now)
+    fields["holder"] = f" ({holder})" if holder else ""
     return DENY, "\n".join([message("hook_blocked_folder" if tree and not path_in_lock(
         lock, path, ctx.fold_case) else "hook_blocked", **fields),
         message("hook_what_to_do" if session else "hook_unbound", **fields)])
+
+
+def hook_thresholds():
+    """The presence thresholds; a hook never fails on a bad one (the commands say what is
+    wrong with it): the defaults then."""
+    try:
+        return presence_thresholds(os.environ)
+    except UsageError:
+        return presence_thresholds({})
 
 
 def path_in_lock(lock, path, fold_case=False):
@@ -6307,7 +6748,8 @@ def hook_command(project_dir_variable=None, json_answer=False):
 
 HOOK_COMMAND = hook_command()
 WINDSURF_HOOKS = {"pre_write_code": True, "post_write_code": False, "pre_run_command": False,
-                  "post_run_command": True, "post_setup_worktree": True}  # event: show_output
+                  "post_run_command": True, "post_setup_worktree": True,
+                  "pre_user_prompt": False, "post_cascade_response": False}  # event: show_output
 CLAUDE_HOOK_COMMAND = hook_command("CLAUDE_PROJECT_DIR")
 # Devin loads `.claude/` hooks too, with its own tool names: matchers for those as well. When
 # both `.claude/` and `.devin/` answer one Devin event, the tool acts once: a verdict is the
@@ -6317,17 +6759,21 @@ DEVIN_MATCHERS = ("|".join(DEVIN_WRITE_TOOLS), DEVIN_SHELL_TOOL)
 CLAUDE_HOOKS = {"PreToolUse": ("|".join(CLAUDE_WRITE_TOOLS), CLAUDE_SHELL_TOOL) + DEVIN_MATCHERS,
                 "PostToolUse": ("|".join(CLAUDE_WRITE_TOOLS), CLAUDE_SHELL_TOOL) + DEVIN_MATCHERS,
                 "PostToolUseFailure": (CLAUDE_SHELL_TOOL,),  # a failed command may have written
-                "SessionStart": ("startup|resume|clear|compact",)}
+                "SessionStart": ("startup|resume|clear|compact",), "SessionEnd": ("",),
+                "Notification": ("|".join(sorted(WAITING_NOTIFICATIONS)),), "Stop": ("",),
+                "UserPromptSubmit": ("",)}
 CURSOR_HOOK_COMMAND = hook_command("CURSOR_PROJECT_DIR", json_answer=True)
 DEVIN_HOOK_COMMAND = hook_command("DEVIN_PROJECT_DIR")
 # Devin's events (docs.devin.ai/cli/extensibility/hooks/lifecycle-hooks): event -> matchers.
 DEVIN_HOOKS = {"PreToolUse": DEVIN_MATCHERS, "PostToolUse": DEVIN_MATCHERS,
-               "SessionStart": ("",)}
+               "SessionStart": ("",), "SessionEnd": ("",), "Stop": ("",),
+               "UserPromptSubmit": ("",)}
 CURSOR_HOOKS_VERSION = 1
 # Cursor's own events (cursor.com/docs/agent/hooks): event -> matcher (None: every one).
 CURSOR_HOOKS = {"sessionStart": None, "preToolUse": "|".join(CURSOR_WRITE_TOOLS),
                 "beforeShellExecution": None, "postToolUse": CURSOR_SHELL_TOOL,
-                "postToolUseFailure": CURSOR_SHELL_TOOL, "afterFileEdit": None}
+                "postToolUseFailure": CURSOR_SHELL_TOOL, "afterFileEdit": None,
+                "sessionEnd": None, "stop": None}
 # postToolUse answers additional_context, which the agent reads; afterShellExecution has no
 # answer field. Entries an earlier install wrote under events no longer used are removed.
 CURSOR_RETIRED_EVENTS = ("afterShellExecution",)
@@ -7112,13 +7558,32 @@ def require_flags(args, command, required):
                          f"(see `{cli_name()} {command} --help`)")
 
 
-def conflict_refusal(conflicts, now, scopes=(), ctx=None):
-    """`lock` refused: each lock in the way, with an example path both claim."""
+def conflict_refusal(conflicts, now, scopes=(), ctx=None, presence=None):
+    """`lock` refused: each lock in the way, with an example path both claim and how its
+    holder is (a gone one's lock may be taken over)."""
     examples = [example_in_both(scopes, c, ctx.fold_case, ctx.names_a_file) if ctx else None
                 for c in conflicts]
-    return Refused(describe_conflicts(conflicts, now, examples),
-                   {"conflicts": [{**lock_view(c, now), "example": e}
+    return Refused(describe_conflicts(conflicts, now, examples, presence),
+                   {"conflicts": [{**lock_view(c, now, presence), "example": e}
                                   for c, e in zip(conflicts, examples)]})
+
+
+def gone_holders(presence):
+    """The sessions whose locks `--take-over` may take: stale or ended ones."""
+    return {session_id for session_id, seen in presence.items() if is_gone(seen["presence"])}
+
+
+def tell_take_over(ctx, state, lock, presence, now):
+    """A take-over is told to everyone (a note signed by the taker, shown by every report) and
+    written into the shared history as one."""
+    owners = ", ".join(f"{owner} ({message('holder_state', presence=presence[owner]['presence'], silent=humanize_seconds(presence_view(presence[owner], now)['silent_seconds']))})"
+                       if owner in presence else owner for owner in lock["taken_over_from"])
+    state["global_notes"].append(signed_note(message(
+        "taken_over_note", taker=lock["owner"], area=lock["area"], scope=lock["scope"],
+        owners=owners), lock["owner"]))
+    if ctx.store.sharing is not None:
+        _, session_id, machine = ctx.store.sharing.purpose
+        ctx.store.sharing.purpose = ("lock --take-over", session_id, machine)
 
 
 def lock_request(args, owner, area, scopes):
@@ -7156,6 +7621,7 @@ def cmd_sync(ctx, args):
         swept = [] if transaction.offline else sweep_expired(state, now)
         created = lock = None
         forced_over = []
+        presence = ctx.presence(state, now)
         if registering:
             if find_session(state, session_id) is None:
                 require_flags(args, "sync", [("--focus", "focus"), ("--area", "area")])
@@ -7163,24 +7629,32 @@ def cmd_sync(ctx, args):
             session, created = register_session(state, session_id, focus, areas, status, now,
                                                 ctx.checkout_info())
             if request:
-                lock, forced_over, _ = place_lock(state, request, now, force=args.force,
-                                                  fold_case=ctx.fold_case,
-                                                  is_file=ctx.names_a_file)
+                lock, forced_over, _ = place_lock(
+                    state, request, now, force=args.force, fold_case=ctx.fold_case,
+                    is_file=ctx.names_a_file,
+                    take_over=gone_holders(presence) if args.take_over else ())
                 if lock is None:
-                    raise conflict_refusal(forced_over, now, request["scope"], ctx)
+                    raise conflict_refusal(forced_over, now, request["scope"], ctx, presence)
+                if lock.get("taken_over_from"):
+                    tell_take_over(ctx, state, lock, presence, now)
+                    forced_over = []
+            presence = ctx.presence(state, now)  # registering is activity
         viewer = args.session
         conflicts = sessions_in_foreign_locks(state, now, viewer, ctx.is_folder, fold_case=ctx.fold_case)
         context = report_context(state, now, viewer, conflicts, swept, args.all_notes,
-                                 fold_case=ctx.fold_case)
+                                 fold_case=ctx.fold_case, presence=presence)
     context.update(registered=created, lock=lock_view(lock, now) if lock else None,
                    kept_focus=kept_focus(session, created, args.focus) if registering else None,
-                   forced=message("lock_forced", owner=viewer, cli=cli_name(),
-                                  owners=", ".join(sorted({c["owner"] for c in forced_over})))
+                   forced=message("lock_taken_over", owners=", ".join(lock["taken_over_from"]))
+                   if lock and lock.get("taken_over_from") else
+                   message("lock_forced", owner=viewer, cli=cli_name(),
+                           owners=", ".join(sorted({c["owner"] for c in forced_over})))
                    if forced_over else None)
     payload = {"swept": swept, "registered": created, "session": viewer,
                "lock": context["lock"], "forced_over": [lock_view(c, now) for c in forced_over],
                "conflicts": [conflict_view(c, now) for c in conflicts],
-               **status_payload(state, now)}
+               "taken_over_from": (lock or {}).get("taken_over_from", []),
+               **status_payload(state, now, presence)}
     ctx.out.report("report.txt.j2", payload, command="sync", **context)
     return EXIT_OK
 
@@ -7196,31 +7670,46 @@ def cmd_lock(ctx, args):
     try:
         with Transaction(ctx.store) as state:
             require_session(state, session_id)
-            lock, overridden, replaced = place_lock(state, request, now, force=args.force,
-                                                    fold_case=ctx.fold_case,
-                                                    is_file=ctx.names_a_file)
+            presence = ctx.presence(state, now)
+            lock, overridden, replaced = place_lock(
+                state, request, now, force=args.force, fold_case=ctx.fold_case,
+                is_file=ctx.names_a_file,
+                take_over=gone_holders(presence) if args.take_over else ())
             if lock is None:
-                raise conflict_refusal(overridden, now, scopes, ctx)
+                raise conflict_refusal(overridden, now, scopes, ctx, presence)
+            if lock.get("taken_over_from"):
+                tell_take_over(ctx, state, lock, presence, now)
     except OrchestratorError as error:
         if not (ctx.interactive and error.details.get("conflicts")):
             raise
         print(clean_text(error.message))
-        if not asker_for(ctx).confirm("Take the lock anyway (--force)?", default=False):
+        holders = error.details["conflicts"]
+        if all(is_gone(c.get("holder", {}).get("presence")) for c in holders):
+            if not asker_for(ctx).confirm("Take it over from " + ", ".join(sorted(
+                    {c["owner"] for c in holders})) + " (--take-over)?", default=True):
+                raise Refused("lock not taken, nothing written") from None
+            args.take_over = True
+        elif not asker_for(ctx).confirm("Take the lock anyway (--force)?", default=False):
             raise Refused("lock not taken, nothing written") from None
-        args.force = True
+        else:
+            args.force = True
         return cmd_lock(ctx, args)
     view = lock_view(lock, now)
     text = message("lock_updated" if replaced else "lock_taken", area=area, owner=session_id,
-                   scope=scopes, until=lock["expires_at"],
+                   scope=lock["scope"], until=lock["expires_at"],
                    duration=humanize_seconds(view["remaining_seconds"]))
-    if overridden:
+    taken_from = lock.get("taken_over_from")
+    if taken_from:
+        text += "\n" + message("lock_taken_over", owners=", ".join(taken_from))
+    elif overridden:
         text += "\n" + message("lock_forced", owner=session_id, cli=cli_name(),
                                owners=", ".join(sorted({c["owner"] for c in overridden})))
     empty = scopes_matching_nothing(scopes, ctx.checkout_root)
     if empty:
         text += "\n" + message("lock_on_nothing_yet", scopes=empty)
     ctx.out.emit(text, {"lock": view, "replaced": replaced, "matches_nothing_yet": empty,
-                        "forced_over": [lock_view(c, now) for c in overridden]})
+                        "forced_over": [] if taken_from else [lock_view(c, now) for c in overridden],
+                        "taken_over_from": taken_from or []})
     return EXIT_OK
 
 
@@ -7277,10 +7766,11 @@ def cmd_status(ctx, args):
     now = utc_now()
     state = ctx.store.load()
     conflicts = sessions_in_foreign_locks(state, now, session_id, ctx.is_folder, fold_case=ctx.fold_case)
+    presence = ctx.presence(state, now)
     context = report_context(state, now, session_id, conflicts,
-                             all_notes=args.all_notes, fold_case=ctx.fold_case)
+                             all_notes=args.all_notes, fold_case=ctx.fold_case, presence=presence)
     context.update(registered=None, lock=None, kept_focus=None, forced=None)
-    payload = status_payload(state, now)
+    payload = status_payload(state, now, presence)
     if ctx.store.warnings:
         payload["warnings"] = ctx.store.warnings
     ctx.out.report("report.txt.j2", payload, command="status", warnings=ctx.store.warnings,
@@ -7344,7 +7834,8 @@ def cmd_watch(ctx, args):
                                         "shared_unreachable", reason=failed,
                                         age=ctx.shared_age_text())),
                                     ctx.is_folder, fold_case=ctx.fold_case,
-                                    shared_age=sharing and ctx.shared_age_text())
+                                    shared_age=sharing and ctx.shared_age_text(),
+                                    presence=ctx.presence(state, now))
                 out.write("\x1b[H" + "\x1b[K\r\n".join(frame) + "\x1b[K\x1b[J")
                 out.flush()
                 drawn = (signature, now)
@@ -7462,7 +7953,8 @@ def cmd_check(ctx, args):
         areas = session["touched_areas"]
     running_into = foreign_locks_in_the_way(state, session_id, areas, paths, now,
                                     is_folder=ctx.is_folder, fold_case=ctx.fold_case)
-    found = [conflict_view(c, now) for c in running_into]
+    presence = ctx.presence(state, now) if running_into else None
+    found = [conflict_view(c, now, presence) for c in running_into]
     conflicts, shared = split_by_outside_fixes(found)
     drift = drift_paths(session_claims(session, state, ctx.is_repo_path), paths,
                         fold_case=ctx.fold_case) if session else []
@@ -7786,6 +8278,8 @@ def cmd_log(ctx, args):
 # ---------------------------------------------------------------------------- command line
 
 OUTSIDE_A_REPOSITORY = {"install", "hook", "commit-check"}  # commands that need no state here
+QUIET_COMMANDS = {"watch", "log", "hook", "commit-check", "install", "validate", "audit",
+                  "remote"}  # a person looking on, or no session's own act
 
 
 class Context:
@@ -7815,6 +8309,22 @@ class Context:
         self.out = Output(args.json)
         self.interactive = not args.json and terminal_is_interactive()
         self.asker = None
+        self.presence_thresholds = None
+
+    def presence(self, state, now):
+        """Each active session's presence (see presences), from the records beside the state;
+        the thresholds come from the environment, a bad one is bad input."""
+        if self.presence_thresholds is None:
+            self.presence_thresholds = presence_thresholds(os.environ)
+        return presences(state, read_seen(self.store), now, self.presence_thresholds,
+                         self.machine)
+
+    def note_activity(self, args):
+        """A command a session runs is a sign of life (watch and log only read)."""
+        session_id = getattr(args, "session", None)
+        if (args.command not in QUIET_COMMANDS and isinstance(session_id, str)
+                and is_kebab_case(session_id)):
+            record_seen(self.store, SESSION_KEY_PREFIX + session_id, "working")
 
     def names_a_file(self, scope):
         """Does a scope name an existing file of this checkout? It then covers only that file;
@@ -7854,6 +8364,8 @@ class Context:
                 return COMMANDS[args.command](self, args)
             except RemoteMoved:
                 wait_to_retry(attempt)
+            finally:
+                self.note_activity(args)
         raise Busy(f"the shared state on {self.store.sharing.ref.describe()} kept moving: "
                    f"{SHARED_ATTEMPTS} attempts, each overtaken by another writer; nothing was "
                    "written, run the command again")

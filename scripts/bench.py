@@ -76,7 +76,9 @@ FIRST_READ_SCALE = 10.0      # first read of a hand-written state: 1,000 against
 NOTES_SCALE = 5.5            # first read: 5,000 notes against 1,000
 EDIT_TARGET = 3.0            # check after a one-entry hand edit, against check on the cache
 SYNC_OUTPUT_TARGET = 2.0     # sync's output at 1,000 notes against 10 notes
-SHIM_TARGET = 1.25           # x `python -c pass`: check and the hook through the shim
+SHIM_TARGET = 1.25           # x `python -c pass`: check and the hook through the shim (presence
+                             # recorded; issue 28 allows 1.3)
+END_TARGET_MS = 300          # the session end hook through the shim (issue 28)
 
 
 class BenchBroke(Exception):
@@ -496,6 +498,18 @@ def bench_shim(work, now, runs):
     hook_line = ["sh", "-c", orchestrator.HOOK_COMMAND]
     allowed = hook_event(repo / "docs" / "guide.md")
     run_once(shim + ["check", "--session", ME], env, repo)  # fills the cache
+    # The end of ME's conversation, on the realistic state as it was before each run (the
+    # restore and the check that reads it into the cache are not timed): the end hook runs
+    # git status and releases ME's locks over unchanged files.
+    end_event = json.dumps({"session_id": TRAJECTORY, "hook_event_name": "SessionEnd",
+                            "cwd": str(repo), "reason": "prompt_input_exit",
+                            "transcript_path": ""}).encode("utf-8")
+    prepared = state_path.read_bytes()
+
+    def timed_end():
+        state_path.write_bytes(prepared)
+        run_once(shim + ["check", "--session", ME], env, repo)
+        return run_once(shim + ["hook"], env, repo, stdin=end_event)
 
     def one_run():
         return {"baseline pass": run_once(BASELINES["pass"], env, repo),
@@ -503,7 +517,8 @@ def bench_shim(work, now, runs):
                 "check (shim)": run_once(shim + ["check", "--session", ME], env, repo),
                 "hook (shim)": run_once(shim + ["hook"], env, repo, stdin=allowed),
                 "hook (hooks.json line)": run_once(hook_line, env, repo, stdin=allowed),
-                "note (shim)": run_once(shim + ["note", "--session", ME, "bench"], env, repo)}
+                "note (shim)": run_once(shim + ["note", "--session", ME, "bench"], env, repo),
+                "session end hook (shim)": timed_end()}
     return series(one_run, 1, runs)
 
 
@@ -630,6 +645,9 @@ def targets(results, baselines, stress, scale=None, shared=None):
         x = round(shim["note (shim)"]["median_ms"] / strict, 2)
         target(f"note (shim) <= {WRITE_TARGET:g}x import strictyaml", x, WRITE_TARGET,
                x <= WRITE_TARGET, "x")
+        ms = round(shim["session end hook (shim)"]["median_ms"])
+        target(f"session end hook (shim), realistic state <= {END_TARGET_MS} ms", ms,
+               END_TARGET_MS, ms <= END_TARGET_MS, " ms")
     if shared:
         local, remote = shared["local"], shared["shared"]
         x = round(remote["note"]["median_ms"] / local["note"]["median_ms"], 2)

@@ -239,7 +239,8 @@ def test_install_merges_hooks_json_and_keeps_the_users_hooks(tmp_path):
     assert orchestrator.main(["install", "--target", str(repo)]) == 0
     merged = json.loads((repo / ".windsurf/hooks.json").read_text())
     assert merged["extra"] == 1
-    assert merged["hooks"]["post_cascade_response"] == [{"command": "./log.sh"}]
+    assert merged["hooks"]["post_cascade_response"][0] == {"command": "./log.sh"}  # theirs first
+    assert merged["hooks"]["post_cascade_response"][1]["command"] == orchestrator.HOOK_COMMAND
     assert merged["hooks"]["pre_write_code"][0] == {"command": "./lint.sh", "show_output": True}
     assert merged["hooks"]["pre_write_code"][1]["command"] == orchestrator.HOOK_COMMAND
     before = (repo / ".windsurf/hooks.json").read_text()

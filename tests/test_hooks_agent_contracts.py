@@ -116,13 +116,14 @@ def test_install_writes_cursors_native_hooks_and_merges_with_the_users(tmp_path)
     assert orchestrator.main(["install", "--target", str(repo), "--agent", "cursor"]) == 0
     merged = json.loads((repo / ".cursor/hooks.json").read_text())
     assert merged["version"] == 1
-    assert merged["hooks"]["stop"] == [{"command": "./audit.sh"}]
+    assert merged["hooks"]["stop"][0] == {"command": "./audit.sh"}  # theirs kept, first
     assert merged["hooks"]["afterFileEdit"][0] == {"command": "./format.sh"}
     assert set(merged["hooks"]) >= {"sessionStart", "preToolUse", "beforeShellExecution",
-                                    "postToolUse", "postToolUseFailure", "afterFileEdit"}
+                                    "postToolUse", "postToolUseFailure", "afterFileEdit",
+                                    "sessionEnd", "stop"}
     for event, entries in merged["hooks"].items():
         ours = [e for e in entries if e["command"] == orchestrator.CURSOR_HOOK_COMMAND]
-        assert len(ours) == (0 if event == "stop" else 1), event
+        assert len(ours) == 1, event
     before = (repo / ".cursor/hooks.json").read_text()
     assert orchestrator.main(["install", "--target", str(repo), "--agent", "cursor"]) == 0
     assert (repo / ".cursor/hooks.json").read_text() == before

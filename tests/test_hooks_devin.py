@@ -66,7 +66,8 @@ def run(shop, tmp_path, command, event, shell="sh", cwd=None, **extra):
 
 def test_install_writes_devins_hooks_at_the_top_level_with_its_tool_names(shop):
     config = json.loads((shop / orchestrator.DEVIN_HOOKS_PATH).read_text())
-    assert set(config) == {"PreToolUse", "PostToolUse", "SessionStart"}
+    assert set(config) == {"PreToolUse", "PostToolUse", "SessionStart", "SessionEnd", "Stop",
+                           "UserPromptSubmit"}
     assert [e["matcher"] for e in config["PreToolUse"]] == ["edit|write|apply_patch|multi_edit",
                                                              "exec"]
     assert (shop / ".devin/rules/orchestrator.md").exists()

@@ -255,6 +255,32 @@ def test_log_shows_who_did_what_where_and_filters_by_session(shared):
     assert "machine-a" in text and "api" in text and "note" in text
 
 
+def test_a_take_over_across_machines_is_refused_while_the_holder_lives_and_logged_when_gone(
+        shared, monkeypatch):
+    """Another machine's session is seen through the shared state only (its hooks' records stay
+    on its machine): live while its writes are recent, then stale; a take-over is a commit of
+    its own in the shared history, and the former owner's machine sees who took what."""
+    remote, a, b = shared
+    assert a.lock("api", "backend", "src/api").returncode == 0
+    b.sync("web", "frontend")
+    monkeypatch.setenv("ORCHESTRATOR_IDLE_AFTER", "2s")
+    monkeypatch.setenv("ORCHESTRATOR_STALE_AFTER", "4s")
+    take = ("lock", "--session", "web", "--area", "api", "--scope", "src/api/x.py", "--reason",
+            "finish it", "--take-over")
+    early = b.run(*take)
+    assert early.returncode == 1 and "api is working" in early.stderr
+    time.sleep(5)
+    taken = b.run(*take)
+    assert taken.returncode == 0, taken.stderr
+    entries = json.loads(a.run("--json", "log").stdout)["log"]
+    assert (entries[0]["command"], entries[0]["session"], entries[0]["machine"]) == (
+        "lock --take-over", "web", "machine-b")
+    seen_on_a = json.loads(a.run("--json", "status").stdout)
+    (moved,) = seen_on_a["locks"]
+    assert moved["owner"] == "web" and moved["taken_over_from"] == ["api"]
+    assert seen_on_a["global_notes"][-1].startswith("[web] took over api")
+
+
 def test_a_session_records_its_machine_and_other_machines_paths_are_not_used_here(shared):
     remote, a, b = shared
     b.sync("web", "frontend")

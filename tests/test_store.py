@@ -326,6 +326,8 @@ def test_seed_format_file_loads_through_status_and_is_left_untouched(run, state_
     result = run("status", "--json")
     assert result.code == 0, result
     payload = json.loads(result.out)
+    for session in payload["active_sessions"]:  # what status adds: presence, last seen
+        assert session.pop("presence") in orchestrator.PRESENCES and session.pop("last_seen")
     for key in orchestrator.TOP_LEVEL_KEYS:
         if key != "locks":
             assert payload[key] == SEED_STYLE_STATE[key]
@@ -679,8 +681,10 @@ def check_every_write(run, session, state_path, frozen):
         assert backup.read_bytes() == current
         assert temp_files(state_path) == []
         previous = current
-    assert folder_listing(state_path) == ["session_state.yaml", "session_state.yaml.bak",
-                                          "session_state.yaml.lock"]
+    # beside the state: its backup, its lock, and the record of when the session last acted
+    assert folder_listing(state_path) == ["seen-" + orchestrator.seen_record_path(
+        orchestrator.Store(str(state_path)), "session:api").split("seen-")[1],
+        "session_state.yaml", "session_state.yaml.bak", "session_state.yaml.lock"]
     assert cache_of(state_path).exists()  # in the user's cache folder, not beside the state
     assert run("validate").code == 0
 

@@ -52,6 +52,33 @@ def test_the_frame_to_the_letter():
     ]
 
 
+def test_the_board_groups_sessions_by_what_a_person_should_look_at_first():
+    """Conflicts first, then who waits for the person, gone sessions that still hold locks,
+    the working, and last the idle (and gone ones holding nothing)."""
+    state = board_state()
+    state["active_sessions"] += [
+        {**state["active_sessions"][1], "id": "docs", "focus": "Guide", "status": "in_progress"},
+        {**state["active_sessions"][1], "id": "old", "focus": "Left over", "status": "in_progress"}]
+    seen = {"api": ("stale", "2026-12-01T08:30:00+00:00"),
+            "ui": ("waiting", "2026-12-01T09:58:00+00:00"),
+            "docs": ("working", "2026-12-01T09:59:50+00:00"),
+            "old": ("ended", "2026-12-01T07:00:00+00:00")}
+    presence = {k: {"presence": p, "last_seen": t} for k, (p, t) in seen.items()}
+    frame = o.watch_frame(state, NOW, 90, 30, color=False, presence=presence)
+    start = frame.index("WAITING FOR YOU (1)")
+    assert frame[start:start + 9] == [
+        "WAITING FOR YOU (1)",
+        "  ui           blocked                     waiting 2m    Checkout page",
+        "GONE, HOLDING LOCKS (1)",
+        "  api          in_progress feature/tariffs stale   1h30m Split the tariff service",
+        "WORKING (1)",
+        "  docs         in_progress                 working 10s   Guide",
+        "IDLE OR GONE (1)",
+        "  old          in_progress                 ended   3h    Left over",
+        "LOCKS (1)",
+    ]
+
+
 def test_the_frame_fits_a_small_terminal_and_colours_only_when_asked():
     state = board_state()
     state["global_notes"] = ["x" * 200]
@@ -99,7 +126,7 @@ def test_watch_in_a_terminal_shows_a_new_lock_counts_down_and_quits_on_q(repo, r
     subprocess.run(["tmux", "-L", socket, "new-session", "-d", "-s", name, "-x", "80", "-y",
                     "24", command], env=env, cwd=repo, check=True)
     try:
-        assert wait_for(lambda: "SESSIONS (2)" in capture(socket, name)), capture(socket, name)
+        assert wait_for(lambda: "WORKING (2)" in capture(socket, name)), capture(socket, name)
         first = capture(socket, name).splitlines()[0]
         assert run("lock", "--session", "api", "--area", "backend", "--scope", "src",
                    "--reason", "moving types", "--duration", "1h").code == 0
