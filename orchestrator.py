@@ -48,15 +48,16 @@ Sections, in the order data flows (none uses a later one; tests/test_module_layo
   12. the clock, git and the files — the reads policy decides on
   13. presence — who is working, waiting, idle, stale or ended, from what the hooks
       saw; a session's end
-  14. input checks — flags and values; every command's flags, declared once
-  15. rendering — reports and messages from templates
-  16. hooks — each agent's events and answers, the shell reader, the verdicts, the report
+  14. radar — overlaps nobody declared, and merge conflicts predicted in memory by git
+  15. input checks — flags and values; every command's flags, declared once
+  16. rendering — reports and messages from templates
+  17. hooks — each agent's events and answers, the shell reader, the verdicts, the report
       after a command
-  17. the pack — install: the workflows, prompts, hooks and shim
-  18. questions (a person at a terminal) — questionary for what is missing
-  19. output — one JSON line or text
-  20. commands — parse -> load -> policy -> save -> render, one function each
-  21. command line — the context, argparse's parser, main()
+  18. the pack — install: the workflows, prompts, hooks and shim
+  19. questions (a person at a terminal) — questionary for what is missing
+  20. output — one JSON line or text
+  21. commands — parse -> load -> policy -> save -> render, one function each
+  22. command line — the context, argparse's parser, main()
 
 Exit codes: 0 done; 1 refused or conflict found (nothing written); 2 bad input or usage
 (nothing written); 3 the state file cannot be read or breaks the schema (file untouched);
@@ -126,7 +127,6 @@ PRESENCE_FOLD_SECONDS = 60
 NOTES_SHOWN = 10  # the newest notes a report shows (global, and each session's); --all-notes
 
 
-DURATION_PATTERN = r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?"
 
 # The fields of each list's entries, in the order they are written: (name, what it holds,
 # whether a file must have it). The strictyaml schema, the emitter and the reader all follow
@@ -2174,8 +2174,29 @@ def share_through(store, ref, purpose=("", None, "")):
 
 
 def seconds_between(earlier, later):
-    from datetime import datetime
-    return int((datetime.fromisoformat(later) - datetime.fromisoformat(earlier)).total_seconds())
+    return epoch_seconds(later) - epoch_seconds(earlier)
+
+
+def epoch_seconds(moment):
+    """Seconds since the epoch of a moment. The state's own form (UTC, to the second) is read
+    by arithmetic: presence is judged in the hooks, where importing datetime would cost a
+    sixth of their time; any other form goes through datetime."""
+    if len(moment) == 25 and moment.endswith("+00:00") and moment[4] == "-" and moment[10] == "T":
+        try:
+            year, month, day = int(moment[:4]), int(moment[5:7]), int(moment[8:10])
+            hour, minute, second = int(moment[11:13]), int(moment[14:16]), int(moment[17:19])
+        except ValueError:
+            year = None
+        if year is not None and 1 <= month <= 12:
+            year -= month <= 2  # days from 1970-01-01 in the proleptic Gregorian calendar
+            era = year // 400
+            of_era = year - era * 400
+            of_year = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+            days = era * 146097 + of_era * 365 + of_era // 4 - of_era // 100 + of_year - 719468
+            return ((days * 24 + hour) * 60 + minute) * 60 + second
+    from datetime import datetime, timezone
+    parsed = datetime.fromisoformat(moment)
+    return int((parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).timestamp())
 
 
 def moment_after(moment, seconds):
@@ -2185,14 +2206,14 @@ def moment_after(moment, seconds):
 
 def parse_duration(text):
     """`45m`, `2h`, `1h30m`, `1d`, `90s` -> seconds; anything else is bad input."""
-    match = regex(DURATION_PATTERN).fullmatch(text.strip().lower()) if text else None
-    if not match or not any(match.groups()):
+    parts = duration_parts(text.strip().lower()) if text else None
+    if parts is None:
         if text and text.strip().isdigit():
             raise UsageError(f"--duration {text!r} has no unit: did you mean "
                              f"{text.strip()}m (minutes) or {text.strip()}h (hours)?")
         raise UsageError(f"--duration {text!r} is not a duration: use forms like 45m, 2h, "
                          "1h30m or 1d")
-    days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
+    days, hours, minutes, seconds = parts
     total = ((days * 24 + hours) * 60 + minutes) * 60 + seconds
     if total > MAX_LOCK_SECONDS:
         raise UsageError(f"--duration {text!r} is longer than 30 days; take a shorter lock "
@@ -2200,6 +2221,22 @@ def parse_duration(text):
     if total <= 0:
         raise UsageError(f"--duration {text!r} must be longer than zero, e.g. 2h")
     return total
+
+
+def duration_parts(text):
+    """(days, hours, minutes, seconds) of `1d2h3m4s` and its shorter forms (each unit once,
+    in that order, at least one), or None. Without `re`: the hooks read the presence
+    thresholds on every event that names a lock's holder."""
+    parts, number, last = [0, 0, 0, 0], "", -1
+    for character in text:
+        if "0" <= character <= "9":
+            number += character
+            continue
+        unit = "dhms".find(character)
+        if unit <= last or not number:
+            return None
+        parts[unit], number, last = int(number), "", unit
+    return tuple(parts) if last >= 0 and not number else None
 
 
 def remaining_seconds(lock, now):
@@ -3038,20 +3075,29 @@ def porcelain_paths(status, old_names=True):
     return paths
 
 
-def uncommitted_paths(checkout):
+def uncommitted_paths(checkout, hidden=False):
     """The files of a worktree with changes not committed (staged, unstaged, untracked and not
-    ignored, both names of a rename), or None when git cannot tell."""
+    ignored, both names of a rename), or None when git cannot tell. A submodule or a nested
+    repository with changes inside is named as a folder, with a trailing `/`. With `hidden`,
+    the files git was told not to look at (assume-unchanged, skip-worktree) count too: their
+    edits are invisible to it."""
     import subprocess
     try:
         proc = run_in_own_group(["git", "-C", str(checkout), "status", "--porcelain", "-z",
                                  "--untracked-files=all", "--no-renames"], timeout=20)
+        listed = run_in_own_group(["git", "-C", str(checkout), "ls-files", "-v", "-z"],
+                                  timeout=20) if hidden else None
     except (OSError, subprocess.SubprocessError):
         return None
-    if proc.returncode != 0:
+    if proc.returncode != 0 or (listed is not None and listed.returncode != 0):
         return None
     own_folder = STATE_FOLDER + "/"
-    return [path for path in porcelain_paths(proc.stdout.decode("utf-8", "surrogateescape"))
-            if not path.startswith(own_folder)]
+    paths = porcelain_paths(proc.stdout.decode("utf-8", "surrogateescape"))
+    if listed is not None:  # `h`: assume-unchanged; `S`: skip-worktree (and lowercase `s`)
+        paths += [entry[2:] for entry in listed.stdout.decode("utf-8", "surrogateescape").split(
+            "\0") if entry[:2] in ("h ", "S ", "s ")]
+    return [path if path.endswith("/") or not os.path.isdir(os.path.join(checkout, path))
+            else path + "/" for path in unique_in_order(paths) if not path.startswith(own_folder)]
 
 
 # ---------------------------------------------------------------------------- presence
@@ -3121,13 +3167,13 @@ def is_gone(presence):
 
 def folded_presence(session, kind, now):
     """What the state's entry should say of a session whose conversation is `kind` now, or
-    None when what it says is recent and the same (told at most once a PRESENCE_FOLD_SECONDS)."""
-    waiting = kind == "waiting"
+    None when it was told within PRESENCE_FOLD_SECONDS: the records beside the state say it
+    at once on this machine; other machines learn it at most a minute late."""
     told = max(session.get("last_seen") or "", session["last_updated"])
-    if (bool(session.get("waiting_since")) == waiting and session.get("ended_at") is None
-            and seconds_between(told, now) < PRESENCE_FOLD_SECONDS):
+    if seconds_between(told, now) < PRESENCE_FOLD_SECONDS:
         return None
-    return {"last_seen": now, "waiting_since": now if waiting else None, "ended_at": None}
+    return {"last_seen": now, "waiting_since": now if kind == "waiting" else None,
+            "ended_at": None}
 
 
 def apply_fields(entry, fields):
@@ -3151,7 +3197,7 @@ def end_of_session(state, session_id, uncommitted, now, fold_case=False):
         if lock["owner"] != session_id:
             continue
         inside = None if uncommitted is None else [
-            path for path in uncommitted if path_in_scopes(path, lock["scope"], fold_case)]
+            path for path in uncommitted if touches_scopes(path, lock["scope"], fold_case)]
         if inside == []:
             released.append(lock)
             continue
@@ -3162,7 +3208,11 @@ def end_of_session(state, session_id, uncommitted, now, fold_case=False):
     return released, kept
 
 
-def path_in_scopes(path, scopes, fold_case=False):
+def touches_scopes(path, scopes, fold_case=False):
+    """Is a changed path in the scopes? A folder (a trailing `/`: a submodule or a nested
+    repository with changes inside) is, when anything below it may be."""
+    if path.endswith("/"):
+        return any(scopes_overlap(scope, path + "**", fold_case) for scope in scopes)
     return any(path_in_scope(path, scope, fold_case=fold_case) for scope in scopes)
 
 
@@ -3213,13 +3263,16 @@ def read_seen(store):
         names = [name for name in os.listdir(folder) if name.startswith(SEEN_PREFIX)]
     except OSError:
         return {}
-    found = {}
+    found, latest = {}, time.time() + SEEN_FUTURE_SECONDS
     for name in names:
         try:
             kind, at, who = (read_regular(os.path.join(folder, name)) or b"").decode(
                 "utf-8", "surrogatepass").split("\n", 2)
-            moment = moment_of(float(at))
-        except (OSError, ValueError, OrchestratorError):
+            seconds = float(at)
+            if not 0 <= seconds <= latest:  # nan, inf, or a time still to come: planted
+                continue
+            moment = moment_of(seconds)
+        except (OSError, ValueError, OverflowError, OrchestratorError):
             continue
         if kind in SIGNAL_RANK:
             found[who] = (moment, kind)
@@ -3227,6 +3280,7 @@ def read_seen(store):
 
 
 SEEN_LIFETIME_SECONDS = 86400  # a record nobody refreshed for a day: a conversation long closed
+SEEN_FUTURE_SECONDS = 300  # a record from further ahead than clocks drift apart is not believed
 
 
 def sweep_seen(store, now_seconds):
@@ -3234,12 +3288,16 @@ def sweep_seen(store, now_seconds):
     folder = os.path.dirname(store.path)
     try:
         store.check_folders()
-        for name in os.listdir(folder):
-            path = os.path.join(folder, name)
-            if name.startswith(SEEN_PREFIX) and now_seconds - os.lstat(path).st_mtime > SEEN_LIFETIME_SECONDS:
-                os.unlink(path)
+        names = [name for name in os.listdir(folder) if name.startswith(SEEN_PREFIX)]
     except (OSError, OrchestratorError):
-        pass
+        return
+    for name in names:
+        path = os.path.join(folder, name)
+        try:
+            if now_seconds - os.lstat(path).st_mtime > SEEN_LIFETIME_SECONDS:
+                os.unlink(path)
+        except OSError:
+            continue  # a folder planted under a record's name, a file gone meanwhile
 
 
 def records_of(session, seen, machine=None):
@@ -3259,6 +3317,372 @@ def presences(state, seen, now, thresholds, machine=None):
             session, seen, machine)), now, idle_after, stale_after)
         found[session["id"]] = {"presence": presence, "last_seen": last_seen}
     return found
+
+
+# ---------------------------------------------------------------------------- radar
+
+# Overlaps nobody declared. Each live session's changes (the files its hooks recorded, the
+# uncommitted changes of its worktree, what its commits changed since it started) are put
+# side by side; two sessions whose changes meet are an `overlap`, and where they work in two
+# worktrees or on two branches, git merges their work in memory (`git merge-tree
+# --write-tree`, git 2.38 and later): files it cannot merge are a `merge` conflict. Nothing
+# in git changes: a worktree's uncommitted work becomes a commit object through a temporary
+# index; no ref, stash, index or file of the worktree is touched. Policy first, then git.
+
+RADAR_RECHECK_SECONDS = 30  # a worktree's changes no file time shows are looked for again then
+MERGE_TREE_SINCE = (2, 38)  # git merge-tree --write-tree
+SNAPSHOT_IDENTITY = {"GIT_AUTHOR_NAME": "orchestrator", "GIT_AUTHOR_EMAIL": "radar@localhost",
+                     "GIT_COMMITTER_NAME": "orchestrator", "GIT_COMMITTER_EMAIL": "radar@localhost",
+                     "GIT_AUTHOR_DATE": "@0 +0000", "GIT_COMMITTER_DATE": "@0 +0000"}
+
+
+def is_live(presence):
+    return presence in ("working", "waiting", "idle")
+
+
+def meeting_pairs(sides):
+    """Pairs of sessions whose changed files meet: [(a, b, shared paths)] in the order given.
+    `sides`: {session id: {"changed": set of paths, ...}}."""
+    ids = list(sides)
+    pairs = []
+    for i, first in enumerate(ids):
+        for second in ids[i + 1:]:
+            shared = sides[first]["changed"] & sides[second]["changed"]
+            if shared:
+                pairs.append((first, second, sorted(shared)))
+    return pairs
+
+
+def can_merge_in_memory(first, second):
+    """Two sides whose lines of work git can merge: each has a commit, in two worktrees (or on
+    two machines); one worktree's sessions share their files, so their changes mix instead."""
+    return bool(first.get("tip") and second.get("tip")) and first.get("place") != second.get("place")
+
+
+def radar_conflicts(pairs, predictions):
+    """Conflict objects of kind `merge` (git cannot merge these files) and `overlap` (both
+    changed them; they merge, or nobody can tell yet) for each pair that meets. `predictions`:
+    {(a, b): {"conflicts": [...], "remote": where one side's branch was fetched from, or
+    None}}."""
+    found = []
+    for first, second, shared in pairs:
+        predicted = predictions.get((first, second))
+        conflicted = sorted(predicted["conflicts"]) if predicted else []
+        overlapping = sorted(set(shared) - set(conflicted))
+        extra = {"remote": predicted["remote"]} if predicted and predicted.get("remote") else {}
+        if conflicted:
+            found.append({"kind": "merge", "sessions": [first, second], "paths": conflicted,
+                          **extra})
+        if overlapping:
+            found.append({"kind": "overlap", "sessions": [first, second], "paths": overlapping,
+                          "merges_cleanly": bool(predicted), **extra})
+    return found
+
+
+# -- what git says, and what it said before (a cache in the user's folder)
+
+def git_version(checkout):
+    """git's version as a tuple of numbers, () when it cannot tell."""
+    found = regex(r"(\d+)\.(\d+)(?:\.(\d+))?").search(run_git(checkout, "version"))
+    return tuple(int(part) for part in found.groups() if part) if found else ()
+
+
+def git_lines(checkout, *args, env=None):
+    """(exit code, NUL-separated fields of git's output); (None, []) when git cannot run."""
+    import subprocess
+    try:
+        proc = run_in_own_group(["git", "-C", str(checkout), *args], timeout=20,
+                                env={**os.environ, **env} if env else None)
+    except (OSError, subprocess.SubprocessError):
+        return None, []
+    text = proc.stdout.decode("utf-8", "surrogateescape")
+    return proc.returncode, [field for field in text.split("\0") if field]
+
+
+def git_folders(checkout):
+    """(the worktree's own git folder, the repository's common one), read from git's files."""
+    dot_git = os.path.join(checkout, ".git")
+    if os.path.isfile(dot_git):
+        pointer = (read_text_or_none(dot_git) or "").strip()
+        if not pointer.startswith("gitdir:"):
+            return None, None
+        git_dir = os.path.join(checkout, pointer[len("gitdir:"):].strip())
+    else:
+        git_dir = dot_git
+    common = read_text_or_none(os.path.join(git_dir, "commondir"))
+    return git_dir, os.path.join(git_dir, common.strip()) if common else git_dir
+
+
+def head_commit(checkout):
+    """The worktree's HEAD commit, read from git's files (no process: the radar looks at every
+    worktree on every report); git itself where the files say something unusual (a packed
+    ref, an unborn branch)."""
+    try:
+        git_dir, common = git_folders(checkout)
+        head = (read_text_or_none(os.path.join(git_dir, "HEAD")) or "").strip() if git_dir else ""
+        if head.startswith("ref: "):
+            for folder in (git_dir, common):
+                value = (read_text_or_none(os.path.join(folder, head[5:])) or "").strip()
+                if len(value) in (40, 64):
+                    return value
+        elif len(head) in (40, 64):
+            return head
+    except (OSError, ValueError, OrchestratorError):
+        pass
+    code, fields = git_lines(checkout, "rev-parse", "-q", "--verify", "HEAD^{commit}")
+    return fields[0].strip() if code == 0 and fields else None
+
+
+def snapshot_commit(checkout, head):
+    """(the files of the worktree not committed, a commit of the worktree as it is on top of
+    `head`): tracked changes and the untracked files git does not ignore, staged into a copy
+    of its index in a temporary folder, so that only objects are written. The same content
+    always makes the same commit (a fixed identity and date): the predictions cached by
+    commit stay valid. (None, None) when git cannot tell."""
+    import shutil
+    import tempfile
+    git_dir, _ = git_folders(checkout)
+    if git_dir is None:
+        return None, None
+    folder = tempfile.mkdtemp(prefix="orchestrator-radar-")
+    try:
+        index = os.path.join(folder, "index")
+        if os.path.isfile(os.path.join(git_dir, "index")):
+            # with its time: git trusts an entry's stat data only when the file is older than
+            # the index; a copy with a new time would hide a same-size edit of that second
+            shutil.copy2(os.path.join(git_dir, "index"), index)
+        env = {"GIT_INDEX_FILE": index, **SNAPSHOT_IDENTITY}
+        if git_lines(checkout, "add", "-A", "--", ".", env=env)[0] != 0:
+            return None, None
+        code, changed = git_lines(checkout, "diff-index", "--cached", "--name-only", "-z",
+                                  "--no-renames", head, env=env)
+        if code != 0:
+            return None, None
+        own_folder = STATE_FOLDER + "/"
+        changed = [path for path in changed if not path.startswith(own_folder)]
+        if not changed:
+            return [], head
+        code, tree = git_lines(checkout, "write-tree", env=env)
+        if code != 0 or not tree:
+            return None, None
+        code, commit = git_lines(checkout, "commit-tree", tree[0].strip(), "-p", head, "-m",
+                                 "orchestrator: uncommitted work, for the radar", env=env)
+        return (changed, commit[0].strip()) if code == 0 and commit else (None, None)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def file_marks(checkout, paths):
+    """(path, mtime_ns, size) of each path, or a mark for its absence: what says a known
+    changed file changed again, without git."""
+    marks = []
+    for path in sorted(paths)[:500]:
+        try:
+            info = os.lstat(os.path.join(checkout, path))
+            marks.append((path, info.st_mtime_ns, info.st_size))
+        except (OSError, ValueError):
+            marks.append((path, 0, -1))
+    return marks
+
+
+def worktree_fingerprint(checkout, head, known):
+    """What says a worktree changed since the radar last looked: its HEAD, its index (an add,
+    a commit, a checkout) and its known changed files."""
+    try:
+        git_dir, _ = git_folders(checkout)
+        info = os.stat(os.path.join(git_dir, "index")) if git_dir else None
+        index = (info.st_mtime_ns, info.st_size) if info else None
+    except (OSError, ValueError, OrchestratorError):
+        index = None
+    return [head, index, file_marks(checkout, known)]
+
+
+def worktree_side(checkout, since, cache, now_seconds, activity=None):
+    """What a worktree's session has changed, and the commit of its work: {"head", "tip",
+    "changed", "uncommitted"}. Read again when its HEAD, its index or a known changed file
+    moved, when its session acted since (`activity`: its agents' edits and commands come
+    with hook events), or RADAR_RECHECK_SECONDS after the last look (an edit no agent made,
+    a person's editor); else from `cache` (updated)."""
+    head = head_commit(checkout)
+    if head is None:
+        return None
+    kept = current_side(checkout, head, cache, now_seconds, activity)
+    if kept is not None:
+        return kept
+    uncommitted, tip = snapshot_commit(checkout, head)
+    if uncommitted is None:
+        return None
+    # --since counts a commit of the session's first second: the one it started from
+    code, committed = git_lines(checkout, "log", f"--since={moment_after(since, 1)}",
+                                "--name-only", "--format=", "-z", head)
+    changed = sorted(set(uncommitted) | set(committed if code == 0 else []))
+    side = {"head": head, "tip": tip, "changed": changed, "uncommitted": sorted(uncommitted),
+            "checked": now_seconds, "activity": activity,
+            "fingerprint": worktree_fingerprint(checkout, head, changed)}
+    cache[checkout] = side
+    return side
+
+
+def current_side(checkout, head, cache, now_seconds, activity):
+    """The cached reading of a worktree when nothing says it changed since, else None."""
+    kept = cache.get(checkout)
+    if (isinstance(kept, dict) and kept.get("head") == head and kept.get("activity") == activity
+            and 0 <= now_seconds - kept.get("checked", 0) < RADAR_RECHECK_SECONDS
+            and kept.get("fingerprint") == worktree_fingerprint(checkout, head,
+                                                                kept.get("changed", ()))):
+        return kept
+    return None
+
+
+def remote_branch_side(checkout, branch):
+    """Another machine's session works on `branch`: its commit as last fetched here, and how
+    many seconds ago that fetch moved it (from the ref's log), or None."""
+    code, lines = git_lines(checkout, "for-each-ref", "--format=%(objectname) %(refname)%00",
+                            f"refs/remotes/*/{branch}")
+    if code != 0 or not lines or " " not in lines[0]:
+        return None
+    commit, ref = lines[0].strip().split(" ", 1)
+    code, when = git_lines(checkout, "log", "-g", "-1", "--date=unix", "--format=%gd", ref)
+    stamp = when[0].strip().rpartition("@{")[2].rstrip("}") if code == 0 and when else ""
+    fetched = int(stamp) if stamp.isdigit() else None  # a ref with no log: age unknown
+    return {"tip": commit, "ref": ref, "fetched": fetched}
+
+
+def predict_merge(checkout, first, second):
+    """Would git merge two lines of work? {"conflicts": the files git cannot merge}, or None
+    when git cannot tell (no merge base, an error). One `git merge-tree --write-tree` in
+    memory: it writes objects only."""
+    code, fields = git_lines(checkout, "merge-tree", "--write-tree", "-z", "--name-only",
+                             "--no-messages", first, second)
+    if code not in (0, 1) or not fields:
+        return None
+    return {"conflicts": unique_in_order(fields[1:]) if code == 1 else []}
+
+
+def radar_cache_path(main_root):
+    import binascii
+    crc = binascii.crc32(os.fsencode(main_root))
+    return os.path.join(user_cache_folder(), f"radar-{crc:08x}")
+
+
+def read_radar_cache(main_root):
+    try:
+        cached = marshal.loads(read_regular(radar_cache_path(main_root)) or b"")
+    except (OSError, ValueError, EOFError, TypeError):
+        return {}
+    return cached if isinstance(cached, dict) and cached.get("root") == main_root else {}
+
+
+def write_radar_cache(main_root, cache):
+    try:
+        os.makedirs(user_cache_folder(), mode=0o700, exist_ok=True)
+        atomic_write(radar_cache_path(main_root), marshal.dumps({**cache, "root": main_root}),
+                     durable=False, mode=0o600)
+    except (OSError, ValueError):
+        pass  # a cache that cannot be written only costs speed
+
+
+def in_parallel(work, items):
+    """work(item) for each item, in a thread each when there are several: the work is git,
+    which runs in processes of its own, so the machine's cores share it."""
+    if len(items) == 1:
+        work(items[0])
+    elif items:
+        import threading
+        threads = [threading.Thread(target=work, args=(item,)) for item in items]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+
+def radar(main_root, state, presence, machine, now_seconds, seen=None):
+    """The radar over the live sessions: (conflict objects of kind `merge` and `overlap`, the
+    version of a git too old to predict merges, to be said once on this machine, or None). A session's changes: the files its hooks recorded, and, when it has a
+    worktree of its own on this machine, that worktree's uncommitted changes and its
+    commits since the session started; another machine's session brings its recorded files,
+    and its branch as last fetched from the remote. Sessions sharing one worktree bring
+    their recorded files only (their uncommitted changes mix). The worktrees are read in
+    parallel; a pair is merged in memory only when its changes meet, and each worktree's
+    reading and each pair's prediction is kept in a cache in the user's folder."""
+    live = [s for s in state["active_sessions"] if is_live(presence[s["id"]]["presence"])]
+    if len(live) < 2:
+        return [], None
+    cache = read_radar_cache(main_root)
+    worktrees, predicted = cache.setdefault("worktrees", {}), cache.setdefault("pairs", {})
+    before = marshal.dumps(cache)
+    places = {}
+    for session in live:
+        here = is_on_machine(session, machine) and session.get("worktree")
+        place = (session.get("machine"), session["worktree"]) if here else None
+        places.setdefault(place, []).append(session["id"])
+    read, pending = {}, []
+
+    def activity_of(session):  # its agents' last hook event: their edits come with one
+        return max((moment for moment, _ in records_of(session, seen or {}, machine)),
+                   default=None)
+
+    def look(session):
+        read[session["id"]] = worktree_side(session["worktree"], session["started_at"],
+                                            worktrees, now_seconds, activity_of(session))
+
+    for session in live:
+        place = ((session.get("machine"), session["worktree"])
+                 if is_on_machine(session, machine) and session.get("worktree") else None)
+        if place and len(places[place]) == 1 and os.path.isdir(session["worktree"]):
+            head = head_commit(session["worktree"])
+            kept = head and current_side(session["worktree"], head, worktrees, now_seconds,
+                                         activity_of(session))
+            if kept:
+                read[session["id"]] = kept
+            elif head:
+                pending.append(session)
+    in_parallel(look, pending)
+    sides = {}
+    for session in live:
+        side = {"changed": set(session.get("touched_files", [])), "tip": None, "place": None}
+        found = read.get(session["id"])
+        if found:
+            side.update(tip=found["tip"], place=(session.get("machine"), session["worktree"]))
+            side["changed"] |= set(found["changed"])
+        elif not is_on_machine(session, machine) and session.get("branch"):
+            remote = remote_branch_side(main_root, session["branch"])
+            if remote:
+                side.update(tip=remote["tip"], place=("remote", remote["ref"]), remote=remote)
+        sides[session["id"]] = side
+    pairs = meeting_pairs(sides)
+    old_git, predictions = None, {}
+    mergeable = [(a, b) for a, b, _ in pairs if can_merge_in_memory(sides[a], sides[b])]
+    if mergeable:
+        version = tuple(cache.get("git_version") or ()) or git_version(main_root)
+        cache["git_version"] = list(version)
+        if version and version < MERGE_TREE_SINCE:
+            if not cache.get("told_old_git"):  # said once on this machine
+                old_git = ".".join(map(str, version))
+                cache["told_old_git"] = True
+            mergeable = []
+    keys = {(first, second): f"{sides[first]['tip']} {sides[second]['tip']}"
+            for first, second in mergeable}
+    missing = unique_in_order(key for key in keys.values() if key not in predicted)
+
+    def merge(key):
+        result = predict_merge(main_root, *key.split(" "))
+        if result is not None:
+            predicted[key] = result
+    in_parallel(merge, missing)
+    for first, second in mergeable:
+        result = predicted.get(keys[(first, second)])
+        if result is not None:
+            remote = sides[first].get("remote") or sides[second].get("remote")
+            predictions[(first, second)] = {**result, "remote": {
+                "session": second if sides[second].get("remote") else first,
+                "ref": remote["ref"], "fetched_seconds": None if remote["fetched"] is None
+                else max(int(now_seconds - remote["fetched"]), 0)} if remote else None}
+    if len(predicted) > 200:  # pairs of commits long gone
+        cache["pairs"] = dict(list(predicted.items())[-200:])
+    if marshal.dumps(cache) != before:
+        write_radar_cache(main_root, cache)
+    return radar_conflicts(pairs, predictions), old_git
 
 
 # ---------------------------------------------------------------------------- input checks
@@ -3599,7 +4023,8 @@ WATCH_GROUP_TITLES = ("WAITING FOR YOU", "GONE, HOLDING LOCKS", "WORKING", "IDLE
 
 
 def watch_frame(state, now, width, height, session_id=None, color=True, error=None,
-                is_folder=is_glob, fold_case=False, shared_age=None, presence=None):
+                is_folder=is_glob, fold_case=False, shared_age=None, presence=None,
+                radar_found=()):
     """The live board (`watch`) as lines of at most `width` characters, at most `height` of
     them: conflicts first, then sessions, locks with a bar of the time left, the newest notes;
     with the state shared, how old this clone's copy is (`shared_age`). With each session's
@@ -3633,7 +4058,7 @@ def watch_frame(state, now, width, height, session_id=None, color=True, error=No
         lines.append((f"! {one_line(error)}", "31"))
     conflicts = sessions_in_foreign_locks(state, now, session_id, is_folder, fold_case=fold_case)
     pairs = overlapping_lock_pairs(state, now, fold_case=fold_case)
-    lines.append(("CONFLICTS" + ("" if conflicts or pairs else ": none"), "1"))
+    lines.append(("CONFLICTS" + ("" if conflicts or pairs or radar_found else ": none"), "1"))
     for conflict in conflicts:
         lock = conflict["lock"]
         mark, tone = ("~", "33") if lock["allow_external_fixes"] else ("!", "31")
@@ -3642,6 +4067,11 @@ def watch_frame(state, now, width, height, session_id=None, color=True, error=No
     for first, second in pairs:
         lines.append((f"  ! {first['owner']} and {second['owner']} lock the same paths: "
                       f"{as_label(first['area'])} / {as_label(second['area'])}", "31"))
+    for found in radar_found:
+        merge = found["kind"] == "merge"
+        lines.append((f"  {'!' if merge else '~'} {' and '.join(found['sessions'])} "
+                      f"{'cannot merge' if merge else 'both changed'} "
+                      f"{', '.join(map(as_label, found['paths']))}", "31" if merge else "33"))
     def session_line(session):
         place = session.get("branch") or session.get("worktree") or ""
         if presence:
@@ -3805,7 +4235,7 @@ def newest(items, all_items):
 
 
 def report_context(state, now, session_id=None, conflicts=(), swept=(), all_notes=False,
-                   fold_case=False, presence=None):
+                   fold_case=False, presence=None, radar_found=()):
     """What the report shows: every session and lock; of the notes, which only ever grow,
     the newest (NOTES_SHOWN) unless `all_notes`, so what an agent reads on every sync stays
     small. --json output holds everything."""
@@ -3817,7 +4247,7 @@ def report_context(state, now, session_id=None, conflicts=(), swept=(), all_note
         "now": now, "viewer": session_id,
         "sessions": [session_view(s, now, all_notes, presence) for s in state["active_sessions"]],
         "locks": locks, "expiring": expiring, "swept": list(swept),
-        "conflicts": list(conflicts),
+        "conflicts": list(conflicts), "radar": list(radar_found),
         "overlaps": overlapping_lock_pairs(state, now, fold_case=fold_case),
         "shared_worktrees": shared_worktrees(state),
         "notes": notes, "older_notes": older_notes, "cli": cli_name(),
@@ -3835,6 +4265,22 @@ def split_by_outside_fixes(conflicts):
 def conflict_view(conflict, now, presence=None):
     return {"lock": lock_view(conflict["lock"], now, presence),
             "overlapping": conflict["overlapping"]}
+
+
+def conflict_objects(lock_conflicts, lock_pairs, worktrees, radar_found, now):
+    """Every conflict as one object, `kind`, `sessions`, `paths` (and what each kind adds):
+    `lock`, work inside another session's lock (and two sessions' locks over the same
+    paths); `worktree`, sessions sharing one worktree; `overlap` and `merge` from the
+    radar."""
+    found = [{"kind": "lock", "sessions": [c["session"], c["lock"]["owner"]],
+              "paths": list(c["overlapping"]), **conflict_view(c, now)} for c in lock_conflicts]
+    found += [{"kind": "lock", "sessions": [first["owner"], second["owner"]],
+               "paths": unique_in_order(first["scope"] + second["scope"]),
+               "locks": [lock_view(first, now), lock_view(second, now)]}
+              for first, second in lock_pairs]
+    found += [{"kind": "worktree", "sessions": list(shared["sessions"]),
+               "paths": [shared["worktree"]]} for shared in worktrees]
+    return found + [dict(conflict) for conflict in radar_found]
 
 
 def status_payload(state, now, presence=None):
@@ -6240,8 +6686,8 @@ def note_presence(ctx, event):
     kind = ("waiting" if event["kind"] == "waiting" else "running"
             if event["kind"] == "run_command" and event["phase"] == "pre" else "working")
     record_seen(store, conversation, kind)
-    if event["phase"] == "pre":
-        return
+    if event["phase"] == "pre" or event["kind"] == "prompt":
+        return  # the agent waits on these: the state is told after an action only
     session = session_of_conversation(store.load(), conversation, ctx.machine)
     if session is None or folded_presence(session, kind, utc_now()) is None:
         return
@@ -6258,11 +6704,12 @@ def end_conversation(ctx, event):
     """A conversation ended (Claude Code's and Devin's SessionEnd, Cursor's sessionEnd). It is
     unbound; when it was its session's last live one (no other conversation of the session
     acted within the stale threshold), the session has ended: its locks over no uncommitted
-    change in its worktree are released, those over uncommitted work stay, marked, and a
-    note says which (end_of_session). A /clear (reason `clear`) ends nothing: the person
-    goes on in the same window. Idempotent: a second end finds the conversation unbound."""
+    change (in its recorded worktree, and in the one the event came from) are released,
+    those over uncommitted work stay, marked, and a note says which (end_of_session). A
+    /clear (reason `clear`) only unbinds: the person goes on in the same window and binds
+    the new conversation. Idempotent: a second end finds the conversation unbound."""
     conversation = event["conversation"]
-    if not conversation or event["source"] == "clear":
+    if not conversation:
         return ""
     store, checkout, _ = coordinating_checkout(ctx, event, event_folder(ctx, event))
     if store is None:
@@ -6272,14 +6719,14 @@ def end_conversation(ctx, event):
     if session is None:
         forget_seen(store, conversation)
         return ""
+    cleared = event["source"] == "clear"
     _, stale_after = hook_thresholds()
     now = utc_now()
     seen = read_seen(store)
-    live = [c for c in session.get("trajectories", []) if c != conversation and c in seen
-            and seconds_between(seen[c][0], now) <= stale_after]
-    worktree = session.get("worktree") if is_on_machine(session, ctx.machine) else None
-    uncommitted = None if live else uncommitted_paths(
-        worktree if worktree and os.path.isdir(worktree) else checkout)
+    live = cleared or [c for c in session.get("trajectories", []) if c != conversation
+                       and c in seen and seconds_between(seen[c][0], now) <= stale_after]
+    uncommitted = None if live else uncommitted_in(
+        [session.get("worktree") if is_on_machine(session, ctx.machine) else None, checkout])
     told = []
 
     def end(state):
@@ -6302,6 +6749,19 @@ def end_conversation(ctx, event):
     if told:  # for the agent's hook log: a session that ended reads nothing more
         print(f"orchestrator hook: {told[0]}", file=sys.stderr)
     return ""
+
+
+def uncommitted_in(checkouts):
+    """The uncommitted changes of every existing one of `checkouts` (a session's recorded
+    worktree, and the one its last event came from: it may have moved), hidden ones
+    included; None when git cannot tell for one of them."""
+    found = []
+    for checkout in unique_in_order(c for c in checkouts if c and os.path.isdir(c)):
+        paths = uncommitted_paths(checkout, hidden=True)
+        if paths is None:
+            return None
+        found += paths
+    return unique_in_order(found)
 
 
 def session_end_note(session_id, released, kept, uncommitted):
@@ -6428,7 +6888,7 @@ def write_verdict(ctx, event, file_path, tree=False, certain=True):
 
 
 def write_verdict_of_path(ctx, event, file_path, tree=False, certain=True):
-    store, path = store_and_path(ctx, event, file_path)
+    store, checkout, path = coordinating_checkout(ctx, event, file_path)
     if store is None and tree:  # a folder that holds a whole coordinated checkout
         store, path = store_and_path(ctx, event, event_folder(ctx, event))
         if store is None or not os.path.join(repository_of_state(store.path) or "", "").startswith(
@@ -6459,7 +6919,8 @@ def write_verdict_of_path(ctx, event, file_path, tree=False, certain=True):
         verdict, lock, _ = build_failure_verdict(state, session_id, path=path, now=now,
                                                  fold_case=ctx.fold_case)
     if verdict in (None, "fix"):
-        return ALLOW, ""
+        return ALLOW, "" if tree else changed_by_others(ctx, store, state, session_id,
+                                                        checkout, path, now)
     fields = {"path": shown, "owner": lock["owner"], "cli": cli_name(), "area": lock["area"],
               "until": lock["expires_at"], "reason": lock["reason"], "scope": lock["scope"],
               "you": session_id or "<your-session>"}
@@ -6471,6 +6932,24 @@ def write_verdict_of_path(ctx, event, file_path, tree=False, certain=True):
     return DENY, "\n".join([message("hook_blocked_folder" if tree and not path_in_lock(
         lock, path, ctx.fold_case) else "hook_blocked", **fields),
         message("hook_what_to_do" if session else "hook_unbound", **fields)])
+
+
+def changed_by_others(ctx, store, state, session_id, checkout, path, now):
+    """Before a write in one shared checkout: a note naming the other live sessions of this
+    worktree whose hooks recorded a change of the same file (a lookup; presence only when one
+    is found). Never a block: the radar reports it in every report too."""
+    if not checkout or not path:
+        return ""
+    here = os.path.realpath(checkout)
+    others = [s["id"] for s in state["active_sessions"] if s["id"] != session_id
+              and path in s.get("touched_files", ()) and s.get("worktree")
+              and is_on_machine(s, ctx.machine) and os.path.realpath(s["worktree"]) == here]
+    if not others:
+        return ""
+    seen = presences(state, read_seen(store), now, hook_thresholds(), ctx.machine)
+    live = [other for other in others if is_live(seen[other]["presence"])]
+    return message("radar_told_in_hook", path=path, others=", ".join(live), cli=cli_name(),
+                   you=session_id or "<your-session>") if live else ""
 
 
 def hook_thresholds():
@@ -7641,8 +8120,10 @@ def cmd_sync(ctx, args):
             presence = ctx.presence(state, now)  # registering is activity
         viewer = args.session
         conflicts = sessions_in_foreign_locks(state, now, viewer, ctx.is_folder, fold_case=ctx.fold_case)
+        radar_found = [] if transaction.offline else ctx.radar(state, presence)
         context = report_context(state, now, viewer, conflicts, swept, args.all_notes,
-                                 fold_case=ctx.fold_case, presence=presence)
+                                 fold_case=ctx.fold_case, presence=presence,
+                                 radar_found=radar_found)
     context.update(registered=created, lock=lock_view(lock, now) if lock else None,
                    kept_focus=kept_focus(session, created, args.focus) if registering else None,
                    forced=message("lock_taken_over", owners=", ".join(lock["taken_over_from"]))
@@ -7652,10 +8133,12 @@ def cmd_sync(ctx, args):
                    if forced_over else None)
     payload = {"swept": swept, "registered": created, "session": viewer,
                "lock": context["lock"], "forced_over": [lock_view(c, now) for c in forced_over],
-               "conflicts": [conflict_view(c, now) for c in conflicts],
+               "conflicts": conflict_objects(conflicts, context["overlaps"],
+                                             context["shared_worktrees"], radar_found, now),
                "taken_over_from": (lock or {}).get("taken_over_from", []),
                **status_payload(state, now, presence)}
     ctx.out.report("report.txt.j2", payload, command="sync", **context)
+    sweep_seen(ctx.store, time.time())
     return EXIT_OK
 
 
@@ -7767,10 +8250,13 @@ def cmd_status(ctx, args):
     state = ctx.store.load()
     conflicts = sessions_in_foreign_locks(state, now, session_id, ctx.is_folder, fold_case=ctx.fold_case)
     presence = ctx.presence(state, now)
-    context = report_context(state, now, session_id, conflicts,
-                             all_notes=args.all_notes, fold_case=ctx.fold_case, presence=presence)
+    radar_found = ctx.radar(state, presence)
+    context = report_context(state, now, session_id, conflicts, all_notes=args.all_notes,
+                             fold_case=ctx.fold_case, presence=presence, radar_found=radar_found)
     context.update(registered=None, lock=None, kept_focus=None, forced=None)
     payload = status_payload(state, now, presence)
+    payload["conflicts"] = conflict_objects(conflicts, context["overlaps"],
+                                            context["shared_worktrees"], radar_found, now)
     if ctx.store.warnings:
         payload["warnings"] = ctx.store.warnings
     ctx.out.report("report.txt.j2", payload, command="status", warnings=ctx.store.warnings,
@@ -7827,6 +8313,7 @@ def cmd_watch(ctx, args):
                 seen = signature
             if (signature, now) != drawn:  # a change, or a second of countdown
                 columns, rows = os.get_terminal_size(out.fileno())
+                presence = ctx.presence(state, now)
                 sharing = ctx.store.sharing
                 failed = sharing and read_text_or_none(sharing.refresh_failure_marker)
                 frame = watch_frame(state, now, columns, rows, session_id, color,
@@ -7835,7 +8322,7 @@ def cmd_watch(ctx, args):
                                         age=ctx.shared_age_text())),
                                     ctx.is_folder, fold_case=ctx.fold_case,
                                     shared_age=sharing and ctx.shared_age_text(),
-                                    presence=ctx.presence(state, now))
+                                    presence=presence, radar_found=ctx.radar(state, presence))
                 out.write("\x1b[H" + "\x1b[K\r\n".join(frame) + "\x1b[K\x1b[J")
                 out.flush()
                 drawn = (signature, now)
@@ -7944,7 +8431,8 @@ def cmd_check(ctx, args):
         state = ctx.store.load()
     except ValidationDeferred as deferred:  # never stall a session's start: say so, go on
         ctx.out.emit(message("check_deferred", reason=deferred.message, cli=cli_name()),
-                     {"conflicts": [], "fix_and_notify": [], "drift": [], "deferred": True})
+                     {"conflicts": [], "fix_and_notify": [], "overlaps": [], "drift": [],
+                      "deferred": True})
         return EXIT_OK
     now = utc_now()
     warn_unregistered(ctx, state, session_id)
@@ -7953,18 +8441,30 @@ def cmd_check(ctx, args):
         areas = session["touched_areas"]
     running_into = foreign_locks_in_the_way(state, session_id, areas, paths, now,
                                     is_folder=ctx.is_folder, fold_case=ctx.fold_case)
-    presence = ctx.presence(state, now) if running_into else None
-    found = [conflict_view(c, now, presence) for c in running_into]
+    others = session is not None and len(state["active_sessions"]) > 1
+    presence = ctx.presence(state, now) if running_into or others else None
+    # The radar only for a session asking about itself: a merge conflict predicted with
+    # another session is a conflict; an overlap is said, and changes nothing.
+    radar_found = [c for c in ctx.radar(state, presence) if session_id in c["sessions"]] if (
+        others and is_live(presence[session_id]["presence"])) else []
+    found = [{"kind": "lock", "sessions": [session_id] if session_id else [],
+              "paths": list(c["overlapping"]), **conflict_view(c, now, presence)}
+             for c in running_into]
     conflicts, shared = split_by_outside_fixes(found)
+    merges = [c for c in radar_found if c["kind"] == "merge"]
+    overlaps = [c for c in radar_found if c["kind"] == "overlap"]
+    for conflict in found:
+        conflict["sessions"].append(conflict["lock"]["owner"])
     drift = drift_paths(session_claims(session, state, ctx.is_repo_path), paths,
                         fold_case=ctx.fold_case) if session else []
-    payload = {"conflicts": conflicts, "fix_and_notify": shared, "drift": drift}
-    if not found and not drift:
+    payload = {"conflicts": conflicts + merges, "fix_and_notify": shared, "overlaps": overlaps,
+               "drift": drift}
+    if not found and not drift and not radar_found:
         ctx.out.emit("", payload)
         return EXIT_OK
     ctx.out.report("check_warning.txt.j2", payload, conflicts=conflicts, shared=shared,
-                   drift=drift, session=session_id, cli=cli_name())
-    return EXIT_REFUSED if conflicts else EXIT_OK  # notices and drift are warnings
+                   drift=drift, session=session_id, cli=cli_name(), radar=radar_found)
+    return EXIT_REFUSED if conflicts or merges else EXIT_OK  # notices and drift are warnings
 
 
 def cmd_build_failure(ctx, args):
@@ -8278,8 +8778,7 @@ def cmd_log(ctx, args):
 # ---------------------------------------------------------------------------- command line
 
 OUTSIDE_A_REPOSITORY = {"install", "hook", "commit-check"}  # commands that need no state here
-QUIET_COMMANDS = {"watch", "log", "hook", "commit-check", "install", "validate", "audit",
-                  "remote"}  # a person looking on, or no session's own act
+ACTIVITY_COMMANDS = {*WRITING_COMMANDS, "check", "build-failure"}  # a session's own acts
 
 
 class Context:
@@ -8319,11 +8818,21 @@ class Context:
         return presences(state, read_seen(self.store), now, self.presence_thresholds,
                          self.machine)
 
-    def note_activity(self, args):
-        """A command a session runs is a sign of life (watch and log only read)."""
+    def radar(self, state, presence):
+        """The radar's conflicts (see radar); a git too old to predict merges is said once."""
+        found, old_git = radar(self.main_root, state, presence, self.machine, time.time(),
+                               read_seen(self.store))
+        if old_git:
+            self.out.notice(message("radar_old_git", version=old_git))
+        return found
+
+    def note_activity(self, args, code):
+        """A command a session runs for itself is a sign of life: a write, the session-start
+        check, a build failure's question; not a report anyone may ask for, nor a command
+        refused as bad input."""
         session_id = getattr(args, "session", None)
-        if (args.command not in QUIET_COMMANDS and isinstance(session_id, str)
-                and is_kebab_case(session_id)):
+        if (args.command in ACTIVITY_COMMANDS and code in (EXIT_OK, EXIT_REFUSED)
+                and isinstance(session_id, str) and is_kebab_case(session_id)):
             record_seen(self.store, SESSION_KEY_PREFIX + session_id, "working")
 
     def names_a_file(self, scope):
@@ -8361,11 +8870,14 @@ class Context:
             vars(args).clear()
             vars(args).update(given)
             try:
-                return COMMANDS[args.command](self, args)
+                code = COMMANDS[args.command](self, args)
+                self.note_activity(args, code)
+                return code
             except RemoteMoved:
                 wait_to_retry(attempt)
-            finally:
-                self.note_activity(args)
+            except Refused:
+                self.note_activity(args, EXIT_REFUSED)
+                raise
         raise Busy(f"the shared state on {self.store.sharing.ref.describe()} kept moving: "
                    f"{SHARED_ATTEMPTS} attempts, each overtaken by another writer; nothing was "
                    "written, run the command again")

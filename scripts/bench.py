@@ -79,6 +79,7 @@ SYNC_OUTPUT_TARGET = 2.0     # sync's output at 1,000 notes against 10 notes
 SHIM_TARGET = 1.25           # x `python -c pass`: check and the hook through the shim (presence
                              # recorded; issue 28 allows 1.3)
 END_TARGET_MS = 300          # the session end hook through the shim (issue 28)
+RADAR_COLD_TARGET, RADAR_WARM_TARGET = 3.0, 1.2  # x status without the worktrees (issue 29)
 
 
 class BenchBroke(Exception):
@@ -522,6 +523,66 @@ def bench_shim(work, now, runs):
     return series(one_run, 1, runs)
 
 
+def bench_radar(work, runs):
+    """The radar (issue 29): 10 sessions in 10 worktrees, each with 20 changed files (two of
+    them the next session's too: one on the same lines, one not), against the same 10 sessions
+    with no worktree of their own to look at; cold (the radar's cache removed before each
+    run: every worktree read, every meeting pair merged in memory) and warm."""
+    repo = work / "radar" / "main"
+    repo.mkdir(parents=True)
+    git = lambda cwd, *a: subprocess.run(["git", "-C", str(cwd), *a], check=True,
+                                         capture_output=True)
+    git(repo, "init", "-q", "-b", "main")
+    for area in range(10):
+        (repo / f"src/area-{area}").mkdir(parents=True)
+        for number in range(30):
+            (repo / f"src/area-{area}/m{number}.py").write_text(
+                "".join(f"line {k}\n" for k in range(40)))
+    git(repo, "add", "-A")
+    git(repo, "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "base")
+    env = timed_env()
+    env["XDG_CACHE_HOME"] = str(work / "cache-radar")
+    for n in range(10):
+        tree = work / "radar" / f"wt{n}"
+        git(repo, "worktree", "add", "-q", "-b", f"w{n}", str(tree))
+        run_once(LAUNCH + ["sync", "--session", f"s{n}", "--focus", "radar bench", "--area",
+                           f"area-{n}"], env, tree)
+        # 18 files of its own area (line 5 of each), and 2 of the next session's: the same
+        # line 5 of m28 (a merge conflict), line 30 of m29 (an overlap that merges)
+        for number in [*range(16), 28, 29]:
+            path = tree / f"src/area-{n}/m{number}.py"
+            path.write_text(path.read_text().replace("line 5\n", f"line 5 by s{n}\n"))
+        for shared, line in ((f"src/area-{(n + 1) % 10}/m28.py", 5),
+                             (f"src/area-{(n + 1) % 10}/m29.py", 30)):
+            path = tree / shared
+            path.write_text(path.read_text().replace(f"line {line}\n", f"line {line} s{n}\n"))
+    state_path = repo / orchestrator.STATE_RELATIVE_PATH
+    with_worktrees = state_path.read_bytes()
+    without = with_worktrees.replace(str(work / "radar").encode(), b"/nowhere")
+    cache = orchestrator.radar_cache_path(str(repo.resolve())).replace(
+        orchestrator.user_cache_folder(), str(work / "cache-radar" / "session-orchestrator"))
+    status = LAUNCH + ["status"]
+
+    def one_run():
+        state_path.write_bytes(without)
+        run_once(status, env, repo)  # the state's cache for this content, not timed
+        plain = run_once(status, env, repo)
+        state_path.write_bytes(with_worktrees)
+        run_once(status, env, repo)
+        if os.path.exists(cache):
+            os.unlink(cache)
+        cold = run_once(status, env, repo)
+        warm = run_once(status, env, repo)
+        return {"status, no worktrees to read": plain, "status, radar cold": cold,
+                "status, radar warm": warm}
+    figures = series(one_run, 1, runs)
+    found = json.loads(subprocess.run(LAUNCH + ["--json", "status"], env=env, cwd=repo,
+                                      capture_output=True).stdout)["conflicts"]
+    figures["found"] = {kind: sum(1 for c in found if c["kind"] == kind)
+                        for kind in ("merge", "overlap")}
+    return figures
+
+
 # ---------------------------------------------------------------------------- report
 
 def ratio(value, base):
@@ -565,6 +626,12 @@ def print_scale(scale):
     shim = scale["shim"]
     for name, figures in shim.items():
         print(f"  {name:<38}{figures['median_ms']:>10.1f} ms")
+    for name, figures in scale["radar"].items():
+        if name == "found":
+            print(f"  the radar found {figures['merge']} merge conflicts and "
+                  f"{figures['overlap']} overlaps")
+        else:
+            print(f"  {name:<38}{figures['median_ms']:>10.1f} ms")
 
 
 def targets(results, baselines, stress, scale=None, shared=None):
@@ -645,6 +712,13 @@ def targets(results, baselines, stress, scale=None, shared=None):
         x = round(shim["note (shim)"]["median_ms"] / strict, 2)
         target(f"note (shim) <= {WRITE_TARGET:g}x import strictyaml", x, WRITE_TARGET,
                x <= WRITE_TARGET, "x")
+        radar = scale["radar"]
+        plain = radar["status, no worktrees to read"]["median_ms"]
+        for name, limit in (("status, radar cold", RADAR_COLD_TARGET),
+                            ("status, radar warm", RADAR_WARM_TARGET)):
+            x = round(radar[name]["median_ms"] / plain, 2)
+            target(f"{name} (10 worktrees, 20 changed files each) <= {limit:g}x status "
+                   "without them", x, limit, x <= limit, "x")
         ms = round(shim["session end hook (shim)"]["median_ms"])
         target(f"session end hook (shim), realistic state <= {END_TARGET_MS} ms", ms,
                END_TARGET_MS, ms <= END_TARGET_MS, " ms")
@@ -765,6 +839,8 @@ def main(argv=None):
             scale = bench_scale(work, repo, now, runs)
             print("  the installed shim ...", flush=True)
             scale["shim"] = bench_shim(work, now, runs)
+            print("  the radar over 10 worktrees ...", flush=True)
+            scale["radar"] = bench_radar(work, max(3, runs // 3))
         if not args.no_shared:
             print("  the state shared through a local bare remote ...", flush=True)
             shared = bench_shared(work, runs, 3 if args.quick else 5)

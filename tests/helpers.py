@@ -85,3 +85,15 @@ def cursor_answer(result):
     """The JSON object a Cursor hook printed (cursor.com/docs/agent/hooks: every path of a
     permission hook answers one)."""
     return json.loads(result.stdout)
+
+
+def committed_repo(path, files, branch="main"):
+    """A git repository at `path` whose first commit holds `files` ({relative path: text})."""
+    path.mkdir(parents=True, exist_ok=True)
+    git(path, "init", "-q", "-b", branch)
+    for name, text in files.items():
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_text(text)
+    git(path, "add", "-A")
+    git(path, "commit", "-qm", "base")
+    return path

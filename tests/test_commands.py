@@ -152,7 +152,9 @@ def test_sync_reports_conflicts_for_the_viewer(seeded, run):
     result = run("--json", "sync", "--session", "ops", "--focus", "f", "--area", "backend")
     assert result.code == 0
     payload = as_json(result)
-    assert [c["lock"]["owner"] for c in payload["conflicts"]] == ["api"]
+    locks = [c for c in payload["conflicts"] if c["kind"] == "lock"]
+    assert [(c["lock"]["owner"], c["sessions"]) for c in locks] == [("api", ["ops", "api"])]
+    assert {c["kind"] for c in payload["conflicts"]} == {"lock", "worktree"}  # one checkout
     text = run("sync", "--session", "ops").out
     assert "! ops works on" in text and "where api holds a lock on backend" in text
 
@@ -426,7 +428,7 @@ def test_status_json_has_the_five_keys(seeded, run):
         result = run(*argv)
         assert result.code == 0 and result.err == ""
         payload = as_json(result)
-        assert set(payload) == set(o.TOP_LEVEL_KEYS)
+        assert set(payload) == {*o.TOP_LEVEL_KEYS, "conflicts"}  # the five, and conflicts
         (view,) = payload["locks"]
         assert view["expired"] is False
         assert view["remaining_seconds"] == 7200
@@ -1019,7 +1021,7 @@ def test_cli_exit_codes_end_to_end(cli, state_path):
     assert state_path.read_bytes() == before
 
     status = cli("--json", "status", input="")
-    assert status.code == 0 and set(json.loads(status.out)) == set(o.TOP_LEVEL_KEYS)
+    assert status.code == 0 and set(json.loads(status.out)) == {*o.TOP_LEVEL_KEYS, "conflicts"}
 
     state_path.write_text("locks: [\n", encoding="utf-8")
     broken = state_path.read_bytes()

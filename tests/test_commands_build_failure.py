@@ -738,7 +738,7 @@ def test_check_path_outside_the_touched_areas_is_drift(clock, run, session, stat
     assert "Conflict" not in result.out
     payload = as_json(run("--json", "check", "--session", "api", "--path", "docs/readme.md",
                           "--path", "src/api/x.py", "--path", "README.md"))
-    assert payload == {"conflicts": [], "fix_and_notify": [],
+    assert payload == {"conflicts": [], "fix_and_notify": [], "overlaps": [],
                        "drift": ["docs/readme.md", "README.md"]}
     assert state_path.read_bytes() == before
 
@@ -754,7 +754,7 @@ def test_check_session_with_only_name_areas_gets_no_drift(clock, run, session):
     result = run("check", "--session", "api", "--path", "docs/readme.md")
     assert (result.code, result.out, result.err) == (0, "", "")
     assert as_json(run("--json", "check", "--session", "api", "--path", "docs/readme.md")) == {
-        "conflicts": [], "fix_and_notify": [], "drift": []}
+        "conflicts": [], "fix_and_notify": [], "overlaps": [], "drift": []}
 
 
 def test_check_name_area_that_exists_on_disk_counts_as_a_path(clock, run, session, repo):
@@ -778,7 +778,7 @@ def test_check_own_lock_scopes_count_as_claims(clock, run, session):
     lock_ok(run, "api", "backend", "src/api", reason="r")
     assert run("check", "--session", "api", "--path", "src/api/x.py").code == 0
     payload = as_json(run("--json", "check", "--session", "api", "--path", "lib/y.py"))
-    assert payload == {"conflicts": [], "fix_and_notify": [], "drift": ["lib/y.py"]}
+    assert payload == {"conflicts": [], "fix_and_notify": [], "overlaps": [], "drift": ["lib/y.py"]}
 
 
 def test_check_drift_and_conflict_are_reported_separately(clock, run, session):

@@ -558,3 +558,12 @@ def test_registering_an_existing_session_adds_areas_and_keeps_the_rest():
     assert (session["focus"], session["status"]) == ("focus", "in_progress")
     assert session["touched_areas"] == ["backend", "ui"]
     assert session["last_updated"] == LATER
+
+
+@given(st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30, 23, 59, 59)),
+       st.sampled_from([timedelta(0), timedelta(hours=5, minutes=30), timedelta(hours=-8)]))
+def test_epoch_seconds_reads_a_moment_as_datetime_does(moment, offset):
+    """The arithmetic reading of the state's moments (the hooks' presence) agrees with
+    datetime, the judge, on every day from year 1 to 9999, and other offsets go to it."""
+    aware = moment.replace(microsecond=0, tzinfo=timezone(offset))
+    assert o.epoch_seconds(aware.isoformat()) == int(aware.timestamp())

@@ -31,7 +31,7 @@ from datetime import timedelta
 import pytest
 
 import orchestrator as o
-from helpers import as_json, assert_usage_error, at, git, lock, lock_ok, read_state
+from helpers import as_json, assert_usage_error, at, committed_repo, git, lock, lock_ok, read_state
 
 CLI = "sh .windsurf/bin/orchestrator"
 
@@ -408,13 +408,28 @@ def test_a_sessions_end_releases_unchanged_locks_and_keeps_the_ones_over_uncommi
     assert [l["owner"] for l in state_of(shop)["locks"]] == ["beta"]
 
 
-def test_clear_ends_nothing_and_the_end_of_one_of_two_conversations_ends_nothing(shop):
+def test_clear_only_unbinds_and_the_next_conversations_end_ends_the_session(shop):
+    """/clear (reason `clear`): the person goes on in the same window; the cleared conversation
+    is unbound and ends nothing. The new conversation binds with its first command, and its
+    end is the session's end."""
     bind_event, bind_at, end_event, end_at, _, _ = claude_events(shop, "conv-1")
     fire(shop, installed_line(shop, "claude", *bind_at), bind_event)
-    before = (shop / o.STATE_RELATIVE_PATH).read_bytes()
     cleared = fire(shop, installed_line(shop, "claude", *end_at), {**end_event, "reason": "clear"})
-    assert cleared.returncode == 0 and (shop / o.STATE_RELATIVE_PATH).read_bytes() == before
-    # a second conversation of alpha runs a long command; the first one ends meanwhile
+    assert cleared.returncode == 0 and cleared.stdout == ""
+    alpha = next(s for s in state_of(shop)["active_sessions"] if s["id"] == "alpha")
+    assert "trajectories" not in alpha and "ended_at" not in alpha
+    assert {l["area"] for l in state_of(shop)["locks"]} == {"api", "web"}
+    after_clear, _, next_end, _, _, _ = claude_events(shop, "conv-1b")
+    fire(shop, installed_line(shop, "claude", *bind_at), after_clear)
+    fire(shop, installed_line(shop, "claude", *end_at), next_end)
+    assert presence_in(shop)["alpha"] == "ended"
+    assert [l["area"] for l in state_of(shop)["locks"]] == ["web"]
+
+
+def test_the_end_of_one_of_two_conversations_ends_nothing(shop):
+    """A second conversation of alpha runs a long command; the first one ends meanwhile."""
+    bind_event, bind_at, end_event, end_at, _, _ = claude_events(shop, "conv-1")
+    fire(shop, installed_line(shop, "claude", *bind_at), bind_event)
     second_bind, _, _, _, _, _ = claude_events(shop, "conv-2")
     fire(shop, installed_line(shop, "claude", *bind_at), second_bind)
     build = {**second_bind, "tool_use_id": "t2", "tool_input": {"command": "sleep 600"}}
@@ -479,3 +494,105 @@ def test_install_adds_the_end_waiting_and_prompt_events_to_every_agent(shop):
         json.loads((shop / o.DEVIN_HOOKS_PATH).read_text()))
     assert {"pre_user_prompt", "post_cascade_response"} <= set(
         json.loads((shop / o.WINDSURF_HOOKS_PATH).read_text())["hooks"])
+
+
+# ---------------------------------------------------------------------------- what a review found
+
+def test_a_planted_record_is_skipped_and_the_hook_still_blocks(clock, run, session, monkeypatch,
+                                                               state_path):
+    """A record no hook wrote (a time of inf, nan, or still to come) is not believed: reports
+    work, and a gone session is not kept alive by a record from the future."""
+    session("alpha")
+    session("beta")
+    lock_ok(run, "alpha", "api", "src/api")
+    bind(run, monkeypatch, "conv-b", "beta")
+    folder = state_path.parent
+    (folder / "seen-00000000-1").write_text("working\ninf\nx")
+    (folder / "seen-00000001-1").write_text("working\nnan\ny")
+    planted = o.seen_record_path(o.Store(str(state_path)), "session:alpha")
+    with open(planted, "w") as handle:
+        handle.write(f"working\n{4102444800.0:020.6f}\nsession:alpha")  # 2100-01-01
+    clock.tick(timedelta(hours=1, minutes=1))
+    assert presence(run)["alpha"][0] == "stale"
+    edit = claude("PreToolUse", "conv-b", tool_name="Edit", tool_use_id="t1",
+                  tool_input={"file_path": os.path.join(os.getcwd(), "src/api/x.py")})
+    denied = json.loads(hook(run, monkeypatch, edit).out)["hookSpecificOutput"]
+    assert denied["permissionDecision"] == "deny"
+
+
+def test_a_failed_command_and_a_report_are_no_sign_of_life(clock, run, session):
+    session("alpha")
+    clock.tick(timedelta(hours=2))
+    assert run("update", "--session", "alpha", "--status", "bogus").code == 2
+    assert run("status", "--session", "alpha").code == 0
+    assert presence(run)["alpha"][0] == "stale"
+    assert run("update", "--session", "alpha", "--add-note", "back").code == 0
+    assert presence(run)["alpha"][0] == "working"
+
+
+def test_waiting_and_prompts_tell_the_state_at_most_once_a_minute(clock, run, session,
+                                                                  monkeypatch, state_path):
+    session("alpha")
+    bind(run, monkeypatch, "conv-a", "alpha")
+    clock.tick(timedelta(minutes=3))
+    hook(run, monkeypatch, claude("Stop", stop_hook_active=False))  # told: 3 minutes on
+    told = state_path.read_bytes()
+    for _ in range(4):
+        clock.tick(timedelta(seconds=10))
+        hook(run, monkeypatch, claude("UserPromptSubmit", prompt="go"))
+        hook(run, monkeypatch, claude("Stop", stop_hook_active=False))
+    assert state_path.read_bytes() == told
+    assert presence(run)["alpha"] == ("waiting", at(minutes=3, seconds=40))
+
+
+def end_alpha(shop, cwd=None):
+    bind_event, bind_at, end_event, end_at, _, _ = claude_events(shop, "conv-e")
+    if cwd:
+        bind_event = {**bind_event, "cwd": str(cwd)}
+        end_event = {**end_event, "cwd": str(cwd)}
+    assert fire(shop, installed_line(shop, "claude", *bind_at), bind_event).returncode == 0
+    ended = fire(shop, installed_line(shop, "claude", *end_at), end_event)
+    assert ended.returncode == 0, ended
+    return {l["area"]: l.get("left_uncommitted") for l in state_of(shop)["locks"]}
+
+
+def lock_alpha(shop, area, scope):
+    subprocess.run(["sh", "-c", f"{CLI} lock --session alpha --area {area} --scope '{scope}' "
+                                "--reason r"], cwd=shop, env=agent_env(shop), check=True,
+                   capture_output=True)
+
+
+def test_an_end_keeps_a_lock_over_changes_inside_a_nested_repository(shop):
+    nested = shop / "vendor" / "lib"
+    nested.mkdir(parents=True)
+    git(nested, "init", "-q", "-b", "main")
+    (nested / "f.c").write_text("int x;\n")
+    lock_alpha(shop, "vendor", "vendor/lib/**/*.c")
+    assert end_alpha(shop)["vendor"] == ["vendor/lib/"]  # git names the repository, not its files
+
+
+def test_an_end_keeps_a_lock_over_changes_inside_a_submodule(shop, tmp_path):
+    upstream = committed_repo(tmp_path / "upstream", {"x.c": "int x;\n"})
+    git(shop, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(upstream),
+        "vendor/lib")
+    git(shop, "commit", "-qm", "submodule")
+    (shop / "vendor/lib/x.c").write_text("int y;\n")
+    lock_alpha(shop, "vendor", "vendor/lib/x.c")
+    assert end_alpha(shop)["vendor"] == ["vendor/lib/"]
+
+
+def test_an_end_keeps_a_lock_over_an_edit_git_was_told_not_to_see(shop):
+    git(shop, "update-index", "--assume-unchanged", "docs/x.md")
+    (shop / "docs/x.md").write_text("edited\n")
+    lock_alpha(shop, "docs", "docs")
+    assert end_alpha(shop)["docs"] == ["docs/x.md"]
+
+
+def test_an_end_looks_at_the_worktree_the_session_moved_to(shop, tmp_path):
+    """alpha registered in the main checkout, then went on in a linked worktree: the end,
+    sent from there, looks at both."""
+    (shop / "src/web/page.py").write_text("x = 1\n")  # nothing uncommitted in the main one
+    other = tmp_path / "other"
+    git(shop, "worktree", "add", "-q", "-b", "side", str(other))
+    (other / "src/api/a.py").write_text("changed there\n")
+    assert end_alpha(shop, cwd=other) == {"api": ["src/api/a.py"]}

@@ -281,6 +281,41 @@ def test_a_take_over_across_machines_is_refused_while_the_holder_lives_and_logge
     assert seen_on_a["global_notes"][-1].startswith("[web] took over api")
 
 
+def test_a_merge_conflict_with_another_machines_branch_is_predicted_from_the_fetched_branch(
+        shared):
+    """b's session works on branch feat-web (committed, pushed) and its hooks record README;
+    a's session changes the same lines without committing. a fetches: its report predicts the
+    merge conflict from b's branch as fetched, and says how old that is."""
+    remote, a, b = shared
+    git(b.folder, "checkout", "-q", "-b", "feat-web")
+    b.sync("web", "frontend")
+    time.sleep(1.1)  # b's commit comes after the second its session started in
+    (b.folder / "README").write_text("shared, as web has it\n")
+    git(b.folder, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "web's work")
+    git(b.folder, "push", "-q", "origin", "feat-web")
+    for event in ({"tool_name": "Bash", "hook_event_name": "PostToolUse",
+                   "tool_input": {"command": "sh .windsurf/bin/orchestrator update --session "
+                                             "web --status in_progress"}},
+                  {"tool_name": "Write", "hook_event_name": "PostToolUse",
+                   "tool_input": {"file_path": str(b.folder / "README"), "content": "x"}}):
+        proc = subprocess.run([sys.executable, os.path.join(o.HERE, "orchestrator.py"), "hook"],
+                              cwd=b.folder, env=b.env(), text=True, capture_output=True,
+                              input=json.dumps({"session_id": "conv-web", "cwd": str(b.folder),
+                                                "transcript_path": "", "tool_use_id": "t",
+                                                **event}), timeout=60)
+        assert proc.returncode == 0, proc.stderr
+    (a.folder / "README").write_text("shared, as api has it\n")
+    git(a.folder, "fetch", "-q", "origin")
+    payload = json.loads(a.run("--json", "status").stdout)
+    (merge,) = [c for c in payload["conflicts"] if c["kind"] == "merge"]
+    assert merge["sessions"] == ["api", "web"] and merge["paths"] == ["README"]
+    assert merge["remote"]["session"] == "web"
+    assert merge["remote"]["ref"] == "refs/remotes/origin/feat-web"
+    assert 0 <= merge["remote"]["fetched_seconds"] < 120
+    report = a.run("status").stdout
+    assert "web's side is refs/remotes/origin/feat-web as fetched" in report
+
+
 def test_a_session_records_its_machine_and_other_machines_paths_are_not_used_here(shared):
     remote, a, b = shared
     b.sync("web", "frontend")
