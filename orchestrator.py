@@ -49,15 +49,16 @@ Sections, in the order data flows (none uses a later one; tests/test_module_layo
   13. presence — who is working, waiting, idle, stale or ended, from what the hooks
       saw; a session's end
   14. radar — overlaps nobody declared, and merge conflicts predicted in memory by git
-  15. input checks — flags and values; every command's flags, declared once
-  16. rendering — reports and messages from templates
-  17. hooks — each agent's events and answers, the shell reader, the verdicts, the report
+  15. messages — notes addressed to sessions, delivered once
+  16. input checks — flags and values; every command's flags, declared once
+  17. rendering — reports and messages from templates
+  18. hooks — each agent's events and answers, the shell reader, the verdicts, the report
       after a command
-  18. the pack — install: the workflows, prompts, hooks and shim
-  19. questions (a person at a terminal) — questionary for what is missing
-  20. output — one JSON line or text
-  21. commands — parse -> load -> policy -> save -> render, one function each
-  22. command line — the context, argparse's parser, main()
+  19. the pack — install: the workflows, prompts, hooks and shim
+  20. questions (a person at a terminal) — questionary for what is missing
+  21. output — one JSON line or text
+  22. commands — parse -> load -> policy -> save -> render, one function each
+  23. command line — the context, argparse's parser, main()
 
 Exit codes: 0 done; 1 refused or conflict found (nothing written); 2 bad input or usage
 (nothing written); 3 the state file cannot be read or breaks the schema (file untouched);
@@ -132,7 +133,7 @@ NOTES_SHOWN = 10  # the newest notes a report shows (global, and each session's)
 # whether a file must have it). The strictyaml schema, the emitter and the reader all follow
 # this one table (global_notes holds plain text).
 #   holds: "id" a session id, "text", "status" one of SESSION_STATUSES, "texts" a list of
-#          text, "moment" a timestamp, "flag" true or false
+#          text, "moment" a timestamp, "flag" true or false, "count" a whole number
 #   REQUIRED; DEFAULTED may be left out, the reader fills it in ([], "", or for last_updated
 #   started_at); OMISSIBLE may be left out and stays out (fields the seed does not have)
 REQUIRED, DEFAULTED, OMISSIBLE = "required", "defaulted", "omissible"
@@ -145,7 +146,8 @@ ENTRY_FIELDS = {
         ("branch", "text", OMISSIBLE), ("trajectories", "texts", OMISSIBLE),
         ("touched_files", "texts", OMISSIBLE), ("machine", "text", OMISSIBLE),
         ("last_seen", "moment", OMISSIBLE), ("waiting_since", "moment", OMISSIBLE),
-        ("ended_at", "moment", OMISSIBLE)),
+        ("ended_at", "moment", OMISSIBLE), ("inbox", "texts", OMISSIBLE),
+        ("inbox_read", "texts", OMISSIBLE), ("notes_seen", "count", OMISSIBLE)),
     "locks": (
         ("area", "text", REQUIRED), ("owner", "id", REQUIRED), ("scope", "texts", REQUIRED),
         ("reason", "text", REQUIRED), ("expected_instability", "flag", REQUIRED),
@@ -377,7 +379,7 @@ def validator_for(holds):
         return sy.Enum(list(SESSION_STATUSES))
     if holds == "texts":
         return sy.EmptyList() | sy.Seq(sy.Str())
-    return {"text": sy.Str, "moment": sy.Datetime, "flag": sy.Bool}[holds]()
+    return {"text": sy.Str, "moment": sy.Datetime, "flag": sy.Bool, "count": sy.Int}[holds]()
 
 
 def entry_schema(key, any_field_may_be_missing=False):
@@ -870,6 +872,8 @@ def escape_codepoint(ch):
 def yaml_scalar(value):
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
     return yaml_string(value)
 
 
@@ -2746,7 +2750,8 @@ def register_session(state, session_id, focus, areas, status, now, extra=None):
                 session["touched_areas"].append(area)
         return session, False
     session = {"id": session_id, "focus": focus, "status": status, "touched_areas": list(areas),
-               "risks": [], "notes": [], "started_at": now, "last_updated": now}
+               "risks": [], "notes": [], "started_at": now, "last_updated": now,
+               "notes_seen": len(state["global_notes"])}  # a new session starts from here
     session.update({k: v for k, v in (extra or {}).items() if v})
     state["active_sessions"].append(session)
     return session, True
@@ -3685,6 +3690,160 @@ def radar(main_root, state, presence, machine, now_seconds, seen=None):
     return radar_conflicts(pairs, predictions), old_git
 
 
+# ---------------------------------------------------------------------------- messages
+
+# Notes addressed to sessions, delivered into the conversation they are for, once. A session's
+# unread messages live in its entry (`inbox`), the ones it has read in `inbox_read` (the newest
+# INBOX_READ_KEPT), and how many global notes it has been shown in `notes_seen`: a global note
+# is shown to a session once, never re-injected. Each message is one text, "MOMENT [FROM] TEXT".
+# A lock refused to someone tells its holder without writing the state (a refusal writes
+# nothing): a small record beside the state, delivered with the messages. Policy first.
+
+DELIVERY_MESSAGES, DELIVERY_CHARS = 5, 2000  # the most one delivery puts into a conversation
+INBOX_READ_KEPT = 20
+MOMENT_CHARS = len("2026-01-01T00:00:00+00:00")
+
+
+def message_entry(at, sender, text):
+    return f"{at} [{sender or '(unsigned)'}] {text}"
+
+
+def parse_message(entry):
+    """{"at", "from", "text"} of an inbox entry; a hand-written one that does not parse is
+    text from nobody in particular."""
+    at, _, rest = entry.partition(" ")
+    sender, close, text = rest[1:].partition("] ") if rest.startswith("[") else ("", "", rest)
+    if len(at) != MOMENT_CHARS or not close:
+        return {"at": None, "from": None, "text": entry}
+    return {"at": at, "from": sender, "text": text}
+
+
+def address_note(state, recipients, sender, text, now):
+    """Put a note into each recipient's inbox (an unread one the same from the same sender is
+    not added twice): the recipients that got it."""
+    reached = []
+    for recipient in recipients:
+        session = find_session(state, recipient)
+        if session is None:
+            continue
+        unread = session.get("inbox", [])
+        if any(parse_message(e)["from"] == (sender or "(unsigned)")
+               and parse_message(e)["text"] == text for e in unread):
+            continue
+        session["inbox"] = unread + [message_entry(now, sender, text)]
+        reached.append(recipient)
+    return reached
+
+
+def unseen_notes(session, global_notes):
+    """The global notes added since `session` was last shown them, not its own; a session
+    from before messages existed has seen them all."""
+    seen = max(session.get("notes_seen", len(global_notes)), 0)  # a hand edit may say -1
+    own = f"[{session['id']}] "
+    return [note for note in global_notes[seen:] if not note.startswith(own)]
+
+
+def take_delivery(session, global_notes):
+    """What one delivery brings the session, and the marks that it did: (messages, newest
+    first, as parsed, then new global notes; how many unread messages stay for `inbox`). At
+    most DELIVERY_MESSAGES items and DELIVERY_CHARS characters; delivered messages move to
+    `inbox_read`, and the global notes count as seen."""
+    unread = list(reversed(session.get("inbox", [])))
+    items, used = [], 0
+    for kind, text in [("message", e) for e in unread] + [
+            ("note", n) for n in reversed(unseen_notes(session, global_notes))]:
+        if len(items) == DELIVERY_MESSAGES or (items and used + len(text) > DELIVERY_CHARS):
+            break  # the first always goes: one note can be as long as a note may be
+        items.append((kind, text))
+        used += len(text)
+    delivered = [text for kind, text in items if kind == "message"]
+    left = [entry for entry in session.get("inbox", []) if entry not in delivered]
+    apply_fields(session, {"inbox": left or None, "notes_seen": len(global_notes),
+                           "inbox_read": (session.get("inbox_read", []) + list(
+                               reversed(delivered)))[-INBOX_READ_KEPT:] or None})
+    return ([{**parse_message(text), "kind": "message"} if kind == "message" else
+             {"at": None, "from": None, "text": text, "kind": "global"}
+             for kind, text in items], len(left))
+
+
+def read_all(session):
+    """`inbox`: every message, newest first, each marked unread or not; all are read now."""
+    unread, read = session.get("inbox", []), session.get("inbox_read", [])
+    listed = ([{**parse_message(e), "unread": True} for e in reversed(unread)]
+              + [{**parse_message(e), "unread": False} for e in reversed(read)])
+    apply_fields(session, {"inbox": None,
+                           "inbox_read": (read + unread)[-INBOX_READ_KEPT:] or None})
+    return listed
+
+
+# -- notices for a lock's holder: records beside the state
+# A lock refused (someone waits) and a build failure reported inside a lock tell the lock's
+# holder. Both commands end with exit 1, which writes nothing into the state: the notice is a
+# small record beside it, delivered with the messages on this machine, taken once.
+
+NOTICE_PREFIX, TOLD_PREFIX = "notice-", "told-"
+NOTICE_KINDS = ("waiting", "build_failure")
+
+
+def notice_path(store, prefix, holder, kind, sender, items):
+    import binascii
+    key = "\n".join((holder, kind, sender, *items)).encode("utf-8", "surrogatepass")
+    return os.path.join(os.path.dirname(store.path), f"{prefix}{binascii.crc32(key):08x}")
+
+
+def leave_notice(store, kind, holder, sender, area, items, at, once=False):
+    """Tell `holder` that `sender` waits for `items` (scopes) in its lock on `area`, or found
+    the build failing at `items` (a path or an area) there; with `once`, never again for the
+    same sender and items, else again once the last one was delivered. Never through a
+    symlink; nothing when it cannot be written."""
+    if once and os.path.lexists(notice_path(store, TOLD_PREFIX, holder, kind, sender, items)):
+        return
+    record = "\n".join((holder, kind, sender, at, area, *items)).encode("utf-8", "surrogatepass")
+    try:
+        store.check_folders()
+        fd = open_regular(notice_path(store, NOTICE_PREFIX, holder, kind, sender, items),
+                          os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, record)
+        finally:
+            os.close(fd)
+    except (OSError, OrchestratorError, ValueError):
+        pass  # one like it waits already, or none can be written
+
+
+def take_notices(store, holder):
+    """The notices for `holder`, each taken once: a record is renamed to its told- name (or
+    removed) by whoever delivers it first. [{"kind", "from", "at", "area", "paths"}]."""
+    folder = os.path.dirname(store.path)
+    try:
+        names = [n for n in os.listdir(folder) if n.startswith(NOTICE_PREFIX)]
+    except OSError:
+        return []
+    taken = []
+    for name in sorted(names):
+        path = os.path.join(folder, name)
+        try:
+            fields = (read_regular(path) or b"").decode("utf-8", "surrogatepass").split("\n")
+        except (OSError, ValueError, OrchestratorError):
+            continue
+        if len(fields) < 6 or fields[0] != holder or fields[1] not in NOTICE_KINDS:
+            continue
+        try:
+            os.rename(path, os.path.join(folder, TOLD_PREFIX + name[len(NOTICE_PREFIX):]))
+        except OSError:
+            continue  # another delivery took it
+        taken.append({"kind": fields[1], "from": fields[2], "at": fields[3], "area": fields[4],
+                      "paths": fields[5:]})
+    return taken
+
+
+def has_notices(store):
+    try:
+        return any(n.startswith(NOTICE_PREFIX) for n in os.listdir(os.path.dirname(store.path)))
+    except OSError:
+        return False
+
+
 # ---------------------------------------------------------------------------- input checks
 
 class Arguments:
@@ -3912,9 +4071,13 @@ COMMAND_FLAGS = {
         YOUR_SESSION,
         ("--outcome", VALUE, "brief summary of what was done", {}),
         ("--file", VALUES, "key file changed (repeatable)", {}))),
-    "note": ("add a note every session sees", (
+    "note": ("add a note every session sees, or one for the sessions named with --to", (
         ("text", TEXT, None, {}),
-        ("--session", VALUE, "the session writing the note", {}))),
+        ("--session", VALUE, "the session writing the note", {}),
+        ("--to", VALUES, "a session the note is for (repeatable); without it the note is "
+                         "global", {"metavar": "SESSION"}))),
+    "inbox": ("list a session's messages, newest first, and mark them read", (
+        YOUR_SESSION,)),
     "check": ("silent session-start check: exit 1 with a warning on conflict", (
         YOUR_SESSION,
         ("--area", VALUES, None, {}),
@@ -3962,7 +4125,8 @@ COMMAND_FLAGS = {
 
 
 # The tool's writing commands: running one with --session binds a conversation to it.
-WRITING_COMMANDS = ("sync", "lock", "renew", "unlock", "update", "complete", "note", "directive")
+WRITING_COMMANDS = ("sync", "lock", "renew", "unlock", "update", "complete", "note", "directive",
+                    "inbox")
 # Commands whose plain command lines skip argparse: those that run all the time or write.
 FAST_PATH_COMMANDS = ("check", "hook", "commit-check") + WRITING_COMMANDS
 
@@ -4079,9 +4243,10 @@ def watch_frame(state, now, width, height, session_id=None, color=True, error=No
             when = f"{seen['presence']:<7} {humanize_short(seconds_between(seen['last_seen'], now)):<5}"
         else:
             when = f"idle {humanize_short(seconds_between(session['last_updated'], now)):<5}"
+        unread = len(session.get("inbox", []))
         return (f"  {session['id']:<12} {session['status']:<11} "
                 f"{as_label(place) if place else '':<15} {when} "
-                f"{clean_text(one_line(session['focus']))}")
+                + (f"✉{unread} " if unread else "") + clean_text(one_line(session["focus"])))
 
     if presence is None:
         lines.append((f"SESSIONS ({len(state['active_sessions'])})", "1"))
@@ -6626,18 +6791,22 @@ def handle_hook_event(ctx, event):
     if event["kind"] == "session_end":
         return ALLOW, end_conversation(ctx, event)
     note_presence(ctx, event)
-    if event["phase"] == "presence":
-        return ALLOW, ""
+    if event["phase"] == "presence":  # a prompt is where Claude Code and Devin take context
+        return ALLOW, deliver_to_conversation(ctx, event) if event["kind"] == "prompt" and event[
+            "dialect"] in ("claude", "devin") else ""
     if event["kind"] == "session_start":
-        return ALLOW, session_start_check(ctx, event)
+        return ALLOW, "\n".join(text for text in (session_start_check(ctx, event),
+                                                   deliver_to_conversation(ctx, event)) if text)
     if event["kind"] == "setup_worktree":
         return ALLOW, worktree_check(ctx, event)
     if event["kind"] == "run_command":
         bind_from_command(ctx, event)
         if event["phase"] == "pre":
             return shell_command_verdict(ctx, event)
-        if event["phase"] == "post":
-            return ALLOW, report_command_changes(ctx, event)
+        if event["phase"] == "post":  # Cursor takes context after a tool, not on a prompt
+            return ALLOW, "\n".join(text for text in (
+                report_command_changes(ctx, event), deliver_to_conversation(ctx, event)
+                if event["dialect"] == "cursor" else "") if text)
         return ALLOW, ""
     if event["kind"] != "write" or not event["file_path"] or event["phase"] not in ("pre", "post"):
         return ALLOW, ""  # an event we do not know is never answered as a pre-event
@@ -6777,6 +6946,40 @@ def session_end_note(session_id, released, kept, uncommitted):
                              else "", cli=cli_name()))
     return message("session_ended_note", session=session_id,
                    what=" ".join(parts) or message("session_ended_nothing"))
+
+
+def deliver_to_conversation(ctx, event):
+    """The unread messages of the session bound to the event's conversation, delivered once
+    (deliver), or ""."""
+    if not event["conversation"]:
+        return ""
+    store, _ = store_and_path(ctx, event, event_folder(ctx, event))
+    session = store and session_of_conversation(store.load(), event["conversation"],
+                                                ctx.machine)
+    return deliver(store, session["id"])[0] if session else ""
+
+
+def deliver(store, session_id):
+    """What waits for a session (its unread messages, the global notes it has not been shown,
+    who waits for its locks), framed as data, and marked delivered in the same write, so that
+    two conversations or two hooks racing never deliver one twice: (text or "", the items).
+    Nothing is written when nothing waits (a lookup)."""
+    state = store.load()
+    session = find_session(state, session_id)
+    if session is None:
+        return "", []
+    got = {"items": [], "left": 0}
+    if session.get("inbox") or unseen_notes(session, state["global_notes"]):
+        def take(state):
+            found = find_session(state, session_id)
+            if found is not None:
+                got["items"], got["left"] = take_delivery(found, state["global_notes"])
+        write_retrying(store, take)
+    waiting = take_notices(store, session_id) if has_notices(store) else []
+    if not got["items"] and not waiting:
+        return "", []
+    return render("delivery.txt.j2", session=session_id, items=got["items"], left=got["left"],
+                  waiting=waiting, cli=cli_name()).strip(), got["items"] + waiting
 
 
 def record_touched(store, conversation, paths, machine=None):
@@ -8047,19 +8250,29 @@ def conflict_refusal(conflicts, now, scopes=(), ctx=None, presence=None):
                                   for c, e in zip(conflicts, examples)]})
 
 
+def tell_waiting(ctx, locks, requester, scopes, now):
+    """A refused lock tells each holder, once per requester and scope, that someone waits:
+    beside the state, which a refusal leaves as it was."""
+    for lock in locks:
+        leave_notice(ctx.store, "waiting", lock["owner"], requester, lock["area"], scopes, now,
+                     once=True)
+
+
 def gone_holders(presence):
     """The sessions whose locks `--take-over` may take: stale or ended ones."""
     return {session_id for session_id, seen in presence.items() if is_gone(seen["presence"])}
 
 
 def tell_take_over(ctx, state, lock, presence, now):
-    """A take-over is told to everyone (a note signed by the taker, shown by every report) and
-    written into the shared history as one."""
-    owners = ", ".join(f"{owner} ({message('holder_state', presence=presence[owner]['presence'], silent=humanize_seconds(presence_view(presence[owner], now)['silent_seconds']))})"
-                       if owner in presence else owner for owner in lock["taken_over_from"])
-    state["global_notes"].append(signed_note(message(
-        "taken_over_note", taker=lock["owner"], area=lock["area"], scope=lock["scope"],
-        owners=owners), lock["owner"]))
+    """A take-over is told to each former owner (a message into its inbox), shown by every
+    report (the lock says whom it was taken from) and written into the shared history as
+    one."""
+    for owner in lock["taken_over_from"]:
+        seen = message("holder_state", presence=presence[owner]["presence"], silent=humanize_seconds(
+            presence_view(presence[owner], now)["silent_seconds"])) if owner in presence else "gone"
+        address_note(state, [owner], lock["owner"], message(
+            "taken_over_told", taker=lock["owner"], area=lock["area"], scope=lock["scope"],
+            presence=seen, cli=cli_name()), now)
     if ctx.store.sharing is not None:
         _, session_id, machine = ctx.store.sharing.purpose
         ctx.store.sharing.purpose = ("lock --take-over", session_id, machine)
@@ -8113,6 +8326,7 @@ def cmd_sync(ctx, args):
                     is_file=ctx.names_a_file,
                     take_over=gone_holders(presence) if args.take_over else ())
                 if lock is None:
+                    tell_waiting(ctx, forced_over, session_id, request["scope"], now)
                     raise conflict_refusal(forced_over, now, request["scope"], ctx, presence)
                 if lock.get("taken_over_from"):
                     tell_take_over(ctx, state, lock, presence, now)
@@ -8159,6 +8373,7 @@ def cmd_lock(ctx, args):
                 is_file=ctx.names_a_file,
                 take_over=gone_holders(presence) if args.take_over else ())
             if lock is None:
+                tell_waiting(ctx, overridden, session_id, scopes, now)
                 raise conflict_refusal(overridden, now, scopes, ctx, presence)
             if lock.get("taken_over_from"):
                 tell_take_over(ctx, state, lock, presence, now)
@@ -8392,14 +8607,51 @@ def cmd_note(ctx, args):
     require_flags(args, "note", [("TEXT", "text")])
     text = check_text("note TEXT", " ".join(args.text))
     session_id = check_session_id(args.session) if args.session else None
+    recipients = unique_in_order(check_session_id(to, "--to") for to in args.to or [])
     now = utc_now()
     with Transaction(ctx.store) as state:
         if session_id:
             require_session(state, session_id)
             touch_session(state, session_id, now)
-        note = signed_note(text, session_id)
-        state["global_notes"].append(note)
-    ctx.out.emit(message("note_added", count=len(state["global_notes"])), {"note": note})
+        for recipient in recipients:
+            require_addressee(state, recipient)
+        if recipients:
+            address_note(state, recipients, session_id, text, now)
+        else:
+            note = signed_note(text, session_id)
+            state["global_notes"].append(note)
+    if recipients:
+        ctx.out.emit(message("note_sent", to=", ".join(recipients), session=recipients[0],
+                             cli=cli_name()),
+                     {"note": message_entry(now, session_id, text), "to": recipients})
+    else:
+        ctx.out.emit(message("note_added", count=len(state["global_notes"])), {"note": note})
+    return EXIT_OK
+
+
+def require_addressee(state, session_id):
+    """A note goes to an active session; a typo gets the nearest registered id."""
+    if find_session(state, session_id) is not None:
+        return
+    import difflib
+    close = difflib.get_close_matches(session_id, [s["id"] for s in state["active_sessions"]], 1)
+    hint = f"; did you mean {close[0]}?" if close else (
+        "; active sessions: " + ", ".join(s["id"] for s in state["active_sessions"])
+        if state["active_sessions"] else "; no session is active")
+    raise UsageError(f"--to {session_id}: no active session of that name{hint}")
+
+
+def cmd_inbox(ctx, args):
+    """A session's messages, newest first, unread ones marked; reading them marks them read."""
+    require_flags(args, "inbox", [("--session", "session")])
+    session_id = check_session_id(args.session)
+    with Transaction(ctx.store) as state:
+        listed = read_all(require_session(state, session_id))
+    lines = [message("inbox_line", mark="*" if m["unread"] else " ",
+                     sender=m["from"] or "?", at=m["at"] or "?", text=m["text"])
+             for m in listed]
+    ctx.out.emit("\n".join(lines) if lines else message("inbox_empty", session=session_id),
+                 {"session": session_id, "messages": listed})
     return EXIT_OK
 
 
@@ -8457,14 +8709,21 @@ def cmd_check(ctx, args):
         conflict["sessions"].append(conflict["lock"]["owner"])
     drift = drift_paths(session_claims(session, state, ctx.is_repo_path), paths,
                         fold_case=ctx.fold_case) if session else []
+    # Windsurf's hooks cannot put anything into a conversation: the rule has Cascade run
+    # `check --session` before each task, and its unread messages come here, once.
+    delivered, items = deliver(ctx.store, session_id) if session else ("", [])
     payload = {"conflicts": conflicts + merges, "fix_and_notify": shared, "overlaps": overlaps,
                "drift": drift}
+    if items:
+        payload["messages"] = items
+    code = EXIT_REFUSED if conflicts or merges else EXIT_OK  # notices and drift are warnings
     if not found and not drift and not radar_found:
-        ctx.out.emit("", payload)
-        return EXIT_OK
+        ctx.out.emit(delivered, payload)
+        return code
     ctx.out.report("check_warning.txt.j2", payload, conflicts=conflicts, shared=shared,
-                   drift=drift, session=session_id, cli=cli_name(), radar=radar_found)
-    return EXIT_REFUSED if conflicts or merges else EXIT_OK  # notices and drift are warnings
+                   drift=drift, session=session_id, cli=cli_name(), radar=radar_found,
+                   delivered=delivered)
+    return code
 
 
 def cmd_build_failure(ctx, args):
@@ -8490,9 +8749,16 @@ def cmd_build_failure(ctx, args):
                "lock": lock_view(lock, now) if lock else None,
                "others": [lock_view(o, now) for o in others], "cli": cli_name()}
     text_message = render("build_failure_message.txt.j2", **context).strip()
+    told = []
+    if verdict == "report_only" and find_session(state, session_id) and lock["owner"] != session_id:
+        # the protocol says report it: the report reaches the owner's conversation (a notice
+        # beside the state: report_only is exit 1, which writes nothing into it)
+        leave_notice(ctx.store, "build_failure", lock["owner"], session_id, lock["area"],
+                     [path or area], now)
+        told = [lock["owner"]]
     ctx.out.emit(render("build_failure.txt.j2", message=text_message, **context),
                  {"verdict": verdict, "message": text_message, "lock": context["lock"],
-                  "other_locks": context["others"]})
+                  "other_locks": context["others"], "told": told})
     return EXIT_REFUSED if verdict == "report_only" else EXIT_OK
 
 
@@ -9020,7 +9286,7 @@ COMMANDS = {"sync": cmd_sync, "lock": cmd_lock, "renew": cmd_renew, "unlock": cm
             "note": cmd_note, "check": cmd_check, "validate": cmd_validate,
             "build-failure": cmd_build_failure, "directive": cmd_directive, "audit": cmd_audit,
             "install": cmd_install, "hook": cmd_hook, "commit-check": cmd_commit_check,
-            "watch": cmd_watch, "remote": cmd_remote, "log": cmd_log}
+            "watch": cmd_watch, "remote": cmd_remote, "log": cmd_log, "inbox": cmd_inbox}
 
 
 def named_command(argv):

@@ -79,7 +79,7 @@ def test_no_lock_at_all_is_fix(team, run, state_path):
 def test_no_state_file_at_all_is_fix_and_creates_nothing(clock, run, repo):
     code, payload = verdict(run, "web", path="src/api/x.py")
     assert code == 0
-    assert payload == {"verdict": "fix", "lock": None, "other_locks": [],
+    assert payload == {"verdict": "fix", "lock": None, "other_locks": [], "told": [],
                        "message": "No live lock covers src/api/x.py: no other session owns it, "
                                   "so it is safe to fix."}
     assert not (repo / ".windsurf").exists()
@@ -292,7 +292,7 @@ def test_most_specific_scope_decides(nested, run, path, owner, others):
 @pytest.mark.parametrize("path", ["apps-old/x.ts", "lib/apps/x.ts", "docs/apps.md"])
 def test_paths_outside_every_scope_are_fix(nested, run, path):
     assert verdict(run, "asker", path=path) == (0, {
-        "verdict": "fix", "lock": None, "other_locks": [],
+        "verdict": "fix", "lock": None, "other_locks": [], "told": [],
         "message": f"No live lock covers {path}: no other session owns it, so it is safe to fix."})
 
 

@@ -20,6 +20,7 @@ SAMPLE_VALUES = {
     "<scope>": "src/api", "<focus>": "Demo focus", "<reason>": "demo reason",
     "<duration>": "1h", "<text>": "demo note", "<outcome>": "demo done", "<rule>": "intent_scope",
     "<directive>": "@directive demo", "<status>": "blocked", "<risk>": "demo risk",
+    "<other-session>": "other-session",
 }
 
 

@@ -235,8 +235,9 @@ def test_a_stale_holders_lock_is_taken_over_in_the_open(clock, run, session, sta
     assert mine["taken_over_from"] == ["alpha"]
     theirs = {l["area"]: l["scope"] for l in state["locks"] if l["owner"] == "alpha"}
     assert theirs == {"api": ["docs/api"], "web": ["src/web"]}  # what did not overlap stays
-    assert state["global_notes"][-1].startswith("[beta] took over api")
-    assert "from alpha (stale, last seen 1 h ago)" in state["global_notes"][-1]
+    (told,) = next(s for s in state["active_sessions"] if s["id"] == "alpha")["inbox"]
+    assert "[beta] took over your lock on api" in told  # a message for alpha, delivered once
+    assert "you were stale, last seen 1 h ago" in told
     report = run("status").out
     assert "taken over from alpha (gone: stale or ended)" in report
 

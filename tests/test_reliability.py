@@ -111,18 +111,20 @@ def lines_of(text):
 
 
 def assert_framed(out, needle=INJECTION, allowed_outside=()):
-    """Exactly one real BEGIN and END marker; every line holding `needle` sits between them
-    with `needle` inside a double-quoted string; no other line looks like a marker.
-    `allowed_outside`: prefixes of lines the seed's own sentences put outside the block."""
+    """Real BEGIN and END markers in pairs (a report, and messages delivered with it, are a
+    frame each); every line holding `needle` sits inside one with `needle` inside a
+    double-quoted string; no other line looks like a marker. `allowed_outside`: prefixes of
+    lines the seed's own sentences put outside the block."""
     lines = lines_of(out)
-    assert [l for l in lines if l.strip().startswith("===")] == [BEGIN, END], out
-    begin, end = lines.index(BEGIN), lines.index(END)
+    markers = [(i, l) for i, l in enumerate(lines) if l.strip().startswith("===")]
+    assert markers and [l for _, l in markers] == [BEGIN, END] * (len(markers) // 2), out
+    frames = [(markers[k][0], markers[k + 1][0]) for k in range(0, len(markers), 2)]
     hits = [i for i, line in enumerate(lines) if needle in line]
     assert hits, out
     for i in hits:
         if any(lines[i].startswith(prefix) for prefix in allowed_outside):
             continue
-        assert begin < i < end, (i, lines[i], out)
+        assert any(begin < i < end for begin, end in frames), (i, lines[i], out)
         quoted = re.findall(r'"(?:[^"\\]|\\.)*"', lines[i])
         assert any(needle in q for q in quoted), lines[i]
 

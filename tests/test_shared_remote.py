@@ -278,7 +278,8 @@ def test_a_take_over_across_machines_is_refused_while_the_holder_lives_and_logge
     seen_on_a = json.loads(a.run("--json", "status").stdout)
     (moved,) = seen_on_a["locks"]
     assert moved["owner"] == "web" and moved["taken_over_from"] == ["api"]
-    assert seen_on_a["global_notes"][-1].startswith("[web] took over api")
+    (told,) = next(s for s in seen_on_a["active_sessions"] if s["id"] == "api")["inbox"]
+    assert "[web] took over your lock on api" in told
 
 
 def test_a_merge_conflict_with_another_machines_branch_is_predicted_from_the_fetched_branch(

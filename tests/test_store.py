@@ -85,7 +85,8 @@ TIMESTAMPS = st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 
                           timezones=st.just(timezone.utc)).map(
     lambda moment: moment.replace(microsecond=0).isoformat())
 VALUES = {"id": SESSION_IDS, "status": st.sampled_from(orchestrator.SESSION_STATUSES),
-          "texts": TEXT_LISTS, "moment": TIMESTAMPS, "flag": st.booleans(), "text": TEXTS}
+          "texts": TEXT_LISTS, "moment": TIMESTAMPS, "flag": st.booleans(), "text": TEXTS,
+          "count": st.integers(min_value=0, max_value=10**9)}
 
 
 @st.composite

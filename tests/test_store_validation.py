@@ -61,7 +61,8 @@ statuses = st.sampled_from(list(o.SESSION_STATUSES) * 4 + ["finished"])
 
 def field_value(holds):
     return {"id": ids, "text": text_values, "status": statuses, "moment": moments,
-            "flag": flags, "texts": st.lists(text_values, max_size=3)}[holds]
+            "flag": flags, "texts": st.lists(text_values, max_size=3),
+            "count": st.sampled_from(["0", "3", "12", "-1"] * 4 + ["three", "1.5"])}[holds]
 
 
 @st.composite
@@ -408,7 +409,9 @@ def test_two_active_sessions_with_one_id_are_an_invalid_state(run, session, stat
     for argv in (("validate",), ("status",), ("update", "--session", "api", "--status", "blocked")):
         result = run(*argv)
         assert result.code == 3, result
-        assert "two active sessions have the id api (line 4 and line 16)" in result.err, result.err
+        second = 4 + block.count("\n")  # the copy starts where the first one ends
+        assert f"two active sessions have the id api (line 4 and line {second})" in result.err, \
+            result.err
     assert state_path.read_bytes() == before
 
 

@@ -165,3 +165,11 @@ def test_wide_characters_count_as_two_columns():
     state["active_sessions"][0]["focus"] = "料金サービスを分割する作業を続けています" * 2
     frame = o.watch_frame(state, NOW, 80, 24, color=False)
     assert all(wcswidth(line) <= 80 for line in frame), frame
+
+
+def test_the_board_shows_each_sessions_unread_count():
+    state = board_state()
+    state["active_sessions"][1]["inbox"] = ["2026-12-01T09:00:00+00:00 [api] a", "x"]
+    presence = {s["id"]: {"presence": "working", "last_seen": NOW} for s in state["active_sessions"]}
+    frame = o.watch_frame(state, NOW, 90, 30, color=False, presence=presence)
+    assert "  ui           blocked                     working 0s    ✉2 Checkout page" in frame
