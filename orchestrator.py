@@ -3404,6 +3404,37 @@ def git_lines(checkout, *args, env=None):
     return proc.returncode, [field for field in text.split("\0") if field]
 
 
+RADAR_GIT_SECONDS = 8  # a worktree git cannot read in this time is skipped, and said so
+# Options for every git the radar runs: a temporary index stays whole (no split index, whose
+# shared files git would write into .git), no file system monitor, no hooks.
+RADAR_GIT_OPTIONS = ("-c", "core.splitIndex=false", "-c", "core.fsmonitor=false",
+                     "-c", f"core.hooksPath={os.devnull}")
+
+
+def radar_git(checkout, *args, env=None, objects=None):
+    """git for the radar in one worktree, named by its git folder (read from its files), so
+    that a worktree without one never becomes the repository around it. With `objects`, new
+    objects go to that folder in the user's cache (the repository's own are read through
+    git's alternates): the radar writes nothing into the repository. (exit code, fields) as
+    git_lines; (None, []) when git cannot run or takes longer than RADAR_GIT_SECONDS."""
+    import subprocess
+    git_dir, common = git_folders(checkout)
+    if git_dir is None:
+        return None, []
+    extra = dict(env or {})
+    if objects:
+        extra.update(GIT_OBJECT_DIRECTORY=objects,
+                     GIT_ALTERNATE_OBJECT_DIRECTORIES=os.path.join(common, "objects"))
+    try:
+        proc = run_in_own_group(["git", f"--git-dir={git_dir}", f"--work-tree={checkout}",
+                                 *RADAR_GIT_OPTIONS, *args], timeout=RADAR_GIT_SECONDS,
+                                env={**os.environ, **extra}, cwd=checkout)
+    except (OSError, subprocess.SubprocessError):
+        return None, []
+    text = proc.stdout.decode("utf-8", "surrogateescape")
+    return proc.returncode, [field for field in text.split("\0") if field]
+
+
 def git_folders(checkout):
     """(the worktree's own git folder, the repository's common one), read from git's files."""
     dot_git = os.path.join(checkout, ".git")
@@ -3438,7 +3469,7 @@ def head_commit(checkout):
     return fields[0].strip() if code == 0 and fields else None
 
 
-def snapshot_commit(checkout, head):
+def snapshot_commit(checkout, head, objects):
     """(the files of the worktree not committed, a commit of the worktree as it is on top of
     `head`): tracked changes and the untracked files git does not ignore, staged into a copy
     of its index in a temporary folder, so that only objects are written. The same content
@@ -3457,21 +3488,22 @@ def snapshot_commit(checkout, head):
             # the index; a copy with a new time would hide a same-size edit of that second
             shutil.copy2(os.path.join(git_dir, "index"), index)
         env = {"GIT_INDEX_FILE": index, **SNAPSHOT_IDENTITY}
-        if git_lines(checkout, "add", "-A", "--", ".", env=env)[0] != 0:
+        if radar_git(checkout, "add", "-A", "--", ".", env=env, objects=objects)[0] != 0:
             return None, None
-        code, changed = git_lines(checkout, "diff-index", "--cached", "--name-only", "-z",
-                                  "--no-renames", head, env=env)
+        code, changed = radar_git(checkout, "diff-index", "--cached", "--name-only", "-z",
+                                  "--no-renames", head, env=env, objects=objects)
         if code != 0:
             return None, None
         own_folder = STATE_FOLDER + "/"
         changed = [path for path in changed if not path.startswith(own_folder)]
         if not changed:
             return [], head
-        code, tree = git_lines(checkout, "write-tree", env=env)
+        code, tree = radar_git(checkout, "write-tree", env=env, objects=objects)
         if code != 0 or not tree:
             return None, None
-        code, commit = git_lines(checkout, "commit-tree", tree[0].strip(), "-p", head, "-m",
-                                 "orchestrator: uncommitted work, for the radar", env=env)
+        code, commit = radar_git(checkout, "commit-tree", tree[0].strip(), "-p", head, "-m",
+                                 "orchestrator: uncommitted work, for the radar", env=env,
+                                 objects=objects)
         return (changed, commit[0].strip()) if code == 0 and commit else (None, None)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -3502,7 +3534,7 @@ def worktree_fingerprint(checkout, head, known):
     return [head, index, file_marks(checkout, known)]
 
 
-def worktree_side(checkout, since, cache, now_seconds, activity=None):
+def worktree_side(checkout, since, cache, now_seconds, activity=None, objects=None):
     """What a worktree's session has changed, and the commit of its work: {"head", "tip",
     "changed", "uncommitted"}. Read again when its HEAD, its index or a known changed file
     moved, when its session acted since (`activity`: its agents' edits and commands come
@@ -3514,12 +3546,17 @@ def worktree_side(checkout, since, cache, now_seconds, activity=None):
     kept = current_side(checkout, head, cache, now_seconds, activity)
     if kept is not None:
         return kept
-    uncommitted, tip = snapshot_commit(checkout, head)
-    if uncommitted is None:
-        return None
-    # --since counts a commit of the session's first second: the one it started from
-    code, committed = git_lines(checkout, "log", f"--since={moment_after(since, 1)}",
-                                "--name-only", "--format=", "-z", head)
+    uncommitted, tip = snapshot_commit(checkout, head, objects)
+    if uncommitted is None:  # git failed or took too long: not again before the next look
+        cache[checkout] = {"head": head, "failed": True, "checked": now_seconds,
+                           "activity": activity, "changed": [],
+                           "fingerprint": worktree_fingerprint(checkout, head, [])}
+        return cache[checkout]
+    # --since counts a commit of the session's first second: the one it started from; the
+    # first parent and no merges: a merge of main brings others' commits, not its own
+    code, committed = radar_git(checkout, "log", f"--since={moment_after(since, 1)}",
+                                "--first-parent", "--no-merges", "--name-only", "--format=",
+                                "-z", head)
     changed = sorted(set(uncommitted) | set(committed if code == 0 else []))
     side = {"head": head, "tip": tip, "changed": changed, "uncommitted": sorted(uncommitted),
             "checked": now_seconds, "activity": activity,
@@ -3553,12 +3590,12 @@ def remote_branch_side(checkout, branch):
     return {"tip": commit, "ref": ref, "fetched": fetched}
 
 
-def predict_merge(checkout, first, second):
+def predict_merge(checkout, first, second, objects=None):
     """Would git merge two lines of work? {"conflicts": the files git cannot merge}, or None
     when git cannot tell (no merge base, an error). One `git merge-tree --write-tree` in
-    memory: it writes objects only."""
-    code, fields = git_lines(checkout, "merge-tree", "--write-tree", "-z", "--name-only",
-                             "--no-messages", first, second)
+    memory: it writes objects only, into `objects`."""
+    code, fields = radar_git(checkout, "merge-tree", "--write-tree", "-z", "--name-only",
+                             "--no-messages", first, second, objects=objects)
     if code not in (0, 1) or not fields:
         return None
     return {"conflicts": unique_in_order(fields[1:]) if code == 1 else []}
@@ -3587,6 +3624,9 @@ def write_radar_cache(main_root, cache):
         pass  # a cache that cannot be written only costs speed
 
 
+RADAR_THREADS = 8
+
+
 def in_parallel(work, items):
     """work(item) for each item, in a thread each when there are several: the work is git,
     which runs in processes of its own, so the machine's cores share it."""
@@ -3594,28 +3634,36 @@ def in_parallel(work, items):
         work(items[0])
     elif items:
         import threading
-        threads = [threading.Thread(target=work, args=(item,)) for item in items]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        for start in range(0, len(items), RADAR_THREADS):  # at most this many git at once
+            threads = [threading.Thread(target=work, args=(item,))
+                       for item in items[start:start + RADAR_THREADS]]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
 
 
 def radar(main_root, state, presence, machine, now_seconds, seen=None):
-    """The radar over the live sessions: (conflict objects of kind `merge` and `overlap`, the
-    version of a git too old to predict merges, to be said once on this machine, or None). A session's changes: the files its hooks recorded, and, when it has a
-    worktree of its own on this machine, that worktree's uncommitted changes and its
-    commits since the session started; another machine's session brings its recorded files,
-    and its branch as last fetched from the remote. Sessions sharing one worktree bring
-    their recorded files only (their uncommitted changes mix). The worktrees are read in
-    parallel; a pair is merged in memory only when its changes meet, and each worktree's
-    reading and each pair's prediction is kept in a cache in the user's folder."""
+    """The radar over the live sessions: (conflict objects of kind `merge` and `overlap`,
+    {"old_git": the version of a git too old to predict merges, to be said once on this
+    machine, or None; "unreadable": worktrees git could not read in time}). A session's
+    changes: the files its hooks recorded, and, when it has a worktree of its own on this
+    machine (one of the repository's, as git lists them), that worktree's uncommitted
+    changes and its commits since the session started; another machine's session brings its
+    recorded files, and its branch as last fetched from the remote. Sessions sharing one
+    worktree bring their recorded files only (their uncommitted changes mix). The worktrees
+    are read in parallel; a pair is merged in memory only when its changes meet; each
+    worktree's reading and each pair's prediction is kept in a cache in the user's folder,
+    and the objects the radar makes are kept there too, never in the repository."""
+    said = {"old_git": None, "unreadable": []}
     live = [s for s in state["active_sessions"] if is_live(presence[s["id"]]["presence"])]
     if len(live) < 2:
-        return [], None
+        return [], said
     cache = read_radar_cache(main_root)
+    objects = radar_objects(main_root, cache, now_seconds)
     worktrees, predicted = cache.setdefault("worktrees", {}), cache.setdefault("pairs", {})
     before = marshal.dumps(cache)
+    ours = repository_worktrees(main_root)
     places = {}
     for session in live:
         here = is_on_machine(session, machine) and session.get("worktree")
@@ -3629,12 +3677,14 @@ def radar(main_root, state, presence, machine, now_seconds, seen=None):
 
     def look(session):
         read[session["id"]] = worktree_side(session["worktree"], session["started_at"],
-                                            worktrees, now_seconds, activity_of(session))
+                                            worktrees, now_seconds, activity_of(session),
+                                            objects)
 
     for session in live:
         place = ((session.get("machine"), session["worktree"])
                  if is_on_machine(session, machine) and session.get("worktree") else None)
-        if place and len(places[place]) == 1 and os.path.isdir(session["worktree"]):
+        if (place and len(places[place]) == 1
+                and os.path.realpath(session["worktree"]) in ours):
             head = head_commit(session["worktree"])
             kept = head and current_side(session["worktree"], head, worktrees, now_seconds,
                                          activity_of(session))
@@ -3647,7 +3697,9 @@ def radar(main_root, state, presence, machine, now_seconds, seen=None):
     for session in live:
         side = {"changed": set(session.get("touched_files", [])), "tip": None, "place": None}
         found = read.get(session["id"])
-        if found:
+        if found and found.get("failed"):
+            said["unreadable"].append(session["worktree"])
+        elif found:
             side.update(tip=found["tip"], place=(session.get("machine"), session["worktree"]))
             side["changed"] |= set(found["changed"])
         elif not is_on_machine(session, machine) and session.get("branch"):
@@ -3656,14 +3708,13 @@ def radar(main_root, state, presence, machine, now_seconds, seen=None):
                 side.update(tip=remote["tip"], place=("remote", remote["ref"]), remote=remote)
         sides[session["id"]] = side
     pairs = meeting_pairs(sides)
-    old_git, predictions = None, {}
+    predictions = {}
     mergeable = [(a, b) for a, b, _ in pairs if can_merge_in_memory(sides[a], sides[b])]
     if mergeable:
-        version = tuple(cache.get("git_version") or ()) or git_version(main_root)
-        cache["git_version"] = list(version)
+        version = known_git_version(main_root, cache)
         if version and version < MERGE_TREE_SINCE:
             if not cache.get("told_old_git"):  # said once on this machine
-                old_git = ".".join(map(str, version))
+                said["old_git"] = ".".join(map(str, version))
                 cache["told_old_git"] = True
             mergeable = []
     keys = {(first, second): f"{sides[first]['tip']} {sides[second]['tip']}"
@@ -3671,7 +3722,7 @@ def radar(main_root, state, presence, machine, now_seconds, seen=None):
     missing = unique_in_order(key for key in keys.values() if key not in predicted)
 
     def merge(key):
-        result = predict_merge(main_root, *key.split(" "))
+        result = predict_merge(main_root, *key.split(" "), objects=objects)
         if result is not None:
             predicted[key] = result
     in_parallel(merge, missing)
@@ -3683,11 +3734,62 @@ def radar(main_root, state, presence, machine, now_seconds, seen=None):
                 "session": second if sides[second].get("remote") else first,
                 "ref": remote["ref"], "fetched_seconds": None if remote["fetched"] is None
                 else max(int(now_seconds - remote["fetched"]), 0)} if remote else None}
-    if len(predicted) > 200:  # pairs of commits long gone
-        cache["pairs"] = dict(list(predicted.items())[-200:])
+    if len(predicted) > RADAR_PAIRS_KEPT:  # pairs of commits long gone
+        cache["pairs"] = dict(list(predicted.items())[-RADAR_PAIRS_KEPT:])
     if marshal.dumps(cache) != before:
         write_radar_cache(main_root, cache)
-    return radar_conflicts(pairs, predictions), old_git
+    return radar_conflicts(pairs, predictions), said
+
+
+RADAR_PAIRS_KEPT = 2000
+RADAR_OBJECTS_DAYS = 1  # the radar's own objects are dropped, and made again, after this
+
+
+def radar_objects(main_root, cache, now_seconds):
+    """The folder, in the user's cache, where the radar's commits and merged trees go; emptied
+    (with the readings and predictions that name them) once it is a day old."""
+    import shutil
+    folder = radar_cache_path(main_root) + "-objects"
+    if now_seconds - cache.get("objects_since", now_seconds) > RADAR_OBJECTS_DAYS * 86400:
+        shutil.rmtree(folder, ignore_errors=True)
+        cache.update(worktrees={}, pairs={})
+    if not os.path.isdir(folder):
+        try:
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+        except OSError:
+            return None
+        cache["objects_since"] = now_seconds
+    return folder
+
+
+def repository_worktrees(main_root):
+    """The real paths of the repository's worktrees, from git's own files: the main checkout
+    and each `.git/worktrees/NAME/gitdir`. A path the state names is read only when it is one
+    of these: the state may come from another machine, or from anyone who can push it."""
+    found = {os.path.realpath(main_root)}
+    folder = os.path.join(main_root, ".git", "worktrees")
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return found
+    for name in names:
+        pointer = read_text_or_none(os.path.join(folder, name, "gitdir"))
+        if pointer and pointer.strip().endswith(".git"):
+            found.add(os.path.realpath(os.path.dirname(pointer.strip())))
+    return found
+
+
+def known_git_version(main_root, cache):
+    """git's version, asked again whenever the git on PATH is another file than last time."""
+    import shutil
+    path = shutil.which("git") or ""
+    try:
+        stamp = [path, os.stat(path).st_mtime_ns] if path else []
+    except OSError:
+        stamp = []
+    if cache.get("git_stamp") != stamp or not cache.get("git_version"):
+        cache.update(git_stamp=stamp, git_version=list(git_version(main_root)))
+    return tuple(cache["git_version"])
 
 
 # ---------------------------------------------------------------------------- messages
@@ -8332,12 +8434,13 @@ def cmd_sync(ctx, args):
                     tell_take_over(ctx, state, lock, presence, now)
                     forced_over = []
             presence = ctx.presence(state, now)  # registering is activity
-        viewer = args.session
-        conflicts = sessions_in_foreign_locks(state, now, viewer, ctx.is_folder, fold_case=ctx.fold_case)
-        radar_found = [] if transaction.offline else ctx.radar(state, presence)
-        context = report_context(state, now, viewer, conflicts, swept, args.all_notes,
-                                 fold_case=ctx.fold_case, presence=presence,
-                                 radar_found=radar_found)
+    # The report, after the write: the radar runs git, and the state's lock is never held
+    # while git reads worktrees.
+    viewer = args.session
+    conflicts = sessions_in_foreign_locks(state, now, viewer, ctx.is_folder, fold_case=ctx.fold_case)
+    radar_found = [] if transaction.offline else ctx.radar(state, presence)
+    context = report_context(state, now, viewer, conflicts, swept, args.all_notes,
+                             fold_case=ctx.fold_case, presence=presence, radar_found=radar_found)
     context.update(registered=created, lock=lock_view(lock, now) if lock else None,
                    kept_focus=kept_focus(session, created, args.focus) if registering else None,
                    forced=message("lock_taken_over", owners=", ".join(lock["taken_over_from"]))
@@ -9086,10 +9189,13 @@ class Context:
 
     def radar(self, state, presence):
         """The radar's conflicts (see radar); a git too old to predict merges is said once."""
-        found, old_git = radar(self.main_root, state, presence, self.machine, time.time(),
-                               read_seen(self.store))
-        if old_git:
-            self.out.notice(message("radar_old_git", version=old_git))
+        found, said = radar(self.main_root, state, presence, self.machine, time.time(),
+                            read_seen(self.store))
+        if said["old_git"]:
+            self.out.notice(message("radar_old_git", version=said["old_git"]))
+        for worktree in said["unreadable"]:
+            self.out.notice(message("radar_unreadable", worktree=worktree,
+                                    seconds=RADAR_GIT_SECONDS))
         return found
 
     def note_activity(self, args, code):

@@ -261,3 +261,46 @@ def test_a_same_size_edit_in_the_second_of_the_index_is_seen(two):
                                          cwd=path.parent,
                                          capture_output=True, text=True).stdout
     assert conflicts(main) == [("overlap", ["alpha", "beta"], ["f.txt"])]
+
+
+def every_file_in(folder):
+    return sorted((os.path.relpath(os.path.join(root, name), folder),
+                   os.path.getsize(os.path.join(root, name)))
+                  for root, _, names in os.walk(folder) for name in names)
+
+
+def test_the_radar_writes_nothing_into_the_repository_not_even_objects(two):
+    """With a split index too (whose shared files git would write beside a temporary index):
+    every file under .git is as it was, objects included; the radar's own objects live in
+    the user's cache."""
+    main, side = two
+    git(main, "config", "core.splitIndex", "true")
+    for checkout in (main, side):
+        git(checkout, "update-index", "--split-index")
+    edit(main / "f.txt", "two", "TWO from alpha")
+    edit(side / "f.txt", "two", "two from beta")
+    (side / "new.txt").write_text("untracked\n")
+    before = every_file_in(main / ".git")
+    assert conflicts(main) == [("merge", ["alpha", "beta"], ["f.txt"])]
+    assert conflicts(side) == [("merge", ["alpha", "beta"], ["f.txt"])]
+    assert every_file_in(main / ".git") == before
+
+
+def test_a_worktree_path_the_state_names_is_read_only_when_git_lists_it(two, tmp_path):
+    """A state from another machine, or from anyone who can push it, may name any folder: a
+    repository whose config runs a command (core.fsmonitor) is never read unless it is one of
+    this repository's worktrees."""
+    main, side = two
+    evil = committed_repo(tmp_path / "evil", {"f.txt": "one\n"})
+    marker = tmp_path / "PWNED"
+    git(evil, "config", "core.fsmonitor", f"touch {marker}; false")
+    state_path = main / o.STATE_RELATIVE_PATH
+    state = o.parse_state_text(state_path.read_text(), "s")[0]
+    planted = dict(state["active_sessions"][1], id="planted", worktree=str(evil),
+                   touched_files=["f.txt"])
+    state["active_sessions"].append(planted)
+    state_path.write_text(o.emit_state(state))
+    edit(main / "f.txt", "two", "TWO")
+    found = conflicts(main)
+    assert not marker.exists()
+    assert found == [("overlap", ["alpha", "planted"], ["f.txt"])]  # its recorded files only
