@@ -84,9 +84,29 @@ EXIT_BLOCKED = 2  # what the agents' pre-hooks take as "do not do this"
 EXIT_REMOTE = 5  # the shared remote could not be reached or refused the write
 EXIT_INTERNAL, EXIT_CANCELLED = 70, 130
 
+__version__ = "0.9.0"  # pyproject.toml's version (tests/test_packaging.py holds them equal)
 HERE = os.path.dirname(os.path.realpath(__file__))
-PROMPTS_DIR = os.path.join(HERE, "prompts")
-WORKFLOWS_DIR = os.path.join(HERE, "workflows")
+
+
+def data_folder(name):
+    """A folder of templates: beside the module in a clone; where pip, pipx or uv installed it
+    (pyproject.toml's data-files), under the share/ folder of the environment the module is
+    in: found from the module's own place (PREFIX/lib/pythonX.Y/site-packages), since the
+    pack's launcher runs Python without `site`, which is what sets sys.prefix in a venv."""
+    beside = os.path.join(HERE, name)
+    if os.path.isdir(beside):
+        return beside
+    folder = HERE
+    for _ in range(4):
+        folder = os.path.dirname(folder)
+        installed = os.path.join(folder, "share", "session-orchestrator", name)
+        if os.path.isdir(installed):
+            return installed
+    return os.path.join(sys.prefix, "share", "session-orchestrator", name)
+
+
+PROMPTS_DIR = data_folder("prompts")
+WORKFLOWS_DIR = data_folder("workflows")
 STATE_FOLDER = ".windsurf/orchestrator"  # the state, its lock and backup, the launcher
 STATE_RELATIVE_PATH = STATE_FOLDER + "/session_state.yaml"
 # The pack's paths in a repository, spelled here only: the hooks judge them, install writes them.
@@ -168,7 +188,7 @@ ENTRY_IDENTITY = {"active_sessions": ("id",), "locks": ("owner", "area")}
 EDITED_PREFIX = "edited_"  # the changed fields of edited entries, in the document a write checks
 
 
-_regexes = {}
+_regexes: dict = {}
 
 
 def regex(source):
@@ -250,13 +270,12 @@ def as_failure(exception):
     if isinstance(exception, (KeyboardInterrupt, EOFError)):
         return Cancelled("cancelled, nothing written")
     if isinstance(exception, ImportError):
-        return UsageError(f"{exception.name} is not installed for {sys.executable}; run `make "
-                          "install` in the tool's folder and use .venv/bin/python (or the "
-                          "pack's launcher)")
+        return UsageError(f"{exception.name} is not installed for {sys.executable}: install "
+                          "the tool with its dependencies (`pipx install` of the project, or "
+                          "`make install` in a clone and its .venv/bin/python)")
     if isinstance(exception, Exception) and not os.environ.get("ORCHESTRATOR_DEBUG"):
         return InternalError(f"internal error ({type(exception).__name__}: {exception}); please "
-                             "report it with the command you ran (ORCHESTRATOR_DEBUG=1 shows "
-                             "the traceback)")
+                             "report it with the command you ran")
     return None
 
 
@@ -497,7 +516,7 @@ class ValidationDeferred(StateError):
 # the module: change it whenever ENTRY_FIELDS, a validator or normalise_entry means
 # something new, so that no entry validated under the old meaning is trusted.
 SCHEMA_VERSION = "2"  # 2: a session records its machine
-_entries_key = []
+_entries_key: list = []
 
 
 def entries_key():
@@ -1237,7 +1256,7 @@ class Store:
         except NotRegularFile as error:
             raise StateError(f"{error}; {PLAIN_FILES_HINT}") from None
         except OSError as error:
-            raise StateError(f"cannot read {self.path}: {error.strerror}")
+            raise StateError(f"cannot read {self.path}: {error.strerror}") from None
 
     def load(self):
         """The validated state. strictyaml runs only when the file's bytes are new to us."""
@@ -1326,7 +1345,7 @@ class Store:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as error:
             raise StateError(f"{self.path} is not UTF-8 text (byte {error.start}); "
-                             f"{self.restore_hint()}")
+                             f"{self.restore_hint()}") from None
         try:
             state, self.warnings, entries = validate_state_text(
                 text, self.path, self.read_entries(), self.deadline)
@@ -1478,9 +1497,6 @@ class Store:
         atomic_write(path, marshal.dumps(payload), durable=False, mode=0o600)
 
     # -- writing
-    def save(self, before, after, lock=None):
-        self.write_local(self.encoded(before, after), after, lock)
-
     def encoded(self, before, after):
         """The bytes of `after`, once what it changes from `before` is proven valid."""
         validate_changes(before, after)
@@ -1497,7 +1513,7 @@ class Store:
             raise StateError(f"{error}; {PLAIN_FILES_HINT}; nothing was changed") from None
         except OSError as error:
             raise StateError(f"cannot write {self.path}: {error.strerror}; nothing was "
-                             "changed")
+                             "changed") from None
         try:  # the last good copy, offered for restoring when a hand edit breaks the file
             atomic_write(self.backup_path, data, durable=False, keep_mode=True)
         except OSError:
@@ -2424,7 +2440,7 @@ def add_wildmatch(automaton, start, pattern):
     return state
 
 
-_automata = {}
+_automata: dict = {}
 
 
 def scope_automaton(scope, fold_case=False):
@@ -4124,7 +4140,7 @@ def check_status(value, allowed=SESSION_STATUSES):
 # importing argparse) are both built from this table.
 VALUE, VALUES, SWITCH, TEXT = "value", "values", "switch", "text"  # VALUES: repeatable
 CHOICE = "choice"  # one positional word
-LOCK_FLAGS = (
+LOCK_FLAGS: tuple = (
     ("--reason", VALUE, "why the lock exists, shown to other sessions", {}),
     ("--unstable", SWITCH, "builds in this area are expected to break for a while", {}),
     ("--allow-external-fixes", SWITCH, "other sessions may fix build failures in this area", {}),
@@ -4135,8 +4151,8 @@ LOCK_FLAGS = (
                             "or ended), in the open: recorded, shown, told", {}))
 SCOPE_HELP = ("path or glob, relative to the current folder like --path (repeatable); stored "
               "relative to the repository root")
-ALL_NOTES = ("--all-notes", SWITCH, f"show every note, not only the newest {NOTES_SHOWN}", {})
-YOUR_SESSION = ("--session", VALUE, "your session's kebab-case id", {})
+ALL_NOTES: tuple = ("--all-notes", SWITCH, f"show every note, not only the newest {NOTES_SHOWN}", {})
+YOUR_SESSION: tuple = ("--session", VALUE, "your session's kebab-case id", {})
 COMMAND_FLAGS = {
     "sync": ("sweep expired locks, report the state; register a session and lock", (
         ("--session", VALUE, "this session's kebab-case id", {}),
@@ -4157,7 +4173,7 @@ COMMAND_FLAGS = {
         ("--duration", VALUE, f"new length from now (default {DEFAULT_LOCK_DURATION})", {}))),
     "unlock": ("release this session's own locks", (
         YOUR_SESSION,
-        ("--area", VALUE, None, {}),
+        ("--area", VALUE, "release this session's lock on this area", {}),
         ("--all", SWITCH, "release every lock this session holds", {}))),
     "status": ("show the state; changes nothing", (
         ("--session", VALUE, "show it from this session's point of view", {}), ALL_NOTES)),
@@ -4165,16 +4181,17 @@ COMMAND_FLAGS = {
         ("--session", VALUE, "show conflicts from this session's point of view", {}),)),
     "update": ("edit this session's own entry", (
         YOUR_SESSION,
-        ("--status", VALUE, None, {}),
-        ("--add-note", VALUES, None, {}),
-        ("--add-area", VALUES, None, {}),
-        ("--add-risk", VALUES, None, {}))),
+        ("--status", VALUE, f"one of {', '.join(s for s in SESSION_STATUSES if s != 'completed')}"
+                            " (`complete` ends a session)", {}),
+        ("--add-note", VALUES, "a note on this session's own entry (repeatable)", {}),
+        ("--add-area", VALUES, "an area or path this session now touches too (repeatable)", {}),
+        ("--add-risk", VALUES, "a risk others should know of (repeatable)", {}))),
     "complete": ("end a session: record the outcome, release its locks", (
         YOUR_SESSION,
         ("--outcome", VALUE, "brief summary of what was done", {}),
         ("--file", VALUES, "key file changed (repeatable)", {}))),
     "note": ("add a note every session sees, or one for the sessions named with --to", (
-        ("text", TEXT, None, {}),
+        ("text", TEXT, "the note's text", {}),
         ("--session", VALUE, "the session writing the note", {}),
         ("--to", VALUES, "a session the note is for (repeatable); without it the note is "
                          "global", {"metavar": "SESSION"}))),
@@ -4182,8 +4199,9 @@ COMMAND_FLAGS = {
         YOUR_SESSION,)),
     "check": ("silent session-start check: exit 1 with a warning on conflict", (
         YOUR_SESSION,
-        ("--area", VALUES, None, {}),
-        ("--path", VALUES, None, {}))),
+        ("--area", VALUES, "an area the work will touch (repeatable)", {}),
+        ("--path", VALUES, "a path the work will touch, relative to the current folder "
+                           "(repeatable)", {}))),
     "build-failure": ("may this session fix a failing build here? fix, fix_and_notify or "
                       "report_only", (
         ("--session", VALUE, "the session asking", {}),
@@ -4302,11 +4320,11 @@ def watch_frame(state, now, width, height, session_id=None, color=True, error=No
 
     def fit(text):  # by screen columns: a wide character (CJK) takes two
         try:
-            from wcwidth import wcwidth  # comes with prompt_toolkit, which questionary brings
+            from wcwidth import wcwidth  # comes with prompt_toolkit (questionary)
+            width_of = wcwidth
         except ImportError:
-            def wcwidth(ch):
-                return 1
-        widths = [max(wcwidth(ch), 0) for ch in text]
+            width_of = len  # one column a character
+        widths = [max(width_of(ch), 0) for ch in text]
         if sum(widths) <= width:
             return text
         used, kept = 0, []
@@ -6176,7 +6194,7 @@ class ShellReader:
             self.effects.unsure("cmake writes where it runs", [(self.here(), True)])
 
     def history(self, arguments):
-        for option, value in split_options(arguments, ())[0]:
+        for option, _ in split_options(arguments, ())[0]:
             if option in ("-w", "-a"):
                 operands = split_options(arguments, ())[1]
                 self.write_all(operands or [literal_word("~/.bash_history")], "history -w")
@@ -7253,8 +7271,8 @@ def changed_by_others(ctx, store, state, session_id, checkout, path, now):
         return ""
     seen = presences(state, read_seen(store), now, hook_thresholds(), ctx.machine)
     live = [other for other in others if is_live(seen[other]["presence"])]
-    return message("radar_told_in_hook", path=path, others=", ".join(live), cli=cli_name(),
-                   you=session_id or "<your-session>") if live else ""
+    return message("radar_told_in_hook", path=path, others=", ".join(live), first=live[0],
+                   cli=cli_name(), you=session_id or "<your-session>") if live else ""
 
 
 def hook_thresholds():
@@ -7296,7 +7314,8 @@ def mark_command_start(store, key, now_ns, snapshot=None):
                 if now_ns - os.lstat(leftover).st_mtime_ns > MARKER_LIFETIME_NS:
                     os.unlink(leftover)
         handle = os.open(command_start_marker(store, key),
-                         os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+                         os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0),
+                         0o600)
         try:
             if snapshot is not None:
                 os.write(handle, marshal.dumps(snapshot))
@@ -7960,13 +7979,13 @@ def install_pack(ctx, target, agents, force):
                       "note": "this machine only, for hooks started outside the repository"})
     except OSError:
         pass
-    kept = [f["path"] for f in files if f["action"] == "kept"]
+    kept_paths = [f["path"] for f in files if f["action"] == "kept"]
     # The pre-commit framework rewrites git's hook on `pre-commit install`: say the entry.
     framework = os.path.isfile(os.path.join(str(target), ".pre-commit-config.yaml"))
     ctx.out.emit(render("install_report.txt.j2", target=str(target), files=files, diffs=diffs,
-                        kept=kept, cli=PACK_CLI, agents=agents, pre_commit_framework=framework,
+                        kept=kept_paths, cli=PACK_CLI, agents=agents, pre_commit_framework=framework,
                         missing_hooks=missing_hooks),
-                 {"target": str(target), "files": files, "allow_list": PACK_CLI, "kept": kept,
+                 {"target": str(target), "files": files, "allow_list": PACK_CLI, "kept": kept_paths,
                   "agents": list(agents), "hooks_not_installed": missing_hooks,
                   "pre_commit_entry": f"{PACK_CLI} commit-check" if framework else None})
     # Files it kept are listed, with the differences; an agent left without hooks is a failure.
@@ -7975,7 +7994,7 @@ def install_pack(ctx, target, agents, force):
 
 # ---------------------------------------------------------------------------- questions (a person at a terminal)
 
-QUESTION_IO = {}  # tests pass prompt_toolkit's pipe input and a dummy output through this
+QUESTION_IO: dict = {}  # tests pass prompt_toolkit's pipe input and a dummy output through this
 
 
 def terminal_is_interactive():
@@ -8247,6 +8266,32 @@ def ask_for_missing(ctx, args):
 
 
 # ---------------------------------------------------------------------------- output
+
+ERROR_LOG = "errors.log"  # in the user's cache folder: the evidence of a failure
+ERROR_LOG_BYTES = 1 << 20  # kept under a megabyte: the older half goes first
+
+
+def keep_evidence(exception, doing):
+    """Append `exception`'s traceback, with the tool's version, the platform and what it was
+    `doing`, to the error log in the user's cache folder: an exit 70, or a hook that let an
+    action through because it failed, leaves evidence. The log's path, or None."""
+    import platform
+    import traceback
+    path = os.path.join(user_cache_folder(), ERROR_LOG)
+    entry = (f"--- {utc_now()} orchestrator {__version__} on {platform.platform()}, Python "
+             f"{platform.python_version()}: {doing}\n"
+             + "".join(traceback.format_exception(type(exception), exception,
+                                                  exception.__traceback__)))
+    try:
+        os.makedirs(user_cache_folder(), mode=0o700, exist_ok=True)
+        kept = read_regular(path) or b""
+        if len(kept) > ERROR_LOG_BYTES:
+            kept = kept[len(kept) // 2:]
+        atomic_write(path, kept + entry.encode("utf-8", "replace"), durable=False, mode=0o600)
+    except (OSError, OrchestratorError, ValueError):
+        return None
+    return path
+
 
 def neutralised(value):
     """`value` (JSON-shaped) with every string cleaned as text output is (clean_text): a
@@ -8916,8 +8961,9 @@ def cmd_install(ctx, args):
     try:
         import jinja2, strictyaml  # noqa: F401  (the launcher reuses this interpreter)
     except ImportError as error:
-        raise UsageError(f"install: {error.name} is missing for {sys.executable}; run "
-                         "`make install` in the tool's folder and use its .venv/bin/python")
+        raise UsageError(f"install: {error.name} is missing for {sys.executable}: run install "
+                         "with the Python the tool was installed with (the `orchestrator` "
+                         "command, or a clone's .venv/bin/python after `make install`)") from None
     # A Windsurf user may open either of Devin Desktop's agents: Cascade, or Devin Local.
     agents = tuple(unique_in_order(args.agent or ["windsurf", "devin"]))
     try:
@@ -8948,7 +8994,10 @@ def cmd_hook(ctx, args):
     except (OrchestratorError, Exception) as error:  # fail open: a broken hook must not stop work
         reason = one_line(error.message if isinstance(error, OrchestratorError) else
                           f"{type(error).__name__}: {error}")
-        print(f"orchestrator hook: {reason}; the action was allowed", file=sys.stderr)
+        kept = None if isinstance(error, OrchestratorError) else keep_evidence(
+            error, f"hook {event['dialect']} {event['event_name']}")
+        print(f"orchestrator hook: {reason}; the action was allowed"
+              + (f" (the traceback is in {kept})" if kept else ""), file=sys.stderr)
         if event["dialect"] == "cursor":
             print("{}")  # Cursor wants a JSON answer on every path
         return EXIT_OK
@@ -9345,7 +9394,10 @@ def build_parser(only=None):
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                         help="print exactly one JSON object on stdout")
     parser = ArgumentParser(prog=cli_name(), parents=[common],
-                            description="Coordinate parallel Cascade sessions through one state file.")
+                            description="Parallel agent sessions (Windsurf/Devin Desktop, Claude "
+                                        "Code, Cursor, Devin) on one repository coordinate "
+                                        "through one shared state file.")
+    parser.add_argument("--version", action="version", version=f"orchestrator {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     for name, (help_text, flags) in COMMAND_FLAGS.items():
@@ -9436,6 +9488,10 @@ def main(argv=None):
         error = as_failure(exception)
         if error is None:
             raise
+        if isinstance(error, InternalError):
+            kept = keep_evidence(exception, " ".join(argv[:1]) or "no command")
+            if kept:
+                error = InternalError(f"{error.message}; the traceback is in {kept}")
         report_error(error, as_json)
         return error.exit_code
 
@@ -9459,6 +9515,8 @@ def run():
     by `with` and the lock explicitly, output is flushed as it is written. What stdout and
     stderr cannot encode (PYTHONIOENCODING=ascii, a latin-1 terminal) is replaced, never an
     error."""
+    if os.path.basename(sys.argv[0]) in ("orchestrator", "orchestrator.exe"):
+        os.environ.setdefault("ORCHESTRATOR_COMMAND", "orchestrator")  # the installed command
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.reconfigure(errors="replace")

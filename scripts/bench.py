@@ -677,7 +677,7 @@ def targets(results, baselines, stress, scale=None, shared=None):
                "lost, duplicated or failed",
                f"{stress['ops_per_second']} ops/s, lost {stress['lost']}, duplicated "
                f"{stress['duplicated']}, failed {stress['failed']}", STRESS_OPS_TARGET, ok)
-    for name, result in results.items():
+    for result in results.values():
         cold = result["first_read_after_hand_edit"]
         what = describe_counts(result["counts"])
         found.append({"target": f"first read after a hand edit ({what}), full strictyaml "
@@ -873,7 +873,7 @@ def main(argv=None):
         add_ratios(result["first_read_after_hand_edit"], result["baselines"], "first_read_ms")
     print_table("baselines alone, before and after all states", [(BASELINE_LABELS[k], v)
                                                                   for k, v in baselines.items()])
-    for name, result in results.items():
+    for result in results.values():
         cold = result["first_read_after_hand_edit"]
         title = (f"{name}: {describe_counts(result['counts'])} ({result['state_bytes']:,} bytes), "
                  f"cache warm; {result['warmup']} warm-up + {result['runs']} runs, baselines "

@@ -470,12 +470,12 @@ def test_the_environment_cannot_turn_a_denial_into_an_allow(shop, tmp_path, vari
     assert result.returncode == 2, result
 
 
-# ---------------------------------------------------------------------------- the README's table
+# ---------------------------------------------------------------------------- the enforcement table in docs/agents.md
 
 def readme_examples(row_title, column):
-    """The example commands the README's enforcement table gives in one cell."""
+    """The example commands the enforcement table (docs/agents.md) gives in one cell."""
     import re
-    readme = (orchestrator.HERE + "/README.md")
+    readme = (orchestrator.HERE + "/docs/agents.md")
     row = next(line for line in open(readme, encoding="utf-8").read().splitlines()
                if line.startswith(f"| **{row_title}**"))
     cell = re.split(r"(?<!\\)\|", row)[column + 2]
@@ -484,7 +484,7 @@ def readme_examples(row_title, column):
 
 
 def test_the_readme_table_holds_for_every_agent(shop, monkeypatch, capsys):
-    """What the README says each agent denies and asks about, run as written."""
+    """What docs/agents.md says each agent denies and asks about, run as written."""
     denied, asked = readme_examples("denied before it runs", 0), readme_examples("asked, the person decides", 1)
     assert len(denied) >= 8 and len(asked) >= 5, (denied, asked)
     for examples, expected in ((denied, "deny"), (asked, "ask")):

@@ -15,7 +15,6 @@ Contracts followed, as stored late 2026:
 import json
 import os
 import subprocess
-import sys
 import threading
 
 import pytest

@@ -85,9 +85,9 @@ def test_no_section_before_the_commands_runs_a_command_through_the_context():
 
 
 def test_the_readmes_map_of_the_module_is_the_docstrings():
-    """The README's list of the module's sections names the docstring's sections in the same
+    """docs/design.md's list of the module's sections names the docstring's sections in the same
     order, and its error kinds are those EXIT_CODES maps."""
-    readme = open(o.HERE + "/README.md", encoding="utf-8").read()
+    readme = open(o.HERE + "/docs/design.md", encoding="utf-8").read()
     layout = readme[readme.index("## How the module is laid out"):]
     layout = layout[:layout.index("\n## ", 3)] if "\n## " in layout[3:] else layout
     listed = re.findall(r"^\d+\. (.+?) —", layout, re.MULTILINE)

@@ -197,7 +197,7 @@ def test_pack_works_from_a_worktree_made_after_the_pack_was_committed(target, ba
     assert not (worktree / ".windsurf" / "orchestrator").exists()
     from_subfolder = worktree / "deep" / "er"
     from_subfolder.mkdir(parents=True)
-    result = shell(f"sh ../../.windsurf/bin/orchestrator status --json", from_subfolder, bare_env)
+    result = shell("sh ../../.windsurf/bin/orchestrator status --json", from_subfolder, bare_env)
     assert result.returncode == 0 and '"tree-work"' in result.stdout
 
 

@@ -4,7 +4,6 @@ status, build-failure and the write hook (all in process, through main(argv)).""
 import io
 import json
 import sys
-from datetime import datetime, timedelta, timezone
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st

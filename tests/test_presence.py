@@ -21,7 +21,6 @@ Contracts followed, as stored late 2026:
 import io
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys

@@ -66,8 +66,9 @@ def git_view(*checkouts):
     files (hashes), HEAD."""
     view = []
     for checkout in checkouts:
-        run = lambda *a: subprocess.run(["git", "-C", str(checkout), *a], capture_output=True,
-                                        check=False).stdout
+        def run(*a, checkout=checkout):
+            return subprocess.run(["git", "-C", str(checkout), *a], capture_output=True,
+                                  check=False).stdout
         index_path = run("rev-parse", "--path-format=absolute", "--git-path",
                          "index").decode().strip()
         files = {}

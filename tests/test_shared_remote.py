@@ -581,7 +581,7 @@ def test_reports_show_each_sessions_machine_beside_its_worktree(shared):
     remote, a, b = shared
     b.sync("web", "frontend")
     out = a.run("status").stdout
-    assert f"(on machine-b)" in out and f"(on machine-a)" in out
+    assert "(on machine-b)" in out and "(on machine-a)" in out
 
 
 def test_a_write_overtaken_every_time_gives_up_with_exit_4(shared, monkeypatch, capsys):
