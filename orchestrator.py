@@ -4197,6 +4197,9 @@ COMMAND_FLAGS = {
                          "global", {"metavar": "SESSION"}))),
     "inbox": ("list a session's messages, newest first, and mark them read", (
         YOUR_SESSION,)),
+    "mcp": ("serve the commands as MCP tools over stdio (needs the mcp extra)", (
+        ("--target", VALUE, "the repository to serve (default: the one of the current "
+                            "folder)", {"metavar": "DIR"}),)),
     "check": ("silent session-start check: exit 1 with a warning on conflict", (
         YOUR_SESSION,
         ("--area", VALUES, "an area the work will touch (repeatable)", {}),
@@ -7850,6 +7853,36 @@ def planned_json(existing, merge, claude, top_level=False):
     return json.dumps(merged, indent=2, ensure_ascii=False) + "\n"
 
 
+# The MCP server in each agent's project configuration (Windsurf's is one global file: install
+# prints its entry instead of writing outside the repository).
+MCP_SERVER_NAME = "session-orchestrator"
+MCP_CONFIG_PATHS = {"claude": ".mcp.json", "cursor": ".cursor/mcp.json",
+                    "devin": ".devin/config.json"}
+MCP_ENTRY = {"command": "sh", "args": [SHIM_PATH, "mcp"]}
+
+
+def planned_mcp(existing):
+    """An agent's MCP configuration with our server under `mcpServers`, everything else kept."""
+    import copy
+    import json
+    config = read_json_exactly(existing) if existing is not None else {}
+    servers = config.get("mcpServers", {})
+    if not isinstance(servers, dict):
+        raise Kept("its `mcpServers` is not an object: add the server by hand (see docs/mcp.md)")
+    merged = copy.deepcopy(config)
+    merged["mcpServers"] = {**servers, MCP_SERVER_NAME: MCP_ENTRY}
+    if existing is not None and merged == config:
+        return existing
+    return json.dumps(merged, indent=2, ensure_ascii=False) + "\n"
+
+
+def windsurf_mcp_entry(target):
+    """The entry for Windsurf's global mcp_config.json, for this repository (by its path)."""
+    root = os.path.abspath(str(target))
+    return {MCP_SERVER_NAME: {"command": "sh", "args": [os.path.join(root, SHIM_PATH), "mcp",
+                                                        "--target", root]}}
+
+
 def planned_agents_md(existing, section):
     text = existing or ""
     begin, end = text.find(AGENTS_MD_BEGIN), text.find(AGENTS_MD_END)
@@ -7920,6 +7953,8 @@ def install_pack(ctx, target, agents, force):
     if "devin" in agents:
         merged.append((DEVIN_HOOKS_PATH, lambda text: planned_json(
             text, merge_devin_hooks, claude=True, top_level=True)))
+    merged += [(MCP_CONFIG_PATHS[agent], planned_mcp) for agent in agents
+               if agent in MCP_CONFIG_PATHS]
     if "agents-md" in agents:
         section = render("agents_md_section.md.j2", **pack_context())
         merged.append(("AGENTS.md", lambda text: planned_agents_md(text, section)))
@@ -7982,10 +8017,14 @@ def install_pack(ctx, target, agents, force):
     kept_paths = [f["path"] for f in files if f["action"] == "kept"]
     # The pre-commit framework rewrites git's hook on `pre-commit install`: say the entry.
     framework = os.path.isfile(os.path.join(str(target), ".pre-commit-config.yaml"))
+    import json
+    windsurf_mcp = windsurf_mcp_entry(target) if "windsurf" in agents else None
     ctx.out.emit(render("install_report.txt.j2", target=str(target), files=files, diffs=diffs,
                         kept=kept_paths, cli=PACK_CLI, agents=agents, pre_commit_framework=framework,
-                        missing_hooks=missing_hooks),
+                        missing_hooks=missing_hooks, windsurf_mcp=windsurf_mcp and json.dumps(
+                            {"mcpServers": windsurf_mcp})),
                  {"target": str(target), "files": files, "allow_list": PACK_CLI, "kept": kept_paths,
+                  "windsurf_mcp_entry": windsurf_mcp,
                   "agents": list(agents), "hooks_not_installed": missing_hooks,
                   "pre_commit_entry": f"{PACK_CLI} commit-check" if framework else None})
     # Files it kept are listed, with the differences; an agent left without hooks is a failure.
@@ -9195,7 +9234,7 @@ def cmd_log(ctx, args):
 
 # ---------------------------------------------------------------------------- command line
 
-OUTSIDE_A_REPOSITORY = {"install", "hook", "commit-check"}  # commands that need no state here
+OUTSIDE_A_REPOSITORY = {"install", "hook", "commit-check", "mcp"}  # commands that need no state here
 ACTIVITY_COMMANDS = {*WRITING_COMMANDS, "check", "build-failure"}  # a session's own acts
 
 
@@ -9439,12 +9478,167 @@ def flag_suggestions(message, known):
             if hints else "")
 
 
+# -- the MCP server: typed tool calls into the same commands
+
+# The commands an agent needs, as MCP tools (at most 8: Windsurf caps all servers together
+# at 100 tools). Each tool's properties are its command's flags without dashes, generated from
+# COMMAND_FLAGS; its result is the command's --json object. Hooks enforce; MCP only changes
+# how an agent asks.
+MCP_TOOLS = ("sync", "lock", "unlock", "status", "check", "note", "complete", "build-failure")
+MCP_REQUIRED = {"lock": ("session", "area", "scope", "reason"), "unlock": ("session",),
+                "complete": ("session", "outcome"), "note": ("text",)}
+MCP_REFUSALS = {"sync", "lock", "unlock", "note", "complete"}  # exit 1 is a refusal there
+MCP_PROTOCOL = ("Register first (sync with session, focus, area); lock before changing shared "
+                "files; never edit inside another session's lock.")
+EXIT_MEANINGS = {EXIT_REFUSED: "refused or conflict found, nothing written",
+                 EXIT_USAGE: "bad input, nothing written",
+                 EXIT_STATE: "the state file cannot be read, nothing written",
+                 EXIT_BUSY: "busy, nothing written: try again",
+                 EXIT_REMOTE: "the shared remote is unreachable, nothing written",
+                 EXIT_INTERNAL: "internal error"}
+
+
+def mcp_property(flag):
+    return flag.lstrip("-").replace("-", "_")
+
+
+def mcp_tool_schemas():
+    """[(name, description, input schema)] of the tools, from the one flag table."""
+    kinds = {VALUE: {"type": "string"}, TEXT: {"type": "string"},
+             VALUES: {"type": "array", "items": {"type": "string"}},
+             SWITCH: {"type": "boolean"}}
+    tools = []
+    for command in MCP_TOOLS:
+        help_text, flags = COMMAND_FLAGS[command]
+        properties = {mcp_property(flag): {**kinds[kind], "description": help_of_flag}
+                      for flag, kind, help_of_flag, _ in flags}
+        properties["repository"] = {"type": "string", "description":
+                                    "the repository's folder, where the server serves several"}
+        schema = {"type": "object", "properties": properties, "additionalProperties": False}
+        if command in MCP_REQUIRED:
+            schema["required"] = list(MCP_REQUIRED[command])
+        description = help_text[0].upper() + help_text[1:] + "."
+        if command == "sync":
+            description += " " + MCP_PROTOCOL
+        tools.append((command.replace("-", "_"), description, schema))
+    return tools
+
+
+def mcp_command_line(command, arguments):
+    """The command line a tool call stands for (`--json` first), or UsageError."""
+    _, flags = COMMAND_FLAGS[command]
+    kinds = {mcp_property(flag): (flag, kind) for flag, kind, _, _ in flags}
+    argv, text = ["--json", command], []
+    for name, value in arguments.items():
+        if name == "repository":
+            continue
+        if name not in kinds:
+            raise UsageError(f"{command.replace('-', '_')}: no property {name!r}; the tool's "
+                             "properties are its command's flags without dashes")
+        flag, kind = kinds[name]
+        if kind == SWITCH:
+            argv += [flag] if value is True else []
+        elif kind == TEXT:
+            text.append(str(value))
+        elif kind == VALUES:
+            values = value if isinstance(value, list) else [value]
+            argv += [part for item in values for part in (flag, str(item))]
+        else:
+            argv += [flag, str(value)]
+    return argv + (["--", *text] if text else [])
+
+
+def mcp_serve(repository):
+    """Serve the tools over stdio (the official `mcp` SDK, imported here only). Each call runs
+    the command as its own process in the repository's folder: the same checks, locks and
+    writes as the command line, and its --json object as the result."""
+    try:
+        import anyio
+        import mcp_types as types
+        from mcp.server.lowlevel import Server
+        from mcp.server.stdio import stdio_server
+    except ImportError:
+        raise UsageError("the MCP server needs the `mcp` package: install the tool with its "
+                         "extra (`pipx install 'session-orchestrator[mcp]'`, or "
+                         "`make install` in a clone)") from None
+    tools = [types.Tool(name=name, description=description, input_schema=schema)
+             for name, description, schema in mcp_tool_schemas()]
+    launch = [sys.executable, "-c", "import sys; p = sys.argv.pop(1).split('\\n'); "
+              "sys.path[0:0] = p; import orchestrator; sys.exit(orchestrator.run())",
+              "\n".join([HERE] + [p for p in sys.path if p])]
+
+    async def list_tools(context, params):
+        return types.ListToolsResult(tools=tools)
+
+    async def call_tool(context, params):
+        command = params.name.replace("_", "-")
+        arguments = params.arguments or {}
+        if command not in MCP_TOOLS:
+            return mcp_error(types, f"no tool {params.name!r}; the tools are "
+                             + ", ".join(name for name, _, _ in mcp_tool_schemas()))
+        try:
+            argv = mcp_command_line(command, arguments)
+        except UsageError as error:
+            return mcp_error(types, error.message)
+        folder = arguments.get("repository") or repository
+        if not isinstance(folder, str) or not os.path.isdir(folder):
+            return mcp_error(types, f"repository {folder!r} is not a folder here")
+        done = await anyio.run_process(launch + argv, cwd=folder, check=False,
+                                       env={**os.environ, "ORCHESTRATOR_COMMAND": cli_name()})
+        return mcp_result(types, command, done.returncode, done.stdout.decode("utf-8", "replace"))
+
+    server = Server("session-orchestrator", version=__version__,
+                    instructions="Coordinates parallel agent sessions on one repository. "
+                                 + MCP_PROTOCOL, on_list_tools=list_tools,
+                    on_call_tool=call_tool)
+
+    async def serve():
+        async with stdio_server() as (read, write):
+            await server.run(read, write, server.create_initialization_options())
+    anyio.run(serve)
+
+
+def mcp_error(types, text):
+    return types.CallToolResult(content=[types.TextContent(type="text", text=text)],
+                                is_error=True)
+
+
+def mcp_result(types, command, code, output):
+    """The command's --json object as the result; a refusal or an error as a tool error whose
+    text is the command's message and what its exit code means."""
+    import json
+    try:
+        payload = json.loads(output) if output.strip() else {}
+    except ValueError:
+        payload = {"error": output.strip()}
+    refused = code != EXIT_OK and (code != EXIT_REFUSED or command in MCP_REFUSALS)
+    if refused:
+        text = (f"{payload.get('error') or 'failed'} (exit {code}: "
+                f"{EXIT_MEANINGS.get(code, 'failed')})")
+        return types.CallToolResult(content=[types.TextContent(type="text", text=text)],
+                                    structured_content={**payload, "exit_code": code},
+                                    is_error=True)
+    payload = {**payload, "exit_code": code}
+    return types.CallToolResult(content=[types.TextContent(type="text", text=json.dumps(payload))],
+                                structured_content=payload)
+
+
+def cmd_mcp(ctx, args):
+    """`orchestrator mcp`: the MCP server of the repository it runs in (or --target)."""
+    repository = os.path.abspath(args.target) if args.target else ctx.checkout_root
+    if not os.path.isdir(repository):
+        raise UsageError(f"mcp: --target {args.target} is not a folder")
+    mcp_serve(repository)
+    return EXIT_OK
+
+
 COMMANDS = {"sync": cmd_sync, "lock": cmd_lock, "renew": cmd_renew, "unlock": cmd_unlock,
             "status": cmd_status, "update": cmd_update, "complete": cmd_complete,
             "note": cmd_note, "check": cmd_check, "validate": cmd_validate,
             "build-failure": cmd_build_failure, "directive": cmd_directive, "audit": cmd_audit,
             "install": cmd_install, "hook": cmd_hook, "commit-check": cmd_commit_check,
-            "watch": cmd_watch, "remote": cmd_remote, "log": cmd_log, "inbox": cmd_inbox}
+            "watch": cmd_watch, "remote": cmd_remote, "log": cmd_log, "inbox": cmd_inbox,
+            "mcp": cmd_mcp}
 
 
 def named_command(argv):
