@@ -29,7 +29,8 @@ check: $(STAMP)
 	rm -f .coverage .coverage.*
 	$(VENV)/bin/coverage run -m pytest -n 2
 	$(VENV)/bin/coverage combine -q
-	$(VENV)/bin/coverage report --fail-under=$(COVERAGE_FLOOR) | tail -1
+	@echo "coverage, every process of the suite (floor $(COVERAGE_FLOOR)%):"
+	$(VENV)/bin/coverage report --fail-under=$(COVERAGE_FLOOR) --format=total
 
 # The development loop: everything but the tests marked slow (long property and load runs).
 test-fast: $(STAMP)

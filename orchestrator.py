@@ -9701,6 +9701,22 @@ def report_error(error, as_json):
         pass
 
 
+def command_as_run(program):
+    """How hints spell the tool, as the user ran it, so that every hint works as printed: the
+    installed `orchestrator`, or this interpreter and this file (the pack's launcher sets
+    ORCHESTRATOR_COMMAND to its shim itself)."""
+    import shlex
+    if os.path.basename(program) in ("orchestrator", "orchestrator.exe"):
+        return "orchestrator"
+    if not program.endswith(".py"):
+        return "orchestrator.py"
+
+    def shown(path):
+        relative = os.path.relpath(path)
+        return shlex.quote(path if relative.startswith("..") else relative)
+    return f"{shown(sys.executable)} {shown(program)}"
+
+
 def run():
     """The process's entry point (`python orchestrator.py`, the pack's launcher), and the last
     thing the process does: gc.freeze() spares the interpreter's exit its full collection of
@@ -9709,8 +9725,7 @@ def run():
     by `with` and the lock explicitly, output is flushed as it is written. What stdout and
     stderr cannot encode (PYTHONIOENCODING=ascii, a latin-1 terminal) is replaced, never an
     error."""
-    if os.path.basename(sys.argv[0]) in ("orchestrator", "orchestrator.exe"):
-        os.environ.setdefault("ORCHESTRATOR_COMMAND", "orchestrator")  # the installed command
+    os.environ.setdefault("ORCHESTRATOR_COMMAND", command_as_run(sys.argv[0]))
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.reconfigure(errors="replace")

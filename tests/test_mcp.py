@@ -124,6 +124,10 @@ def test_the_server_exits_cleanly_when_the_client_closes(repo):
 
 
 def test_install_merges_the_server_into_each_agents_mcp_configuration(tmp_path, capsys):
+    """Claude Code's project servers in `.mcp.json` and Cursor's in `.cursor/mcp.json`
+    (AGENT-HOOKS.md); Devin's project scope is `.devin/config.json`
+    (docs.devin.ai/cli/extensibility/mcp/configuration: `devin mcp add -s project`), each
+    `{"mcpServers": {NAME: {"command", "args"}}}`; Windsurf's is one global file."""
     repo = committed_repo(tmp_path / "r", {"a": "a\n"})
     (repo / ".cursor").mkdir()
     (repo / ".mcp.json").write_text(json.dumps({"mcpServers": {"theirs": {"command": "x"}}}))
