@@ -4345,7 +4345,8 @@ def watch_frame(state, now, width, height, session_id=None, color=True, error=No
         lines.append((f"! {one_line(error)}", "31"))
     conflicts = sessions_in_foreign_locks(state, now, session_id, is_folder, fold_case=fold_case)
     pairs = overlapping_lock_pairs(state, now, fold_case=fold_case)
-    lines.append(("CONFLICTS" + ("" if conflicts or pairs or radar_found else ": none"), "1"))
+    lines.append(("CONFLICTS" + ("" if conflicts or pairs or radar_found
+                                 or shared_worktrees(state) else ": none"), "1"))
     for conflict in conflicts:
         lock = conflict["lock"]
         mark, tone = ("~", "33") if lock["allow_external_fixes"] else ("!", "31")
@@ -4354,6 +4355,9 @@ def watch_frame(state, now, width, height, session_id=None, color=True, error=No
     for first, second in pairs:
         lines.append((f"  ! {first['owner']} and {second['owner']} lock the same paths: "
                       f"{as_label(first['area'])} / {as_label(second['area'])}", "31"))
+    for shared in shared_worktrees(state):
+        lines.append((f"  ~ {' and '.join(shared['sessions'])} share the worktree "
+                      f"{as_label(shared['worktree'])}", "33"))
     for found in radar_found:
         merge = found["kind"] == "merge"
         lines.append((f"  {'!' if merge else '~'} {' and '.join(found['sessions'])} "
@@ -9490,6 +9494,12 @@ MCP_REQUIRED = {"lock": ("session", "area", "scope", "reason"), "unlock": ("sess
 MCP_REFUSALS = {"sync", "lock", "unlock", "note", "complete"}  # exit 1 is a refusal there
 MCP_PROTOCOL = ("Register first (sync with session, focus, area); lock before changing shared "
                 "files; never edit inside another session's lock.")
+MCP_TOOL_RULES = {
+    "sync": MCP_PROTOCOL,
+    "lock": "Take one before changing files other sessions may touch; a refusal names the "
+            "holder: ask the user, never edit inside another session's lock.",
+    "check": "Run it before starting work: exit_code 1 means a conflict to tell the user about.",
+    "build-failure": "Ask it before fixing a broken build: report_only means report, never fix."}
 EXIT_MEANINGS = {EXIT_REFUSED: "refused or conflict found, nothing written",
                  EXIT_USAGE: "bad input, nothing written",
                  EXIT_STATE: "the state file cannot be read, nothing written",
@@ -9517,9 +9527,8 @@ def mcp_tool_schemas():
         schema = {"type": "object", "properties": properties, "additionalProperties": False}
         if command in MCP_REQUIRED:
             schema["required"] = list(MCP_REQUIRED[command])
-        description = help_text[0].upper() + help_text[1:] + "."
-        if command == "sync":
-            description += " " + MCP_PROTOCOL
+        description = (help_text[0].upper() + help_text[1:] + ". "
+                       + MCP_TOOL_RULES.get(command, "")).strip()
         tools.append((command.replace("-", "_"), description, schema))
     return tools
 
@@ -9533,8 +9542,8 @@ def mcp_command_line(command, arguments):
         if name == "repository":
             continue
         if name not in kinds:
-            raise UsageError(f"{command.replace('-', '_')}: no property {name!r}; the tool's "
-                             "properties are its command's flags without dashes")
+            raise UsageError(f"{command.replace('-', '_')}: no property {name!r}; its "
+                             "properties are " + ", ".join(sorted([*kinds, "repository"])))
         flag, kind = kinds[name]
         if kind == SWITCH:
             argv += [flag] if value is True else []

@@ -105,7 +105,8 @@ def test_an_agent_registers_locks_checks_notes_and_is_refused_as_a_tool_error(re
     assert len(alpha["inbox"]) == 1
     assert results["unlock"].structured_content["released"][0]["area"] == "api"
     assert results["complete"].structured_content["completed"]["id"] == "beta"
-    assert results["unknown"].is_error and "no property 'colour'" in results["unknown"].content[0].text
+    assert results["unknown"].is_error and "no property 'colour'; its properties are " in \
+        results["unknown"].content[0].text
 
 
 def test_the_server_exits_cleanly_when_the_client_closes(repo):

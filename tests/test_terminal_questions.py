@@ -107,6 +107,22 @@ def test_lock_conflict_confirmed_forces(ask, run, session):
     assert {l["owner"] for l in state_of(run)["locks"]} == {"api", "web"}
 
 
+def test_a_gone_holder_is_offered_as_a_take_over_not_a_force(clock, ask, run, session):
+    """When every holder in the way is stale or ended, the question offers --take-over (yes by
+    default); the lock moves in the open, never doubled as --force would."""
+    session("api", "backend")
+    session("web", "backend")
+    run("lock", "--session", "api", "--area", "backend", "--scope", "src", "--reason", "mine")
+    clock.tick(3700)  # api silent for over an hour: stale
+    run("update", "--session", "web", "--add-note", "still here")
+    code, out, _ = ask("\r", "lock", "--session", "web", "--area", "backend", "--scope",
+                       "src/web", "--reason", "theirs", "--duration", "1h")
+    assert code == 0, out
+    assert "api is stale" in out and "Taken over from api" in out
+    (lock,) = state_of(run)["locks"]
+    assert lock["owner"] == "web" and lock["taken_over_from"] == ["api"]
+
+
 def test_unlock_lists_own_locks_then_confirms(ask, run, session):
     session("api", "backend", "infra")
     run("lock", "--session", "api", "--area", "backend", "--scope", "src", "--reason", "a")
