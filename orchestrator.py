@@ -3244,9 +3244,16 @@ SESSION_KEY_PREFIX = "session:"  # a record of a command run with --session, not
 
 
 def seen_record_path(store, who):
-    import binascii
-    crc = binascii.crc32(who.encode("utf-8", "surrogatepass"))
-    return os.path.join(os.path.dirname(store.path), f"{SEEN_PREFIX}{crc:08x}-{len(who)}")
+    return os.path.join(os.path.dirname(store.path), f"{SEEN_PREFIX}{fnv1a(who):08x}-{len(who)}")
+
+
+def fnv1a(text):
+    """A 32-bit FNV-1a hash of `text`: a record's name, computed in the write hook's path,
+    where importing binascii or zlib for a crc32 would cost a thirtieth of its budget."""
+    value = 0x811C9DC5
+    for byte in text.encode("utf-8", "surrogatepass"):
+        value = ((value ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return value
 
 
 def record_seen(store, who, kind, at=None):
@@ -3764,9 +3771,9 @@ RADAR_OBJECTS_DAYS = 1  # the radar's own objects are dropped, and made again, a
 def radar_objects(main_root, cache, now_seconds):
     """The folder, in the user's cache, where the radar's commits and merged trees go; emptied
     (with the readings and predictions that name them) once it is a day old."""
-    import shutil
     folder = radar_cache_path(main_root) + "-objects"
     if now_seconds - cache.get("objects_since", now_seconds) > RADAR_OBJECTS_DAYS * 86400:
+        import shutil  # here only: its import is a tenth of the session-start check's time
         shutil.rmtree(folder, ignore_errors=True)
         cache.update(worktrees={}, pairs={})
     if not os.path.isdir(folder):
@@ -7270,10 +7277,12 @@ def changed_by_others(ctx, store, state, session_id, checkout, path, now):
     is found). Never a block: the radar reports it in every report too."""
     if not checkout or not path:
         return ""
-    here = os.path.realpath(checkout)
-    others = [s["id"] for s in state["active_sessions"] if s["id"] != session_id
+    others = [s for s in state["active_sessions"] if s["id"] != session_id
               and path in s.get("touched_files", ()) and s.get("worktree")
-              and is_on_machine(s, ctx.machine) and os.path.realpath(s["worktree"]) == here]
+              and is_on_machine(s, ctx.machine)]
+    if others:  # a lookup first: the real paths only for a session that wrote the file
+        here = os.path.realpath(checkout)
+        others = [s["id"] for s in others if os.path.realpath(s["worktree"]) == here]
     if not others:
         return ""
     seen = presences(state, read_seen(store), now, hook_thresholds(), ctx.machine)
@@ -9714,13 +9723,13 @@ def command_as_run(program):
     """How hints spell the tool, as the user ran it, so that every hint works as printed: the
     installed `orchestrator`, or this interpreter and this file (the pack's launcher sets
     ORCHESTRATOR_COMMAND to its shim itself)."""
-    import shlex
     if os.path.basename(program) in ("orchestrator", "orchestrator.exe"):
         return "orchestrator"
     if not program.endswith(".py"):
         return "orchestrator.py"
 
     def shown(path):
+        import shlex  # not before it is needed: it imports `re`, half the hook's budget
         relative = os.path.relpath(path)
         return shlex.quote(path if relative.startswith("..") else relative)
     return f"{shown(sys.executable)} {shown(program)}"
@@ -9734,7 +9743,8 @@ def run():
     by `with` and the lock explicitly, output is flushed as it is written. What stdout and
     stderr cannot encode (PYTHONIOENCODING=ascii, a latin-1 terminal) is replaced, never an
     error."""
-    os.environ.setdefault("ORCHESTRATOR_COMMAND", command_as_run(sys.argv[0]))
+    if "ORCHESTRATOR_COMMAND" not in os.environ:  # the pack's launcher sets it
+        os.environ["ORCHESTRATOR_COMMAND"] = command_as_run(sys.argv[0])
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.reconfigure(errors="replace")
