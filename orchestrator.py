@@ -355,9 +355,13 @@ def one_line(value):
     return " ".join(clean_text(value).split())
 
 
+COMMAND_AS_RUN = None  # how this process was started, set by run() for its own hints
+
+
 def cli_name():
-    """How hints spell the tool: the installed launcher sets this, a checkout runs the file."""
-    return os.environ.get("ORCHESTRATOR_COMMAND", "orchestrator.py")
+    """How hints spell the tool: the pack's launcher says (ORCHESTRATOR_COMMAND), else as this
+    process was run (the installed `orchestrator`, or an interpreter and this file)."""
+    return os.environ.get("ORCHESTRATOR_COMMAND") or COMMAND_AS_RUN or "orchestrator.py"
 
 
 # ---------------------------------------------------------------------------- schema
@@ -9743,14 +9747,17 @@ def run():
     by `with` and the lock explicitly, output is flushed as it is written. What stdout and
     stderr cannot encode (PYTHONIOENCODING=ascii, a latin-1 terminal) is replaced, never an
     error."""
-    if "ORCHESTRATOR_COMMAND" not in os.environ:  # the pack's launcher sets it
-        os.environ["ORCHESTRATOR_COMMAND"] = command_as_run(sys.argv[0])
+    global COMMAND_AS_RUN
+    COMMAND_AS_RUN = command_as_run(sys.argv[0])
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.reconfigure(errors="replace")
         except (AttributeError, ValueError, OSError):
             pass  # not a text stream we can change: written as it is
-    code = main()
+    try:
+        code = main()
+    finally:
+        COMMAND_AS_RUN = None  # a caller in the same process (a test) spells it its own way
     import gc
     gc.freeze()
     return code
