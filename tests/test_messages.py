@@ -124,11 +124,16 @@ def test_check_output_and_exit_codes_are_unchanged_when_no_message_waits(clock, 
     assert told.code == 0  # messages never change the exit code
 
 
-def test_a_refused_lock_tells_the_holder_once_per_requester_and_scope(clock, run, session,
-                                                                      state_path):
+@pytest.fixture
+def alpha_holds_api(clock, run, session):
+    """alpha locks src/api; beta is registered too."""
     session("alpha")
     session("beta")
     run("lock", "--session", "alpha", "--area", "api", "--scope", "src/api", "--reason", "r")
+
+
+def test_a_refused_lock_tells_the_holder_once_per_requester_and_scope(alpha_holds_api, run,
+                                                                      state_path):
     before = state_path.read_bytes()
     for _ in range(3):
         assert run("lock", "--session", "beta", "--area", "api", "--scope", "src/api/x",
@@ -141,11 +146,8 @@ def test_a_refused_lock_tells_the_holder_once_per_requester_and_scope(clock, run
     assert run("check", "--session", "alpha").out == ""  # once per requester and scope
 
 
-def test_a_failed_build_inside_a_lock_tells_its_owner_who_reported_it(clock, run, session,
+def test_a_failed_build_inside_a_lock_tells_its_owner_who_reported_it(alpha_holds_api, run,
                                                                      state_path):
-    session("alpha")
-    session("beta")
-    run("lock", "--session", "alpha", "--area", "api", "--scope", "src/api", "--reason", "r")
     before = state_path.read_bytes()
     verdict = as_json(run("--json", "build-failure", "--session", "beta", "--path",
                           "src/api/x.py"))
