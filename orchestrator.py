@@ -3842,9 +3842,17 @@ def parse_message(entry):
     text from nobody in particular."""
     at, _, rest = entry.partition(" ")
     sender, close, text = rest[1:].partition("] ") if rest.startswith("[") else ("", "", rest)
-    if len(at) != MOMENT_CHARS or not close:
+    if not is_moment_text(at) or not close:  # a hand edit: all of it is text, quoted as data
         return {"at": None, "from": None, "text": entry}
     return {"at": at, "from": sender, "text": text}
+
+
+def is_moment_text(text):
+    """Is `text` a moment as the tool writes one, `2026-01-01T00:00:00+00:00`?"""
+    return (len(text) == MOMENT_CHARS and text.endswith("+00:00") and text[10] == "T"
+            and all(text[i].isdigit() and text[i].isascii() for i in (
+                0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18))
+            and text[4] + text[7] + text[13] + text[16] == "--::")
 
 
 def address_note(state, recipients, sender, text, now):
@@ -3877,16 +3885,16 @@ def take_delivery(session, global_notes):
     first, as parsed, then new global notes; how many unread messages stay for `inbox`). At
     most DELIVERY_MESSAGES items and DELIVERY_CHARS characters; delivered messages move to
     `inbox_read`, and the global notes count as seen."""
-    unread = list(reversed(session.get("inbox", [])))
+    inbox = session.get("inbox", [])
     items, used = [], 0
-    for kind, text in [("message", e) for e in unread] + [
+    for kind, text in [("message", e) for e in reversed(inbox)] + [
             ("note", n) for n in reversed(unseen_notes(session, global_notes))]:
         if len(items) == DELIVERY_MESSAGES or (items and used + len(text) > DELIVERY_CHARS):
             break  # the first always goes: one note can be as long as a note may be
         items.append((kind, text))
         used += len(text)
     delivered = [text for kind, text in items if kind == "message"]
-    left = [entry for entry in session.get("inbox", []) if entry not in delivered]
+    left = inbox[:len(inbox) - len(delivered)]  # the newest went: by place, twins included
     apply_fields(session, {"inbox": left or None, "notes_seen": len(global_notes),
                            "inbox_read": (session.get("inbox_read", []) + list(
                                reversed(delivered)))[-INBOX_READ_KEPT:] or None})
@@ -9505,6 +9513,8 @@ MCP_TOOLS = ("sync", "lock", "unlock", "status", "check", "note", "complete", "b
 MCP_REQUIRED = {"lock": ("session", "area", "scope", "reason"), "unlock": ("session",),
                 "complete": ("session", "outcome"), "note": ("text",)}
 MCP_REFUSALS = {"sync", "lock", "unlock", "note", "complete"}  # exit 1 is a refusal there
+MCP_MAX_ITEMS = 100  # values of one repeatable flag in one call
+MCP_CALL_SECONDS = 120  # a call that takes longer is ended, and said so
 MCP_PROTOCOL = ("Register first (sync with session, focus, area); lock before changing shared "
                 "files; never edit inside another session's lock.")
 MCP_TOOL_RULES = {
@@ -9558,15 +9568,22 @@ def mcp_command_line(command, arguments):
             raise UsageError(f"{command.replace('-', '_')}: no property {name!r}; its "
                              "properties are " + ", ".join(sorted([*kinds, "repository"])))
         flag, kind = kinds[name]
+        wanted = {SWITCH: "true or false", VALUES: f"an array of at most {MCP_MAX_ITEMS} strings"
+                  }.get(kind, "a string")
+        fits = (isinstance(value, bool) if kind == SWITCH else
+                isinstance(value, list) and len(value) <= MCP_MAX_ITEMS
+                and all(isinstance(item, str) for item in value) if kind == VALUES else
+                isinstance(value, str))
+        if not fits:
+            raise UsageError(f"{command.replace('-', '_')}: {name} must be {wanted}")
         if kind == SWITCH:
-            argv += [flag] if value is True else []
+            argv += [flag] if value else []
         elif kind == TEXT:
-            text.append(str(value))
-        elif kind == VALUES:
-            values = value if isinstance(value, list) else [value]
-            argv += [part for item in values for part in (flag, str(item))]
+            text.append(value)
+        elif kind == VALUES:  # flag=value: a value that starts with a dash stays a value
+            argv += [f"{flag}={item}" for item in value]
         else:
-            argv += [flag, str(value)]
+            argv.append(f"{flag}={value}")
     return argv + (["--", *text] if text else [])
 
 
@@ -9605,8 +9622,13 @@ def mcp_serve(repository):
         folder = arguments.get("repository") or repository
         if not isinstance(folder, str) or not os.path.isdir(folder):
             return mcp_error(types, f"repository {folder!r} is not a folder here")
-        done = await anyio.run_process(launch + argv, cwd=folder, check=False,
-                                       env={**os.environ, "ORCHESTRATOR_COMMAND": cli_name()})
+        try:
+            with anyio.fail_after(MCP_CALL_SECONDS):
+                done = await anyio.run_process(launch + argv, cwd=folder, check=False, env={
+                    **os.environ, "ORCHESTRATOR_COMMAND": cli_name()})
+        except TimeoutError:
+            return mcp_error(types, f"{params.name} took longer than {MCP_CALL_SECONDS} s and "
+                             "was ended; nothing it had not written yet was written")
         return mcp_result(types, command, done.returncode, done.stdout.decode("utf-8", "replace"))
 
     server = Server("session-orchestrator", version=__version__,

@@ -145,3 +145,29 @@ def test_install_merges_the_server_into_each_agents_mcp_configuration(tmp_path, 
     windsurf = report["windsurf_mcp_entry"]["session-orchestrator"]
     assert windsurf["args"] == [str(repo / o.SHIM_PATH), "mcp", "--target", str(repo)]
     assert not (tmp_path / ".codeium").exists()  # nothing written outside the repository
+
+
+def test_a_value_of_the_wrong_type_is_a_tool_error_and_a_dash_is_only_a_value(repo):
+    state = repo / o.STATE_RELATIVE_PATH
+
+    async def steps(session):
+        results = [await session.call_tool("sync", {"session": "alpha", "focus": "-v2 cleanup",
+                                                    "area": ["--force"]})]
+        before = state.read_bytes()
+        for arguments in ({"session": "alpha", "text": None}, {"session": "alpha", "text": ["a"]},
+                          {"session": "alpha", "text": "x", "to": "alpha"}):
+            results.append(await session.call_tool("note", arguments))
+        results.append(await session.call_tool("lock", {
+            "session": "alpha", "area": "a", "reason": "r", "take_over": "true", "scope": ["x"]}))
+        results.append(await session.call_tool("lock", {
+            "session": "alpha", "area": "a", "reason": "r", "scope": ["s"] * 101}))
+        return results, before, state.read_bytes()
+    (synced, *refused), before, after = session_with(repo, steps)
+    assert not synced.is_error
+    alpha = synced.structured_content["active_sessions"][0]
+    assert alpha["focus"] == "-v2 cleanup" and alpha["touched_areas"] == ["--force"]
+    assert [r.is_error for r in refused] == [True] * 5
+    assert "text must be a string" in refused[0].content[0].text
+    assert "to must be an array of at most 100 strings" in refused[2].content[0].text
+    assert "take_over must be true or false" in refused[3].content[0].text
+    assert before == after  # nothing written by a call that did not type-check
