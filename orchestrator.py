@@ -2201,17 +2201,25 @@ def seconds_between(earlier, later):
     return epoch_seconds(later) - epoch_seconds(earlier)
 
 
+MOMENT_CHARS = len("2026-01-01T00:00:00+00:00")
+
+
+def is_moment_text(text):
+    """Is `text` a moment as the tool writes one, `2026-01-01T00:00:00+00:00`?"""
+    return (len(text) == MOMENT_CHARS and text.endswith("+00:00") and text[10] == "T"
+            and all(text[i].isdigit() and text[i].isascii() for i in (
+                0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18))
+            and text[4] + text[7] + text[13] + text[16] == "--::")
+
+
 def epoch_seconds(moment):
     """Seconds since the epoch of a moment. The state's own form (UTC, to the second) is read
     by arithmetic: presence is judged in the hooks, where importing datetime would cost a
     sixth of their time; any other form goes through datetime."""
-    if len(moment) == 25 and moment.endswith("+00:00") and moment[4] == "-" and moment[10] == "T":
-        try:
-            year, month, day = int(moment[:4]), int(moment[5:7]), int(moment[8:10])
-            hour, minute, second = int(moment[11:13]), int(moment[14:16]), int(moment[17:19])
-        except ValueError:
-            year = None
-        if year is not None and 1 <= month <= 12:
+    if is_moment_text(moment):
+        year, month, day = int(moment[:4]), int(moment[5:7]), int(moment[8:10])
+        hour, minute, second = int(moment[11:13]), int(moment[14:16]), int(moment[17:19])
+        if 1 <= month <= 12:
             year -= month <= 2  # days from 1970-01-01 in the proleptic Gregorian calendar
             era = year // 400
             of_era = year - era * 400
@@ -3419,18 +3427,6 @@ def git_version(checkout):
     return tuple(int(part) for part in found.groups() if part) if found else ()
 
 
-def git_lines(checkout, *args, env=None):
-    """(exit code, NUL-separated fields of git's output); (None, []) when git cannot run."""
-    import subprocess
-    try:
-        proc = run_in_own_group(["git", "-C", str(checkout), *args], timeout=20,
-                                env={**os.environ, **env} if env else None)
-    except (OSError, subprocess.SubprocessError):
-        return None, []
-    text = proc.stdout.decode("utf-8", "surrogateescape")
-    return proc.returncode, [field for field in text.split("\0") if field]
-
-
 RADAR_GIT_SECONDS = 8  # a worktree git cannot read in this time is skipped, and said so
 # Options for every git the radar runs: a temporary index stays whole (no split index, whose
 # shared files git would write into .git), no file system monitor, no hooks.
@@ -3443,7 +3439,8 @@ def radar_git(checkout, *args, env=None, objects=None):
     that a worktree without one never becomes the repository around it. With `objects`, new
     objects go to that folder in the user's cache (the repository's own are read through
     git's alternates): the radar writes nothing into the repository. (exit code, fields) as
-    git_lines; (None, []) when git cannot run or takes longer than RADAR_GIT_SECONDS."""
+    NUL-separated fields of its output); (None, []) when git cannot run or takes longer than
+    RADAR_GIT_SECONDS."""
     import subprocess
     git_dir, common = git_folders(checkout)
     if git_dir is None:
@@ -3492,7 +3489,7 @@ def head_commit(checkout):
             return head
     except (OSError, ValueError, OrchestratorError):
         pass
-    code, fields = git_lines(checkout, "rev-parse", "-q", "--verify", "HEAD^{commit}")
+    code, fields = radar_git(checkout, "rev-parse", "-q", "--verify", "HEAD^{commit}")
     return fields[0].strip() if code == 0 and fields else None
 
 
@@ -3511,8 +3508,8 @@ def snapshot_commit(checkout, head, objects):
     try:
         index = os.path.join(folder, "index")
         if os.path.isfile(os.path.join(git_dir, "index")):
-            # with its time: git trusts an entry's stat data only when the file is older than
-            # the index; a copy with a new time would hide a same-size edit of that second
+            # with its time, as git's own index: git judges whether an entry's stat data can
+            # be trusted ("racy git") by the index file's time
             shutil.copy2(os.path.join(git_dir, "index"), index)
         env = {"GIT_INDEX_FILE": index, **SNAPSHOT_IDENTITY}
         if radar_git(checkout, "add", "-A", "--", ".", env=env, objects=objects)[0] != 0:
@@ -3606,12 +3603,12 @@ def current_side(checkout, head, cache, now_seconds, activity):
 def remote_branch_side(checkout, branch):
     """Another machine's session works on `branch`: its commit as last fetched here, and how
     many seconds ago that fetch moved it (from the ref's log), or None."""
-    code, lines = git_lines(checkout, "for-each-ref", "--format=%(objectname) %(refname)%00",
+    code, lines = radar_git(checkout, "for-each-ref", "--format=%(objectname) %(refname)%00",
                             f"refs/remotes/*/{branch}")
     if code != 0 or not lines or " " not in lines[0]:
         return None
     commit, ref = lines[0].strip().split(" ", 1)
-    code, when = git_lines(checkout, "log", "-g", "-1", "--date=unix", "--format=%gd", ref)
+    code, when = radar_git(checkout, "log", "-g", "-1", "--date=unix", "--format=%gd", ref)
     stamp = when[0].strip().rpartition("@{")[2].rstrip("}") if code == 0 and when else ""
     fetched = int(stamp) if stamp.isdigit() else None  # a ref with no log: age unknown
     return {"tip": commit, "ref": ref, "fetched": fetched}
@@ -3691,11 +3688,13 @@ def radar(main_root, state, presence, machine, now_seconds, seen=None):
     worktrees, predicted = cache.setdefault("worktrees", {}), cache.setdefault("pairs", {})
     before = marshal.dumps(cache)
     ours = repository_worktrees(main_root)
+    def place_of(session):  # a worktree of its own on this machine, or None
+        return ((session.get("machine"), session["worktree"])
+                if is_on_machine(session, machine) and session.get("worktree") else None)
+
     places = {}
     for session in live:
-        here = is_on_machine(session, machine) and session.get("worktree")
-        place = (session.get("machine"), session["worktree"]) if here else None
-        places.setdefault(place, []).append(session["id"])
+        places.setdefault(place_of(session), []).append(session["id"])
     read, pending = {}, []
 
     def activity_of(session):  # its agents' last hook event: their edits come with one
@@ -3708,8 +3707,7 @@ def radar(main_root, state, presence, machine, now_seconds, seen=None):
                                             objects)
 
     for session in live:
-        place = ((session.get("machine"), session["worktree"])
-                 if is_on_machine(session, machine) and session.get("worktree") else None)
+        place = place_of(session)
         if (place and len(places[place]) == 1
                 and os.path.realpath(session["worktree"]) in ours):
             head = head_commit(session["worktree"])
@@ -3727,7 +3725,7 @@ def radar(main_root, state, presence, machine, now_seconds, seen=None):
         if found and found.get("failed"):
             said["unreadable"].append(session["worktree"])
         elif found:
-            side.update(tip=found["tip"], place=(session.get("machine"), session["worktree"]))
+            side.update(tip=found["tip"], place=place_of(session))
             side["changed"] |= set(found["changed"])
         elif not is_on_machine(session, machine) and session.get("branch"):
             remote = remote_branch_side(main_root, session["branch"])
@@ -3830,7 +3828,6 @@ def known_git_version(main_root, cache):
 
 DELIVERY_MESSAGES, DELIVERY_CHARS = 5, 2000  # the most one delivery puts into a conversation
 INBOX_READ_KEPT = 20
-MOMENT_CHARS = len("2026-01-01T00:00:00+00:00")
 
 
 def message_entry(at, sender, text):
@@ -3845,14 +3842,6 @@ def parse_message(entry):
     if not is_moment_text(at) or not close:  # a hand edit: all of it is text, quoted as data
         return {"at": None, "from": None, "text": entry}
     return {"at": at, "from": sender, "text": text}
-
-
-def is_moment_text(text):
-    """Is `text` a moment as the tool writes one, `2026-01-01T00:00:00+00:00`?"""
-    return (len(text) == MOMENT_CHARS and text.endswith("+00:00") and text[10] == "T"
-            and all(text[i].isdigit() and text[i].isascii() for i in (
-                0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18))
-            and text[4] + text[7] + text[13] + text[16] == "--::")
 
 
 def address_note(state, recipients, sender, text, now):
@@ -4200,8 +4189,8 @@ COMMAND_FLAGS = {
         ("--session", VALUE, "show conflicts from this session's point of view", {}),)),
     "update": ("edit this session's own entry", (
         YOUR_SESSION,
-        ("--status", VALUE, f"one of {', '.join(s for s in SESSION_STATUSES if s != 'completed')}"
-                            " (`complete` ends a session)", {}),
+        ("--status", VALUE, f"one of {', '.join(UPDATE_STATUSES)} (`complete` ends a "
+                            "session)", {}),
         ("--add-note", VALUES, "a note on this session's own entry (repeatable)", {}),
         ("--add-area", VALUES, "an area or path this session now touches too (repeatable)", {}),
         ("--add-risk", VALUES, "a risk others should know of (repeatable)", {}))),
@@ -9291,19 +9280,20 @@ class Context:
         self.interactive = not args.json and terminal_is_interactive()
         self.asker = None
         self.presence_thresholds = None
+        self.seen = None  # the records beside the state, once presence has read them
 
     def presence(self, state, now):
         """Each active session's presence (see presences), from the records beside the state;
         the thresholds come from the environment, a bad one is bad input."""
         if self.presence_thresholds is None:
             self.presence_thresholds = presence_thresholds(os.environ)
-        return presences(state, read_seen(self.store), now, self.presence_thresholds,
-                         self.machine)
+        self.seen = read_seen(self.store)  # the radar reads the same records after it
+        return presences(state, self.seen, now, self.presence_thresholds, self.machine)
 
     def radar(self, state, presence):
         """The radar's conflicts (see radar); a git too old to predict merges is said once."""
         found, said = radar(self.main_root, state, presence, self.machine, time.time(),
-                            read_seen(self.store))
+                            self.seen if self.seen is not None else read_seen(self.store))
         if said["old_git"]:
             self.out.notice(message("radar_old_git", version=said["old_git"]))
         for worktree in said["unreadable"]:

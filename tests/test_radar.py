@@ -246,10 +246,10 @@ def test_two_sessions_in_one_checkout_hear_about_each_others_writes(tmp_path, mo
 
 
 def test_a_same_size_edit_in_the_second_of_the_index_is_seen(two):
-    """git trusts an index entry's stat data only when the file is older than the index file
-    ("racy git"): the copy of the index the radar stages into keeps the index's own time, so
-    an edit of the same size, in the same second as the index was written, is still seen,
-    as `git status` sees it."""
+    """An edit of the same size, with the file's time set back to what git recorded and the
+    index's to that same second ("racy git"), is seen by the radar as `git status` sees it.
+    (git smudges racily clean entries when it writes an index, so this holds whether or not
+    the radar's copy of the index keeps the index's time; it keeps it, as git's own does.)"""
     main, side = two
     for path, git_index in ((main / "f.txt", main / ".git/index"),
                             (side / "f.txt", main / ".git/worktrees/side/index")):
